@@ -1,0 +1,103 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let package = Package(
+    name: "patina",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "patina", targets: ["patina"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+    ],
+    targets: [
+        // C libraries, one systemLibrary target each.
+        .systemLibrary(
+            name: "CGit2",
+            pkgConfig: "libgit2",
+            providers: [.apt(["libgit2-dev"])]
+        ),
+        .systemLibrary(
+            name: "CSeccomp",
+            pkgConfig: "libseccomp",
+            providers: [.apt(["libseccomp-dev"])]
+        ),
+        // What Swift cannot import: variadic functions and function-like macros.
+        .target(
+            name: "CPatinaShim",
+            linkerSettings: [.linkedLibrary("git2"), .linkedLibrary("seccomp")]
+        ),
+
+        // git: a small owner-class wrapper over libgit2.
+        .target(
+            name: "PatinaGit",
+            dependencies: ["CGit2", "CPatinaShim"],
+            swiftSettings: strict
+        ),
+        // sandbox: docker engine, firewall plan, seccomp profile, image cache.
+        .target(
+            name: "PatinaSandbox",
+            dependencies: [
+                "CSeccomp", "CPatinaShim", "PatinaTemplates",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strict
+        ),
+        // templates: finds the shipped data (templates/, firewall/) and renders it
+        // with mustache; a repository's .patina/ overrides any file.
+        .target(
+            name: "PatinaTemplates",
+            dependencies: [.product(name: "Mustache", package: "swift-mustache")],
+            swiftSettings: strict
+        ),
+        // core: run planning, lifecycle, run store, templates, session log.
+        .target(
+            name: "PatinaCore",
+            dependencies: [
+                "PatinaGit", "PatinaSandbox", "PatinaTemplates",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strict
+        ),
+        // commands: one file per subcommand, parsing and printing only.
+        .target(
+            name: "PatinaCommands",
+            dependencies: [
+                "PatinaCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "patina",
+            dependencies: ["PatinaCommands"],
+            swiftSettings: strict
+        ),
+
+        .target(
+            name: "PatinaTestSupport",
+            dependencies: [
+                "PatinaCore",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            path: "Tests/PatinaTestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PatinaTests",
+            dependencies: ["PatinaCore", "PatinaCommands", "PatinaTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PatinaEndToEndTests",
+            dependencies: ["PatinaCore", "PatinaTestSupport"],
+            swiftSettings: strict
+        ),
+    ]
+)
+
+var strict: [SwiftSetting] {
+    [.unsafeFlags(["-warnings-as-errors"])]
+}

@@ -1,0 +1,28 @@
+// Tiny C shim for what Swift cannot import from libgit2 and libseccomp:
+// variadic functions and function-like macros.
+#ifndef PATINA_SHIM_H
+#define PATINA_SHIM_H
+
+#include <stdint.h>
+
+// libseccomp: function-like macros and architecture tokens built from
+// macro expressions.
+uint32_t patina_scmp_act_errno(uint16_t err);
+uint32_t patina_scmp_act_allow(void);
+uint32_t patina_scmp_act_kill_process(void);
+uint32_t patina_scmp_arch_native(void);
+uint32_t patina_scmp_arch_x86_64(void);
+uint32_t patina_scmp_arch_x86(void);
+uint32_t patina_scmp_arch_x32(void);
+uint32_t patina_scmp_arch_aarch64(void);
+uint32_t patina_scmp_arch_arm(void);
+
+// syscall(2) is variadic.
+long patina_syscall6(long number, long a0, long a1, long a2, long a3, long a4, long a5);
+
+// git_libgit2_opts is variadic.
+int patina_git_set_owner_validation(int enabled);
+int patina_git_set_strict_hash_verification(int enabled);
+int patina_git_set_search_path_empty(int level);
+
+#endif

@@ -1,0 +1,17 @@
+import ArgumentParser
+
+/// The root command: `patina <subcommand>`.
+public struct Patina: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "patina",
+        abstract: "Run Claude Code in YOLO mode inside a locked-down container, on its own git branch.",
+        subcommands: [
+            YoloCommand.self,
+            RunsCommand.self,
+            ShowCommand.self,
+            SeccompCommand.self,
+        ]
+    )
+
+    public init() {}
+}

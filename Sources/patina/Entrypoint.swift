@@ -1,0 +1,8 @@
+import PatinaCommands
+
+@main
+struct Entrypoint {
+    static func main() async {
+        await Patina.main()
+    }
+}
