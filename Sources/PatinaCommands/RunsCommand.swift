@@ -1,6 +1,37 @@
 import ArgumentParser
+import Foundation
+import PatinaCore
+import PatinaGit
 
+/// `patina runs`: this repository's runs, newest first.
 struct RunsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "runs")
-    func run() async throws {}
+    static let configuration = CommandConfiguration(
+        commandName: "runs",
+        abstract: "List this repository's runs, newest first."
+    )
+
+    @Flag(help: "Print a JSON array of run records.")
+    var json = false
+
+    func run() async throws {
+        let store: RunStore
+        do {
+            let repository = try Repository.discover(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+            store = RunStore(home: RunStore.home(), repositoryCommonDirectory: repository.commonDirectory)
+        } catch {
+            throw CLIError(error)
+        }
+        let records = store.list()
+        if json {
+            let data = try RunRecord.encoder.encode(records)
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        guard !records.isEmpty else {
+            print("no runs yet in this repository; start one with: patina yolo \"TASK\"")
+            return
+        }
+        print("STATUS     RUN                                              TIME     COST      CHANGES")
+        for r in records { print(RunSummary.row(r)) }
+    }
 }

@@ -1,6 +1,43 @@
 import ArgumentParser
+import Foundation
+import PatinaCore
+import PatinaGit
 
+/// `patina show RUN`: one run, with its diffstat and protection reports.
 struct ShowCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "show")
-    func run() async throws {}
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show one run: status, branch, cost, files changed, firewall and probes."
+    )
+
+    @Argument(help: "Run id (a unique prefix or part of it works), its branch, or `latest`.")
+    var run: String
+
+    @Flag(help: "Print the run record as JSON.")
+    var json = false
+
+    func run() async throws {
+        let record: RunRecord
+        do {
+            let repository = try Repository.discover(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+            let store = RunStore(home: RunStore.home(), repositoryCommonDirectory: repository.commonDirectory)
+            record = try store.resolve(run)
+        } catch {
+            throw CLIError(error)
+        }
+        if json {
+            print(record.json())
+            return
+        }
+        print(RunSummary.text(record))
+        let layout = RunLayout(runDirectory: URL(fileURLWithPath: record.runDir))
+        for (title, url) in [("firewall", layout.firewallReport), ("probes", layout.probeReport)] {
+            if let text = try? String(contentsOf: url, encoding: .utf8) {
+                print("  \(title):")
+                for line in ProtectionReport.summary(text) { print("    \(line)") }
+            }
+        }
+        let steps = record.steps.map { String(format: "%@ %.2fs", $0.name, $0.seconds) }.joined(separator: ", ")
+        if !steps.isEmpty { print("  steps:     \(steps)") }
+    }
 }

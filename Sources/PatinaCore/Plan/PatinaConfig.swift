@@ -1,0 +1,64 @@
+import Foundation
+
+/// A repository's own configuration: `.patina/config.json`, committed with the
+/// project. Every field is optional; flags on the command line win.
+public struct PatinaConfig: Codable, Sendable, Equatable {
+    public struct Limits: Codable, Sendable, Equatable {
+        public var memory: String?
+        public var cpus: String?
+        public var pids: Int?
+        public var tmp: String?
+    }
+
+    public struct Seccomp: Codable, Sendable, Equatable {
+        /// Extra syscalls to deny.
+        public var deny: [String]?
+        /// Syscalls the default profile denies that this repository needs.
+        public var relax: [String]?
+    }
+
+    public var allow: [String]?
+    public var presets: [String]?
+    public var baseImage: String?
+    public var model: String?
+    public var maxTurns: Int?
+    public var timeout: String?
+    public var limits: Limits?
+    public var seccomp: Seccomp?
+    public var capAdd: [String]?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case allow, presets, model, timeout, limits, seccomp
+        case baseImage = "base_image"
+        case maxTurns = "max_turns"
+        case capAdd = "cap_add"
+    }
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public let path: String
+        public let reason: String
+        public var description: String { "cannot use \(path): \(reason)" }
+    }
+
+    /// Loads `<repo>/.patina/config.json`; a missing file is an empty config.
+    public static func load(from directory: URL) throws -> PatinaConfig {
+        let url = directory.appendingPathComponent("config.json")
+        guard FileManager.default.fileExists(atPath: url.path) else { return PatinaConfig() }
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw Invalid(path: url.path, reason: "unreadable (\(error.localizedDescription))")
+        }
+        do {
+            return try JSONDecoder().decode(PatinaConfig.self, from: data)
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw Invalid(path: url.path, reason: "wrong type for \"\(key)\"")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw Invalid(path: url.path, reason: "not valid JSON (\(context.debugDescription))")
+        } catch {
+            throw Invalid(path: url.path, reason: "\(error)")
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import PatinaGit
+import PatinaSandbox
+import PatinaTemplates
+
+/// Everything a run needs, validated. Building a plan creates nothing: bad
+/// input fails here with one clear line, before any branch, worktree, file or
+/// container exists.
+public struct RunPlan: @unchecked Sendable {
+    public let id: String
+    public let task: String
+    public let repository: Repository
+    public let repositoryRoot: URL
+    public let baseCommit: ObjectID
+    public let branch: String
+    public let store: RunStore
+    public let runDirectory: URL
+    public let worktree: URL
+    public let config: PatinaConfig
+    public let templates: TemplateSet
+    public let timeoutSeconds: Double
+    public let model: String?
+    public let maxTurns: Int?
+    public let baseImage: String
+    public let agentBinary: URL?
+    public let credentials: Credentials
+    public let agentUID: UInt32
+    public let agentGID: UInt32
+    public let limits: ResourceLimits
+    public let firewallEnabled: Bool
+    public let allowEntries: [String]
+    public let presets: [String]
+    public let capAdd: [String]
+    public let options: YoloOptions
+
+    public static let defaultBaseImage = "debian:bookworm-slim"
+    public static let pinnedClaudeVersion = "2.1.329"
+    public static let defaultTimeout = "60m"
+}
+
+/// Resource limits of the agent's container.
+public struct ResourceLimits: Sendable, Equatable {
+    public var memory = "4g"
+    public var cpus = "2"
+    public var pids = 512
+    public var tmp = "1g"
+}
+
+public enum Planner {
+    public static func plan(
+        _ options: YoloOptions,
+        directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        engine: DockerEngine = DockerEngine()
+    ) async throws -> RunPlan {
+        let task = options.task.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !task.isEmpty else { throw PlanError("the task is empty: say what the agent should do, e.g. patina yolo \"add a health endpoint\"") }
+        if let maxTurns = options.maxTurns, maxTurns < 1 {
+            throw PlanError("--max-turns must be at least 1 (got \(maxTurns))")
+        }
+        let agentBinary = try options.agentBinary.map(validateAgentBinary)
+        let credentials = try Credentials(environment: environment)
+
+        let repository = try Repository.discover(from: directory)
+        guard let root = repository.workingDirectory else {
+            throw PlanError("\(repository.commonDirectory.path) is a bare repository; run patina inside a checkout")
+        }
+        let baseRevision = options.base ?? "HEAD"
+        let baseCommit = try repository.resolveCommit(baseRevision)
+
+        let overrides = root.appendingPathComponent(".patina")
+        let config = try PatinaConfig.load(from: overrides)
+        let timeoutText = options.timeout ?? config.timeout ?? RunPlan.defaultTimeout
+        let timeout = try DurationParser.seconds(timeoutText)
+        if let turns = config.maxTurns, turns < 1 { throw PlanError("max_turns in .patina/config.json must be at least 1") }
+
+        let templates = TemplateSet(dataDirectory: try DataDirectory.locate(environment: environment), overrideDirectory: overrides)
+        var limits = ResourceLimits()
+        if let l = config.limits {
+            if let m = l.memory { limits.memory = m }
+            if let c = l.cpus { limits.cpus = c }
+            if let p = l.pids { limits.pids = p }
+            if let t = l.tmp { limits.tmp = t }
+        }
+        try validate(limits)
+
+        let id = RunID.make(task: task)
+        let branch = "patina/\(id)"
+        if repository.branchExists(branch) { throw PlanError("branch \(branch) already exists; try again") }
+        let store = RunStore(home: RunStore.home(environment: environment), repositoryCommonDirectory: repository.commonDirectory)
+
+        try await engine.ensureAvailable()
+        let baseImage = options.baseImage ?? config.baseImage ?? RunPlan.defaultBaseImage
+        try validateImageReference(baseImage)
+
+        let (uid, gid) = agentIDs()
+        return RunPlan(
+            id: id, task: task, repository: repository, repositoryRoot: root, baseCommit: baseCommit,
+            branch: branch, store: store, runDirectory: store.runDirectory(id), worktree: store.worktree(id),
+            config: config, templates: templates, timeoutSeconds: timeout,
+            model: options.model ?? config.model, maxTurns: options.maxTurns ?? config.maxTurns,
+            baseImage: baseImage, agentBinary: agentBinary, credentials: credentials,
+            agentUID: uid, agentGID: gid, limits: limits,
+            firewallEnabled: !options.noFirewall,
+            allowEntries: (config.allow ?? []) + options.allow,
+            presets: (config.presets ?? []) + options.presets,
+            capAdd: config.capAdd ?? [],
+            options: options)
+    }
+
+    /// The agent runs as the invoking user, or as uid 1000 when that is root.
+    static func agentIDs() -> (UInt32, UInt32) {
+        let uid = getuid(), gid = getgid()
+        return uid == 0 ? (1000, 1000) : (uid, gid)
+    }
+
+    static func validateAgentBinary(_ path: String) throws -> URL {
+        let url = URL(fileURLWithPath: path).standardizedFileURL
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            throw PlanError("--agent-binary \(path): no such file")
+        }
+        guard let handle = FileHandle(forReadingAtPath: url.path) else {
+            throw PlanError("--agent-binary \(path): not readable")
+        }
+        defer { try? handle.close() }
+        let magic = handle.readData(ofLength: 4)
+        guard magic == Data([0x7F, 0x45, 0x4C, 0x46]) else {
+            throw PlanError("--agent-binary \(path): not a Linux executable (expected the standalone `claude` ELF binary)")
+        }
+        return url.resolvingSymlinksInPath()
+    }
+
+    static func validate(_ limits: ResourceLimits) throws {
+        let size = #"^[0-9]+[bkmg]?$"#
+        guard limits.memory.lowercased().range(of: size, options: .regularExpression) != nil else {
+            throw PlanError("invalid memory limit \"\(limits.memory)\": use e.g. 4g or 512m")
+        }
+        guard let cpus = Double(limits.cpus), cpus > 0 else {
+            throw PlanError("invalid cpus limit \"\(limits.cpus)\": use a positive number like 2 or 1.5")
+        }
+        guard limits.pids >= 16 else { throw PlanError("invalid pids limit \(limits.pids): use at least 16") }
+        guard limits.tmp.lowercased().range(of: size, options: .regularExpression) != nil else {
+            throw PlanError("invalid tmp size \"\(limits.tmp)\": use e.g. 1g or 256m")
+        }
+    }
+
+    static func validateImageReference(_ image: String) throws {
+        let pattern = #"^[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_.-]{1,128})?(@sha256:[a-f0-9]{64})?$"#
+        let nameOnly = image.split(separator: "/").count > 1 && image.contains(".") && image.contains(":") // registry:port/name
+        guard image.range(of: pattern, options: .regularExpression) != nil || nameOnly else {
+            throw PlanError("invalid --base-image \"\(image)\": expected an image reference like debian:bookworm-slim")
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+
+/// What the user asked for on the command line, before validation.
+public struct YoloOptions: Sendable {
+    public var task: String
+    public var base: String?
+    public var baseImage: String?
+    public var agentBinary: String?
+    public var model: String?
+    public var maxTurns: Int?
+    public var timeout: String?
+    public var allow: [String] = []
+    public var presets: [String] = []
+    public var noFirewall = false
+    public var quiet = false
+    public var json = false
+
+    public init(task: String) {
+        self.task = task
+    }
+}
+
+/// Bad input, found while planning, before anything is created.
+public struct PlanError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The credentials and endpoint Claude Code gets, by name only: values stay in
+/// patina's environment and reach the container through `docker run -e NAME`.
+public struct Credentials: Sendable, Equatable {
+    public static let secretNames = ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"]
+    public static let passThroughNames = secretNames + ["ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL"]
+
+    /// Names of the variables that are set (non-empty) in the environment.
+    public let present: [String]
+    public let baseURL: URL?
+    public let usesOAuth: Bool
+
+    public init(environment: [String: String]) throws {
+        present = Self.passThroughNames.filter { !(environment[$0] ?? "").isEmpty }
+        guard present.contains(where: Self.secretNames.contains) else {
+            throw PlanError("no credentials for Claude Code: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN (and ANTHROPIC_BASE_URL for another endpoint)")
+        }
+        usesOAuth = present.contains("CLAUDE_CODE_OAUTH_TOKEN") && !present.contains("ANTHROPIC_API_KEY")
+        if let raw = environment["ANTHROPIC_BASE_URL"], !raw.isEmpty {
+            guard let url = URL(string: raw), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+                throw PlanError("ANTHROPIC_BASE_URL \"\(raw)\" is not an http(s) URL")
+            }
+            baseURL = url
+        } else {
+            baseURL = nil
+        }
+    }
+
+    /// host:port of the endpoint the agent must reach.
+    public var endpoint: (host: String, port: Int) {
+        guard let baseURL, let host = baseURL.host else { return ("api.anthropic.com", 443) }
+        return (host, baseURL.port ?? (baseURL.scheme == "https" ? 443 : 80))
+    }
+}

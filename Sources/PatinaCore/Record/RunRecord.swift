@@ -1,0 +1,124 @@
+import Foundation
+
+/// How a run ended.
+public enum RunStatus: String, Codable, Sendable {
+    case running
+    case succeeded
+    case failed
+    case timedOut = "timed_out"
+    case error
+}
+
+/// One file changed on the run's branch.
+public struct FileChangeRecord: Codable, Sendable, Equatable {
+    public var path: String
+    public var additions: Int
+    public var deletions: Int
+    public var status: String
+
+    public init(path: String, additions: Int, deletions: Int, status: String) {
+        self.path = path
+        self.additions = additions
+        self.deletions = deletions
+        self.status = status
+    }
+}
+
+public struct TokenCounts: Codable, Sendable, Equatable {
+    public var input: Int = 0
+    public var output: Int = 0
+    public var cacheRead: Int = 0
+    public var cacheCreation: Int = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case input, output
+        case cacheRead = "cache_read"
+        case cacheCreation = "cache_creation"
+    }
+}
+
+/// A step of the run with its duration, for the step log and run.json.
+public struct StepTiming: Codable, Sendable, Equatable {
+    public var name: String
+    public var seconds: Double
+    public var detail: String?
+}
+
+/// `run.json`: the record of one run. Key names are part of patina's interface.
+public struct RunRecord: Codable, Sendable {
+    public var id: String
+    public var task: String
+    public var status: RunStatus
+    public var reason: String?
+    public var branch: String
+    public var baseCommit: String
+    public var headCommit: String?
+    public var repository: String
+    public var worktree: String
+    public var runDir: String
+    public var sessionLog: String
+    public var transcript: String?
+    public var started: Date
+    public var finished: Date?
+    public var durationS: Double?
+    public var costUSD: Double?
+    public var numTurns: Int?
+    public var tokens: TokenCounts?
+    public var filesChanged: [FileChangeRecord] = []
+    public var commits: Int?
+    public var leftoversCommitted: Bool = false
+    public var model: String?
+    public var maxTurns: Int?
+    public var timeoutS: Double
+    public var image: String?
+    public var baseImage: String
+    public var exitCode: Int?
+    public var claudeSessionID: String?
+    public var firewall: Bool = true
+    public var allowList: [String] = []
+    public var seccompRelaxed: [String] = []
+    public var steps: [StepTiming] = []
+
+    enum CodingKeys: String, CodingKey {
+        case id, task, status, reason, branch, repository, worktree, started, finished, tokens, model, image, firewall, steps, commits, transcript
+        case baseCommit = "base_commit"
+        case headCommit = "head_commit"
+        case runDir = "run_dir"
+        case sessionLog = "session_log"
+        case durationS = "duration_s"
+        case costUSD = "cost_usd"
+        case numTurns = "num_turns"
+        case filesChanged = "files_changed"
+        case leftoversCommitted = "leftovers_committed"
+        case maxTurns = "max_turns"
+        case timeoutS = "timeout_s"
+        case baseImage = "base_image"
+        case exitCode = "exit_code"
+        case claudeSessionID = "claude_session_id"
+        case allowList = "allow_list"
+        case seccompRelaxed = "seccomp_relaxed"
+    }
+
+    public static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = .iso8601
+        return e
+    }()
+
+    public static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return d
+    }()
+
+    public func json() -> String {
+        // Encoding plain values cannot fail.
+        String(decoding: try! Self.encoder.encode(self), as: UTF8.self)
+    }
+
+    public var additions: Int { filesChanged.reduce(0) { $0 + $1.additions } }
+    public var deletions: Int { filesChanged.reduce(0) { $0 + $1.deletions } }
+}

@@ -1,0 +1,111 @@
+import Foundation
+
+/// Where runs live: `$PATINA_HOME` (default `$XDG_DATA_HOME/patina`, else
+/// `~/.local/share/patina`), one folder per repository:
+///
+///     repos/<name>-<hash>/runs/<run-id>/      run.json, logs, rendered configs
+///     repos/<name>-<hash>/worktrees/<run-id>/ the run's worktree
+///
+/// Outside the repository's working tree and its `.git`, so neither the agent
+/// nor a `git clean` in the checkout can reach another run's record.
+public struct RunStore: Sendable {
+    public let root: URL
+    public let repositoryKey: String
+
+    public init(home: URL, repositoryCommonDirectory: URL) {
+        let canonical = repositoryCommonDirectory.standardizedFileURL.resolvingSymlinksInPath()
+        let repoDir = canonical.lastPathComponent == ".git" ? canonical.deletingLastPathComponent() : canonical
+        let name = RunID.slug(repoDir.lastPathComponent, maxLength: 24)
+        self.repositoryKey = (name.isEmpty ? "repo" : name) + "-" + Self.fnv1a(canonical.path)
+        self.root = home.appendingPathComponent("repos").appendingPathComponent(repositoryKey)
+    }
+
+    public static func home(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
+        if let explicit = environment["PATINA_HOME"], !explicit.isEmpty {
+            return URL(fileURLWithPath: explicit, isDirectory: true)
+        }
+        if let xdg = environment["XDG_DATA_HOME"], !xdg.isEmpty {
+            return URL(fileURLWithPath: xdg, isDirectory: true).appendingPathComponent("patina")
+        }
+        let home = environment["HOME"] ?? NSHomeDirectory()
+        return URL(fileURLWithPath: home, isDirectory: true).appendingPathComponent(".local/share/patina")
+    }
+
+    public var runsDirectory: URL { root.appendingPathComponent("runs") }
+    public var worktreesDirectory: URL { root.appendingPathComponent("worktrees") }
+
+    public func runDirectory(_ id: String) -> URL { runsDirectory.appendingPathComponent(id) }
+    public func worktree(_ id: String) -> URL { worktreesDirectory.appendingPathComponent(id) }
+    public func recordURL(_ id: String) -> URL { runDirectory(id).appendingPathComponent("run.json") }
+
+    /// Writes run.json atomically, so a reader never sees half a record.
+    public func save(_ record: RunRecord) throws {
+        let url = recordURL(record.id)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(record.json().utf8 + [0x0A]).write(to: url, options: .atomic)
+    }
+
+    public func load(_ id: String) throws -> RunRecord {
+        let url = recordURL(id)
+        guard let data = FileManager.default.contents(atPath: url.path) else { throw StoreError.unknownRun(id) }
+        do {
+            return try RunRecord.decoder.decode(RunRecord.self, from: data)
+        } catch {
+            throw StoreError.corrupt(url.path, "\(error)")
+        }
+    }
+
+    /// All runs of the repository, newest first. Unreadable records are skipped.
+    public func list() -> [RunRecord] {
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: runsDirectory.path)) ?? []
+        return ids.sorted(by: >).compactMap { try? load($0) }
+    }
+
+    /// Finds a run by full id, unique prefix, unique substring, or `latest`.
+    public func resolve(_ query: String) throws -> RunRecord {
+        let all = list()
+        if query == "latest" || query == "last" {
+            guard let first = all.first else { throw StoreError.noRuns }
+            return first
+        }
+        if let exact = all.first(where: { $0.id == query || $0.branch == query }) { return exact }
+        let matches = all.filter { $0.id.hasPrefix(query) || $0.id.contains(query) }
+        switch matches.count {
+        case 1: return matches[0]
+        case 0: throw StoreError.unknownRun(query)
+        default: throw StoreError.ambiguous(query, matches.prefix(5).map(\.id))
+        }
+    }
+
+    public enum StoreError: Error, CustomStringConvertible {
+        case unknownRun(String)
+        case ambiguous(String, [String])
+        case corrupt(String, String)
+        case noRuns
+
+        public var description: String {
+            switch self {
+            case .unknownRun(let q): return "no run matches \"\(q)\"; `patina runs` lists this repository's runs"
+            case .ambiguous(let q, let ids): return "\"\(q)\" matches several runs (\(ids.joined(separator: ", "))); give more of the id"
+            case .corrupt(let path, let why): return "run record \(path) is unreadable: \(why)"
+            case .noRuns: return "this repository has no patina runs yet"
+            }
+        }
+    }
+
+    /// A short stable hash for folder names (not for security).
+    static func fnv1a(_ text: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return String(hash, radix: 16).leftPadded(to: 16).prefix(10).description
+    }
+}
+
+extension String {
+    func leftPadded(to length: Int) -> String {
+        count >= length ? self : String(repeating: "0", count: length - count) + self
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+
+/// Paths of one run, on the host and inside the container.
+public struct RunLayout: Sendable {
+    public let runDirectory: URL
+
+    public init(runDirectory: URL) {
+        self.runDirectory = runDirectory
+    }
+
+    public var record: URL { runDirectory.appendingPathComponent("run.json") }
+    public var stepLog: URL { runDirectory.appendingPathComponent("steps.log") }
+    public var sessionLog: URL { runDirectory.appendingPathComponent("session.jsonl") }
+    public var transcript: URL { runDirectory.appendingPathComponent("transcript.jsonl") }
+    public var agentStderr: URL { runDirectory.appendingPathComponent("agent-stderr.log") }
+    public var rendered: URL { runDirectory.appendingPathComponent("config") }
+    public var dockerfile: URL { rendered.appendingPathComponent("Dockerfile") }
+    public var devcontainer: URL { rendered.appendingPathComponent(".devcontainer/devcontainer.json") }
+    public var claudeSettings: URL { rendered.appendingPathComponent("claude-settings.json") }
+    public var seccompProfile: URL { rendered.appendingPathComponent("seccomp.json") }
+    public var firewallDirectory: URL { rendered.appendingPathComponent("firewall") }
+    public var firewallReport: URL { runDirectory.appendingPathComponent("firewall.txt") }
+    public var probeReport: URL { runDirectory.appendingPathComponent("probes.txt") }
+    public var probeScript: URL { rendered.appendingPathComponent("probe.sh") }
+    /// Mounted into the container: the agent's home, its private git
+    /// directory, and the file that points /workspace/.git at it.
+    public var sandbox: URL { runDirectory.appendingPathComponent("sandbox") }
+    public var home: URL { sandbox.appendingPathComponent("home") }
+    public var privateGit: URL { sandbox.appendingPathComponent("git") }
+    public var gitFile: URL { sandbox.appendingPathComponent("gitfile") }
+
+    public static let workspace = "/workspace"
+    public static let containerHome = "/home/agent"
+    public static let containerGit = "/patina/git"
+    public static let containerHostObjects = "/patina/host-objects"
+    public static let containerFirewall = "/patina/firewall"
+    public static let containerProbe = "/patina/probe.sh"
+}

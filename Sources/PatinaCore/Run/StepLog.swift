@@ -1,0 +1,56 @@
+import Foundation
+
+/// patina's own step log with timings: `steps.log` in the run directory,
+/// appended as each step ends, so even an interrupted run keeps what happened.
+public final class StepLog: @unchecked Sendable {
+    public private(set) var steps: [StepTiming] = []
+    private var url: URL?
+    private let lock = NSLock()
+
+    /// Starts writing to `url`, including the steps recorded so far.
+    public func attach(_ url: URL) {
+        lock.withLock {
+            self.url = url
+            let text = steps.map { Self.line($0) }.joined()
+            try? Data(text.utf8).write(to: url)
+        }
+    }
+
+    static func line(_ step: StepTiming) -> String {
+        String(format: "%@ %-10@ %8.3fs", ISO8601DateFormatter().string(from: Date()), step.name, step.seconds)
+            + (step.detail.map { "  \($0)" } ?? "") + "\n"
+    }
+
+    public init(url: URL?) {
+        self.url = url
+    }
+
+    /// Times `body` and records it under `name`, also when it throws.
+    public func time<T>(_ name: String, detail: String? = nil, _ body: () async throws -> T) async throws -> T {
+        let start = Date()
+        do {
+            let value = try await body()
+            record(name, Date().timeIntervalSince(start), detail)
+            return value
+        } catch {
+            record(name, Date().timeIntervalSince(start), "failed: \(error)")
+            throw error
+        }
+    }
+
+    public func record(_ name: String, _ seconds: Double, _ detail: String?) {
+        lock.withLock {
+            let step = StepTiming(name: name, seconds: seconds, detail: detail)
+            steps.append(step)
+            guard let url else { return }
+            let line = Self.line(step)
+            if let handle = try? FileHandle(forWritingTo: url) {
+                handle.seekToEndOfFile()
+                handle.write(Data(line.utf8))
+                try? handle.close()
+            } else {
+                try? Data(line.utf8).write(to: url)
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+
+/// Receives the agent's stream-json lines: writes every line unchanged to
+/// session.jsonl, keeps the summary for the run record and drives the live
+/// progress lines.
+public final class SessionRecorder: @unchecked Sendable {
+    public private(set) var sessionID: String?
+    public private(set) var model: String?
+    public private(set) var result: StreamEvent.ResultSummary?
+    public private(set) var lineCount = 0
+    public private(set) var malformedLines = 0
+    public private(set) var sawInit = false
+    public private(set) var toolCalls = 0
+    private var usageByMessage: [String: (String?, TokenCounts)] = [:]
+    private var messageOrder: [String] = []
+    private let handle: FileHandle?
+    private let progress: Progress?
+    private let lock = NSLock()
+
+    public init(sessionLog: URL, progress: Progress?) throws {
+        FileManager.default.createFile(atPath: sessionLog.path, contents: nil)
+        handle = try FileHandle(forWritingTo: sessionLog)
+        self.progress = progress
+    }
+
+    /// Number of distinct assistant messages so far: the agent's turns.
+    public var turns: Int { lock.withLock { messageOrder.count } }
+
+    public var estimatedCost: Double {
+        lock.withLock { usageByMessage.values.reduce(0) { $0 + PriceTable.estimate(model: $1.0, $1.1) } }
+    }
+
+    public func receive(_ line: String) {
+        lock.withLock {
+            handle?.write(Data((line + "\n").utf8))
+            lineCount += 1
+            if let (id, model, tokens) = Self.messageUsage(line) {
+                if usageByMessage[id] == nil { messageOrder.append(id) }
+                usageByMessage[id] = (model, tokens)
+            }
+        }
+        for event in StreamEvent.parse(line) {
+            switch event {
+            case .initialized(let sessionID, let model, _):
+                self.sessionID = sessionID
+                self.model = model
+                sawInit = true
+                progress?.note("agent started" + (model.map { " (\($0))" } ?? ""))
+            case .toolUse(_, let name, let summary):
+                toolCalls += 1
+                progress?.tool(turn: max(turns, 1), name: name, summary: summary, cost: estimatedCost)
+            case .toolResult(_, let isError, let text) where isError:
+                progress?.note("  ↳ error: " + StreamEvent.oneLine(text, limit: 80))
+            case .assistantText(let text):
+                progress?.note("says: " + StreamEvent.oneLine(text, limit: 90))
+            case .result(let summary):
+                result = summary
+                if sessionID == nil { sessionID = summary.sessionID }
+            case .malformed:
+                malformedLines += 1
+            default:
+                break
+            }
+        }
+    }
+
+    public func close() {
+        lock.withLock { try? handle?.close() }
+    }
+
+    static func messageUsage(_ line: String) -> (String, String?, TokenCounts)? {
+        guard let usage = StreamEvent.usage(line),
+              let data = line.data(using: .utf8),
+              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              let message = object["message"] as? [String: Any],
+              let id = message["id"] as? String
+        else { return nil }
+        return (id, usage.model, usage.tokens)
+    }
+}

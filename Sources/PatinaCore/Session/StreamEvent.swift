@@ -1,0 +1,155 @@
+import Foundation
+
+/// One line of Claude Code's `--output-format stream-json --verbose` output,
+/// reduced to what patina shows and records. Unknown and malformed lines are
+/// kept as such: the raw line always goes to session.jsonl unchanged.
+public enum StreamEvent: Sendable, Equatable {
+    case initialized(sessionID: String?, model: String?, tools: Int)
+    case assistantText(String)
+    case toolUse(id: String?, name: String, summary: String)
+    case toolResult(id: String?, isError: Bool, text: String)
+    case result(ResultSummary)
+    case other(type: String)
+    case malformed(String)
+
+    public struct ResultSummary: Sendable, Equatable {
+        public var subtype: String
+        public var isError: Bool
+        public var numTurns: Int?
+        public var costUSD: Double?
+        public var durationMS: Double?
+        public var tokens: TokenCounts
+        public var text: String?
+        public var sessionID: String?
+    }
+
+    /// Parses one line. Never throws: a line that is not a JSON object is `.malformed`.
+    public static func parse(_ line: String) -> [StreamEvent] {
+        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { return [] }
+        guard let data = trimmed.data(using: .utf8),
+              let any = try? JSONSerialization.jsonObject(with: data),
+              let object = any as? [String: Any]
+        else { return [.malformed(String(trimmed.prefix(200)))] }
+        let type = object["type"] as? String ?? "unknown"
+        switch type {
+        case "system":
+            if object["subtype"] as? String == "init" {
+                return [.initialized(
+                    sessionID: object["session_id"] as? String,
+                    model: object["model"] as? String,
+                    tools: (object["tools"] as? [Any])?.count ?? 0)]
+            }
+            return [.other(type: "system")]
+        case "assistant":
+            let content = (object["message"] as? [String: Any])?["content"] as? [[String: Any]] ?? []
+            return content.compactMap { block in
+                switch block["type"] as? String {
+                case "text":
+                    let text = (block["text"] as? String ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                    return text.isEmpty ? nil : .assistantText(text)
+                case "tool_use":
+                    let name = block["name"] as? String ?? "tool"
+                    return .toolUse(id: block["id"] as? String, name: name,
+                                    summary: summarize(tool: name, input: block["input"] as? [String: Any] ?? [:]))
+                default:
+                    return nil
+                }
+            }
+        case "user":
+            let content = (object["message"] as? [String: Any])?["content"] as? [[String: Any]] ?? []
+            return content.compactMap { block in
+                guard block["type"] as? String == "tool_result" else { return nil }
+                return .toolResult(id: block["tool_use_id"] as? String,
+                                   isError: block["is_error"] as? Bool ?? false,
+                                   text: text(of: block["content"]))
+            }
+        case "result":
+            let usage = object["usage"] as? [String: Any] ?? [:]
+            var tokens = TokenCounts()
+            tokens.input = int(usage["input_tokens"]) ?? 0
+            tokens.output = int(usage["output_tokens"]) ?? 0
+            tokens.cacheRead = int(usage["cache_read_input_tokens"]) ?? 0
+            tokens.cacheCreation = int(usage["cache_creation_input_tokens"]) ?? 0
+            return [.result(ResultSummary(
+                subtype: object["subtype"] as? String ?? "unknown",
+                isError: object["is_error"] as? Bool ?? false,
+                numTurns: int(object["num_turns"]),
+                costUSD: double(object["total_cost_usd"]) ?? double(object["cost_usd"]),
+                durationMS: double(object["duration_ms"]),
+                tokens: tokens,
+                text: object["result"] as? String,
+                sessionID: object["session_id"] as? String))]
+        default:
+            return [.other(type: type)]
+        }
+    }
+
+    /// One short line describing a tool call, e.g. `git commit -m "x"` for Bash.
+    static func summarize(tool: String, input: [String: Any]) -> String {
+        let keys = ["command", "file_path", "path", "pattern", "url", "query", "description", "prompt"]
+        for key in keys {
+            if let value = input[key] as? String, !value.isEmpty { return oneLine(value) }
+        }
+        if let todos = input["todos"] as? [Any] { return "\(todos.count) todos" }
+        return ""
+    }
+
+    static func oneLine(_ text: String, limit: Int = 100) -> String {
+        let flat = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .joined(separator: " ⏎ ")
+        return flat.count > limit ? String(flat.prefix(limit - 1)) + "…" : flat
+    }
+
+    static func text(of content: Any?) -> String {
+        if let s = content as? String { return s }
+        if let blocks = content as? [[String: Any]] {
+            return blocks.compactMap { $0["text"] as? String }.joined(separator: "\n")
+        }
+        return ""
+    }
+
+    static func int(_ value: Any?) -> Int? {
+        if let i = value as? Int { return i }
+        if let d = value as? Double { return Int(d) }
+        return nil
+    }
+
+    static func double(_ value: Any?) -> Double? {
+        if let d = value as? Double { return d }
+        if let i = value as? Int { return Double(i) }
+        return nil
+    }
+}
+
+extension StreamEvent {
+    /// Token usage reported on an assistant message, for the live cost estimate.
+    public static func usage(_ line: String) -> (model: String?, tokens: TokenCounts)? {
+        guard line.contains("\"assistant\""), line.contains("\"usage\""),
+              let data = line.data(using: .utf8),
+              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              object["type"] as? String == "assistant",
+              let message = object["message"] as? [String: Any],
+              let usage = message["usage"] as? [String: Any]
+        else { return nil }
+        var tokens = TokenCounts()
+        tokens.input = int(usage["input_tokens"]) ?? 0
+        tokens.output = int(usage["output_tokens"]) ?? 0
+        tokens.cacheRead = int(usage["cache_read_input_tokens"]) ?? 0
+        tokens.cacheCreation = int(usage["cache_creation_input_tokens"]) ?? 0
+        return (message["model"] as? String, tokens)
+    }
+}
+
+/// Rough list prices (USD per million tokens) for the live "cost so far"; the
+/// recorded cost always comes from Claude Code's own result line.
+enum PriceTable {
+    static func estimate(model: String?, _ t: TokenCounts) -> Double {
+        let m = (model ?? "").lowercased()
+        let (input, output): (Double, Double) =
+            m.contains("haiku") ? (1, 5) : m.contains("opus-4-1") || m.contains("opus-4-0") ? (15, 75) : m.contains("opus") ? (5, 25) : (3, 15)
+        let tokens = Double(t.input) * input + Double(t.output) * output
+            + Double(t.cacheRead) * input * 0.1 + Double(t.cacheCreation) * input * 1.25
+        return tokens / 1_000_000
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+
+/// A bind mount into a container.
+public struct Mount: Sendable, Equatable, Codable {
+    public var source: String
+    public var target: String
+    public var readOnly: Bool
+
+    public init(source: String, target: String, readOnly: Bool) {
+        self.source = source
+        self.target = target
+        self.readOnly = readOnly
+    }
+
+    /// `--mount` syntax, which (unlike `-v`) refuses to create a missing source.
+    public var argument: String {
+        "type=bind,source=\(source),target=\(target)" + (readOnly ? ",readonly" : "")
+    }
+}
+
+/// Everything `docker run` needs for one container, as a value. `arguments`
+/// builds the command line; tests check the array without running it.
+public struct ContainerSpec: Sendable, Equatable {
+    public var name: String
+    public var image: String
+    public var command: [String] = []
+    public var labels: [String: String] = [:]
+    public var user: String?
+    public var workingDirectory: String?
+    public var network: String?
+    public var dns: [String] = []
+    public var capDrop: [String] = ["ALL"]
+    public var capAdd: [String] = []
+    public var securityOptions: [String] = ["no-new-privileges"]
+    public var readOnlyRoot = false
+    public var tmpfs: [String] = []
+    public var mounts: [Mount] = []
+    /// Names passed through from patina's own environment (`-e NAME`): the value
+    /// never appears on a command line, in a rendered file or in a log.
+    public var passEnvironment: [String] = []
+    /// Non-secret values (`-e NAME=VALUE`).
+    public var environment: [String: String] = [:]
+    public var pidsLimit: Int?
+    public var memory: String?
+    public var cpus: String?
+    public var detached = false
+    public var removeOnExit = false
+    public var initProcess = false
+    public var entrypoint: String?
+
+    public init(name: String, image: String) {
+        self.name = name
+        self.image = image
+    }
+
+    /// The flags after `docker run`, up to and including the image.
+    public var optionArguments: [String] {
+        var a: [String] = []
+        if detached { a.append("--detach") }
+        if removeOnExit { a.append("--rm") }
+        a += ["--name", name]
+        for key in labels.keys.sorted() { a += ["--label", "\(key)=\(labels[key]!)"] }
+        if let user { a += ["--user", user] }
+        if let workingDirectory { a += ["--workdir", workingDirectory] }
+        if let network { a += ["--network", network] }
+        for server in dns { a += ["--dns", server] }
+        for cap in capDrop { a += ["--cap-drop", cap] }
+        for cap in capAdd { a += ["--cap-add", cap] }
+        for opt in securityOptions { a += ["--security-opt", opt] }
+        if readOnlyRoot { a.append("--read-only") }
+        for t in tmpfs { a += ["--tmpfs", t] }
+        for m in mounts { a += ["--mount", m.argument] }
+        for key in environment.keys.sorted() { a += ["--env", "\(key)=\(environment[key]!)"] }
+        for key in passEnvironment { a += ["--env", key] }
+        if let pidsLimit { a += ["--pids-limit", String(pidsLimit)] }
+        if let memory { a += ["--memory", memory, "--memory-swap", memory] }
+        if let cpus { a += ["--cpus", cpus] }
+        if initProcess { a.append("--init") }
+        if let entrypoint { a += ["--entrypoint", entrypoint] }
+        return a
+    }
+
+    /// `docker run …` as an argument vector (without the docker executable).
+    public var runArguments: [String] {
+        ["run"] + optionArguments + [image] + command
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+
+/// Problems talking to the container engine, each one clear line.
+public enum DockerError: Error, CustomStringConvertible, Equatable {
+    case missing(String)
+    case daemonDown(String)
+    case imageMissing(String)
+
+    public var description: String {
+        switch self {
+        case .missing(let exe):
+            return "docker is not installed (no `\(exe)` on PATH); install Docker (e.g. `apt-get install docker.io`) and try again"
+        case .daemonDown(let detail):
+            return "the Docker daemon is not answering (\(detail)); start it (e.g. `systemctl start docker` or `dockerd &`) and try again"
+        case .imageMissing(let image):
+            return "base image \(image) is not available locally and could not be pulled; build or pull it first"
+        }
+    }
+}
+
+/// The docker CLI, driven through swift-subprocess.
+public struct DockerEngine: Sendable {
+    public var executable: String
+
+    public init(executable: String = ProcessInfo.processInfo.environment["PATINA_DOCKER"] ?? "docker") {
+        self.executable = executable
+    }
+
+    /// Runs `docker ARGS`, throwing `CommandFailure` on a non-zero exit.
+    @discardableResult
+    public func check(_ arguments: [String], input: String? = nil) async throws -> CommandResult {
+        try await Command.check([executable] + arguments, input: input)
+    }
+
+    public func run(_ arguments: [String]) async throws -> CommandResult {
+        try await Command.run([executable] + arguments)
+    }
+
+    /// Fails with one clear line when docker is missing or its daemon is down.
+    public func ensureAvailable() async throws {
+        let result: CommandResult
+        do {
+            result = try await Command.run([executable, "version", "--format", "{{.Server.Version}}"])
+        } catch {
+            throw DockerError.missing(executable)
+        }
+        if result.exitCode == 127 { throw DockerError.missing(executable) }
+        guard result.succeeded, !result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            let line = result.standardError.split(separator: "\n").first.map(String.init) ?? "no answer"
+            throw DockerError.daemonDown(line)
+        }
+    }
+
+    public func imageExists(_ reference: String) async -> Bool {
+        (try? await Command.run([executable, "image", "inspect", "--format", "{{.Id}}", reference]).succeeded) ?? false
+    }
+
+    public func build(context: URL, dockerfile: URL, tag: String, labels: [String: String]) async throws {
+        var args = ["build", "--quiet", "--tag", tag, "--file", dockerfile.path]
+        for key in labels.keys.sorted() { args += ["--label", "\(key)=\(labels[key]!)"] }
+        try await check(args + [context.path])
+    }
+
+    /// Starts a detached container and returns its id.
+    @discardableResult
+    public func start(_ spec: ContainerSpec) async throws -> String {
+        var spec = spec
+        spec.detached = true
+        return try await check(spec.runArguments).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Runs a container to completion and returns its result (non-zero exit is data).
+    public func runToCompletion(_ spec: ContainerSpec) async throws -> CommandResult {
+        try await run(spec.runArguments)
+    }
+
+    /// Removes containers by name, ignoring ones that are already gone.
+    public func remove(_ names: [String]) async {
+        guard !names.isEmpty else { return }
+        _ = try? await Command.run([executable, "rm", "--force", "--volumes"] + names)
+    }
+
+    public func kill(_ name: String) async {
+        _ = try? await Command.run([executable, "kill", name])
+    }
+
+    /// Names of containers carrying `label` (e.g. `patina.run=<id>`), running or not.
+    public func containers(label: String) async throws -> [String] {
+        try await check(["ps", "--all", "--filter", "label=\(label)", "--format", "{{.Names}}"])
+            .standardOutput.split(separator: "\n").map(String.init)
+    }
+
+    /// `docker inspect` fields for a stopped container: exit code and OOM kill.
+    public func exitState(_ name: String) async -> (exitCode: Int, oomKilled: Bool)? {
+        guard let r = try? await run(["inspect", "--format", "{{.State.ExitCode}} {{.State.OOMKilled}}", name]),
+              r.succeeded else { return nil }
+        let parts = r.standardOutput.split(separator: " ")
+        guard parts.count == 2, let code = Int(parts[0]) else { return nil }
+        return (code, parts[1].hasPrefix("true"))
+    }
+
+    /// The default bridge's gateway address, e.g. 172.17.0.1.
+    public func bridgeGateway() async throws -> String {
+        let out = try await check(["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"])
+        guard let gw = out.standardOutput.split(separator: " ").map(String.init)
+            .first(where: { !$0.contains(":") && !$0.isEmpty })?.trimmingCharacters(in: .whitespacesAndNewlines)
+        else { throw DockerError.daemonDown("the default bridge network has no IPv4 gateway") }
+        return gw
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+
+/// An image described by its Dockerfile and the files copied into its build
+/// context. The tag is a content hash of all of it, so an unchanged image is
+/// reused and any change builds a new one.
+public struct ImageRecipe: Sendable {
+    public var repository: String
+    public var dockerfile: String
+    /// Files copied into the build context: name in the context -> source path.
+    public var files: [String: URL]
+
+    public init(repository: String, dockerfile: String, files: [String: URL] = [:]) {
+        self.repository = repository
+        self.dockerfile = dockerfile
+        self.files = files
+    }
+}
+
+/// Builds images by content hash, reusing what is already there.
+public struct ImageCache: Sendable {
+    public let engine: DockerEngine
+    public let cacheDirectory: URL
+
+    public init(engine: DockerEngine, cacheDirectory: URL) {
+        self.engine = engine
+        self.cacheDirectory = cacheDirectory
+    }
+
+    /// `repository:<hash>` for the recipe; hashing large files is cached by
+    /// path, size and modification time.
+    public func tag(for recipe: ImageRecipe) async throws -> String {
+        var manifest = "dockerfile \(try await sha256(text: recipe.dockerfile))\n"
+        for name in recipe.files.keys.sorted() {
+            manifest += "file \(name) \(try await sha256(file: recipe.files[name]!))\n"
+        }
+        let digest = try await sha256(text: manifest)
+        return "\(recipe.repository):\(digest.prefix(16))"
+    }
+
+    /// Returns the tag and whether it had to be built.
+    public func ensure(_ recipe: ImageRecipe, labels: [String: String]) async throws -> (tag: String, built: Bool) {
+        let tag = try await tag(for: recipe)
+        if await engine.imageExists(tag) { return (tag, false) }
+        let context = cacheDirectory.appendingPathComponent("build-\(UUID().uuidString)")
+        let fm = FileManager.default
+        try fm.createDirectory(at: context, withIntermediateDirectories: true)
+        defer { try? fm.removeItem(at: context) }
+        let dockerfile = context.appendingPathComponent("Dockerfile")
+        try Data(recipe.dockerfile.utf8).write(to: dockerfile)
+        for (name, source) in recipe.files {
+            let target = context.appendingPathComponent(name)
+            // A hard link avoids copying a large binary; fall back to a copy across filesystems.
+            if (try? fm.linkItem(at: source, to: target)) == nil {
+                try fm.copyItem(at: source, to: target)
+            }
+        }
+        try await engine.build(context: context, dockerfile: dockerfile, tag: tag, labels: labels)
+        return (tag, true)
+    }
+
+    private func sha256(text: String) async throws -> String {
+        let out = try await Command.check(["sha256sum", "-"], input: text)
+        return String(out.standardOutput.prefix(64))
+    }
+
+    private func sha256(file: URL) async throws -> String {
+        let attributes = try FileManager.default.attributesOfItem(atPath: file.path)
+        let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1
+        let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let key = "\(file.standardizedFileURL.path)|\(size)|\(mtime)"
+        let cacheFile = cacheDirectory.appendingPathComponent("hashes.json")
+        var cache = (try? JSONDecoder().decode([String: String].self, from: Data(contentsOf: cacheFile))) ?? [:]
+        if let hit = cache[key] { return hit }
+        let out = try await Command.check(["sha256sum", file.path])
+        let digest = String(out.standardOutput.prefix(64))
+        cache[key] = digest
+        try? FileManager.default.createDirectory(at: cacheDirectory, withIntermediateDirectories: true)
+        try? JSONEncoder().encode(cache).write(to: cacheFile, options: .atomic)
+        return digest
+    }
+}

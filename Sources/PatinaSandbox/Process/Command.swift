@@ -1,0 +1,128 @@
+import Foundation
+import Subprocess
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+/// A finished external command: exit status and captured output.
+public struct CommandResult: Sendable {
+    public let arguments: [String]
+    public let exitCode: Int32
+    public let standardOutput: String
+    public let standardError: String
+
+    public var succeeded: Bool { exitCode == 0 }
+}
+
+/// An external command that failed. Carries the command line and its stderr,
+/// so the one line the user sees says what ran and why it failed.
+public struct CommandFailure: Error, CustomStringConvertible, Sendable {
+    public let arguments: [String]
+    public let exitCode: Int32
+    public let standardError: String
+
+    public var description: String {
+        let detail = standardError.trimmingCharacters(in: .whitespacesAndNewlines)
+            .split(separator: "\n").last.map(String.init) ?? ""
+        let shown = arguments.prefix(4).joined(separator: " ") + (arguments.count > 4 ? " …" : "")
+        return "`\(shown)` failed (exit \(exitCode))" + (detail.isEmpty ? "" : ": \(detail)")
+    }
+}
+
+/// Runs external commands through swift-subprocess, always with an output limit.
+///
+/// Children get their own process group so a Ctrl-C in the terminal reaches
+/// patina only; patina then stops what it started, in order.
+public enum Command {
+    public static let outputLimit = 16 << 20
+
+    public static func run(
+        _ arguments: [String],
+        environment: [String: String?] = [:],
+        input: String? = nil,
+        workingDirectory: URL? = nil
+    ) async throws -> CommandResult {
+        precondition(!arguments.isEmpty)
+        var options = PlatformOptions()
+        options.processGroupID = 0
+        let executable: Executable = arguments[0].contains("/") ? .path(FilePath(arguments[0])) : .name(arguments[0])
+        let env = environment.isEmpty ? Environment.inherit : Environment.inherit.updating(Self.keys(environment))
+        let dir = workingDirectory.map { FilePath($0.path) }
+        let result: ExecutionResult<Void, StringOutput<UTF8>, StringOutput<UTF8>>
+        do {
+            if let input {
+                result = try await Subprocess.run(
+                    executable, arguments: Arguments(Array(arguments.dropFirst())), environment: env,
+                    workingDirectory: dir, platformOptions: options, input: .string(input),
+                    output: .string(limit: outputLimit), error: .string(limit: outputLimit))
+            } else {
+                result = try await Subprocess.run(
+                    executable, arguments: Arguments(Array(arguments.dropFirst())), environment: env,
+                    workingDirectory: dir, platformOptions: options, input: .none,
+                    output: .string(limit: outputLimit), error: .string(limit: outputLimit))
+            }
+        } catch {
+            throw CommandFailure(arguments: arguments, exitCode: 127, standardError: "\(error)")
+        }
+        let code: Int32
+        switch result.terminationStatus {
+        case .exited(let c): code = c
+        case .signaled(let s): code = 128 + s
+        }
+        return CommandResult(
+            arguments: arguments, exitCode: code,
+            standardOutput: result.standardOutput, standardError: result.standardError)
+    }
+
+    /// Runs the command and throws `CommandFailure` unless it exits 0.
+    @discardableResult
+    public static func check(
+        _ arguments: [String],
+        environment: [String: String?] = [:],
+        input: String? = nil,
+        workingDirectory: URL? = nil
+    ) async throws -> CommandResult {
+        let result = try await run(arguments, environment: environment, input: input, workingDirectory: workingDirectory)
+        guard result.succeeded else {
+            throw CommandFailure(arguments: arguments, exitCode: result.exitCode, standardError: result.standardError)
+        }
+        return result
+    }
+
+    static func keys(_ environment: [String: String?]) -> [Environment.Key: String?] {
+        var out: [Environment.Key: String?] = [:]
+        for (k, v) in environment { out[Environment.Key(stringLiteral: k)] = v }
+        return out
+    }
+}
+
+extension Command {
+    /// Runs a command and hands each line of its stdout to `onLine` as it
+    /// arrives (no line-length limit: stream-json lines can be large). Stderr is
+    /// collected with a limit. A non-zero exit is data, not an error.
+    public static func stream(
+        _ arguments: [String],
+        onLine: @escaping (String) -> Void
+    ) async throws -> CommandResult {
+        precondition(!arguments.isEmpty)
+        var options = PlatformOptions()
+        options.processGroupID = 0
+        let executable: Executable = arguments[0].contains("/") ? .path(FilePath(arguments[0])) : .name(arguments[0])
+        let result = try await Subprocess.run(
+            executable, arguments: Arguments(Array(arguments.dropFirst())), environment: .inherit,
+            platformOptions: options, input: .none, output: .sequence, error: .string(limit: outputLimit)
+        ) { execution in
+            for try await line in execution.standardOutput.strings(bufferingPolicy: .unbounded) {
+                onLine(line)
+            }
+        }
+        let code: Int32
+        switch result.terminationStatus {
+        case .exited(let c): code = c
+        case .signaled(let s): code = 128 + s
+        }
+        return CommandResult(arguments: arguments, exitCode: code, standardOutput: "", standardError: result.standardError)
+    }
+}

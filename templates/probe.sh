@@ -1,0 +1,32 @@
+#!/bin/bash
+# Runs inside a container started exactly like the agent's (same user, same
+# capabilities, same seccomp profile, same network namespace) before Claude
+# Code starts. Prints PASS/FAIL lines; exits 1 if anything failed.
+fails=0
+pass() { echo "PASS $1 $2"; }
+fail() { echo "FAIL $1 $2"; fails=$((fails + 1)); }
+field() { awk -v k="$1:" '$1 == k { print $2 }' /proc/self/status; }
+
+[ "$(field Seccomp)" = "2" ] && pass seccomp "mode 2 (filter)" || fail seccomp "mode $(field Seccomp), expected 2"
+[ "$(field NoNewPrivs)" = "1" ] && pass no-new-privs "NoNewPrivs 1" || fail no-new-privs "NoNewPrivs $(field NoNewPrivs)"
+[ "$(field CapEff)" = "0000000000000000" ] && pass cap-effective "empty" || fail cap-effective "CapEff $(field CapEff)"
+[ "$(field CapBnd)" = "0000000000000000" ] && pass cap-bounding "empty" || fail cap-bounding "CapBnd $(field CapBnd)"
+[ "$(id -u)" != "0" ] && pass non-root "uid $(id -u)" || fail non-root "running as root"
+if out=$(unshare --user --map-root-user true 2>&1); then
+  fail denied-call "unshare --user succeeded"
+else
+  pass denied-call "unshare --user refused: ${out##*: }"
+fi
+if touch /patina-probe 2>/dev/null; then rm -f /patina-probe; fail read-only-root "/ is writable"; else pass read-only-root "/ is read-only"; fi
+if [ -w /workspace ] && [ -w /tmp ] && [ -w "$HOME" ]; then pass writable "/workspace, /tmp, \$HOME"; else fail writable "/workspace, /tmp or \$HOME is not writable"; fi
+[ -S /var/run/docker.sock ] || [ -S /run/docker.sock ] && fail docker-socket "docker socket is mounted" || pass docker-socket "absent"
+if [ -e /patina/host-objects ] && touch /patina/host-objects/probe 2>/dev/null; then
+  fail host-objects "the host's objects are writable"
+else
+  pass host-objects "read-only"
+fi
+
+if [ -f /patina/firewall/selftest.sh ]; then
+  bash /patina/firewall/selftest.sh || fails=$((fails + 1))
+fi
+[ "$fails" -eq 0 ]
