@@ -1,0 +1,96 @@
+import Foundation
+
+/// The scripted fake of the Anthropic Messages API (Tests/Fixtures/fake_anthropic.py),
+/// listening on the docker bridge gateway so the real Claude Code CLI inside the
+/// sandbox reaches it through ANTHROPIC_BASE_URL.
+public final class FakeModel: @unchecked Sendable {
+    public let host: String
+    public let port: Int
+    public let recordFile: URL
+    private let process: Process
+    private let directory: URL
+
+    /// One turn of the script: tool calls, or the final text.
+    public enum Turn {
+        case bash(String)
+        case tools([(name: String, input: [String: Any])])
+        case text(String)
+
+        var json: [String: Any] {
+            switch self {
+            case .bash(let command): return ["tool": "Bash", "input": ["command": command, "description": "run a command"]]
+            case .tools(let calls): return ["tools": calls.map { ["tool": $0.name, "input": $0.input] }]
+            case .text(let text): return ["text": text]
+            }
+        }
+    }
+
+    public init(script turns: [Turn], host: String? = nil) throws {
+        let host = host ?? Self.bridgeGateway()
+        self.host = host
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("fake-model-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let scriptFile = directory.appendingPathComponent("script.json")
+        recordFile = directory.appendingPathComponent("record.jsonl")
+        let portFile = directory.appendingPathComponent("port")
+        let data = try JSONSerialization.data(withJSONObject: ["turns": turns.map(\.json)])
+        try data.write(to: scriptFile)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", TestEnvironment.fixtures.appendingPathComponent("fake_anthropic.py").path,
+                             "--host", host, "--port", "0", "--script", scriptFile.path,
+                             "--record", recordFile.path, "--port-file", portFile.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: {
+            let log = directory.appendingPathComponent("server.log")
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            return log
+        }())
+        try process.run()
+        var port = 0
+        for _ in 0..<100 {
+            if let text = try? String(contentsOf: portFile, encoding: .utf8), let p = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                port = p
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        guard port > 0 else {
+            process.terminate()
+            throw ProcessRunner.Failure(description: "fake model did not start on \(host)")
+        }
+        self.port = port
+    }
+
+    deinit {
+        if process.isRunning { process.terminate(); process.waitUntilExit() }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    public var baseURL: String { "http://\(host):\(port)" }
+
+    /// Every request the fake received, as recorded JSON objects.
+    public func requests() -> [[String: Any]] {
+        guard let text = try? String(contentsOf: recordFile, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+    }
+
+    /// The text of every tool result the agent sent back, in order.
+    public func toolResults() -> [String] {
+        requests().flatMap { request -> [String] in
+            (request["tool_results"] as? [Any] ?? []).map { item in
+                if let s = item as? String { return s }
+                if let d = item as? [String: Any] { return (d["content"] as? String) ?? (d["text"] as? String) ?? "\(d)" }
+                return "\(item)"
+            }
+        }
+    }
+
+    public static func bridgeGateway() -> String {
+        let out = try? ProcessRunner.run(["docker", "network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"])
+        let gw = out?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        return gw.isEmpty ? "172.17.0.1" : gw
+    }
+}

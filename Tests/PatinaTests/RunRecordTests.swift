@@ -1,0 +1,95 @@
+import Foundation
+import Testing
+@testable import PatinaCore
+
+@Suite struct RunRecordTests {
+    static func sample(id: String = "20261121-040000-demo-abcd") -> RunRecord {
+        var r = RunRecord(
+            id: id, task: "demo", status: .timedOut, reason: "stopped", branch: "patina/\(id)",
+            baseCommit: String(repeating: "a", count: 40), headCommit: String(repeating: "b", count: 40),
+            repository: "/r", worktree: "/w", runDir: "/d", sessionLog: "/d/session.jsonl", transcript: nil,
+            started: Date(timeIntervalSince1970: 1_795_000_000), finished: Date(timeIntervalSince1970: 1_795_000_012),
+            durationS: 12, costUSD: 0.25, numTurns: 3, tokens: TokenCounts(), model: nil, maxTurns: nil,
+            timeoutS: 20, image: nil, baseImage: "debian:bookworm-slim", exitCode: 137, claudeSessionID: nil)
+        r.filesChanged = [FileChangeRecord(path: "a.txt", additions: 3, deletions: 1, status: "added")]
+        return r
+    }
+
+    @Test func jsonUsesTheDocumentedKeys() throws {
+        let object = try JSONSerialization.jsonObject(with: Data(Self.sample().json().utf8)) as! [String: Any]
+        for key in ["id", "task", "status", "branch", "base_commit", "head_commit", "worktree", "run_dir",
+                    "session_log", "started", "finished", "duration_s", "cost_usd", "num_turns", "tokens", "files_changed"] {
+            #expect(object[key] != nil, "missing \(key)")
+        }
+        #expect(object["status"] as? String == "timed_out")
+        let file = (object["files_changed"] as? [[String: Any]])?.first
+        #expect(file?["additions"] as? Int == 3)
+        #expect(file?["deletions"] as? Int == 1)
+    }
+
+    @Test func roundTripsThroughTheStore() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let store = RunStore(home: home, repositoryCommonDirectory: URL(fileURLWithPath: "/tmp/some/repo/.git"))
+        #expect(store.repositoryKey.hasPrefix("repo-"))
+        try store.save(Self.sample(id: "20261121-040000-demo-abcd"))
+        try store.save(Self.sample(id: "20261121-050000-later-wxyz"))
+        let listed = store.list()
+        #expect(listed.map(\.id) == ["20261121-050000-later-wxyz", "20261121-040000-demo-abcd"])
+        #expect(try store.resolve("latest").id == "20261121-050000-later-wxyz")
+        #expect(try store.resolve("demo").id == "20261121-040000-demo-abcd")
+        #expect(throws: RunStore.StoreError.self) { try store.resolve("20261121") }
+        #expect(throws: RunStore.StoreError.self) { try store.resolve("nope") }
+        let loaded = try store.load("20261121-040000-demo-abcd")
+        #expect(loaded.status == .timedOut)
+        #expect(loaded.started == Date(timeIntervalSince1970: 1_795_000_000))
+    }
+}
+
+@Suite struct CredentialsTests {
+    @Test func missingCredentialsNamesTheVariables() {
+        #expect {
+            try Credentials(environment: ["ANTHROPIC_BASE_URL": "http://x:1"])
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("ANTHROPIC_API_KEY") && text.contains("CLAUDE_CODE_OAUTH_TOKEN")
+        }
+    }
+
+    @Test func baseURLGivesTheExactEndpoint() throws {
+        let c = try Credentials(environment: ["ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://172.17.0.1:4321"])
+        #expect(c.endpoint.host == "172.17.0.1")
+        #expect(c.endpoint.port == 4321)
+        #expect(c.present == ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"])
+    }
+
+    @Test func defaultEndpoint() throws {
+        let c = try Credentials(environment: ["CLAUDE_CODE_OAUTH_TOKEN": "t"])
+        #expect(c.endpoint.host == "api.anthropic.com" && c.endpoint.port == 443)
+        #expect(c.usesOAuth)
+    }
+
+    @Test func badBaseURL() {
+        #expect(throws: PlanError.self) { try Credentials(environment: ["ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "ftp//nope"]) }
+    }
+}
+
+@Suite struct ConfigTests {
+    @Test func loadsAndReportsBadTypes() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(try PatinaConfig.load(from: dir) == PatinaConfig())
+        try Data(#"{"allow":["pypi.org"],"max_turns":5,"limits":{"memory":"2g"},"seccomp":{"relax":["ptrace"]}}"#.utf8)
+            .write(to: dir.appendingPathComponent("config.json"))
+        let config = try PatinaConfig.load(from: dir)
+        #expect(config.allow == ["pypi.org"])
+        #expect(config.maxTurns == 5)
+        #expect(config.limits?.memory == "2g")
+        #expect(config.seccomp?.relax == ["ptrace"])
+        try Data(#"{"allow":"pypi.org"}"#.utf8).write(to: dir.appendingPathComponent("config.json"))
+        #expect { try PatinaConfig.load(from: dir) } throws: { "\($0)".contains("\"allow\"") }
+        try Data("{nope".utf8).write(to: dir.appendingPathComponent("config.json"))
+        #expect { try PatinaConfig.load(from: dir) } throws: { "\($0)".contains("not valid JSON") }
+    }
+}
