@@ -28,7 +28,8 @@ public final class FakeModel: @unchecked Sendable {
     public init(script turns: [Turn], host: String? = nil) throws {
         let host = host ?? Self.bridgeGateway()
         self.host = host
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("fake-model-\(UUID().uuidString.prefix(8))")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fake-model-\(UUID().uuidString.prefix(8))")
+        self.directory = directory
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let scriptFile = directory.appendingPathComponent("script.json")
         recordFile = directory.appendingPathComponent("record.jsonl")
@@ -43,7 +44,7 @@ public final class FakeModel: @unchecked Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: {
             let log = directory.appendingPathComponent("server.log")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             return log
         }())
         try process.run()

@@ -185,7 +185,7 @@ public final class RunLifecycle: @unchecked Sendable {
         // objects borrowed read-only. The host's .git is never mounted.
         let hostIndex = plan.repository.commonDirectory.appendingPathComponent("worktrees/\(plan.id)/index")
         try SandboxGitDirectory.create(
-            at: layout.privateGit, branch: plan.branch, base: plan.baseCommit,
+            at: layout.privateGit, host: plan.repository, branch: plan.branch, base: plan.baseCommit,
             hostObjectsPathInContainer: RunLayout.containerHostObjects,
             indexFrom: fm.fileExists(atPath: hostIndex.path) ? hostIndex : nil)
         try Data("gitdir: \(RunLayout.containerGit)\n".utf8).write(to: layout.gitFile)
@@ -194,7 +194,9 @@ public final class RunLifecycle: @unchecked Sendable {
         try Data(devcontainerJSON(spec).utf8).write(to: layout.devcontainer)
 
         if getuid() == 0 {
-            for url in [plan.worktree, layout.privateGit, layout.home] {
+            // git refuses a repository whose gitfile, work tree or git directory
+            // belongs to someone else, so all three go to the agent's uid.
+            for url in [plan.worktree, layout.privateGit, layout.home, layout.gitFile] {
                 Ownership.change(url, uid: plan.agentUID, gid: plan.agentGID)
             }
         }
@@ -203,8 +205,12 @@ public final class RunLifecycle: @unchecked Sendable {
     /// The agent's container: no capabilities, no new privileges, the seccomp
     /// profile, read-only root, limits, non-root; only the run's own paths mounted.
     func agentSpec(image: String, network: String?) -> ContainerSpec {
+        Self.agentSpec(plan: plan, layout: layout, image: image, network: network, labels: containerLabels)
+    }
+
+    static func agentSpec(plan: RunPlan, layout: RunLayout, image: String, network: String?, labels: [String: String]) -> ContainerSpec {
         var spec = ContainerSpec(name: "patina-\(plan.id)-agent", image: image)
-        spec.labels = containerLabels.merging(["patina.role": "agent"]) { $1 }
+        spec.labels = labels.merging(["patina.role": "agent"]) { $1 }
         spec.user = "\(plan.agentUID):\(plan.agentGID)"
         spec.workingDirectory = RunLayout.workspace
         spec.network = network
@@ -346,7 +352,7 @@ public final class RunLifecycle: @unchecked Sendable {
         await engine.remove((try? await engine.containers(label: "patina.run=\(plan.id)")) ?? [])
         await protections.tearDown()
         if getuid() == 0 {
-            for url in [plan.worktree, layout.privateGit, layout.home] {
+            for url in [plan.worktree, layout.privateGit, layout.home, layout.gitFile] {
                 Ownership.change(url, uid: 0, gid: 0)
             }
         }
@@ -367,7 +373,11 @@ public final class RunLifecycle: @unchecked Sendable {
         }
         do {
             let message = "patina: commit changes the agent left uncommitted\n\nRun \(plan.id) ended (\(record.status.rawValue)) with uncommitted changes in its worktree; patina committed them so nothing is lost.\n"
-            if let newHead = try Collector.commitLeftovers(worktree: plan.worktree, branch: plan.branch, head: head, message: message) {
+            let leftovers = try Collector.commitLeftovers(in: plan.repository, worktree: plan.worktree, branch: plan.branch, head: head, message: message)
+            if !leftovers.skipped.isEmpty {
+                problems.append("not committed (unsafe to read): \(leftovers.skipped.joined(separator: ", "))")
+            }
+            if let newHead = leftovers.commit {
                 head = newHead
                 record.leftoversCommitted = true
                 progress.note("committed changes the agent left uncommitted")
@@ -378,7 +388,7 @@ public final class RunLifecycle: @unchecked Sendable {
         record.headCommit = head.hex
         do {
             record.filesChanged = try plan.repository.diffStat(from: plan.baseCommit, to: head).map {
-                FileChangeRecord(path: $0.path, additions: $0.additions, deletions: $0.deletions, status: $0.status)
+                FileChangeRecord(path: $0.path, additions: $0.additions, deletions: $0.deletions, status: $0.status.rawValue)
             }
             record.commits = try plan.repository.commits(from: plan.baseCommit, to: head).count
         } catch {

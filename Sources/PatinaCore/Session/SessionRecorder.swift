@@ -18,7 +18,7 @@ public final class SessionRecorder: @unchecked Sendable {
     private let lock = NSLock()
 
     public init(sessionLog: URL, progress: Progress?) throws {
-        FileManager.default.createFile(atPath: sessionLog.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: sessionLog.path, contents: nil)
         handle = try FileHandle(forWritingTo: sessionLog)
         self.progress = progress
     }

@@ -99,12 +99,17 @@ public struct DockerEngine: Sendable {
         return (code, parts[1].hasPrefix("true"))
     }
 
-    /// The default bridge's gateway address, e.g. 172.17.0.1.
+    /// The default bridge's gateway address, e.g. 172.17.0.1. Older engines
+    /// leave the gateway out of the IPAM config: then it is the address of the
+    /// bridge interface on this machine.
     public func bridgeGateway() async throws -> String {
-        let out = try await check(["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"])
-        guard let gw = out.standardOutput.split(separator: " ").map(String.init)
-            .first(where: { !$0.contains(":") && !$0.isEmpty })?.trimmingCharacters(in: .whitespacesAndNewlines)
-        else { throw DockerError.daemonDown("the default bridge network has no IPv4 gateway") }
-        return gw
+        let format = "{{range .IPAM.Config}}{{.Gateway}} {{end}}|{{index .Options \"com.docker.network.bridge.name\"}}"
+        let out = try await check(["network", "inspect", "bridge", "--format", format]).standardOutput
+        let parts = out.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|", omittingEmptySubsequences: false)
+        let gateways = (parts.first ?? "").split(separator: " ").map(String.init).filter { !$0.contains(":") && !$0.isEmpty }
+        if let gw = gateways.first { return gw }
+        let interface = parts.count > 1 ? String(parts[1]) : "docker0"
+        if let address = HostNetwork.ipv4Address(of: interface.isEmpty ? "docker0" : interface) { return address }
+        throw DockerError.daemonDown("cannot tell the default bridge's gateway address")
     }
 }

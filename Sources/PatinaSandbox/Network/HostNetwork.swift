@@ -28,6 +28,24 @@ public enum HostNetwork {
         return result
     }
 
+    /// The IPv4 address of one interface, e.g. docker0.
+    public static func ipv4Address(of interface: String) -> String? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return nil }
+        defer { freeifaddrs(list) }
+        var cursor: UnsafeMutablePointer<ifaddrs>? = first
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            guard let addr = entry.pointee.ifa_addr, Int32(addr.pointee.sa_family) == AF_INET,
+                  String(nulTerminated: Array(UnsafeBufferPointer(start: entry.pointee.ifa_name, count: strlen(entry.pointee.ifa_name) + 1))) == interface
+            else { continue }
+            var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            guard getnameinfo(addr, socklen_t(MemoryLayout<sockaddr_in>.size), &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 else { continue }
+            return String(nulTerminated: host)
+        }
+        return nil
+    }
+
     /// Upstream DNS servers for the sandbox's resolver: the host's resolv.conf
     /// without loopback servers (which a container cannot reach).
     public static func upstreamDNS(resolvConf: String = "/etc/resolv.conf") -> [String] {

@@ -1,0 +1,196 @@
+import Foundation
+import PatinaSandbox
+import PatinaTemplates
+
+/// The protections around the agent: the seccomp profile, the egress
+/// firewall (holder + helper, pod pattern) and the probes that prove both
+/// before Claude Code starts. Any protection that fails to apply stops the
+/// run: the agent never runs less protected than configured.
+final class Protections: @unchecked Sendable {
+    let plan: RunPlan
+    let layout: RunLayout
+    let engine: DockerEngine
+
+    private(set) var seccompJSON = ""
+    private(set) var seccompRelaxed: [String] = []
+    private(set) var seccompReport: SeccompCompileReport?
+    private(set) var allowEntries: [AllowEntry] = []
+    private(set) var agentEndpoints: [AllowEntry] = []
+    private var canary: Canary?
+    private var firewallPlan: FirewallPlan?
+    private var applyOutput = ""
+    private var images: RunLifecycle.Images?
+
+    init(plan: RunPlan, layout: RunLayout, engine: DockerEngine) {
+        self.plan = plan
+        self.layout = layout
+        self.engine = engine
+    }
+
+    var holderName: String { "patina-\(plan.id)-net" }
+    var agentNetwork: String? { plan.firewallEnabled ? "container:\(holderName)" : nil }
+    var allowListSummary: [String] { plan.firewallEnabled ? (agentEndpoints + allowEntries).map(\.description) : [] }
+
+    /// Builds and checks everything without side effects: the seccomp profile is
+    /// compiled with libseccomp, the allow-list parsed, the firewall rendered once.
+    func prepare() throws {
+        let overrides = SeccompOverrides(extraDenied: plan.config.seccomp?.deny ?? [], relaxed: plan.config.seccomp?.relax ?? [])
+        let profile = try SeccompProfile.agentDefault(templates: plan.templates, overrides: overrides)
+        seccompReport = try profile.compile(capabilities: Set(plan.capAdd))
+        seccompJSON = profile.dockerJSON()
+        seccompRelaxed = overrides.relaxed
+        _ = try plan.templates.read("templates/probe.sh")
+
+        guard plan.firewallEnabled else { return }
+        var entries = try Preset.defaults(templates: plan.templates)
+        let allowFile = plan.repositoryRoot.appendingPathComponent(".patina/allow.txt")
+        var presets = plan.presets
+        if let text = try? String(contentsOf: allowFile, encoding: .utf8) {
+            let file = try AllowList.parseFile(text, source: ".patina/allow.txt")
+            entries += file.entries
+            presets += file.presets
+        }
+        entries += try AllowList.parse(plan.config.allow ?? [], source: ".patina/config.json")
+        entries += try AllowList.parse(plan.options.allow, source: "--allow")
+        entries += try Preset.load(names: presets, templates: plan.templates)
+        allowEntries = entries
+        agentEndpoints = try ClaudeEndpoints.entries(
+            baseURL: plan.credentials.baseURL?.absoluteString, auth: plan.credentials.usesOAuth ? .oauthToken : .apiKey)
+        // Render once now so a bad template or setting fails before anything exists.
+        _ = try makeFirewallPlan(gateway: nil, selfTest: SelfTestTargets()).render(templates: plan.templates)
+    }
+
+    func netguardDockerfile() throws -> String {
+        try Netguard.dockerfile(templates: plan.templates, baseImage: plan.baseImage)
+    }
+
+    private func makeFirewallPlan(gateway: String?, selfTest: SelfTestTargets) throws -> FirewallPlan {
+        try FirewallPlan(
+            entries: allowEntries, agentEndpoints: agentEndpoints,
+            upstreamDNS: FirewallPlan.upstreamServers(resolvConf: (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""),
+            hostAddresses: HostNetwork.addresses(), gateway: gateway, selfTest: selfTest)
+    }
+
+    /// Writes the seccomp profile and probe script into the run's config folder.
+    func writeRendered() throws {
+        try Data(seccompJSON.utf8).write(to: layout.seccompProfile)
+        try Data(try plan.templates.read("templates/probe.sh").utf8).write(to: layout.probeScript)
+        if let seccompReport {
+            try Data("\(seccompReport)\n".utf8).write(to: layout.rendered.appendingPathComponent("seccomp-bpf.txt"))
+        }
+    }
+
+    /// Network holder -> firewall applied from outside the agent -> probes.
+    func startSandbox(images: RunLifecycle.Images, labels: [String: String], progress: Progress) async throws {
+        self.images = images
+        var selfTest = SelfTestTargets()
+        if plan.firewallEnabled {
+            guard let netguard = images.netguard else { throw SandboxFailure("the firewall image is missing") }
+            let gateway = try await engine.bridgeGateway()
+            let canary = try Canary(address: gateway)
+            self.canary = canary
+            selfTest = try SelfTestTargets.canary(address: gateway, tcpPort: canary.tcpPort, udpPort: canary.udpPort, dnsPort: canary.udpPort)
+            let firewall = try makeFirewallPlan(gateway: gateway, selfTest: selfTest)
+            firewallPlan = firewall
+            try firewall.render(templates: plan.templates).write(to: layout.firewallDirectory)
+
+            var holder = ContainerSpec(name: holderName, image: netguard)
+            holder.labels = labels.merging(["patina.role": "network"]) { $1 }
+            holder.network = "bridge"
+            holder.dns = [Netguard.holderDNS]
+            holder.capDrop = ["ALL"]
+            holder.capAdd = Netguard.holderCapabilities
+            holder.mounts = [Mount(source: layout.firewallDirectory.path, target: Netguard.mountPath, readOnly: true)]
+            holder.command = Netguard.holderCommand
+            holder.initProcess = true
+            try await engine.start(holder)
+
+            var helper = ContainerSpec(name: "patina-\(plan.id)-firewall", image: netguard)
+            helper.labels = labels.merging(["patina.role": "firewall"]) { $1 }
+            helper.network = "container:\(holderName)"
+            helper.capDrop = ["ALL"]
+            helper.capAdd = Netguard.helperCapabilities
+            helper.mounts = holder.mounts
+            helper.command = Netguard.helperCommand
+            let applied = try await engine.runToCompletion(helper)
+            applyOutput = applied.standardOutput + applied.standardError
+            try? Data(FirewallReport(plan: firewall, applyOutput: applyOutput, selfTestOutput: "").text.utf8).write(to: layout.firewallReport)
+            guard applied.succeeded else {
+                throw SandboxFailure("the firewall could not be applied: " + (applied.standardError.split(separator: "\n").last.map(String.init) ?? "exit \(applied.exitCode)"))
+            }
+            progress.step("firewall applied: \(firewall.allEntries.count) allow-list entries, default deny (IPv4 + IPv6)")
+        }
+        try await runProbes(images: images, labels: labels, progress: progress)
+    }
+
+    /// A container started exactly like the agent's runs the hardening probes
+    /// and the firewall self-test as the agent's user.
+    private func runProbes(images: RunLifecycle.Images, labels: [String: String], progress: Progress) async throws {
+        let lifecycleSpec = RunLifecycle.agentSpec(plan: plan, layout: layout, image: images.agent, network: agentNetwork, labels: labels)
+        var probe = lifecycleSpec
+        probe.name = "patina-\(plan.id)-probe"
+        probe.labels["patina.role"] = "probe"
+        probe.mounts.append(Mount(source: layout.probeScript.path, target: RunLayout.containerProbe, readOnly: true))
+        if plan.firewallEnabled {
+            probe.mounts.append(Mount(source: layout.firewallDirectory.path, target: Netguard.mountPath, readOnly: true))
+        }
+        probe.passEnvironment = []
+        probe.command = ["bash", RunLayout.containerProbe]
+        let result = try await engine.runToCompletion(probe)
+        let output = result.standardOutput + result.standardError
+        try? Data(output.utf8).write(to: layout.probeReport)
+        var failures = output.split(separator: "\n").filter { $0.hasPrefix("FAIL") }.map(String.init)
+        if let canary {
+            // Give a datagram in flight a moment to land before judging.
+            try? await Task.sleep(nanoseconds: 100_000_000)
+            let arrived = canary.received
+            if !arrived.isEmpty { failures.append("FAIL canary blocked traffic reached the host: \(arrived.joined(separator: "; "))") }
+        }
+        if let firewallPlan {
+            let report = FirewallReport(plan: firewallPlan, applyOutput: applyOutput, selfTestOutput: output)
+            var text = report.text
+            if let canary { text += "\ncanary on the host (\(canary.address) tcp \(canary.tcpPort), udp \(canary.udpPort)): \(canary.received.isEmpty ? "nothing arrived" : canary.received.joined(separator: "; "))\n" }
+            try? Data(text.utf8).write(to: layout.firewallReport)
+            if let reason = report.failureReason, failures.isEmpty { failures.append("FAIL firewall \(reason)") }
+        }
+        guard result.succeeded, failures.isEmpty else {
+            let first = failures.first ?? "probe container exited \(result.exitCode)"
+            throw SandboxFailure("a protection check failed before the agent started: \(first.dropFirst(5))")
+        }
+        let passed = output.split(separator: "\n").filter { $0.hasPrefix("PASS") }.count
+        progress.step("probes passed (\(passed) checks: seccomp, no-new-privs, no capabilities, firewall self-test)")
+    }
+
+    /// Saves what the resolver saw (queries, addresses added to the allow set).
+    func captureReports() async {
+        guard plan.firewallEnabled, firewallPlan != nil else { return }
+        if let logs = try? await engine.run(["logs", holderName]), logs.succeeded {
+            let text = logs.standardOutput + logs.standardError
+            try? Data(text.utf8).write(to: layout.runDirectory.appendingPathComponent("resolver.log"))
+        }
+    }
+
+    func tearDown() async {
+        canary?.stop()
+        canary = nil
+    }
+}
+
+/// A protection that could not be applied or proven.
+struct SandboxFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Condenses PASS/FAIL report files for `patina show`.
+public enum ProtectionReport {
+    public static func summary(_ text: String) -> [String] {
+        let lines = text.split(separator: "\n").map(String.init)
+        let pass = lines.filter { $0.hasPrefix("PASS") }.count
+        let fail = lines.filter { $0.hasPrefix("FAIL") }
+        var out = ["\(pass) passed, \(fail.count) failed"]
+        out += fail.prefix(5)
+        if let summary = lines.first(where: { $0.hasPrefix("summary:") || $0.hasPrefix("allow-list:") }) { out.append(summary) }
+        return out
+    }
+}
