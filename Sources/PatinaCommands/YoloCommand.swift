@@ -80,7 +80,6 @@ struct YoloCommand: AsyncParsableCommand {
         let record: RunRecord
         do {
             let plan = try await Planner.plan(options, engine: engine)
-            progress.step("run \(plan.id)")
             let control = RunControl(engine: engine)
             let interrupts = InterruptHandler(control: control, progress: progress)
             defer { interrupts.cancel() }

@@ -3,6 +3,6 @@ import PatinaCommands
 @main
 struct Entrypoint {
     static func main() async {
-        await Patina.main()
+        await Patina.runMain()
     }
 }

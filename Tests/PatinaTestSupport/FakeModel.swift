@@ -78,10 +78,11 @@ public final class FakeModel: @unchecked Sendable {
         }
     }
 
-    /// The text of every tool result the agent sent back, in order.
+    /// The text of every tool result the agent sent back, in order (each
+    /// request carries the whole history; only its newest results count).
     public func toolResults() -> [String] {
-        requests().flatMap { request -> [String] in
-            (request["tool_results"] as? [Any] ?? []).map { item in
+        requests().filter { $0["kind"] as? String == "main" }.flatMap { request -> [String] in
+            (request["new_tool_results"] as? [Any] ?? []).map { item in
                 if let s = item as? String { return s }
                 if let d = item as? [String: Any] { return (d["content"] as? String) ?? (d["text"] as? String) ?? "\(d)" }
                 return "\(item)"

@@ -50,6 +50,7 @@ public final class RunLifecycle: @unchecked Sendable {
         // Everything that can fail without side effects comes first: protections are
         // rendered and checked, images are built or found.
         try await steps.time("protections") { try protections.prepare() }
+        progress.step("run \(plan.id)")
         if !plan.firewallEnabled {
             progress.warn("--no-firewall: the agent can reach any address this machine can; recorded in run.json")
         }

@@ -1,0 +1,32 @@
+import ArgumentParser
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Patina {
+    /// Parses and runs a command. Any error becomes exactly one line on stderr
+    /// (`error: what is wrong and what to do`) and a non-zero exit; help and
+    /// `--version` print as usual.
+    public static func runMain(_ arguments: [String]? = nil) async -> Never {
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            Glibc.exit(0)
+        } catch {
+            let code = exitCode(for: error)
+            if error is ExitCode { Glibc.exit(code.rawValue) }
+            if code == .success { Self.exit(withError: error) }
+            var message = message(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
+            for prefix in ["Error: ", "error: "] where message.hasPrefix(prefix) { message.removeFirst(prefix.count) }
+            let line = message.split(separator: "\n").first.map(String.init) ?? "failed"
+            let hint = code == .validationFailure && !line.contains("patina") ? " (see `patina help`)" : ""
+            FileHandle.standardError.write(Data("error: \(line)\(hint)\n".utf8))
+            Glibc.exit(code.rawValue)
+        }
+    }
+}

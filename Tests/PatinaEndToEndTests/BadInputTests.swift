@@ -1,0 +1,106 @@
+import Foundation
+import PatinaTestSupport
+import Testing
+
+/// Bad input: one clear line on stderr, a non-zero exit, and nothing created —
+/// no branch, no worktree, no run directory, no container.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct BadInputTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        let name: String
+        let arguments: [String]
+        let expected: String
+        var environment: [String: String] = [:]
+        var unsetCredentials = false
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "empty task", arguments: ["yolo", "  "], expected: "task is empty"),
+        Case(name: "unknown base", arguments: ["yolo", "--base", "no-such-ref", "x"], expected: "unknown revision 'no-such-ref'"),
+        Case(name: "bad timeout", arguments: ["yolo", "--timeout", "soon", "x"], expected: "invalid duration \"soon\""),
+        Case(name: "zero max turns", arguments: ["yolo", "--max-turns", "0", "x"], expected: "--max-turns must be at least 1"),
+        Case(name: "missing agent binary", arguments: ["yolo", "--agent-binary", "/nonexistent/claude", "x"], expected: "no such file"),
+        Case(name: "agent binary not an executable", arguments: ["yolo", "--agent-binary", "/etc/hostname", "x"], expected: "not a Linux executable"),
+        Case(name: "bad allow entry", arguments: ["yolo", "--allow", "10.0.0.0/99", "x"], expected: "10.0.0.0/99"),
+        Case(name: "unknown preset", arguments: ["yolo", "--preset", "nope", "x"], expected: "known presets"),
+        Case(name: "bad base image", arguments: ["yolo", "--base-image", "Not An Image!", "x"], expected: "invalid --base-image"),
+        Case(name: "missing credentials", arguments: ["yolo", "x"], expected: "ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN", unsetCredentials: true),
+        Case(name: "docker missing", arguments: ["yolo", "x"], expected: "docker is not installed",
+             environment: ["PATINA_DOCKER": "/nonexistent/docker"]),
+        Case(name: "docker daemon down", arguments: ["yolo", "x"], expected: "Docker daemon is not answering",
+             environment: ["DOCKER_HOST": "unix:///nonexistent/docker.sock"]),
+    ]
+
+    @Test(arguments: cases)
+    func rejectedWithOneLineAndNothingCreated(_ c: Case) throws {
+        let repo = try TemporaryRepository()
+        var patina = PatinaRunner(repository: repo, baseURL: "http://127.0.0.1:9")
+        for (k, v) in c.environment { patina.extraEnvironment[k] = v }
+        var environment = patina.environment
+        if c.unsetCredentials { environment.removeValue(forKey: "ANTHROPIC_API_KEY") }
+        let output = try ProcessRunner.run([TestEnvironment.patinaBinary.path] + c.arguments, in: repo.path, environment: environment)
+        try expectRejected(output, expected: c.expected, repo: repo)
+    }
+
+    @Test func notAGitRepository() throws {
+        let repo = try TemporaryRepository()
+        let outside = repo.root.appendingPathComponent("plain")
+        try FileManager.default.createDirectory(at: outside, withIntermediateDirectories: true)
+        let output = try PatinaRunner(repository: repo).run(["yolo", "x"], in: outside)
+        try expectRejected(output, expected: "not a git repository", repo: repo)
+    }
+
+    @Test func repositoryWithoutCommits() throws {
+        let repo = try TemporaryRepository()
+        let empty = repo.root.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        try ProcessRunner.check(["git", "init", "-q", empty.path])
+        let output = try PatinaRunner(repository: repo).run(["yolo", "x"], in: empty)
+        try expectRejected(output, expected: "no commits", repo: repo)
+    }
+
+    @Test func invalidTemplateOverride() throws {
+        let repo = try TemporaryRepository()
+        try repo.write(".patina/templates/Dockerfile.mustache", "FROM {{#base_image}}\n")
+        try repo.git("add", "-A")
+        try repo.git("commit", "-q", "-m", "broken template")
+        let output = try PatinaRunner(repository: repo, baseURL: "http://127.0.0.1:9").run(["yolo", "x"])
+        try expectRejected(output, expected: "Dockerfile.mustache", repo: repo)
+    }
+
+    @Test func unreadableTemplateOverride() throws {
+        let repo = try TemporaryRepository()
+        // A directory where the template file should be cannot be read, even by root.
+        try FileManager.default.createDirectory(at: repo.path.appendingPathComponent(".patina/templates/claude-settings.json.mustache"), withIntermediateDirectories: true)
+        let output = try PatinaRunner(repository: repo, baseURL: "http://127.0.0.1:9").run(["yolo", "x"])
+        try expectRejected(output, expected: "claude-settings.json.mustache", repo: repo)
+    }
+
+    @Test func badConfigFile() throws {
+        let repo = try TemporaryRepository()
+        try repo.write(".patina/config.json", #"{"allow": "pypi.org"}"#)
+        let output = try PatinaRunner(repository: repo, baseURL: "http://127.0.0.1:9").run(["yolo", "x"])
+        try expectRejected(output, expected: "config.json", repo: repo)
+    }
+
+    func expectRejected(_ output: ProcessRunner.Output, expected: String, repo: TemporaryRepository,
+                        sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(output.status != 0, sourceLocation: sourceLocation)
+        let lines = output.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "expected one line, got: \(output.stderr)", sourceLocation: sourceLocation)
+        #expect(output.stderr.hasPrefix("error: "), sourceLocation: sourceLocation)
+        #expect(output.stderr.contains(expected), "stderr: \(output.stderr)", sourceLocation: sourceLocation)
+        #expect(output.stdout.isEmpty, sourceLocation: sourceLocation)
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty, "a branch was created", sourceLocation: sourceLocation)
+        #expect(try repo.git("worktree", "list").split(separator: "\n").count == 1, "a worktree was created", sourceLocation: sourceLocation)
+        let store = repo.home.appendingPathComponent("repos")
+        let leftovers = (FileManager.default.enumerator(atPath: store.path)?.allObjects as? [String] ?? [])
+            .filter { $0.contains("/runs/") || $0.contains("/worktrees/") }
+        #expect(leftovers.isEmpty, "run store not empty: \(leftovers)", sourceLocation: sourceLocation)
+        if TestEnvironment.dockerAnswers {
+            let mine = try ProcessRunner.check(["docker", "ps", "-a", "--filter", "label=patina=1", "--format", "{{.Names}}"])
+            #expect(mine.isEmpty, "containers: \(mine)", sourceLocation: sourceLocation)
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import PatinaTestSupport
+import Testing
+
+/// Reads a run's files after `patina yolo --json`.
+struct FinishedRun {
+    let output: ProcessRunner.Output
+    let record: [String: Any]
+
+    init(_ output: ProcessRunner.Output) throws {
+        self.output = output
+        record = try PatinaRunner.record(output)
+    }
+
+    var id: String { record["id"] as? String ?? "" }
+    var status: String { record["status"] as? String ?? "" }
+    var branch: String { record["branch"] as? String ?? "" }
+    var head: String { record["head_commit"] as? String ?? "" }
+    var base: String { record["base_commit"] as? String ?? "" }
+    var worktree: URL { URL(fileURLWithPath: record["worktree"] as? String ?? "/nonexistent") }
+    var runDir: URL { URL(fileURLWithPath: record["run_dir"] as? String ?? "/nonexistent") }
+    var files: [[String: Any]] { record["files_changed"] as? [[String: Any]] ?? [] }
+
+    func file(_ name: String) -> String? {
+        try? String(contentsOf: runDir.appendingPathComponent(name), encoding: .utf8)
+    }
+
+    /// Parsed session.jsonl lines.
+    var sessionLines: [[String: Any]] {
+        (file("session.jsonl") ?? "").split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+    }
+
+    var hasInitAndResult: Bool {
+        sessionLines.contains { $0["type"] as? String == "system" && $0["subtype"] as? String == "init" }
+            && sessionLines.contains { $0["type"] as? String == "result" }
+    }
+}
+
+/// Asserts what must hold after every run, whatever its outcome: the user's
+/// checkout and main are unchanged, the worktree is clean, no container is left.
+func expectUserRepositoryUntouched(_ repo: TemporaryRepository, mainBefore: String, run: FinishedRun,
+                                   sourceLocation: SourceLocation = #_sourceLocation) throws {
+    #expect(try repo.git("rev-parse", "main") == mainBefore, "main moved", sourceLocation: sourceLocation)
+    #expect(try repo.git("status", "--porcelain") == "", "the user's checkout changed", sourceLocation: sourceLocation)
+    #expect(try repo.git("symbolic-ref", "HEAD") == "refs/heads/main", sourceLocation: sourceLocation)
+    let worktreeStatus = try ProcessRunner.check(["git", "-C", run.worktree.path, "status", "--porcelain"])
+    #expect(worktreeStatus == "", "worktree not clean: \(worktreeStatus)", sourceLocation: sourceLocation)
+    #expect(try PatinaRunner.leftoverContainers(runID: run.id).isEmpty, "containers left behind", sourceLocation: sourceLocation)
+}

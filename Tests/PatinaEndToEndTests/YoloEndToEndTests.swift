@@ -1,0 +1,162 @@
+import Foundation
+import PatinaTestSupport
+import Testing
+
+/// `patina yolo` end to end: real Docker engine, real Claude Code CLI, real
+/// libgit2 collection. Only the model is a scripted fake.
+@Suite(.serialized, .requiresDocker, .timeLimit(.minutes(10)))
+struct YoloEndToEndTests {
+    @Test func agentCommitLandsOnTheBranchAndNothingElseChanges() throws {
+        let repo = try TemporaryRepository()
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [
+            .bash("echo hello > hello.txt && git status --short && git add hello.txt && git commit -q -m 'add hello' && git log --oneline | head -3"),
+            .text("Added hello.txt and committed it."),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let run = try FinishedRun(patina.yolo("add a hello file"))
+        #expect(run.output.status == 0, "stderr: \(run.output.stderr)")
+        #expect(run.status == "succeeded")
+        #expect(run.branch == "patina/\(run.id)")
+        #expect(run.base == main)
+
+        // The branch holds the agent's own commit, on top of main.
+        #expect(try repo.git("log", "-1", "--format=%s", run.branch) == "add hello")
+        #expect(try repo.git("rev-parse", "\(run.branch)^") == main)
+        #expect(try repo.git("rev-parse", run.branch) == run.head)
+        #expect(try repo.git("show", "\(run.branch):hello.txt") == "hello")
+        #expect(try repo.git("fsck", "--no-progress").isEmpty)
+        try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
+        #expect(!FileManager.default.fileExists(atPath: repo.path.appendingPathComponent("hello.txt").path))
+
+        // The agent really ran git: its tool results came back to the model.
+        let results = model.toolResults().joined(separator: "\n")
+        #expect(results.contains("add hello"), "tool results: \(results)")
+
+        // The record and the logs.
+        #expect(run.hasInitAndResult)
+        #expect(run.record["num_turns"] as? Int ?? 0 >= 1)
+        #expect((run.record["cost_usd"] as? Double ?? 0) > 0)
+        #expect(((run.record["tokens"] as? [String: Any])?["input"] as? Int ?? 0) > 0)
+        #expect(run.files.count == 1)
+        #expect(run.files.first?["path"] as? String == "hello.txt")
+        #expect(run.files.first?["additions"] as? Int == 1)
+        #expect(run.record["duration_s"] as? Double ?? 0 > 0)
+        #expect(run.file("transcript.jsonl")?.contains("add hello") == true, "Claude Code's own transcript was not collected")
+        #expect(run.file("steps.log")?.contains("agent") == true)
+        for rendered in ["config/Dockerfile", "config/.devcontainer/devcontainer.json", "config/claude-settings.json", "config/seccomp.json"] {
+            #expect(run.file(rendered) != nil, "missing \(rendered)")
+        }
+        // The fake key is a secret: it is in no rendered file and no log.
+        let everything = try allText(under: run.runDir)
+        #expect(!everything.contains("sk-ant-test-not-a-real-key"))
+
+        // Review basics.
+        let runs = try patina.run(["runs", "--json"])
+        let listed = try JSONSerialization.jsonObject(with: Data(runs.stdout.utf8)) as? [[String: Any]]
+        #expect(listed?.first?["id"] as? String == run.id)
+        let shown = try PatinaRunner.record(try patina.run(["show", run.id, "--json"]))
+        #expect(shown["head_commit"] as? String == run.head)
+        let text = try patina.run(["show", String(run.id.suffix(4))])
+        #expect(text.stdout.contains("hello.txt"))
+
+        // A second run reuses the image: nothing is built.
+        let again = try FinishedRun(patina.yolo("add a hello file again"))
+        #expect(again.record["image"] as? String == run.record["image"] as? String)
+        #expect(!again.output.stderr.contains("building"), "\(again.output.stderr)")
+    }
+
+    @Test func changesLeftUncommittedAreCommittedByPatina() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "old.txt": "remove me\n"])
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [
+            .bash("echo new > left.txt && echo more >> README.md && rm old.txt && mkdir -p deep/er && echo x > deep/er/f.txt"),
+            .text("I changed some files but did not commit."),
+        ])
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("change files"))
+        #expect(run.status == "succeeded", "\(run.output.stderr)")
+        #expect(run.record["leftovers_committed"] as? Bool == true)
+        #expect(try repo.git("log", "-1", "--format=%s", run.branch).contains("uncommitted"))
+        let changed = Set(try repo.git("diff", "--name-status", main, run.branch).split(separator: "\n").map(String.init))
+        #expect(changed == ["M\tREADME.md", "A\tdeep/er/f.txt", "A\tleft.txt", "D\told.txt"])
+        try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
+    }
+
+    @Test func failingAgentIsCollected() throws {
+        let repo = try TemporaryRepository()
+        let main = try repo.git("rev-parse", "main")
+        // One turn allowed, but the script keeps calling tools: Claude Code ends with error_max_turns.
+        let model = try FakeModel(script: [
+            .bash("echo partial > partial.txt && exit 3"),
+            .bash("echo never"),
+            .text("unreachable"),
+        ])
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("fail please", ["--max-turns", "1"]))
+        #expect(run.output.status != 0)
+        #expect(run.status == "failed")
+        #expect((run.record["reason"] as? String ?? "").contains("max_turns"), "\(run.record)")
+        #expect(try repo.git("show", "\(run.branch):partial.txt") == "partial")
+        #expect(run.hasInitAndResult)
+        try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
+    }
+
+    @Test func hangingAgentTimesOutAndIsCollected() throws {
+        let repo = try TemporaryRepository()
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [
+            .bash("echo before > before.txt && git add before.txt && git commit -q -m before && sleep 600"),
+            .text("unreachable"),
+        ])
+        let started = Date()
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("hang", ["--timeout", "12s"]))
+        #expect(Date().timeIntervalSince(started) < 90)
+        #expect(run.output.status != 0)
+        #expect(run.status == "timed_out")
+        #expect(try repo.git("log", "-1", "--format=%s", run.branch) == "before")
+        #expect(run.sessionLines.contains { $0["subtype"] as? String == "init" })
+        try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
+        #expect(try PatinaRunner.leftoverContainers().isEmpty)
+    }
+
+    @Test func ctrlCStopsTheAgentCollectsAndLeavesNothingRunning() throws {
+        let repo = try TemporaryRepository()
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [
+            .bash("echo work > work.txt && sleep 600"),
+            .text("unreachable"),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path,
+                                        "--base-image", TestEnvironment.baseImage, "--quiet", "interrupt me"])
+        // Wait until the agent's command is running (the model saw the request), then Ctrl-C.
+        let deadline = Date().addingTimeInterval(120)
+        while model.requests().isEmpty && Date() < deadline && process.isRunning { Thread.sleep(forTimeInterval: 0.2) }
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(process.isRunning)
+        process.interrupt()
+        let stopDeadline = Date().addingTimeInterval(60)
+        while process.isRunning && Date() < stopDeadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(!process.isRunning, "patina did not stop after Ctrl-C")
+        #expect(process.terminationStatus != 0)
+        let runs = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]]
+        let record = try #require(runs?.first)
+        #expect(record["status"] as? String == "failed")
+        #expect((record["reason"] as? String ?? "").contains("interrupted"))
+        let branch = record["branch"] as? String ?? ""
+        #expect(try repo.git("show", "\(branch):work.txt") == "work")
+        #expect(try repo.git("rev-parse", "main") == main)
+        #expect(try PatinaRunner.leftoverContainers().isEmpty)
+    }
+}
+
+func allText(under directory: URL) throws -> String {
+    var text = ""
+    let walker = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey])
+    while let url = walker?.nextObject() as? URL {
+        if (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true,
+           let data = try? Data(contentsOf: url) {
+            text += String(decoding: data, as: UTF8.self)
+        }
+    }
+    return text
+}
