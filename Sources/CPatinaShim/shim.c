@@ -1,6 +1,7 @@
 #include "patina_shim.h"
 
 #include <git2.h>
+#include <git2/sys/repository.h>
 #include <seccomp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -29,4 +30,8 @@ int patina_git_set_strict_hash_verification(int enabled) {
 
 int patina_git_set_search_path_empty(int level) {
     return git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH, level, "");
+}
+
+int patina_git_repository_set_index(struct git_repository *repo, struct git_index *index) {
+    return git_repository_set_index(repo, index);
 }

@@ -25,4 +25,9 @@ int patina_git_set_owner_validation(int enabled);
 int patina_git_set_strict_hash_verification(int enabled);
 int patina_git_set_search_path_empty(int level);
 
+// git2/sys/repository.h is not part of the CGit2 module.
+struct git_repository;
+struct git_index;
+int patina_git_repository_set_index(struct git_repository *repo, struct git_index *index);
+
 #endif

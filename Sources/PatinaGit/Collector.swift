@@ -1,0 +1,315 @@
+import CGit2
+import CPatinaShim
+import Foundation
+
+/// What the agent left uncommitted, once committed.
+public struct Leftovers: Sendable, Equatable {
+    /// The commit holding them; `nil` when the agent left nothing uncommitted.
+    public var commit: ObjectID?
+    /// Paths left out of it: nested git repositories (shown with a trailing "/"), files
+    /// and directories patina cannot read, names git refuses (".git" spelled otherwise, "GIT~1"), and
+    /// files inside a submodule's directory. They stay in the worktree, untracked or modified.
+    public var skipped: [String]
+
+    public init(commit: ObjectID?, skipped: [String]) {
+        self.commit = commit
+        self.skipped = skipped
+    }
+}
+
+/// The run's branch after collection.
+public struct CollectedBranch: Sendable, Equatable {
+    public var branch: String
+    public var base: ObjectID
+    /// The agent's HEAD, imported; `nil` when its git directory could not be imported.
+    public var agentHead: ObjectID?
+    /// Why the agent's git directory was not imported (its commits are then missing, but
+    /// its files are still committed from the worktree on top of the branch).
+    public var importFailure: GitError?
+    public var leftovers: Leftovers
+    /// Where the branch points now.
+    public var head: ObjectID
+}
+
+/// Brings a run's work home: the agent's commits from the sandbox's git directory, then
+/// whatever it left uncommitted in the worktree. No hook, filter driver, fsmonitor or
+/// config of the sandbox's git directory is ever run or read: libgit2 runs no external
+/// program at all, the sandbox's git directory is read as plain files, and the worktree is
+/// attached to the host's own git directory rather than opened through its `.git` file.
+public enum Collector {
+    /// The whole of collection, in order: import the agent's commits, point `branch` at
+    /// them, commit the leftovers, leave the worktree clean. A sandbox git directory that
+    /// cannot be imported (missing, broken, hostile) does not stop it: the branch stays
+    /// where it was and the worktree's files are committed on top, the failure reported.
+    public static func collect(
+        into host: Repository,
+        privateGitDirectory: URL,
+        worktree: URL,
+        branch: String,
+        base: ObjectID,
+        leftoversMessage: String
+    ) throws(GitError) -> CollectedBranch {
+        var agentHead: ObjectID?
+        var importFailure: GitError?
+        do throws(GitError) {
+            agentHead = try importAgentCommits(into: host, privateGitDirectory: privateGitDirectory, base: base)
+        } catch {
+            importFailure = error
+        }
+        let current = try host.branchTip(branch)
+        let tip = agentHead ?? current ?? base
+        if let current {
+            if current != tip {
+                try host.moveBranch(branch, from: current, to: tip, message: "patina: collect the agent's commits")
+            }
+        } else {
+            try host.setBranch(branch, to: tip, message: "patina: collect the agent's commits")
+        }
+        let leftovers = try commitLeftovers(
+            in: host, worktree: worktree, branch: branch, head: tip, message: leftoversMessage)
+        return CollectedBranch(
+            branch: branch, base: base, agentHead: agentHead, importFailure: importFailure,
+            leftovers: leftovers, head: leftovers.commit ?? tip)
+    }
+
+    /// Imports the commits the agent made in its git directory into the host repository
+    /// and returns the agent's HEAD (`base` when it made none). Does not move any branch.
+    ///
+    /// HEAD is read as plain files (symbolic "ref: refs/heads/x" through the loose ref file
+    /// or packed-refs, or a detached id), strictly validated, no symbolic link followed.
+    /// The agent's objects are copied into a quarantine directory, read through hand-made
+    /// loose and pack backends (never its alternates), checked (types, tree entry names,
+    /// hashes: strict hash verification is on) and written as one pack into the host's
+    /// objects/pack, so the branch stands alone once the sandbox's directory is deleted.
+    public static func importAgentCommits(
+        into host: Repository, privateGitDirectory: URL, base: ObjectID
+    ) throws(GitError) -> ObjectID {
+        let root = try UntrustedDirectory.open(privateGitDirectory)
+        let head = try AgentHead.read(root)
+        if head == base { return base }
+
+        let quarantine = FileManager.default.temporaryDirectory
+            .appendingPathComponent("patina-import-\(UUID().uuidString)", isDirectory: true)
+        defer { try? FileSystem.removeTree(quarantine) }
+        try FileSystem.createPrivateDirectory(quarantine)
+        if let objects = try root.directory("objects") {
+            try ObjectImport.quarantine(objects, into: quarantine)
+        }
+
+        // A second handle on the host's git directory carries the quarantine as an
+        // alternate, so the caller's handle never sees the agent's objects.
+        let staging = try Repository.openGitDirectory(host.commonDirectory)
+        let stagingObjects = try staging.objectDatabase()
+        try ObjectImport.attach(quarantine, to: stagingObjects)
+        let hostObjects = try host.objectDatabase()
+
+        do throws(GitError) {
+            _ = try staging.commit(head)
+        } catch {
+            if case .unknownRevision = error {
+                throw .agentHeadUnreadable("HEAD names \(head.hex), which is not in the agent's objects")
+            }
+            throw error
+        }
+        let missing = try ObjectImport.missingObjects(
+            from: head, staging: staging, stagingObjects: stagingObjects, hostObjects: hostObjects)
+        guard !missing.isEmpty else { return head }
+        try ObjectImport.writePack(missing, staging: staging)
+
+        try check(git_odb_refresh(hostObjects.pointer), "rereading the host's packs")
+        for (id, _) in missing {
+            var oid = id.oid
+            guard git_odb_exists(hostObjects.pointer, &oid) == 1 else {
+                throw .fileSystem("object \(id.hex) is not in the host repository after writing the pack")
+            }
+        }
+        return head
+    }
+
+    /// Commits what the agent left uncommitted in the worktree of `branch`, on top of
+    /// `head`, and moves the branch there (only if it is still at `head`); the worktree
+    /// ends clean at the branch head. `Leftovers.commit` is `nil` when nothing was left.
+    ///
+    /// The index is reset to `head`'s tree, then every file is added as `git add -A`
+    /// would (.gitignore honoured, deletions included), except what `Leftovers.skipped`
+    /// lists. Submodule entries stay as in `head`. Author: the agent (`Identity.agent`),
+    /// which wrote these changes; not the user, whose config would otherwise name them.
+    /// Committer: patina (`Identity.patina`).
+    ///
+    /// Nothing in the worktree can make this run or block on anything: libgit2 runs no
+    /// filter driver or hook; the worktree is attached to a fresh bare handle on the
+    /// host's own git directory, so its `.git` file (which the agent could rewrite) is
+    /// never followed and libgit2's ownership check never looks at the worktree (it may
+    /// still belong to the container's user); `.gitignore`/`.gitattributes` that are not
+    /// plain files are refused first (`unsafeWorktree`); `.gitmodules` is never parsed;
+    /// FIFOs and nested repositories are never opened. A `.git` the agent replaced is
+    /// restored to point to the host. Call it once the agent's container has stopped.
+    public static func commitLeftovers(
+        in host: Repository,
+        worktree: URL,
+        branch: String,
+        head: ObjectID,
+        message: String,
+        author: Identity = .agent,
+        committer: Identity = .patina
+    ) throws(GitError) -> Leftovers {
+        let name = try host.worktreeName(at: worktree)
+        let worktreeGitDirectory = host.worktreeGitDirectory(name: name)
+        let workdir = worktree.standardizedFileURL
+        let unreadable = try WorktreeCheck.verify(workdir)
+        restoreGitfile(in: workdir, pointingTo: worktreeGitDirectory)
+
+        let staging = try Repository.openGitDirectory(host.commonDirectory)
+        try check(git_repository_set_workdir(staging.pointer, workdir.path, 0), "attaching the worktree \(workdir.path)")
+        let indexPath = worktreeGitDirectory.appendingPathComponent("index").path
+        let index = try IndexHandle.make("opening the worktree's index", parent: staging.handle) {
+            git_index_open(&$0, indexPath)
+        }
+        try check(patina_git_repository_set_index(staging.pointer, index.pointer), "attaching the worktree's index")
+
+        let headCommit = try staging.commit(head)
+        let headTree = try staging.tree(of: headCommit)
+        try check(git_index_read_tree(index.pointer, headTree.pointer), "resetting the index to \(head.short)")
+
+        // Submodule entries stay as `head` has them. They are out of the index while the
+        // worktree is read: with one in it, libgit2 parses the worktree's .gitmodules as
+        // a config file (includes followed, FIFOs blocked on).
+        let gitlinks = try removeGitlinks(from: index)
+        let filter = LeftoverFilter(workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: unreadable)
+        let payload = Unmanaged.passUnretained(filter).toOpaque()
+        try withExtendedLifetime(filter) { () throws(GitError) in
+            try check(
+                git_index_add_all(index.pointer, nil, GIT_INDEX_ADD_DEFAULT.rawValue, leftoverFilterCallback, payload),
+                "adding the worktree's files")
+            try check(git_index_update_all(index.pointer, nil, leftoverFilterCallback, payload),
+                      "recording the worktree's deletions")
+        }
+        try restore(gitlinks, to: index)
+
+        var treeOID = git_oid()
+        try check(git_index_write_tree(&treeOID, index.pointer), "writing the leftovers tree")
+        guard ObjectID(treeOID) != ObjectID(git_tree_id(headTree.pointer)) else {
+            try check(git_index_write(index.pointer), "writing the worktree's index")
+            return Leftovers(commit: nil, skipped: filter.skipped)
+        }
+
+        let tree = try TreeHandle.make("reading the leftovers tree", parent: staging.handle) {
+            git_tree_lookup(&$0, staging.pointer, &treeOID)
+        }
+        let authorSignature = try SignatureHandle.now(author)
+        let committerSignature = try SignatureHandle.now(committer)
+        var parents: [OpaquePointer?] = [headCommit.pointer]
+        var commitOID = git_oid()
+        let code = parents.withUnsafeMutableBufferPointer { parents in
+            git_commit_create(
+                &commitOID, staging.pointer, nil, authorSignature.pointer, committerSignature.pointer,
+                nil, message.endingInNewline, tree.pointer, 1, parents.baseAddress)
+        }
+        try check(code, "committing the leftovers")
+        let commit = ObjectID(commitOID)
+        try staging.moveBranch(branch, from: head, to: commit, message: "patina: commit the agent's leftovers")
+        try check(git_index_write(index.pointer), "writing the worktree's index")
+        return Leftovers(commit: commit, skipped: filter.skipped)
+    }
+
+    private static func removeGitlinks(from index: IndexHandle) throws(GitError) -> [(path: String, id: ObjectID)] {
+        var gitlinks = [(path: String, id: ObjectID)]()
+        for position in 0..<git_index_entrycount(index.pointer) {
+            guard let entry = git_index_get_byindex(index.pointer, position)?.pointee,
+                  entry.mode == GIT_FILEMODE_COMMIT.rawValue, let path = entry.path else { continue }
+            gitlinks.append((String(cString: path), ObjectID(entry.id)))
+        }
+        for (path, _) in gitlinks {
+            try check(git_index_remove(index.pointer, path, 0), "setting the submodule \(path) aside")
+        }
+        return gitlinks
+    }
+
+    private static func restore(_ gitlinks: [(path: String, id: ObjectID)], to index: IndexHandle) throws(GitError) {
+        for (path, id) in gitlinks {
+            var entry = git_index_entry()
+            entry.mode = GIT_FILEMODE_COMMIT.rawValue
+            entry.id = id.oid
+            let code = path.withCString { cPath in
+                entry.path = cPath
+                return git_index_add(index.pointer, &entry)
+            }
+            try check(code, "restoring the submodule \(path)")
+        }
+    }
+
+    /// Makes `<worktree>/.git` the gitfile libgit2 wrote, whatever the agent put there
+    /// (best effort: collection itself never reads it).
+    private static func restoreGitfile(in worktree: URL, pointingTo gitDirectory: URL) {
+        let gitfile = worktree.appendingPathComponent(".git")
+        if FileSystem.isRegularFile(gitfile.path), let data = try? FileSystem.read(gitfile) {
+            let text = String(decoding: data, as: UTF8.self).trimmingTrailingWhitespace()
+            if text.hasPrefix("gitdir: "),
+               FileSystem.samePath(String(text.dropFirst("gitdir: ".count)), gitDirectory.path) {
+                return
+            }
+        }
+        try? FileSystem.removeTree(gitfile)
+        try? FileSystem.write("gitdir: \(gitDirectory.path)\n", to: gitfile)
+    }
+}
+
+/// Decides, for `git_index_add_all` / `git_index_update_all`, which paths to leave out.
+private final class LeftoverFilter {
+    let workdir: String
+    let gitlinks: [String]
+    let unreadable: [String]
+    var skipped: [String] = []
+
+    init(workdir: String, gitlinks: [String], unreadable: [String]) {
+        self.workdir = workdir.hasSuffix("/") ? workdir : workdir + "/"
+        self.gitlinks = gitlinks
+        self.unreadable = unreadable
+    }
+
+    /// 0: add or update; 1: skip.
+    func decide(_ path: String) -> Int32 {
+        // Inside a directory patina cannot list: its tracked files keep head's version.
+        for directory in unreadable where path.hasPrefix(directory) {
+            record(directory)
+            return 1
+        }
+        // A submodule's directory: its checkout is not the superproject's content.
+        for gitlink in gitlinks where path == gitlink || path.hasPrefix(gitlink + "/") {
+            if path != gitlink + "/" { record(path) }
+            return 1
+        }
+        // libgit2 reports a directory holding its own .git (a nested repository) as "dir/";
+        // adding it would open that repository, so it is left untouched.
+        if path.hasSuffix("/") {
+            record(path)
+            return 1
+        }
+        var info = stat()
+        let full = workdir + path
+        let found = lstat(full, &info) == 0
+        let isSymbolicLink = found && (info.st_mode & S_IFMT) == S_IFLNK
+        // Names git refuses (libgit2 would abort the whole add on "GIT~1"); kept out so
+        // the leftovers never hold what the import would refuse.
+        let components = path.split(separator: "/").map(String.init)
+        for (position, component) in components.enumerated()
+        where PathRules.isRefused(component, isSymbolicLink: isSymbolicLink && position == components.count - 1) {
+            record(path)
+            return 1
+        }
+        if found, (info.st_mode & S_IFMT) == S_IFREG, access(full, R_OK) != 0 {
+            record(path)
+            return 1
+        }
+        return 0
+    }
+
+    private func record(_ path: String) {
+        if !skipped.contains(path) { skipped.append(path) }
+    }
+}
+
+private let leftoverFilterCallback: git_index_matched_path_cb = { path, _, payload in
+    guard let path, let payload else { return 0 }
+    return Unmanaged<LeftoverFilter>.fromOpaque(payload).takeUnretainedValue().decide(String(cString: path))
+}

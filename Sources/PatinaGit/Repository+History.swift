@@ -1,0 +1,139 @@
+import CGit2
+import Foundation
+
+/// One file changed between two commits, with its +/- line counts.
+public struct FileChange: Hashable, Sendable, Codable {
+    public enum Status: String, Sendable, Codable {
+        case added, modified, deleted, renamed, copied, typeChanged = "type_changed"
+    }
+
+    public var path: String
+    /// The path before a rename or copy.
+    public var oldPath: String?
+    public var status: Status
+    public var additions: Int
+    public var deletions: Int
+    /// Binary files count no lines.
+    public var isBinary: Bool
+
+    public init(path: String, oldPath: String? = nil, status: Status, additions: Int, deletions: Int, isBinary: Bool = false) {
+        self.path = path
+        self.oldPath = oldPath
+        self.status = status
+        self.additions = additions
+        self.deletions = deletions
+        self.isBinary = isBinary
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case path, oldPath = "old_path", status, additions, deletions, isBinary = "binary"
+    }
+}
+
+/// One commit, as listed in a run's history.
+public struct CommitInfo: Hashable, Sendable, Codable {
+    public var id: ObjectID
+    /// The first line of the message.
+    public var summary: String
+    public var authorName: String
+    public var authorEmail: String
+    public var date: Date
+
+    public init(id: ObjectID, summary: String, authorName: String, authorEmail: String, date: Date) {
+        self.id = id
+        self.summary = summary
+        self.authorName = authorName
+        self.authorEmail = authorEmail
+        self.date = date
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, summary, authorName = "author_name", authorEmail = "author_email", date
+    }
+}
+
+extension Repository {
+    /// Files changed from `from` to `to` (renames detected), in path order.
+    public func diffStat(from: ObjectID, to: ObjectID) throws(GitError) -> [FileChange] {
+        let diff = try treeDiff(from: from, to: to)
+        var changes = [FileChange]()
+        for index in 0..<git_diff_num_deltas(diff.pointer) {
+            let patch = try PatchHandle.make("computing the diff of a file", parent: diff) {
+                git_patch_from_diff(&$0, diff.pointer, index)
+            }
+            var context = 0, additions = 0, deletions = 0
+            try check(git_patch_line_stats(&context, &additions, &deletions, patch.pointer), "counting changed lines")
+            guard let delta = git_patch_get_delta(patch.pointer)?.pointee else { continue }
+            let newPath = delta.new_file.path.map { String(cString: $0) } ?? ""
+            let oldPath = delta.old_file.path.map { String(cString: $0) } ?? newPath
+            let status: FileChange.Status
+            switch delta.status {
+            case GIT_DELTA_ADDED: status = .added
+            case GIT_DELTA_DELETED: status = .deleted
+            case GIT_DELTA_RENAMED: status = .renamed
+            case GIT_DELTA_COPIED: status = .copied
+            case GIT_DELTA_TYPECHANGE: status = .typeChanged
+            default: status = .modified
+            }
+            changes.append(FileChange(
+                path: status == .deleted ? oldPath : newPath,
+                oldPath: status == .renamed || status == .copied ? oldPath : nil,
+                status: status,
+                additions: additions,
+                deletions: deletions,
+                isBinary: delta.flags & GIT_DIFF_FLAG_BINARY.rawValue != 0))
+        }
+        return changes
+    }
+
+    /// The unified diff from `from` to `to`, as `git diff from to` prints it (renames detected).
+    public func diffPatch(from: ObjectID, to: ObjectID) throws(GitError) -> String {
+        let diff = try treeDiff(from: from, to: to)
+        var buffer = git_buf()
+        defer { git_buf_dispose(&buffer) }
+        try check(git_diff_to_buf(&buffer, diff.pointer, GIT_DIFF_FORMAT_PATCH), "formatting the diff")
+        guard let text = buffer.ptr else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: text, count: buffer.size), as: UTF8.self)
+    }
+
+    /// Commits reachable from `head` but not from `base`, newest first.
+    public func commits(from base: ObjectID, to head: ObjectID) throws(GitError) -> [CommitInfo] {
+        let walk = try RevwalkHandle.make("starting a history walk", parent: handle) {
+            git_revwalk_new(&$0, pointer)
+        }
+        try check(git_revwalk_sorting(walk.pointer, GIT_SORT_TOPOLOGICAL.rawValue | GIT_SORT_TIME.rawValue),
+                  "sorting the history walk")
+        var headOID = head.oid
+        var baseOID = base.oid
+        try check(git_revwalk_push(walk.pointer, &headOID), "walking from \(head.short)")
+        try check(git_revwalk_hide(walk.pointer, &baseOID), "hiding \(base.short)")
+        var commits = [CommitInfo]()
+        var next = git_oid()
+        while try checkNext(git_revwalk_next(&next, walk.pointer), "walking the history") {
+            let commit = try self.commit(ObjectID(next))
+            let author = git_commit_author(commit.pointer)?.pointee
+            commits.append(CommitInfo(
+                id: ObjectID(next),
+                summary: git_commit_summary(commit.pointer).map { String(cString: $0) } ?? "",
+                authorName: author?.name.map { String(cString: $0) } ?? "",
+                authorEmail: author?.email.map { String(cString: $0) } ?? "",
+                date: Date(timeIntervalSince1970: TimeInterval(author?.when.time ?? 0))))
+        }
+        return commits
+    }
+
+    private func treeDiff(from: ObjectID, to: ObjectID) throws(GitError) -> DiffHandle {
+        let oldTree = try tree(of: commit(from))
+        let newTree = try tree(of: commit(to))
+        var options = git_diff_options()
+        try check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "preparing the diff options")
+        let diff = try DiffHandle.make("diffing \(from.short)..\(to.short)", parent: handle) {
+            git_diff_tree_to_tree(&$0, pointer, oldTree.pointer, newTree.pointer, &options)
+        }
+        var find = git_diff_find_options()
+        try check(git_diff_find_options_init(&find, UInt32(GIT_DIFF_FIND_OPTIONS_VERSION)), "preparing rename detection")
+        find.flags = GIT_DIFF_FIND_RENAMES.rawValue
+        try check(git_diff_find_similar(diff.pointer, &find), "detecting renames")
+        return diff
+    }
+}

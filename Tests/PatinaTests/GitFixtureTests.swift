@@ -1,0 +1,182 @@
+// Test fixtures for the PatinaGit tests: a temporary directory per test holding a
+// repository made by the git CLI, and a way to run git as the user or as the agent.
+import Foundation
+import PatinaGit
+import Testing
+
+/// A failed fixture step, with the command and its stderr.
+struct GitFixtureError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// One test's temporary world: `root` holds the repository (`repo`), a HOME for git, and
+/// whatever the test adds. Removed when the fixture goes away.
+final class GitFixture {
+    let root: URL
+    let repo: URL
+    let home: URL
+
+    /// A repository on branch main, with one commit unless `commit` is false.
+    init(commit: Bool = true) throws {
+        let base = URL(fileURLWithPath: NSTemporaryDirectory(), isDirectory: true)
+            .appendingPathComponent("patina-git-\(UUID().uuidString)", isDirectory: true)
+        root = URL(fileURLWithPath: base.path.replacingOccurrences(of: "//", with: "/"), isDirectory: true)
+        repo = root.appendingPathComponent("repo", isDirectory: true)
+        home = root.appendingPathComponent("home", isDirectory: true)
+        try FileManager.default.createDirectory(at: repo, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+        try git("init", "-q", "-b", "main")
+        if commit {
+            try write("hello\n", to: "README.md")
+            try write("one\ntwo\nthree\n", to: "src/numbers.txt")
+            try git("add", "-A")
+            try git("commit", "-q", "-m", "initial commit")
+        }
+    }
+
+    deinit {
+        _ = try? run(["chmod", "-R", "u+rwX", root.path])
+        try? FileManager.default.removeItem(at: root)
+    }
+
+    func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
+
+    /// The environment of every git the tests run: nothing from the real user's setup.
+    var environment: [String: String] {
+        [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+            "HOME": home.path,
+            "LANG": "C",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "Test User", "GIT_AUTHOR_EMAIL": "user@example.invalid",
+            "GIT_COMMITTER_NAME": "Test User", "GIT_COMMITTER_EMAIL": "user@example.invalid",
+        ]
+    }
+
+    /// git as the user, in the repository (or `directory`); throws unless it exits 0.
+    @discardableResult
+    func git(_ arguments: String..., in directory: URL? = nil) throws -> String {
+        try checked(["git"] + arguments, in: directory ?? repo, environment: environment)
+    }
+
+    func write(_ text: String, to relative: String, in directory: URL? = nil) throws {
+        let file = (directory ?? repo).appendingPathComponent(relative)
+        try FileManager.default.createDirectory(
+            at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: file)
+    }
+
+    func read(_ relative: String, in directory: URL? = nil) throws -> String {
+        String(decoding: try Data(contentsOf: (directory ?? repo).appendingPathComponent(relative)), as: UTF8.self)
+    }
+
+    func exists(_ url: URL) -> Bool {
+        (try? FileManager.default.attributesOfItem(atPath: url.path)) != nil
+    }
+
+    func checked(_ command: [String], in directory: URL, environment: [String: String]) throws -> String {
+        let result = try run(command, in: directory, environment: environment)
+        guard result.status == 0 else {
+            throw GitFixtureError(description: "\(command.joined(separator: " ")) exited \(result.status): \(result.error)")
+        }
+        return result.output
+    }
+
+    func run(_ command: [String], in directory: URL? = nil, environment: [String: String]? = nil) throws
+        -> (status: Int32, output: String, error: String)
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        process.currentDirectoryURL = directory ?? root
+        process.environment = environment ?? self.environment
+        let outputFile = root.appendingPathComponent(".out-\(UUID().uuidString)")
+        let errorFile = root.appendingPathComponent(".err-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: outputFile)
+            try? FileManager.default.removeItem(at: errorFile)
+        }
+        let output = try FileHandle(forWritingTo: outputFile)
+        let error = try FileHandle(forWritingTo: errorFile)
+        process.standardOutput = output
+        process.standardError = error
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try output.close()
+        try error.close()
+        return (process.terminationStatus,
+                String(decoding: try Data(contentsOf: outputFile), as: UTF8.self),
+                String(decoding: try Data(contentsOf: errorFile), as: UTF8.self))
+    }
+}
+
+/// A fixture with a run set up as patina sets it up: a branch at the base commit, its
+/// worktree outside the repository, and the sandbox's private git directory.
+final class GitRunFixture {
+    let fixture: GitFixture
+    let host: Repository
+    let base: ObjectID
+    let branch = "patina/run-1"
+    let worktreeName = "patina-run-1"
+    let worktree: URL
+    let sandboxGit: URL
+
+    /// `prepare` shapes the repository before the run starts from its HEAD.
+    init(prepare: (GitFixture) throws -> Void = { _ in }) throws {
+        fixture = try GitFixture()
+        try fixture.write("*.log\n", to: ".gitignore")
+        try fixture.git("add", ".gitignore")
+        try fixture.git("commit", "-q", "-m", "ignore logs")
+        try prepare(fixture)
+        host = try Repository.discover(from: fixture.repo)
+        base = try host.resolveCommit("HEAD")
+        worktree = fixture.url("runs/run-1/worktree")
+        sandboxGit = fixture.url("runs/run-1/git")
+        try host.createBranch(branch, at: base)
+        try host.addWorktree(name: worktreeName, path: worktree, branch: branch)
+        // The container would see the host's objects at a mount point; here the test's git
+        // plays the container and reads them where they are.
+        try SandboxGitDirectory.create(
+            at: sandboxGit, host: host, branch: branch, base: base,
+            hostObjectsPathInContainer: host.objectsDirectory.path,
+            indexFrom: host.worktreeGitDirectory(name: worktreeName).appendingPathComponent("index"))
+    }
+
+    /// git as the agent.
+    @discardableResult
+    func agent(_ arguments: String...) throws -> String {
+        var environment = ["PATH": fixture.environment["PATH"]!, "HOME": fixture.home.path, "LANG": "C",
+                           "GIT_CONFIG_NOSYSTEM": "1"]
+        environment["GIT_DIR"] = sandboxGit.path
+        environment["GIT_WORK_TREE"] = worktree.path
+        return try fixture.checked(["git"] + arguments, in: worktree, environment: environment)
+    }
+
+    /// The agent writes a file and commits it; returns the commit id.
+    @discardableResult
+    func agentCommits(_ file: String, _ text: String, message: String) throws -> ObjectID {
+        try fixture.write(text, to: file, in: worktree)
+        try agent("add", "-A")
+        try agent("commit", "-q", "-m", message)
+        return try #require(ObjectID(hex: try agent("rev-parse", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
+    /// The user's git in the worktree, host side.
+    @discardableResult
+    func hostGitInWorktree(_ arguments: String...) throws -> String {
+        try fixture.checked(["git", "-c", "safe.directory=*"] + arguments, in: worktree, environment: fixture.environment)
+    }
+}
+
+@Suite("Git test fixtures")
+struct GitFixtureTests {
+    @Test("a fixture repository has one commit on main")
+    func fixtureRepository() throws {
+        let fixture = try GitFixture()
+        #expect(try fixture.git("rev-list", "--count", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+        #expect(try fixture.git("rev-parse", "--abbrev-ref", "HEAD").hasPrefix("main"))
+    }
+}
