@@ -17,6 +17,25 @@ uint32_t patina_scmp_arch_x32(void);
 uint32_t patina_scmp_arch_aarch64(void);
 uint32_t patina_scmp_arch_arm(void);
 
+// libseccomp actions beyond allow/errno/kill-process, for Docker profiles that use them.
+uint32_t patina_scmp_act_kill_thread(void);
+uint32_t patina_scmp_act_trap(void);
+uint32_t patina_scmp_act_log(void);
+
+// memfd_create(2): where the seccomp BPF is exported to, without touching disk.
+int patina_memfd_create(const char *name);
+
+// epoll: <sys/epoll.h> is not in Swift's Glibc module. Waits up to timeout_ms for
+// fd to become readable through a fresh epoll instance: 1 ready, 0 timed out,
+// -1 with errno set.
+int patina_epoll_wait_readable(int fd, int timeout_ms);
+
+// Runs syscall(number, a0..a5) in a forked child, so a call a seccomp filter
+// wrongly lets through (ptrace(PTRACE_TRACEME), unshare) cannot change the
+// caller. Returns 0 if the call succeeded, its errno if it failed, 1000 + the
+// signal if the child was killed, or -1 with errno set if fork or wait failed.
+int patina_syscall_in_child(long number, long a0, long a1, long a2, long a3, long a4, long a5);
+
 // syscall(2) is variadic.
 long patina_syscall6(long number, long a0, long a1, long a2, long a3, long a4, long a5);
 
