@@ -9,6 +9,13 @@ extension Patina {
     /// (`error: what is wrong and what to do`) and a non-zero exit; help and
     /// `--version` print as usual.
     public static func runMain(_ arguments: [String]? = nil) async -> Never {
+        // A parent may have started us with SIGINT/SIGTERM blocked; patina must
+        // see Ctrl-C to stop the agent and still collect the run.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
         do {
             var command = try parseAsRoot(arguments)
             if var asyncCommand = command as? AsyncParsableCommand {

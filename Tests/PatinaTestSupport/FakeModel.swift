@@ -64,7 +64,12 @@ public final class FakeModel: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning { process.terminate(); process.waitUntilExit() }
+        // SIGKILL: children started from a test's worker thread inherit its
+        // blocked signal mask, so SIGTERM would stay pending forever.
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
         try? FileManager.default.removeItem(at: directory)
     }
 

@@ -38,7 +38,7 @@ final class Protections: @unchecked Sendable {
         let profile = try SeccompProfile.agentDefault(templates: plan.templates, overrides: overrides)
         seccompReport = try profile.compile(capabilities: Set(plan.capAdd))
         seccompJSON = profile.dockerJSON()
-        seccompRelaxed = overrides.relaxed
+        seccompRelaxed = profile.relaxations
         _ = try plan.templates.read("templates/probe.sh")
 
         guard plan.firewallEnabled else { return }
