@@ -68,10 +68,23 @@ public struct TemplateSet: Sendable {
         let template: MustacheTemplate
         do {
             template = try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + text)
+        } catch let error as MustacheTemplate.ParserError {
+            throw TemplateError.invalid(path: try url(for: relativePath).path,
+                                        reason: "line \(error.context.lineNumber): \(Self.explain(error.error))")
         } catch {
             throw TemplateError.invalid(path: try url(for: relativePath).path, reason: "\(error)")
         }
         return template.render(context)
+    }
+
+    static func explain(_ error: Error) -> String {
+        switch error as? MustacheTemplate.Error {
+        case .expectedSectionEnd?: return "a section is never closed (missing {{/name}})"
+        case .sectionCloseNameIncorrect?: return "a section is closed with the wrong name"
+        case .unfinishedName?: return "a tag is not finished (missing }})"
+        case .invalidSetDelimiter?: return "bad set-delimiter tag"
+        default: return "\(error)"
+        }
     }
 
     static func reason(_ error: Error) -> String {

@@ -99,7 +99,7 @@ struct BadInputTests {
             .filter { $0.contains("/runs/") || $0.contains("/worktrees/") }
         #expect(leftovers.isEmpty, "run store not empty: \(leftovers)", sourceLocation: sourceLocation)
         if TestEnvironment.dockerAnswers {
-            let mine = try ProcessRunner.check(["docker", "ps", "-a", "--filter", "label=patina=1", "--format", "{{.Names}}"])
+            let mine = try PatinaRunner.leftoverContainers(repository: repo)
             #expect(mine.isEmpty, "containers: \(mine)", sourceLocation: sourceLocation)
         }
     }

@@ -115,7 +115,7 @@ struct YoloEndToEndTests {
         #expect(try repo.git("log", "-1", "--format=%s", run.branch) == "before")
         #expect(run.sessionLines.contains { $0["subtype"] as? String == "init" })
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
-        #expect(try PatinaRunner.leftoverContainers().isEmpty)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 
     @Test func ctrlCStopsTheAgentCollectsAndLeavesNothingRunning() throws {
@@ -145,7 +145,7 @@ struct YoloEndToEndTests {
         let branch = record["branch"] as? String ?? ""
         #expect(try repo.git("show", "\(branch):work.txt") == "work")
         #expect(try repo.git("rev-parse", "main") == main)
-        #expect(try PatinaRunner.leftoverContainers().isEmpty)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaCore
 
 /// Runs the built patina binary like a user would, in a test repository with
 /// its own PATINA_HOME and a fake credential.
@@ -55,9 +56,14 @@ public struct PatinaRunner: Sendable {
         return object
     }
 
-    /// Containers patina left behind for this repository's runs.
-    public static func leftoverContainers(runID: String? = nil) throws -> [String] {
-        let filter = runID.map { "label=patina.run=\($0)" } ?? "label=patina=1"
+    /// Containers patina left behind: for one run, or for any run of `repository`.
+    public static func leftoverContainers(runID: String? = nil, repository: TemporaryRepository? = nil) throws -> [String] {
+        var filter = "label=patina=1"
+        if let runID { filter = "label=patina.run=\(runID)" }
+        if let repository {
+            let key = RunStore(home: repository.home, repositoryCommonDirectory: repository.path.appendingPathComponent(".git")).repositoryKey
+            filter = "label=patina.repo=\(key)"
+        }
         return try ProcessRunner.check(["docker", "ps", "-a", "--filter", filter, "--format", "{{.Names}}"])
             .split(separator: "\n").map(String.init)
     }

@@ -6,7 +6,7 @@ import Testing
     @Test func idHasDateSlugAndSuffix() {
         let date = Date(timeIntervalSince1970: 1_795_000_000)
         let id = RunID.make(task: "Add a /health endpoint!", at: date, suffix: "k3x9")
-        #expect(id == "20261118-074640-add-a-health-endpoint-k3x9")
+        #expect(id == "20261118-110640-add-a-health-endpoint-k3x9")
         #expect(RunID.isValid(id))
     }
 

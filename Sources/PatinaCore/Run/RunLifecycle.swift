@@ -50,13 +50,17 @@ public final class RunLifecycle: @unchecked Sendable {
         // Everything that can fail without side effects comes first: protections are
         // rendered and checked, images are built or found.
         try await steps.time("protections") { try protections.prepare() }
-        progress.step("run \(plan.id)")
+        let dockerfile = try plan.templates.render("templates/Dockerfile.mustache", dockerfileContext())
+        // Every other template is read now, so a broken override fails before anything exists.
+        _ = try plan.templates.render("templates/claude-settings.json.mustache", [:])
+        _ = try plan.templates.render("templates/devcontainer.json.mustache", [:])
         if !plan.firewallEnabled {
             progress.warn("--no-firewall: the agent can reach any address this machine can; recorded in run.json")
         }
         record.allowList = protections.allowListSummary
         record.seccompRelaxed = protections.seccompRelaxed
-        let images = try await steps.time("image") { try await buildImages() }
+        let images = try await steps.time("image") { try await buildImages(dockerfile: dockerfile) }
+        progress.step("run \(plan.id)")
         record.image = images.agent
         agentImage = images.agent
         try await checkInterrupted()
@@ -108,9 +112,8 @@ public final class RunLifecycle: @unchecked Sendable {
         var agentDockerfile: String
     }
 
-    func buildImages() async throws -> Images {
+    func buildImages(dockerfile: String) async throws -> Images {
         let cache = ImageCache(engine: engine, cacheDirectory: RunStore.home().appendingPathComponent("cache/images"))
-        let dockerfile = try plan.templates.render("templates/Dockerfile.mustache", dockerfileContext())
         var files: [String: URL] = [:]
         if let binary = plan.agentBinary { files["claude"] = binary }
         let recipe = ImageRecipe(repository: "patina-agent", dockerfile: dockerfile, files: files)
@@ -119,7 +122,7 @@ public final class RunLifecycle: @unchecked Sendable {
             try await ensureBaseImage()
             progress.step("building the agent image \(tag) (once; reused while nothing changes)")
         }
-        let agent = try await cache.ensure(recipe, labels: ["patina": "1"])
+        let agent = try await cache.ensure(recipe, labels: ["patina.image": "agent"])
         var netguard: String?
         if plan.firewallEnabled {
             let recipe = ImageRecipe(repository: "patina-netguard", dockerfile: try protections.netguardDockerfile())
@@ -128,7 +131,7 @@ public final class RunLifecycle: @unchecked Sendable {
                 try await ensureBaseImage()
                 progress.step("building the firewall image \(tag) (once)")
             }
-            netguard = try await cache.ensure(recipe, labels: ["patina": "1"]).tag
+            netguard = try await cache.ensure(recipe, labels: ["patina.image": "netguard"]).tag
         }
         return Images(agent: agent.tag, netguard: netguard, agentDockerfile: dockerfile)
     }
