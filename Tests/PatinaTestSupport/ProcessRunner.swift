@@ -51,5 +51,6 @@ public enum ProcessRunner {
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 }

@@ -186,6 +186,10 @@ struct SandboxFailure: Error, CustomStringConvertible {
 public enum ProtectionReport {
     public static func summary(_ text: String) -> [String] {
         let lines = text.split(separator: "\n").map(String.init)
+        // firewall.txt starts with its own summary lines.
+        if lines.first?.hasPrefix("firewall:") == true {
+            return Array(lines.prefix { !$0.isEmpty && !$0.hasPrefix("==") }.prefix(8))
+        }
         let pass = lines.filter { $0.hasPrefix("PASS") }.count
         let fail = lines.filter { $0.hasPrefix("FAIL") }
         var out = ["\(pass) passed, \(fail.count) failed"]
