@@ -1,0 +1,63 @@
+import Foundation
+import PatinaSandbox
+import PatinaTestSupport
+import Testing
+@testable import PatinaCore
+
+/// The agent's container as a value: the hardening flags, mounts and the
+/// rendered devcontainer.json, checked without starting anything. (Planning
+/// talks to the real Docker daemon, so this needs one.)
+@Suite(.requiresDocker)
+struct SandboxSpecTests {
+    @Test func agentContainerIsLockedDown() async throws {
+        let repo = try TemporaryRepository()
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATINA_HOME"] = repo.home.path
+        environment["ANTHROPIC_API_KEY"] = "sk-ant-secret-value"
+        environment["ANTHROPIC_BASE_URL"] = "http://172.17.0.1:4321"
+        environment["PATINA_DATA_DIR"] = TestEnvironment.packageRoot.path
+        var options = YoloOptions(task: "do it")
+        options.maxTurns = 3
+        options.model = "claude-test"
+        let plan = try await Planner.plan(options, directory: repo.path, environment: environment)
+        let layout = RunLayout(runDirectory: plan.runDirectory)
+        let spec = RunLifecycle.agentSpec(plan: plan, layout: layout, image: "patina-agent:x", network: "container:holder",
+                                          labels: ["patina": "1", "patina.run": plan.id])
+        let args = spec.runArguments
+        func has(_ flag: String, _ value: String) -> Bool {
+            zip(args, args.dropFirst()).contains { $0 == flag && $1 == value }
+        }
+        #expect(has("--cap-drop", "ALL"))
+        #expect(!args.contains("--cap-add"))
+        #expect(has("--security-opt", "no-new-privileges"))
+        #expect(has("--security-opt", "seccomp=\(layout.seccompProfile.path)"))
+        #expect(args.contains("--read-only"))
+        #expect(has("--user", "\(plan.agentUID):\(plan.agentGID)") && plan.agentUID != 0)
+        #expect(has("--pids-limit", "512") && has("--memory", "4g") && has("--cpus", "2"))
+        #expect(has("--network", "container:holder"))
+        #expect(!args.contains("--privileged"))
+        #expect(!args.joined(separator: " ").contains("docker.sock"))
+        #expect(has("--mount", "type=bind,source=\(plan.repository.objectsDirectory.path),target=/patina/host-objects,readonly"))
+        #expect(has("--mount", "type=bind,source=\(layout.gitFile.path),target=/workspace/.git,readonly"))
+        // The host's .git itself (hooks, config, refs) is never mounted.
+        let gitDir = repo.path.appendingPathComponent(".git").path
+        #expect(!args.contains { $0.contains("source=\(gitDir),") || $0.contains("source=\(gitDir)/hooks") })
+        // Secrets by name only.
+        #expect(has("--env", "ANTHROPIC_API_KEY"))
+        #expect(!args.joined(separator: " ").contains("sk-ant-secret-value"))
+        #expect(Array(args.suffix(10)) == ["claude", "-p", "do it", "--dangerously-skip-permissions", "--output-format", "stream-json",
+                                           "--verbose", "--model", "claude-test", "--max-turns", "3"].suffix(10))
+
+        let lifecycle = RunLifecycle(plan: plan, progress: Progress(quiet: true), control: RunControl(engine: DockerEngine()))
+        let devcontainer = try lifecycle.devcontainerJSON(spec)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(devcontainer.utf8)) as? [String: Any])
+        #expect(object["image"] as? String == "patina-agent:x")
+        #expect((object["securityOpt"] as? [String])?.contains("no-new-privileges") == true)
+        #expect((object["runArgs"] as? [String])?.contains("--read-only") == true)
+        #expect((object["remoteEnv"] as? [String: String])?["ANTHROPIC_API_KEY"] == "${localEnv:ANTHROPIC_API_KEY}")
+        #expect(!devcontainer.contains("sk-ant-secret-value"))
+        // Planning created nothing.
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: plan.runDirectory.path))
+    }
+}
