@@ -8,8 +8,12 @@ enum RunSummary {
         lines.append("\(r.status.rawValue.uppercased())  \(r.id)")
         if let reason = r.reason { lines.append("  reason:    \(reason)") }
         lines.append("  task:      \(r.task)")
-        lines.append("  branch:    \(r.branch)  (\(short(r.baseCommit))..\(r.headCommit.map(short) ?? "—"))")
-        lines.append("  worktree:  \(r.worktree)")
+        if let head = r.headCommit {
+            lines.append("  branch:    \(r.branch)  (\(short(r.baseCommit))..\(short(head)))")
+            lines.append("  worktree:  \(r.worktree)")
+        } else if r.status != .running {
+            lines.append("  branch:    none (the agent never started; \(r.branch) was removed)")
+        }
         lines.append("  duration:  \(r.durationS.map { DurationParser.format($0) } ?? "—")   turns: \(r.numTurns.map(String.init) ?? "—")   cost: \(cost(r.costUSD))")
         if let tokens = r.tokens {
             lines.append("  tokens:    in \(tokens.input)  out \(tokens.output)  cache read \(tokens.cacheRead)  cache write \(tokens.cacheCreation)")

@@ -419,7 +419,14 @@ class Handler(BaseHTTPRequestHandler):
         for m in messages:
             if isinstance(m, dict) and m.get("role") == "user":
                 all_results.extend(tool_results_of(m))
-        last_results = tool_results_of(messages[-1]) if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "user" else []
+        last_results = []
+        # Claude Code may append a "system" message after the tool result; take every
+        # non-assistant message since the last assistant turn.
+        for m in reversed(messages or []):
+            if not isinstance(m, dict) or m.get("role") == "assistant":
+                break
+            if m.get("role") == "user":
+                last_results = tool_results_of(m) + last_results
 
         rec.update(
             kind=kind,
