@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Launch overhead of `patina yolo` against a bare `docker run` of the same agent.
+
+With a warm image cache, for a task the agent finishes at once (the fake model
+answers with final text, or with one trivial Bash call and then text), measure in
+the same run, N interleaved pairs:
+
+  patina  `patina yolo --json TASK` (firewall, probes, branch, collection: all of it)
+  bare    `docker run --rm ... IMAGE bash -c 'git init; claude -p TASK ...'`, the
+          same image (the run record's `image`), binary, fake model and environment
+
+and report the median wall times, the median of the per-pair ratios, and where
+patina's time goes: the median of each step of run.json `steps`, plus the sandbox
+step split by docker's own container events (holder, firewall helper, probe).
+
+    python3 benchmarks/launch.py [--pairs 7] [--kinds text,bash]
+
+Writes benchmarks/results/launch.json.
+"""
+
+import argparse
+import sys
+import time
+
+import common
+from common import fmt, log, median
+
+
+def measure_kind(args, ws, kind, fresh_home):
+    fake = common.FakeModel(ws.dir, common.SCRIPTS[kind], name=f"fake-{kind}")
+    task = f"benchmark: answer at once ({kind})"
+
+    # Warm-up: builds the images if needed and fills the hash cache of the fresh
+    # PATINA_HOME; the bare run warms the image's files in the page cache.
+    log(f"[{kind}] warm-up")
+    first_wall, first = common.run_patina(args, ws, fake, task)
+    image = first["image"]
+    common.bare_agent_run(image, fake, task)
+
+    pairs = []
+    for i in range(args.pairs):
+        order = ["patina", "bare"] if i % 2 == 0 else ["bare", "patina"]
+        pair = {"order": order}
+        for which in order:
+            if which == "patina":
+                since = time.time() - 0.2
+                wall, record = common.run_patina(args, ws, fake, task)
+                until = time.time() + 0.5
+                if record["image"] != image:
+                    raise RuntimeError(f"the agent image changed between runs: {image} -> {record['image']}")
+                pair["patina"] = {
+                    "wall": wall,
+                    "duration_s": record.get("duration_s"),
+                    "steps": common.steps_of(record),
+                    "sandbox_parts": common.sandbox_parts(common.container_timeline(since, until, record["id"])),
+                    "num_turns": record.get("num_turns"),
+                }
+            else:
+                wall, result = common.bare_agent_run(image, fake, task)
+                pair["bare"] = {"wall": wall, "num_turns": result.get("num_turns")}
+        pair["ratio"] = pair["patina"]["wall"] / pair["bare"]["wall"]
+        pair["overhead"] = pair["patina"]["wall"] - pair["bare"]["wall"]
+        log(f"[{kind}] pair {i + 1}/{args.pairs}: patina {pair['patina']['wall']:.3f} s, "
+            f"bare {pair['bare']['wall']:.3f} s, ratio {pair['ratio']:.2f}")
+        pairs.append(pair)
+    fake.stop()
+
+    patina_walls = [p["patina"]["wall"] for p in pairs]
+    steps = {name: common.summary([p["patina"]["steps"].get(name) for p in pairs]) for name in common.STEP_NAMES}
+    unaccounted = [p["patina"]["wall"] - sum(p["patina"]["steps"].values()) for p in pairs]
+    for p in pairs:
+        sp = p["patina"]["sandbox_parts"]
+        if all(k in sp for k in ("holder", "firewall_helper", "probe_container")):
+            sp["sandbox_other"] = p["patina"]["steps"]["sandbox"] - sp["holder"] - sp["firewall_helper"] - sp["probe_container"]
+        if "teardown" in sp:
+            sp["collect_other"] = p["patina"]["steps"]["collect"] - sp["teardown"]
+    part_names = sorted({k for p in pairs for k in p["patina"]["sandbox_parts"]})
+    parts = {name: common.summary([p["patina"]["sandbox_parts"].get(name) for p in pairs]) for name in part_names}
+    return {
+        "task": task,
+        "script": common.SCRIPTS[kind],
+        "image": image,
+        "pairs": pairs,
+        "patina_wall": common.summary(patina_walls),
+        "bare_wall": common.summary([p["bare"]["wall"] for p in pairs]),
+        "ratio": common.summary([p["ratio"] for p in pairs]),
+        "overhead": common.summary([p["overhead"] for p in pairs]),
+        "steps": steps,
+        "outside_steps": common.summary(unaccounted),
+        "sandbox_parts": parts,
+        "agent_step_vs_bare": common.summary([p["patina"]["steps"]["agent"] / p["bare"]["wall"] for p in pairs]),
+        "warmup": {"wall": first_wall, "steps": common.steps_of(first), "fresh_home": fresh_home},
+    }
+
+
+def report(kind, r):
+    pw = r["patina_wall"]["median"]
+    lines = [f"== {kind}: {r['task']!r}",
+             f"patina {fmt(pw)}   bare docker run {fmt(r['bare_wall']['median'])}   "
+             f"ratio {fmt(r['ratio']['median'], 'x')} (min {r['ratio']['min']:.2f}, max {r['ratio']['max']:.2f})   "
+             f"overhead {fmt(r['overhead']['median'])}   (median of {r['ratio']['n']} interleaved pairs)"]
+    rows = []
+    for name in common.STEP_NAMES:
+        s = r["steps"].get(name)
+        if s:
+            rows.append([name, fmt(s["median"]), fmt(s["median"] / pw, "%")])
+    parts = r["sandbox_parts"]
+    for name, label in [("holder", "sandbox: network holder up"), ("firewall_helper", "sandbox: firewall helper (apply.sh)"),
+                        ("probe_container", "sandbox: probe container (probes + self-test)"),
+                        ("sandbox_other", "sandbox: rest (docker CLI, canary, render)"),
+                        ("teardown", "collect: containers removed"),
+                        ("collect_other", "collect: rest (resolver log, libgit2 import, diffstat)")]:
+        s = parts.get(name)
+        if s:
+            rows.append(["  " + label, fmt(s["median"]), fmt(s["median"] / pw, "%")])
+    o = r["outside_steps"]["median"]
+    rows.append(["outside steps (exec, plan, record)", fmt(o), fmt(o / pw, "%")])
+    lines.append(common.table(["patina step (median)", "time", "of patina wall"], rows))
+    a = r["sandbox_parts"].get("agent_container")
+    lines.append(f"agent step / bare run: {fmt(r['agent_step_vs_bare']['median'], 'x')}"
+                 + (f"   (agent container create->exit {fmt(a['median'])})" if a else ""))
+    f = r["warmup"]
+    lines.append(f"warm-up run{' (fresh PATINA_HOME: the claude binary is hashed for the image tag)' if f['fresh_home'] else ''}: "
+                 f"{fmt(f['wall'])}, image step {fmt(f['steps'].get('image'))}")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=7, help="interleaved patina/bare pairs per task kind")
+    parser.add_argument("--kinds", default="text,bash",
+                        help="comma-separated task kinds: text (final answer at once), bash (one trivial Bash, then text)")
+    common.add_common_args(parser)
+    args = parser.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    for k in kinds:
+        if k not in common.SCRIPTS:
+            sys.exit(f"unknown kind {k!r}; choose from {', '.join(common.SCRIPTS)}")
+    common.check_prerequisites(args)
+
+    ws = common.Workspace(keep=args.keep)
+    results = {}
+    try:
+        for n, kind in enumerate(kinds):
+            results[kind] = measure_kind(args, ws, kind, fresh_home=(n == 0))
+    finally:
+        common.remove_bench_containers()
+    print()
+    for kind, r in results.items():
+        print(report(kind, r))
+        print()
+    common.write_results("launch", {"pairs": args.pairs, "kinds": results}, args.results)
+
+
+if __name__ == "__main__":
+    main()
