@@ -141,8 +141,9 @@ final class Protections: @unchecked Sendable {
         try? Data(output.utf8).write(to: layout.probeReport)
         var failures = output.split(separator: "\n").filter { $0.hasPrefix("FAIL") }.map(String.init)
         if let canary {
-            // Give a datagram in flight a moment to land before judging.
-            try? await Task.sleep(nanoseconds: 100_000_000)
+            // The probe container has exited, so anything it sent has landed; the
+            // canary's poll thread records it at once. A short grace covers scheduling.
+            try? await Task.sleep(nanoseconds: 20_000_000)
             let arrived = canary.received
             if !arrived.isEmpty { failures.append("FAIL canary blocked traffic reached the host: \(arrived.joined(separator: "; "))") }
         }
