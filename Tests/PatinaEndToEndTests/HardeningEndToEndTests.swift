@@ -305,11 +305,9 @@ struct HardeningEndToEndTests {
             }
         }
         // Nothing of the host's Claude Code transcripts lands in the run directory.
-        withKnownIssue("copyTranscript follows a symlinked ~/.claude out of the sandbox (docs/SECURITY.md, known limits)") {
-            let transcript = run.runDir.appendingPathComponent("transcript.jsonl")
-            #expect((try? fm.destinationOfSymbolicLink(atPath: transcript.path)) == nil, "transcript.jsonl is a link")
-            #expect(!((try? allText(under: run.runDir)) ?? "").contains(secret), "a host file was copied into the run directory")
-        }
+        let transcript = run.runDir.appendingPathComponent("transcript.jsonl")
+        #expect((try? fm.destinationOfSymbolicLink(atPath: transcript.path)) == nil, "transcript.jsonl is a link")
+        #expect(!((try? allText(under: run.runDir)) ?? "").contains(secret), "a host file was copied into the run directory")
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
     }
 

@@ -93,3 +93,14 @@ import Testing
         #expect { try PatinaConfig.load(from: dir) } throws: { "\($0)".contains("not valid JSON") }
     }
 }
+
+@Suite struct CapabilitiesTests {
+    @Test func namesAreValidatedAndMasked() throws {
+        #expect(try Capabilities.validate(["net_bind_service", "CAP_CHOWN"]) == ["NET_BIND_SERVICE", "CHOWN"])
+        #expect(Capabilities.mask([]) == "0000000000000000")
+        #expect(Capabilities.mask(["NET_BIND_SERVICE"]) == "0000000000000400")
+        #expect(Capabilities.mask(["CHOWN", "BPF"]) == "0000008000000001")
+        #expect { try Capabilities.validate(["FLY"]) } throws: { "\($0)".contains("\"FLY\"") }
+        #expect { try Capabilities.validate(["SYS_ADMIN"]) } throws: { "\($0)".contains("refused") }
+    }
+}

@@ -104,7 +104,7 @@ public enum Planner {
             firewallEnabled: !options.noFirewall,
             allowEntries: (config.allow ?? []) + options.allow,
             presets: (config.presets ?? []) + options.presets,
-            capAdd: config.capAdd ?? [],
+            capAdd: try Capabilities.validate(config.capAdd ?? []),
             options: options)
     }
 

@@ -28,6 +28,10 @@ final class Protections: @unchecked Sendable {
     }
 
     var holderName: String { "patina-\(plan.id)-net" }
+
+    /// The probes prove the protections, so a repository cannot override them:
+    /// they always come from patina's own data.
+    var probeTemplates: TemplateSet { TemplateSet(dataDirectory: plan.templates.dataDirectory, overrideDirectory: nil) }
     var agentNetwork: String? { plan.firewallEnabled ? "container:\(holderName)" : nil }
     var allowListSummary: [String] { plan.firewallEnabled ? (agentEndpoints + allowEntries).map(\.description) : [] }
 
@@ -39,7 +43,7 @@ final class Protections: @unchecked Sendable {
         seccompReport = try profile.compile(capabilities: Set(plan.capAdd))
         seccompJSON = profile.dockerJSON()
         seccompRelaxed = profile.relaxations
-        _ = try plan.templates.read("templates/probe.sh")
+        _ = try probeTemplates.read("templates/probe.sh")
 
         guard plan.firewallEnabled else { return }
         var entries = try Preset.defaults(templates: plan.templates)
@@ -74,7 +78,7 @@ final class Protections: @unchecked Sendable {
     /// Writes the seccomp profile and probe script into the run's config folder.
     func writeRendered() throws {
         try Data(seccompJSON.utf8).write(to: layout.seccompProfile)
-        try Data(try plan.templates.read("templates/probe.sh").utf8).write(to: layout.probeScript)
+        try Data(try probeTemplates.read("templates/probe.sh").utf8).write(to: layout.probeScript)
         if let seccompReport {
             try Data("\(seccompReport)\n".utf8).write(to: layout.rendered.appendingPathComponent("seccomp-bpf.txt"))
         }
@@ -135,6 +139,8 @@ final class Protections: @unchecked Sendable {
             probe.mounts.append(Mount(source: layout.firewallDirectory.path, target: Netguard.mountPath, readOnly: true))
         }
         probe.passEnvironment = []
+        probe.environment["PATINA_EXPECTED_CAPBND"] = Capabilities.mask(plan.capAdd)
+        probe.environment["PATINA_SECCOMP_RELAXED"] = seccompRelaxed.joined(separator: " ")
         probe.command = ["bash", RunLayout.containerProbe]
         let result = try await engine.runToCompletion(probe)
         let output = result.standardOutput + result.standardError

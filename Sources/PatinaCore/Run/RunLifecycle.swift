@@ -407,11 +407,19 @@ public final class RunLifecycle: @unchecked Sendable {
     }
 
     func copyTranscript() {
-        let projects = layout.home.appendingPathComponent(".claude/projects")
-        guard let walker = FileManager.default.enumerator(at: projects, includingPropertiesForKeys: [.contentModificationDateKey]) else { return }
+        // The agent owns its home: a symbolic link on the way (~/.claude pointing at
+        // the host user's own ~/.claude, say) must not make patina copy host files.
+        let claude = layout.home.appendingPathComponent(".claude")
+        let projects = claude.appendingPathComponent("projects")
+        for directory in [layout.home, claude, projects] {
+            let type = (try? FileManager.default.attributesOfItem(atPath: directory.path))?[.type] as? FileAttributeType
+            guard type == .typeDirectory else { return }
+        }
+        guard let walker = FileManager.default.enumerator(at: projects, includingPropertiesForKeys: [.contentModificationDateKey, .isRegularFileKey, .isSymbolicLinkKey]) else { return }
         var candidates: [URL] = []
         for case let url as URL in walker where url.pathExtension == "jsonl" {
-            candidates.append(url)
+            let values = try? url.resourceValues(forKeys: [.isRegularFileKey, .isSymbolicLinkKey])
+            if values?.isRegularFile == true && values?.isSymbolicLink != true { candidates.append(url) }
         }
         let chosen = candidates.first { url in record.claudeSessionID.map { url.lastPathComponent.hasPrefix($0) } ?? false }
             ?? candidates.max { a, b in

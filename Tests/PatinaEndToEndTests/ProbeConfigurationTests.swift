@@ -1,0 +1,53 @@
+import Foundation
+import PatinaTestSupport
+import Testing
+
+/// What a repository is allowed to configure (capabilities added back, seccomp
+/// relaxed) is what the probes expect: such a run starts, and the probes still
+/// prove the rest of the protections.
+@Suite(.serialized, .requiresDocker, .timeLimit(.minutes(5)))
+struct ProbeConfigurationTests {
+    @Test func configuredCapabilityAndRelaxationPassTheProbes() throws {
+        let repo = try TemporaryRepository(files: [
+            "README.md": "# demo\n",
+            ".patina/config.json": #"{"cap_add": ["NET_BIND_SERVICE"], "seccomp": {"relax": ["unshare"]}}"#,
+        ])
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [
+            .bash("grep -E '^(CapBnd|CapEff)' /proc/self/status; unshare --user true; echo \"UNSHARE:$?\""),
+            .text("Checked."),
+        ])
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("check my sandbox"))
+        #expect(run.status == "succeeded", "\(run.output.stderr)")
+        let probes = run.file("probes.txt") ?? ""
+        #expect(probes.contains("PASS cap-bounding CapBnd 0000000000000400"), "\(probes)")
+        #expect(probes.contains("PASS denied-call personality"), "\(probes)")
+        #expect(run.record["seccomp_relaxed"] as? [String] == ["unshare"])
+        let results = model.toolResults().joined(separator: "\n")
+        #expect(results.contains("CapBnd:\t0000000000000400"), "\(results)")
+        #expect(results.contains("CapEff:\t0000000000000000"), "\(results)")
+        #expect(results.contains("UNSHARE:0"), "the relaxed call should work: \(results)")
+        try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
+    }
+
+    @Test func probeScriptCannotBeOverriddenByTheRepository() throws {
+        let repo = try TemporaryRepository(files: [
+            "README.md": "# demo\n",
+            ".patina/templates/probe.sh": "echo PASS everything fine\nexit 0\n",
+        ])
+        let model = try FakeModel(script: [.text("Done.")])
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("nothing"))
+        #expect(run.status == "succeeded", "\(run.output.stderr)")
+        let probes = run.file("probes.txt") ?? ""
+        #expect(probes.contains("PASS seccomp mode 2"), "\(probes)")
+        #expect(!probes.contains("everything fine"))
+    }
+
+    @Test func unknownCapabilityIsBadInput() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", ".patina/config.json": #"{"cap_add": ["WARP_DRIVE"]}"#])
+        let output = try PatinaRunner(repository: repo, baseURL: "http://127.0.0.1:9").run(["yolo", "x"])
+        #expect(output.status != 0)
+        #expect(output.stderr == "error: unknown capability \"WARP_DRIVE\" in cap_add of .patina/config.json\n")
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
+    }
+}
