@@ -9,7 +9,7 @@ import Foundation
 public enum DataDirectory {
     public static func locate(
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        executable: URL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        executable: URL = currentExecutable()
     ) throws -> URL {
         if let explicit = environment["PATINA_DATA_DIR"], !explicit.isEmpty {
             let url = URL(fileURLWithPath: explicit, isDirectory: true)
@@ -17,10 +17,6 @@ public enum DataDirectory {
             return url
         }
         var searched: [String] = []
-        var executable = executable
-        if !executable.path.hasPrefix("/"), let found = which(executable.lastPathComponent, environment) {
-            executable = found
-        }
         let binDir = executable.deletingLastPathComponent()
         let share = binDir.deletingLastPathComponent().appendingPathComponent("share/patina", isDirectory: true)
         searched.append(share.path)
@@ -32,6 +28,16 @@ public enum DataDirectory {
             dir = dir.deletingLastPathComponent()
         }
         throw TemplateError.dataDirectoryMissing(searched: searched)
+    }
+
+    /// The running binary: /proc/self/exe, else argv[0] looked up on PATH.
+    public static func currentExecutable(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            return URL(fileURLWithPath: target)
+        }
+        let argv0 = CommandLine.arguments[0]
+        if !argv0.contains("/"), let found = which(argv0, environment) { return found }
+        return URL(fileURLWithPath: argv0).resolvingSymlinksInPath()
     }
 
     static func holdsData(_ url: URL) -> Bool {

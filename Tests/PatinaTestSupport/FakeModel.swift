@@ -98,6 +98,10 @@ public final class FakeModel: @unchecked Sendable {
     public static func bridgeGateway() -> String {
         let out = try? ProcessRunner.run(["docker", "network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"])
         let gw = out?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-        return gw.isEmpty ? "172.17.0.1" : gw
+        if !gw.isEmpty { return gw }
+        // Older engines leave the gateway out of IPAM: take docker0's own address.
+        let ip = try? ProcessRunner.run(["ip", "-4", "-o", "addr", "show", "docker0"])
+        let field = ip?.stdout.split(separator: " ").first { $0.contains("/") && $0.contains(".") }
+        return field.map { String($0.split(separator: "/")[0]) } ?? "172.17.0.1"
     }
 }
