@@ -37,3 +37,11 @@ import Testing
         #expect(spec.runArguments.contains("ANTHROPIC_API_KEY"))
     }
 }
+
+@Suite struct MountTests {
+    @Test func pathsWithCommasAndSpacesAreQuoted() {
+        #expect(Mount(source: "/a b/c", target: "/w", readOnly: false).argument == "type=bind,source=/a b/c,target=/w")
+        #expect(Mount(source: "/a,b", target: "/w", readOnly: true).argument == #"type=bind,"source=/a,b",target=/w,readonly"#)
+        #expect(Mount(source: #"/a"b,c"#, target: "/w", readOnly: false).argument == #"type=bind,"source=/a""b,c",target=/w"#)
+    }
+}

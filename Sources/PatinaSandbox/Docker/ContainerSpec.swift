@@ -13,8 +13,14 @@ public struct Mount: Sendable, Equatable, Codable {
     }
 
     /// `--mount` syntax, which (unlike `-v`) refuses to create a missing source.
+    /// The value is CSV: a field holding a comma or a quote is quoted.
     public var argument: String {
-        "type=bind,source=\(source),target=\(target)" + (readOnly ? ",readonly" : "")
+        "type=bind,\(Self.field("source=\(source)")),\(Self.field("target=\(target)"))" + (readOnly ? ",readonly" : "")
+    }
+
+    static func field(_ text: String) -> String {
+        guard text.contains(",") || text.contains("\"") else { return text }
+        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 }
 
