@@ -11,6 +11,8 @@ extension Patina {
     public static func runMain(_ arguments: [String]? = nil) async -> Never {
         // A parent may have started us with SIGINT/SIGTERM blocked; patina must
         // see Ctrl-C to stop the agent and still collect the run.
+        // A closed pipe (`patina yolo … | head`) must not kill patina mid-run.
+        signal(SIGPIPE, SIG_IGN)
         var signals = sigset_t()
         sigemptyset(&signals)
         sigaddset(&signals, SIGINT)
@@ -32,7 +34,7 @@ extension Patina {
             for prefix in ["Error: ", "error: "] where message.hasPrefix(prefix) { message.removeFirst(prefix.count) }
             let line = message.split(separator: "\n").first.map(String.init) ?? "failed"
             let hint = code == .validationFailure && !line.contains("patina") ? " (see `patina help`)" : ""
-            FileHandle.standardError.write(Data("error: \(line)\(hint)\n".utf8))
+            try? FileHandle.standardError.write(contentsOf: Data("error: \(line)\(hint)\n".utf8))
             Glibc.exit(code.rawValue)
         }
     }

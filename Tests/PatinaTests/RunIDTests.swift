@@ -52,3 +52,14 @@ import Testing
         #expect(error.description.contains("15m"))
     }
 }
+
+@Suite struct DurationLimitTests {
+    @Test(arguments: ["1e300", "300000000d", "31d", "2592001"])
+    func absurdTimeoutsAreRejected(text: String) {
+        #expect(throws: DurationParser.Invalid.self) { try DurationParser.seconds(text) }
+    }
+
+    @Test func thirtyDaysIsTheMaximum() throws {
+        #expect(try DurationParser.seconds("30d") == 30 * 86400)
+    }
+}

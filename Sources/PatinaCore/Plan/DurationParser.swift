@@ -5,15 +5,18 @@ public enum DurationParser {
     public struct Invalid: Error, CustomStringConvertible {
         public let text: String
         public var description: String {
-            "invalid duration \"\(text)\": use a number with a unit, like 90s, 15m or 2h"
+            "invalid duration \"\(text)\": use a number with a unit, like 90s, 15m or 2h (at most 30d)"
         }
     }
+
+    /// 30 days: longer is a typo, and would overflow the timers.
+    public static let maximum = 30.0 * 86400
 
     public static func seconds(_ text: String) throws -> Double {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty else { throw Invalid(text: text) }
         if let plain = Double(trimmed) {
-            guard plain > 0, plain.isFinite else { throw Invalid(text: text) }
+            guard plain > 0, plain.isFinite, plain <= maximum else { throw Invalid(text: text) }
             return plain
         }
         var total = 0.0
@@ -35,7 +38,7 @@ public enum DurationParser {
             number = ""
             sawUnit = true
         }
-        guard number.isEmpty, sawUnit, total > 0 else { throw Invalid(text: text) }
+        guard number.isEmpty, sawUnit, total > 0, total <= maximum else { throw Invalid(text: text) }
         return total
     }
 

@@ -19,7 +19,7 @@ public final class Progress: @unchecked Sendable {
 
     public func warn(_ text: String) {
         // Warnings show even with --quiet: they are about safety.
-        lock.withLock { FileHandle.standardError.write(Data("warning: \(text)\n".utf8)) }
+        lock.withLock { try? FileHandle.standardError.write(contentsOf: Data("warning: \(text)\n".utf8)) }
     }
 
     public func tool(turn: Int, name: String, summary: String, cost: Double) {
@@ -37,6 +37,6 @@ public final class Progress: @unchecked Sendable {
 
     private func emit(_ line: String) {
         guard !quiet else { return }
-        lock.withLock { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        lock.withLock { try? FileHandle.standardError.write(contentsOf: Data((line + "\n").utf8)) }
     }
 }

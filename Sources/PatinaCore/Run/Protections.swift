@@ -143,6 +143,10 @@ final class Protections: @unchecked Sendable {
         probe.environment["PATINA_SECCOMP_RELAXED"] = seccompRelaxed.joined(separator: " ")
         probe.command = ["bash", RunLayout.containerProbe]
         let result = try await engine.runToCompletion(probe)
+        if result.exitCode == 125 {
+            throw SandboxFailure("docker could not start the probe container: "
+                + (result.standardError.split(separator: "\n").first.map(String.init) ?? "exit 125"))
+        }
         let output = result.standardOutput + result.standardError
         try? Data(output.utf8).write(to: layout.probeReport)
         var failures = output.split(separator: "\n").filter { $0.hasPrefix("FAIL") }.map(String.init)

@@ -11,6 +11,10 @@ public enum StopReason: Sendable, Equatable {
 /// stop; the lifecycle checks between steps and kills the agent's container.
 public actor RunControl {
     public private(set) var reason: StopReason?
+    /// True once a kill actually stopped the running agent: only then does the
+    /// stop reason decide the run's status (an agent that finished on its own
+    /// a moment before keeps its own result).
+    public private(set) var killedAgent = false
     private var agentContainer: String?
     private let engine: DockerEngine
 
@@ -19,14 +23,21 @@ public actor RunControl {
     }
 
     public func stop(_ reason: StopReason) async {
-        guard self.reason == nil else { return }
-        self.reason = reason
-        if let agentContainer { await engine.kill(agentContainer) }
+        if self.reason == nil { self.reason = reason }
+        await killAgentIfStopping()
+    }
+
+    /// Kills the agent when a stop was asked for. Called again and again by the
+    /// watchdog: a kill sent before `docker run` has created the container
+    /// misses it, so it is repeated until the container is gone.
+    public func killAgentIfStopping() async {
+        guard reason != nil, let agentContainer else { return }
+        if await engine.kill(agentContainer) { killedAgent = true }
     }
 
     public func agentStarted(_ name: String) async {
         agentContainer = name
-        if reason != nil { await engine.kill(name) }
+        await killAgentIfStopping()
     }
 
     public func agentFinished() {
@@ -41,7 +52,8 @@ public final class InterruptHandler: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
 
     public init(control: RunControl, progress: Progress) {
-        for sig in [SIGINT, SIGTERM] {
+        // SIGHUP too: a closed terminal or ssh session must not leave the agent running.
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
@@ -58,5 +70,6 @@ public final class InterruptHandler: @unchecked Sendable {
         sources.removeAll()
         signal(SIGINT, SIG_DFL)
         signal(SIGTERM, SIG_DFL)
+        signal(SIGHUP, SIG_DFL)
     }
 }

@@ -68,11 +68,11 @@ public final class RunLifecycle: @unchecked Sendable {
         // From here on something exists on disk: collection always runs.
         do {
             try await steps.time("branch") { try createBranch() }
+            try FileManager.default.createDirectory(at: layout.runDirectory, withIntermediateDirectories: true)
         } catch {
             cleanUpBranch()
             throw error
         }
-        try FileManager.default.createDirectory(at: layout.runDirectory, withIntermediateDirectories: true)
         steps.attach(layout.stepLog)
         try? plan.store.save(record)
 
@@ -98,7 +98,13 @@ public final class RunLifecycle: @unchecked Sendable {
         return record
     }
 
-    struct Stopped: Error { let reason: StopReason }
+    struct Stopped: Error, CustomStringConvertible {
+        let reason: StopReason
+        var description: String {
+            reason == .timeout ? "timed out before the agent started"
+                : "interrupted (Ctrl-C) before the agent started; nothing was left behind"
+        }
+    }
 
     func checkInterrupted() async throws {
         if let reason = await control.reason { throw Stopped(reason: reason) }
@@ -244,7 +250,9 @@ public final class RunLifecycle: @unchecked Sendable {
         var command = ["claude", "-p", plan.task, "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"]
         if let model = plan.model { command += ["--model", model] }
         if let turns = plan.maxTurns { command += ["--max-turns", String(turns)] }
-        spec.command = command
+        // A second layer behind patina's own watchdog: the agent cannot outlive its
+        // timeout by much even if patina itself is killed.
+        spec.command = ["timeout", "--signal=KILL", String(Int(plan.timeoutSeconds) + 30)] + command
         return spec
     }
 
@@ -291,9 +299,15 @@ public final class RunLifecycle: @unchecked Sendable {
         await control.agentStarted(spec.name)
         let timeout = plan.timeoutSeconds
         let control = self.control
+        // A watchdog, not a one-shot timer: it asks for the stop at the deadline and
+        // repeats the kill until the agent's container is gone.
         let timer = Task {
-            try await Task.sleep(nanoseconds: UInt64(timeout * 1_000_000_000))
-            await control.stop(.timeout)
+            let deadline = Date().addingTimeInterval(timeout)
+            while !Task.isCancelled {
+                if Date() >= deadline { await control.stop(.timeout) }
+                await control.killAgentIfStopping()
+                try? await Task.sleep(nanoseconds: 250_000_000)
+            }
         }
         let result: CommandResult
         do {
@@ -312,7 +326,7 @@ public final class RunLifecycle: @unchecked Sendable {
         record.exitCode = state?.exitCode ?? Int(result.exitCode)
         record.claudeSessionID = recorder.sessionID
         if record.model == nil { record.model = recorder.model }
-        let stopReason = await control.reason
+        let stopReason = await control.killedAgent || recorder.result == nil ? await control.reason : nil
         if let summary = recorder.result {
             record.costUSD = summary.costUSD
             record.numTurns = summary.numTurns
@@ -351,9 +365,10 @@ public final class RunLifecycle: @unchecked Sendable {
     func collect() async {
         let start = Date()
         var problems: [String] = []
-        copyTranscript()
+        // Containers first: nothing in the sandbox may change the home while it is read.
         await protections.captureReports()
         await engine.remove((try? await engine.containers(label: "patina.run=\(plan.id)")) ?? [])
+        copyTranscript()
         await protections.tearDown()
         if getuid() == 0 {
             for url in [plan.worktree, layout.privateGit, layout.home, layout.gitFile] {

@@ -46,7 +46,7 @@ public final class StepLog: @unchecked Sendable {
             let line = Self.line(step)
             if let handle = try? FileHandle(forWritingTo: url) {
                 handle.seekToEndOfFile()
-                handle.write(Data(line.utf8))
+                try? handle.write(contentsOf: Data(line.utf8))
                 try? handle.close()
             } else {
                 try? Data(line.utf8).write(to: url)

@@ -32,7 +32,7 @@ public final class SessionRecorder: @unchecked Sendable {
 
     public func receive(_ line: String) {
         lock.withLock {
-            handle?.write(Data((line + "\n").utf8))
+            try? handle?.write(contentsOf: Data((line + "\n").utf8))
             lineCount += 1
             if let (id, model, tokens) = Self.messageUsage(line) {
                 if usageByMessage[id] == nil { messageOrder.append(id) }

@@ -80,8 +80,10 @@ public struct DockerEngine: Sendable {
         _ = try? await Command.run([executable, "rm", "--force", "--volumes"] + names)
     }
 
-    public func kill(_ name: String) async {
-        _ = try? await Command.run([executable, "kill", name])
+    /// Sends SIGKILL; true when a running container was killed.
+    @discardableResult
+    public func kill(_ name: String) async -> Bool {
+        (try? await Command.run([executable, "kill", name]))?.succeeded ?? false
     }
 
     /// Names of containers carrying `label` (e.g. `patina.run=<id>`), running or not.

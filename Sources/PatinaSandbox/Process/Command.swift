@@ -114,7 +114,10 @@ extension Command {
             executable, arguments: Arguments(Array(arguments.dropFirst())), environment: .inherit,
             platformOptions: options, input: .none, output: .sequence, error: .string(limit: outputLimit)
         ) { execution in
-            for try await line in execution.standardOutput.strings(bufferingPolicy: .unbounded) {
+            // JSON lines end at "\n" only; other Unicode line breaks may sit inside a line.
+            for try await line in execution.standardOutput.strings(
+                separatedBy: .unicodeScalarSequence(["\n" as Unicode.Scalar]), bufferingPolicy: .unbounded
+            ) {
                 onLine(line)
             }
         }
