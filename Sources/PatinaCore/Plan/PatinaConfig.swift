@@ -26,11 +26,14 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
     public var limits: Limits?
     public var seccomp: Seccomp?
     public var capAdd: [String]?
+    /// Upstream resolvers for the sandbox's own resolver (`IP` or `IP:PORT`);
+    /// default: the host's resolv.conf.
+    public var dns: [String]?
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case allow, presets, model, timeout, limits, seccomp
+        case allow, presets, model, timeout, limits, seccomp, dns
         case baseImage = "base_image"
         case maxTurns = "max_turns"
         case capAdd = "cap_add"

@@ -71,7 +71,8 @@ final class Protections: @unchecked Sendable {
     private func makeFirewallPlan(gateway: String?, selfTest: SelfTestTargets) throws -> FirewallPlan {
         try FirewallPlan(
             entries: allowEntries, agentEndpoints: agentEndpoints,
-            upstreamDNS: FirewallPlan.upstreamServers(resolvConf: (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""),
+            upstreamDNS: plan.config.dns
+                ?? FirewallPlan.upstreamServers(resolvConf: (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""),
             hostAddresses: HostNetwork.addresses(), gateway: gateway, selfTest: selfTest)
     }
 
@@ -172,11 +173,19 @@ final class Protections: @unchecked Sendable {
         progress.step("probes passed (\(passed) checks: seccomp, no-new-privs, no capabilities, firewall self-test)")
     }
 
-    /// Saves what the resolver saw (queries, addresses added to the allow set).
+    /// Saves what the resolver saw (queries, addresses added to the allow set)
+    /// and the allow sets as the run left them.
     func captureReports() async {
         guard plan.firewallEnabled, firewallPlan != nil else { return }
+        var text = ""
         if let logs = try? await engine.run(["logs", holderName]), logs.succeeded {
-            let text = logs.standardOutput + logs.standardError
+            text += logs.standardOutput + logs.standardError
+        }
+        if firewallPlan?.allEntries.contains(where: \.isNamed) == true,
+           let sets = try? await engine.run(["exec", holderName, "ipset", "list"]), sets.succeeded {
+            text += "\n== allow sets at the end of the run (addresses added as names were resolved)\n" + sets.standardOutput
+        }
+        if !text.isEmpty {
             try? Data(text.utf8).write(to: layout.runDirectory.appendingPathComponent("resolver.log"))
         }
     }
