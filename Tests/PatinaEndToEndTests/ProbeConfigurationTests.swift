@@ -43,6 +43,26 @@ struct ProbeConfigurationTests {
         #expect(!probes.contains("everything fine"))
     }
 
+    /// A probe that fails stops the run before Claude Code starts: with both calls
+    /// the probe uses to prove the filter relaxed, it cannot prove it, and says so.
+    @Test func failingHardeningProbeStopsTheRunBeforeTheAgentStarts() throws {
+        let repo = try TemporaryRepository(files: [
+            "README.md": "# demo\n",
+            ".patina/config.json": #"{"seccomp": {"relax": ["unshare", "personality"]}}"#,
+        ])
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [.bash("echo should-never-run > x.txt"), .text("Done.")])
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("never runs"))
+        #expect(run.output.status != 0)
+        #expect(run.status == "error")
+        #expect((run.record["reason"] as? String ?? "").contains("denied-call"), "\(run.record)")
+        #expect(run.file("probes.txt")?.contains("FAIL denied-call") == true)
+        #expect(model.requests().isEmpty, "the agent must not have started")
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
+        #expect(try repo.git("rev-parse", "main") == main)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
     @Test func unknownCapabilityIsBadInput() throws {
         let repo = try TemporaryRepository(files: ["README.md": "# demo\n", ".patina/config.json": #"{"cap_add": ["WARP_DRIVE"]}"#])
         let output = try PatinaRunner(repository: repo, baseURL: "http://127.0.0.1:9").run(["yolo", "x"])
