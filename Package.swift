@@ -79,7 +79,7 @@ let package = Package(
         .target(
             name: "PatinaTestSupport",
             dependencies: [
-                "PatinaCore",
+                "PatinaCore", "PatinaSandbox",
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             path: "Tests/PatinaTestSupport",

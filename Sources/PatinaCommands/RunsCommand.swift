@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import PatinaCore
-import PatinaGit
 
 /// `patina runs`: this repository's runs, newest first.
 struct RunsCommand: AsyncParsableCommand {
@@ -14,14 +13,7 @@ struct RunsCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let store: RunStore
-        do {
-            let repository = try Repository.discover(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
-            store = RunStore(home: RunStore.home(), repositoryCommonDirectory: repository.commonDirectory)
-        } catch {
-            throw CLIError(error)
-        }
-        let records = store.list()
+        let records = try RunStore.forCurrentRepository().list()
         if json {
             let data = try RunRecord.encoder.encode(records)
             print(String(decoding: data, as: UTF8.self))

@@ -24,14 +24,9 @@ struct SeccompCheckCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (profile, label) = try SeccompCommand.profile(at: profile)
-        let result: SeccompCheckResult
-        do {
-            let executable = try SeccompCheck.currentExecutable()
-            result = try await SeccompCheck.run(profile: profile, label: label) { file in
-                [executable, "seccomp", "probe", "--profile", file]
-            }
-        } catch {
-            throw CLIError(error)
+        let executable = try SeccompCheck.currentExecutable()
+        let result = try await SeccompCheck.run(profile: profile, label: label) { file in
+            [executable, "seccomp", "probe", "--profile", file]
         }
         if json {
             let encoder = JSONEncoder()
@@ -78,12 +73,7 @@ struct SeccompProbeCommand: ParsableCommand {
     var profile: String
 
     func run() throws {
-        let report: SeccompProbeReport
-        do {
-            report = try SeccompProbe.run(profile: try SeccompProfile.load(contentsOf: URL(fileURLWithPath: profile)))
-        } catch {
-            throw CLIError(error)
-        }
+        let report = try SeccompProbe.run(profile: try SeccompProfile.load(contentsOf: URL(fileURLWithPath: profile)))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         print(String(decoding: try encoder.encode(report), as: UTF8.self))

@@ -19,12 +19,8 @@ struct SeccompCommand: AsyncParsableCommand {
     }
 
     static func profile(at path: String?) throws -> (profile: SeccompProfile, label: String) {
-        do {
-            if let path { return (try SeccompProfile.load(contentsOf: URL(fileURLWithPath: path)), path) }
-            return (try defaultProfile(), "default")
-        } catch {
-            throw CLIError(error)
-        }
+        if let path { return (try SeccompProfile.load(contentsOf: URL(fileURLWithPath: path)), path) }
+        return (try defaultProfile(), "default")
     }
 }
 

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import PatinaCore
-import PatinaGit
 
 /// `patina show RUN`: one run, with its diffstat and protection reports.
 struct ShowCommand: AsyncParsableCommand {
@@ -17,14 +16,7 @@ struct ShowCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let record: RunRecord
-        do {
-            let repository = try Repository.discover(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
-            let store = RunStore(home: RunStore.home(), repositoryCommonDirectory: repository.commonDirectory)
-            record = try store.resolve(run)
-        } catch {
-            throw CLIError(error)
-        }
+        let record = try RunStore.forCurrentRepository().resolve(run)
         if json {
             print(record.json())
             return

@@ -52,16 +52,10 @@ struct YoloCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        if task.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            throw ValidationError("the task is empty: say what the agent should do")
-        }
-        if let maxTurns, maxTurns < 1 { throw ValidationError("--max-turns must be at least 1") }
-        if let timeout {
-            do { _ = try DurationParser.seconds(timeout) } catch { throw ValidationError("\(error)") }
-        }
+        do { try options.validateFlags() } catch { throw ValidationError("\(error)") }
     }
 
-    func run() async throws {
+    var options: YoloOptions {
         var options = YoloOptions(task: task)
         options.base = base
         options.baseImage = baseImage
@@ -74,19 +68,17 @@ struct YoloCommand: AsyncParsableCommand {
         options.noFirewall = noFirewall
         options.quiet = quiet
         options.json = json
+        return options
+    }
 
+    func run() async throws {
         let progress = Progress(quiet: quiet)
         let engine = DockerEngine()
-        let record: RunRecord
-        do {
-            let plan = try await Planner.plan(options, engine: engine)
-            let control = RunControl(engine: engine)
-            let interrupts = InterruptHandler(control: control, progress: progress)
-            defer { interrupts.cancel() }
-            record = try await RunLifecycle(plan: plan, engine: engine, progress: progress, control: control).execute()
-        } catch {
-            throw CLIError(error)
-        }
+        let plan = try await Planner.plan(options, engine: engine)
+        let control = RunControl(engine: engine)
+        let interrupts = InterruptHandler(control: control, progress: progress)
+        defer { interrupts.cancel() }
+        let record = try await RunLifecycle(plan: plan, engine: engine, progress: progress, control: control).execute()
         if json {
             print(record.json())
         } else if !quiet {

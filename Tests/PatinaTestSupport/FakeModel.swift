@@ -1,4 +1,5 @@
 import Foundation
+import PatinaSandbox
 
 /// The scripted fake of the Anthropic Messages API (Tests/Fixtures/fake_anthropic.py),
 /// listening on the docker bridge gateway so the real Claude Code CLI inside the
@@ -100,8 +101,6 @@ public final class FakeModel: @unchecked Sendable {
         let gw = out?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         if !gw.isEmpty { return gw }
         // Older engines leave the gateway out of IPAM: take docker0's own address.
-        let ip = try? ProcessRunner.run(["ip", "-4", "-o", "addr", "show", "docker0"])
-        let field = ip?.stdout.split(separator: " ").first { $0.contains("/") && $0.contains(".") }
-        return field.map { String($0.split(separator: "/")[0]) } ?? "172.17.0.1"
+        return HostNetwork.ipv4Address(of: "docker0") ?? "172.17.0.1"
     }
 }

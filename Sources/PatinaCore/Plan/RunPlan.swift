@@ -53,11 +53,8 @@ public enum Planner {
         environment: [String: String] = ProcessInfo.processInfo.environment,
         engine: DockerEngine = DockerEngine()
     ) async throws -> RunPlan {
+        try options.validateFlags()
         let task = options.task.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !task.isEmpty else { throw PlanError("the task is empty: say what the agent should do, e.g. patina yolo \"add a health endpoint\"") }
-        if let maxTurns = options.maxTurns, maxTurns < 1 {
-            throw PlanError("--max-turns must be at least 1 (got \(maxTurns))")
-        }
         let agentBinary = try options.agentBinary.map(validateAgentBinary)
         let credentials = try Credentials(environment: environment)
 

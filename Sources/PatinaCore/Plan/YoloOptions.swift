@@ -18,6 +18,16 @@ public struct YoloOptions: Sendable {
     public init(task: String) {
         self.task = task
     }
+
+    /// The checks that need nothing but the flags themselves; run by the
+    /// command before anything else and again by the planner.
+    public func validateFlags() throws {
+        guard !task.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw PlanError("the task is empty: say what the agent should do, e.g. patina yolo \"add a health endpoint\"")
+        }
+        if let maxTurns, maxTurns < 1 { throw PlanError("--max-turns must be at least 1 (got \(maxTurns))") }
+        if let timeout { _ = try DurationParser.seconds(timeout) }
+    }
 }
 
 /// Bad input, found while planning, before anything is created.

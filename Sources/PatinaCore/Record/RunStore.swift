@@ -1,4 +1,5 @@
 import Foundation
+import PatinaGit
 
 /// Where runs live: `$PATINA_HOME` (default `$XDG_DATA_HOME/patina`, else
 /// `~/.local/share/patina`), one folder per repository:
@@ -31,6 +32,12 @@ public struct RunStore: Sendable {
         return URL(fileURLWithPath: home, isDirectory: true).appendingPathComponent(".local/share/patina")
     }
 
+    /// The store of the repository around the current directory.
+    public static func forCurrentRepository() throws -> RunStore {
+        let repository = try Repository.discover(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+        return RunStore(home: home(), repositoryCommonDirectory: repository.commonDirectory)
+    }
+
     public var runsDirectory: URL { root.appendingPathComponent("runs") }
     public var worktreesDirectory: URL { root.appendingPathComponent("worktrees") }
 
@@ -46,6 +53,8 @@ public struct RunStore: Sendable {
     }
 
     public func load(_ id: String) throws -> RunRecord {
+        // Ids become paths: only the shape RunID makes is looked up.
+        guard RunID.isValid(id) else { throw StoreError.unknownRun(id) }
         let url = recordURL(id)
         guard let data = FileManager.default.contents(atPath: url.path) else { throw StoreError.unknownRun(id) }
         do {

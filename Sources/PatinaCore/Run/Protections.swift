@@ -19,7 +19,6 @@ final class Protections: @unchecked Sendable {
     private var canary: Canary?
     private var firewallPlan: FirewallPlan?
     private var applyOutput = ""
-    private var images: RunLifecycle.Images?
 
     init(plan: RunPlan, layout: RunLayout, engine: DockerEngine) {
         self.plan = plan
@@ -87,7 +86,6 @@ final class Protections: @unchecked Sendable {
 
     /// Network holder -> firewall applied from outside the agent -> probes.
     func startSandbox(images: RunLifecycle.Images, labels: [String: String], progress: Progress) async throws {
-        self.images = images
         var selfTest = SelfTestTargets()
         if plan.firewallEnabled {
             guard let netguard = images.netguard else { throw SandboxFailure("the firewall image is missing") }

@@ -16,7 +16,8 @@ public final class RunLifecycle: @unchecked Sendable {
     var record: RunRecord
     var protections: Protections
     var agentStarted = false
-    var agentImage: String?
+    /// Rendered while planning checks every template, written at the render step.
+    var claudeSettings = ""
 
     public init(plan: RunPlan, engine: DockerEngine = DockerEngine(), progress: Progress, control: RunControl) {
         self.plan = plan
@@ -52,7 +53,7 @@ public final class RunLifecycle: @unchecked Sendable {
         try await steps.time("protections") { try protections.prepare() }
         let dockerfile = try plan.templates.render("templates/Dockerfile.mustache", dockerfileContext())
         // Every other template is read now, so a broken override fails before anything exists.
-        _ = try plan.templates.render("templates/claude-settings.json.mustache", [:])
+        claudeSettings = try plan.templates.render("templates/claude-settings.json.mustache", ["include_co_authored_by": "false"])
         _ = try plan.templates.render("templates/devcontainer.json.mustache", [:])
         if !plan.firewallEnabled {
             progress.warn("--no-firewall: the agent can reach any address this machine can; recorded in run.json")
@@ -62,7 +63,6 @@ public final class RunLifecycle: @unchecked Sendable {
         let images = try await steps.time("image") { try await buildImages(dockerfile: dockerfile) }
         progress.step("run \(plan.id)")
         record.image = images.agent
-        agentImage = images.agent
         try await checkInterrupted()
 
         // From here on something exists on disk: collection always runs.
@@ -122,24 +122,23 @@ public final class RunLifecycle: @unchecked Sendable {
         let cache = ImageCache(engine: engine, cacheDirectory: RunStore.home().appendingPathComponent("cache/images"))
         var files: [String: URL] = [:]
         if let binary = plan.agentBinary { files["claude"] = binary }
-        let recipe = ImageRecipe(repository: "patina-agent", dockerfile: dockerfile, files: files)
-        let tag = try await cache.tag(for: recipe)
-        if !(await engine.imageExists(tag)) {
-            try await ensureBaseImage()
-            progress.step("building the agent image \(tag) (once; reused while nothing changes)")
+        // Only a build needs the base image; say so before the (long) build starts.
+        func prepareBuild(_ what: String) -> @Sendable (String) async throws -> Void {
+            { [self] tag in
+                try await ensureBaseImage()
+                progress.step("building the \(what) image \(tag) (once; reused while nothing changes)")
+            }
         }
-        let agent = try await cache.ensure(recipe, labels: ["patina.image": "agent"])
+        let agent = try await cache.ensure(
+            ImageRecipe(repository: "patina-agent", dockerfile: dockerfile, files: files),
+            labels: ["patina.image": "agent"], beforeBuilding: prepareBuild("agent"))
         var netguard: String?
         if plan.firewallEnabled {
-            let recipe = ImageRecipe(repository: "patina-netguard", dockerfile: try protections.netguardDockerfile())
-            let tag = try await cache.tag(for: recipe)
-            if !(await engine.imageExists(tag)) {
-                try await ensureBaseImage()
-                progress.step("building the firewall image \(tag) (once)")
-            }
-            netguard = try await cache.ensure(recipe, labels: ["patina.image": "netguard"]).tag
+            netguard = try await cache.ensure(
+                ImageRecipe(repository: "patina-netguard", dockerfile: try protections.netguardDockerfile()),
+                labels: ["patina.image": "netguard"], beforeBuilding: prepareBuild("firewall"))
         }
-        return Images(agent: agent.tag, netguard: netguard, agentDockerfile: dockerfile)
+        return Images(agent: agent, netguard: netguard, agentDockerfile: dockerfile)
     }
 
     func ensureBaseImage() async throws {
@@ -179,13 +178,17 @@ public final class RunLifecycle: @unchecked Sendable {
 
     // MARK: render
 
+    /// What the agent's uid must own during the run when patina runs as root
+    /// (git refuses a gitfile, work tree or git directory owned by someone else).
+    var sandboxOwnedPaths: [URL] { [plan.worktree, layout.privateGit, layout.home, layout.gitFile] }
+
     func render(images: Images) throws {
         let fm = FileManager.default
         for dir in [layout.rendered, layout.devcontainer.deletingLastPathComponent(), layout.home, layout.sandbox] {
             try fm.createDirectory(at: dir, withIntermediateDirectories: true)
         }
         try Data(images.agentDockerfile.utf8).write(to: layout.dockerfile)
-        let settings = try plan.templates.render("templates/claude-settings.json.mustache", ["include_co_authored_by": "false"])
+        let settings = claudeSettings
         try Data(settings.utf8).write(to: layout.claudeSettings)
         try fm.createDirectory(at: layout.home.appendingPathComponent(".claude"), withIntermediateDirectories: true)
         try Data(settings.utf8).write(to: layout.home.appendingPathComponent(".claude/settings.json"))
@@ -204,9 +207,7 @@ public final class RunLifecycle: @unchecked Sendable {
         try Data(devcontainerJSON(spec).utf8).write(to: layout.devcontainer)
 
         if getuid() == 0 {
-            // git refuses a repository whose gitfile, work tree or git directory
-            // belongs to someone else, so all three go to the agent's uid.
-            for url in [plan.worktree, layout.privateGit, layout.home, layout.gitFile] {
+            for url in sandboxOwnedPaths {
                 Ownership.change(url, uid: plan.agentUID, gid: plan.agentGID)
             }
         }
@@ -263,14 +264,6 @@ public final class RunLifecycle: @unchecked Sendable {
         }
         let workspace = spec.mounts.first { $0.target == RunLayout.workspace }!
         let others = spec.mounts.filter { $0.target != RunLayout.workspace }.map(\.argument)
-        var runArgs: [String] = ["--read-only", "--init"]
-        for t in spec.tmpfs { runArgs += ["--tmpfs", t] }
-        if let p = spec.pidsLimit { runArgs += ["--pids-limit", String(p)] }
-        if let m = spec.memory { runArgs += ["--memory", m, "--memory-swap", m] }
-        if let c = spec.cpus { runArgs += ["--cpus", c] }
-        if let n = spec.network { runArgs += ["--network", n] }
-        for cap in spec.capDrop { runArgs += ["--cap-drop", cap] }
-        for (k, v) in spec.labels.sorted(by: { $0.key < $1.key }) { runArgs += ["--label", "\(k)=\(v)"] }
         var remoteEnv: [String: String] = [:]
         for name in spec.passEnvironment { remoteEnv[name] = "${localEnv:\(name)}" }
         let context: [String: Any] = [
@@ -281,7 +274,7 @@ public final class RunLifecycle: @unchecked Sendable {
             "user_json": json(spec.user ?? "agent"),
             "cap_add_json": json(spec.capAdd),
             "security_opt_json": json(spec.securityOptions),
-            "run_args_json": json(runArgs),
+            "run_args_json": json(spec.isolationArguments),
             "container_env_json": json(spec.environment),
             "remote_env_json": json(remoteEnv),
         ]
@@ -371,7 +364,7 @@ public final class RunLifecycle: @unchecked Sendable {
         copyTranscript()
         await protections.tearDown()
         if getuid() == 0 {
-            for url in [plan.worktree, layout.privateGit, layout.home, layout.gitFile] {
+            for url in sandboxOwnedPaths {
                 Ownership.change(url, uid: 0, gid: 0)
             }
         }

@@ -7,10 +7,8 @@ public final class SessionRecorder: @unchecked Sendable {
     public private(set) var sessionID: String?
     public private(set) var model: String?
     public private(set) var result: StreamEvent.ResultSummary?
-    public private(set) var lineCount = 0
     public private(set) var malformedLines = 0
     public private(set) var sawInit = false
-    public private(set) var toolCalls = 0
     private var usageByMessage: [String: (String?, TokenCounts)] = [:]
     private var messageOrder: [String] = []
     private let handle: FileHandle?
@@ -33,13 +31,15 @@ public final class SessionRecorder: @unchecked Sendable {
     public func receive(_ line: String) {
         lock.withLock {
             try? handle?.write(contentsOf: Data((line + "\n").utf8))
-            lineCount += 1
-            if let (id, model, tokens) = Self.messageUsage(line) {
-                if usageByMessage[id] == nil { messageOrder.append(id) }
-                usageByMessage[id] = (model, tokens)
+        }
+        let (events, usage) = StreamEvent.decode(line)
+        if let usage {
+            lock.withLock {
+                if usageByMessage[usage.messageID] == nil { messageOrder.append(usage.messageID) }
+                usageByMessage[usage.messageID] = (usage.model, usage.tokens)
             }
         }
-        for event in StreamEvent.parse(line) {
+        for event in events {
             switch event {
             case .initialized(let sessionID, let model, _):
                 self.sessionID = sessionID
@@ -47,7 +47,6 @@ public final class SessionRecorder: @unchecked Sendable {
                 sawInit = true
                 progress?.note("agent started" + (model.map { " (\($0))" } ?? ""))
             case .toolUse(_, let name, let summary):
-                toolCalls += 1
                 progress?.tool(turn: max(turns, 1), name: name, summary: summary, cost: estimatedCost)
             case .toolResult(_, let isError, let text) where isError:
                 progress?.note("  ↳ error: " + StreamEvent.oneLine(text, limit: 80))
@@ -66,15 +65,5 @@ public final class SessionRecorder: @unchecked Sendable {
 
     public func close() {
         lock.withLock { try? handle?.close() }
-    }
-
-    static func messageUsage(_ line: String) -> (String, String?, TokenCounts)? {
-        guard let usage = StreamEvent.usage(line),
-              let data = line.data(using: .utf8),
-              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-              let message = object["message"] as? [String: Any],
-              let id = message["id"] as? String
-        else { return nil }
-        return (id, usage.model, usage.tokens)
     }
 }

@@ -23,14 +23,49 @@ public enum StreamEvent: Sendable, Equatable {
         public var sessionID: String?
     }
 
+    /// Token usage reported on one assistant message (Claude Code repeats it on
+    /// every line of the message, so it is keyed by the message id).
+    public struct MessageUsage: Sendable, Equatable {
+        public var messageID: String
+        public var model: String?
+        public var tokens: TokenCounts
+    }
+
     /// Parses one line. Never throws: a line that is not a JSON object is `.malformed`.
     public static func parse(_ line: String) -> [StreamEvent] {
+        decode(line).events
+    }
+
+    /// The events of one line and its token usage, from a single JSON parse.
+    static func decode(_ line: String) -> (events: [StreamEvent], usage: MessageUsage?) {
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty else { return [] }
+        guard !trimmed.isEmpty else { return ([], nil) }
         guard let data = trimmed.data(using: .utf8),
               let any = try? JSONSerialization.jsonObject(with: data),
               let object = any as? [String: Any]
-        else { return [.malformed(String(trimmed.prefix(200)))] }
+        else { return ([.malformed(String(trimmed.prefix(200)))], nil) }
+        return (events(object), usage(object))
+    }
+
+    static func usage(_ object: [String: Any]) -> MessageUsage? {
+        guard object["type"] as? String == "assistant",
+              let message = object["message"] as? [String: Any],
+              let id = message["id"] as? String,
+              let usage = message["usage"] as? [String: Any]
+        else { return nil }
+        return MessageUsage(messageID: id, model: message["model"] as? String, tokens: tokens(usage))
+    }
+
+    static func tokens(_ usage: [String: Any]) -> TokenCounts {
+        var tokens = TokenCounts()
+        tokens.input = int(usage["input_tokens"]) ?? 0
+        tokens.output = int(usage["output_tokens"]) ?? 0
+        tokens.cacheRead = int(usage["cache_read_input_tokens"]) ?? 0
+        tokens.cacheCreation = int(usage["cache_creation_input_tokens"]) ?? 0
+        return tokens
+    }
+
+    static func events(_ object: [String: Any]) -> [StreamEvent] {
         let type = object["type"] as? String ?? "unknown"
         switch type {
         case "system":
@@ -65,19 +100,13 @@ public enum StreamEvent: Sendable, Equatable {
                                    text: text(of: block["content"]))
             }
         case "result":
-            let usage = object["usage"] as? [String: Any] ?? [:]
-            var tokens = TokenCounts()
-            tokens.input = int(usage["input_tokens"]) ?? 0
-            tokens.output = int(usage["output_tokens"]) ?? 0
-            tokens.cacheRead = int(usage["cache_read_input_tokens"]) ?? 0
-            tokens.cacheCreation = int(usage["cache_creation_input_tokens"]) ?? 0
             return [.result(ResultSummary(
                 subtype: object["subtype"] as? String ?? "unknown",
                 isError: object["is_error"] as? Bool ?? false,
                 numTurns: int(object["num_turns"]),
                 costUSD: double(object["total_cost_usd"]) ?? double(object["cost_usd"]),
                 durationMS: double(object["duration_ms"]),
-                tokens: tokens,
+                tokens: tokens(object["usage"] as? [String: Any] ?? [:]),
                 text: object["result"] as? String,
                 sessionID: object["session_id"] as? String))]
         default:
@@ -119,25 +148,6 @@ public enum StreamEvent: Sendable, Equatable {
         if let d = value as? Double { return d }
         if let i = value as? Int { return Double(i) }
         return nil
-    }
-}
-
-extension StreamEvent {
-    /// Token usage reported on an assistant message, for the live cost estimate.
-    public static func usage(_ line: String) -> (model: String?, tokens: TokenCounts)? {
-        guard line.contains("\"assistant\""), line.contains("\"usage\""),
-              let data = line.data(using: .utf8),
-              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-              object["type"] as? String == "assistant",
-              let message = object["message"] as? [String: Any],
-              let usage = message["usage"] as? [String: Any]
-        else { return nil }
-        var tokens = TokenCounts()
-        tokens.input = int(usage["input_tokens"]) ?? 0
-        tokens.output = int(usage["output_tokens"]) ?? 0
-        tokens.cacheRead = int(usage["cache_read_input_tokens"]) ?? 0
-        tokens.cacheCreation = int(usage["cache_creation_input_tokens"]) ?? 0
-        return (message["model"] as? String, tokens)
     }
 }
 

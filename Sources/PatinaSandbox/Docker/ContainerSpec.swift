@@ -50,9 +50,7 @@ public struct ContainerSpec: Sendable, Equatable {
     public var memory: String?
     public var cpus: String?
     public var detached = false
-    public var removeOnExit = false
     public var initProcess = false
-    public var entrypoint: String?
 
     public init(name: String, image: String) {
         self.name = name
@@ -63,27 +61,35 @@ public struct ContainerSpec: Sendable, Equatable {
     public var optionArguments: [String] {
         var a: [String] = []
         if detached { a.append("--detach") }
-        if removeOnExit { a.append("--rm") }
-        a += ["--name", name]
-        for key in labels.keys.sorted() { a += ["--label", "\(key)=\(labels[key]!)"] }
+        a += ["--name", name] + labelArguments
         if let user { a += ["--user", user] }
         if let workingDirectory { a += ["--workdir", workingDirectory] }
-        if let network { a += ["--network", network] }
-        for server in dns { a += ["--dns", server] }
-        for cap in capDrop { a += ["--cap-drop", cap] }
+        a += networkArguments + capDropArguments
         for cap in capAdd { a += ["--cap-add", cap] }
         for opt in securityOptions { a += ["--security-opt", opt] }
-        if readOnlyRoot { a.append("--read-only") }
-        for t in tmpfs { a += ["--tmpfs", t] }
+        a += filesystemArguments
         for m in mounts { a += ["--mount", m.argument] }
         for key in environment.keys.sorted() { a += ["--env", "\(key)=\(environment[key]!)"] }
         for key in passEnvironment { a += ["--env", key] }
-        if let pidsLimit { a += ["--pids-limit", String(pidsLimit)] }
-        if let memory { a += ["--memory", memory, "--memory-swap", memory] }
-        if let cpus { a += ["--cpus", cpus] }
+        a += limitArguments
         if initProcess { a.append("--init") }
-        if let entrypoint { a += ["--entrypoint", entrypoint] }
         return a
+    }
+
+    /// The flags devcontainer.json has no field of its own for (its `runArgs`):
+    /// read-only root, tmpfs, limits, init, network, dropped capabilities, labels.
+    public var isolationArguments: [String] {
+        filesystemArguments + (initProcess ? ["--init"] : []) + limitArguments + networkArguments + capDropArguments + labelArguments
+    }
+
+    private var labelArguments: [String] { labels.keys.sorted().flatMap { ["--label", "\($0)=\(labels[$0]!)"] } }
+    private var networkArguments: [String] { (network.map { ["--network", $0] } ?? []) + dns.flatMap { ["--dns", $0] } }
+    private var capDropArguments: [String] { capDrop.flatMap { ["--cap-drop", $0] } }
+    private var filesystemArguments: [String] { (readOnlyRoot ? ["--read-only"] : []) + tmpfs.flatMap { ["--tmpfs", $0] } }
+    private var limitArguments: [String] {
+        (pidsLimit.map { ["--pids-limit", String($0)] } ?? [])
+            + (memory.map { ["--memory", $0, "--memory-swap", $0] } ?? [])
+            + (cpus.map { ["--cpus", $0] } ?? [])
     }
 
     /// `docker run …` as an argument vector (without the docker executable).

@@ -37,10 +37,15 @@ public struct ImageCache: Sendable {
         return "\(recipe.repository):\(digest.prefix(16))"
     }
 
-    /// Returns the tag and whether it had to be built.
-    public func ensure(_ recipe: ImageRecipe, labels: [String: String]) async throws -> (tag: String, built: Bool) {
+    /// Returns the recipe's tag, building the image first when it does not exist
+    /// (`beforeBuilding` runs just before a build, with the tag).
+    public func ensure(
+        _ recipe: ImageRecipe, labels: [String: String],
+        beforeBuilding: @Sendable (String) async throws -> Void = { _ in }
+    ) async throws -> String {
         let tag = try await tag(for: recipe)
-        if await engine.imageExists(tag) { return (tag, false) }
+        if await engine.imageExists(tag) { return tag }
+        try await beforeBuilding(tag)
         let context = cacheDirectory.appendingPathComponent("build-\(UUID().uuidString)")
         let fm = FileManager.default
         try fm.createDirectory(at: context, withIntermediateDirectories: true)
@@ -55,7 +60,7 @@ public struct ImageCache: Sendable {
             }
         }
         try await engine.build(context: context, dockerfile: dockerfile, tag: tag, labels: labels)
-        return (tag, true)
+        return tag
     }
 
     private func sha256(text: String) async throws -> String {

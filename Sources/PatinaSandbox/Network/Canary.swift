@@ -9,14 +9,13 @@ import Glibc
 /// blocked actually arrived.
 public final class Canary: @unchecked Sendable {
     public let address: String
-    public private(set) var tcpPort: Int = 0
-    public private(set) var udpPort: Int = 0
-    private var tcpSocket: Int32 = -1
-    private var udpSocket: Int32 = -1
+    public let tcpPort: Int
+    public let udpPort: Int
+    private let tcpSocket: Int32
+    private let udpSocket: Int32
     private var hits: [String] = []
     private let lock = NSLock()
     private var running = true
-    private var thread: Thread?
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -24,18 +23,25 @@ public final class Canary: @unchecked Sendable {
 
     public init(address: String) throws {
         self.address = address
-        tcpSocket = try Self.bound(address, type: Int32(SOCK_STREAM.rawValue))
-        udpSocket = try Self.bound(address, type: Int32(SOCK_DGRAM.rawValue))
-        guard listen(tcpSocket, 16) == 0 else { throw Failure(description: "canary: listen failed: \(String(cString: strerror(errno)))") }
-        tcpPort = Self.port(of: tcpSocket)
-        udpPort = Self.port(of: udpSocket)
-        let thread = Thread { [weak self] in self?.loop() }
-        self.thread = thread
-        thread.start()
-    }
-
-    deinit {
-        stop()
+        let tcp = try Self.bound(address, type: Int32(SOCK_STREAM.rawValue))
+        let udp: Int32
+        do {
+            udp = try Self.bound(address, type: Int32(SOCK_DGRAM.rawValue))
+        } catch {
+            close(tcp)
+            throw error
+        }
+        guard listen(tcp, 16) == 0 else {
+            close(tcp)
+            close(udp)
+            throw Failure(description: "canary: cannot listen on \(address)")
+        }
+        tcpSocket = tcp
+        udpSocket = udp
+        tcpPort = Self.port(of: tcp)
+        udpPort = Self.port(of: udp)
+        // The running thread keeps the canary alive until stop(); it closes the sockets.
+        Thread { self.loop() }.start()
     }
 
     /// What arrived, one line per connection or datagram.
@@ -43,18 +49,17 @@ public final class Canary: @unchecked Sendable {
         lock.withLock { hits }
     }
 
+    /// Returns at once; the poll loop notices within one timeout and closes the
+    /// sockets itself, so nobody closes them under it.
     public func stop() {
-        lock.withLock {
-            guard running else { return }
-            running = false
-        }
-        // Give the poll loop one timeout to notice, then close.
-        usleep(150_000)
-        if tcpSocket >= 0 { close(tcpSocket); tcpSocket = -1 }
-        if udpSocket >= 0 { close(udpSocket); udpSocket = -1 }
+        lock.withLock { running = false }
     }
 
     private func loop() {
+        defer {
+            close(tcpSocket)
+            close(udpSocket)
+        }
         while lock.withLock({ running }) {
             var fds = [pollfd(fd: tcpSocket, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: udpSocket, events: Int16(POLLIN), revents: 0)]

@@ -44,35 +44,19 @@ public enum Command {
         input: String? = nil,
         workingDirectory: URL? = nil
     ) async throws -> CommandResult {
-        precondition(!arguments.isEmpty)
-        var options = PlatformOptions()
-        options.processGroupID = 0
-        let executable: Executable = arguments[0].contains("/") ? .path(FilePath(arguments[0])) : .name(arguments[0])
         let env = environment.isEmpty ? Environment.inherit : Environment.inherit.updating(Self.keys(environment))
-        let dir = workingDirectory.map { FilePath($0.path) }
         let result: ExecutionResult<Void, StringOutput<UTF8>, StringOutput<UTF8>>
         do {
-            if let input {
-                result = try await Subprocess.run(
-                    executable, arguments: Arguments(Array(arguments.dropFirst())), environment: env,
-                    workingDirectory: dir, platformOptions: options, input: .string(input),
-                    output: .string(limit: outputLimit), error: .string(limit: outputLimit))
-            } else {
-                result = try await Subprocess.run(
-                    executable, arguments: Arguments(Array(arguments.dropFirst())), environment: env,
-                    workingDirectory: dir, platformOptions: options, input: .none,
-                    output: .string(limit: outputLimit), error: .string(limit: outputLimit))
-            }
+            // No input is an empty stdin: the child sees end-of-file at once.
+            result = try await Subprocess.run(
+                executable(arguments), arguments: Arguments(Array(arguments.dropFirst())), environment: env,
+                workingDirectory: workingDirectory.map { FilePath($0.path) }, platformOptions: ownProcessGroup,
+                input: .string(input ?? ""), output: .string(limit: outputLimit), error: .string(limit: outputLimit))
         } catch {
             throw CommandFailure(arguments: arguments, exitCode: 127, standardError: "\(error)")
         }
-        let code: Int32
-        switch result.terminationStatus {
-        case .exited(let c): code = c
-        case .signaled(let s): code = 128 + s
-        }
         return CommandResult(
-            arguments: arguments, exitCode: code,
+            arguments: arguments, exitCode: exitCode(result.terminationStatus),
             standardOutput: result.standardOutput, standardError: result.standardError)
     }
 
@@ -91,6 +75,25 @@ public enum Command {
         return result
     }
 
+    static func executable(_ arguments: [String]) -> Executable {
+        precondition(!arguments.isEmpty)
+        return arguments[0].contains("/") ? .path(FilePath(arguments[0])) : .name(arguments[0])
+    }
+
+    static var ownProcessGroup: PlatformOptions {
+        var options = PlatformOptions()
+        options.processGroupID = 0
+        return options
+    }
+
+    /// The shell's convention: the exit code, or 128 + the signal that ended it.
+    static func exitCode(_ status: TerminationStatus) -> Int32 {
+        switch status {
+        case .exited(let code): return code
+        case .signaled(let signal): return 128 + signal
+        }
+    }
+
     static func keys(_ environment: [String: String?]) -> [Environment.Key: String?] {
         var out: [Environment.Key: String?] = [:]
         for (k, v) in environment { out[Environment.Key(stringLiteral: k)] = v }
@@ -106,13 +109,9 @@ extension Command {
         _ arguments: [String],
         onLine: @escaping (String) -> Void
     ) async throws -> CommandResult {
-        precondition(!arguments.isEmpty)
-        var options = PlatformOptions()
-        options.processGroupID = 0
-        let executable: Executable = arguments[0].contains("/") ? .path(FilePath(arguments[0])) : .name(arguments[0])
         let result = try await Subprocess.run(
-            executable, arguments: Arguments(Array(arguments.dropFirst())), environment: .inherit,
-            platformOptions: options, input: .none, output: .sequence, error: .string(limit: outputLimit)
+            executable(arguments), arguments: Arguments(Array(arguments.dropFirst())), environment: .inherit,
+            platformOptions: ownProcessGroup, input: .none, output: .sequence, error: .string(limit: outputLimit)
         ) { execution in
             // JSON lines end at "\n" only; other Unicode line breaks may sit inside a line.
             for try await line in execution.standardOutput.strings(
@@ -121,11 +120,7 @@ extension Command {
                 onLine(line)
             }
         }
-        let code: Int32
-        switch result.terminationStatus {
-        case .exited(let c): code = c
-        case .signaled(let s): code = 128 + s
-        }
-        return CommandResult(arguments: arguments, exitCode: code, standardOutput: "", standardError: result.standardError)
+        return CommandResult(arguments: arguments, exitCode: exitCode(result.terminationStatus),
+                             standardOutput: "", standardError: result.standardError)
     }
 }
