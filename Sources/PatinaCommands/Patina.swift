@@ -9,6 +9,8 @@ public struct Patina: AsyncParsableCommand {
             YoloCommand.self,
             RunsCommand.self,
             ShowCommand.self,
+            BatchCommand.self,
+            BatchesCommand.self,
             SeccompCommand.self,
         ]
     )

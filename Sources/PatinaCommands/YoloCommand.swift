@@ -3,7 +3,7 @@ import Foundation
 import PatinaCore
 import PatinaSandbox
 
-/// `patina yolo TASK`: one sandboxed Claude Code run.
+/// `patina yolo TASK`: one sandboxed Claude Code run (or several: --attempts, --model).
 struct YoloCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "yolo",
@@ -11,79 +11,61 @@ struct YoloCommand: AsyncParsableCommand {
         discussion: """
             Creates branch patina/<run-id> and a worktree outside the repository, builds (or reuses) the \
             sandbox image, applies the egress firewall and seccomp profile, runs the agent, and collects \
-            its commits, any uncommitted changes and the full session log. Exits 0 only when the run succeeded.
+            its commits, any uncommitted changes and the full session log. Exits 0 only when the run \
+            succeeded (and its --check passed). With --attempts N or several --model, the task runs once \
+            per attempt × model as a batch (see `patina batch --help`).
             """
     )
 
-    @Argument(help: "What the agent should do.")
+    @Argument(help: "What the agent should do (after `--` when it starts with `-`).")
     var task: String
 
-    @Option(help: "Start the branch at this commit, branch or tag (default: HEAD).")
-    var base: String?
+    @Option(help: "Claude model to use. Repeat to run the task once per model.")
+    var model: [String] = []
 
-    @Option(name: .customLong("base-image"), help: "Image the sandbox is built from (default: debian:bookworm-slim).")
-    var baseImage: String?
+    @Option(help: "Run the task this many times, each on its own branch (1-100).")
+    var attempts: Int = 1
 
-    @Option(name: .customLong("agent-binary"), help: "Copy this local Linux `claude` executable into the image instead of installing it from the network.")
-    var agentBinary: String?
-
-    @Option(help: "Claude model to use.")
-    var model: String?
-
-    @Option(name: .customLong("max-turns"), help: "Stop the agent after this many turns.")
-    var maxTurns: Int?
-
-    @Option(help: "Stop the agent after this long, e.g. 90s, 15m, 2h (default: 60m). The run is still collected.")
-    var timeout: String?
-
-    @Option(name: .customLong("allow"), help: "Allow egress to HOST[:PORT] (a name, *.suffix, IP or CIDR). Repeatable.")
-    var allow: [String] = []
-
-    @Option(name: .customLong("preset"), help: "Switch on a firewall preset from firewall/presets (e.g. github, pypi). Repeatable.")
-    var presets: [String] = []
-
-    @Flag(name: .customLong("no-firewall"), help: "Run without the egress firewall (recorded in the run record).")
-    var noFirewall = false
-
-    @Flag(help: "No progress output.")
-    var quiet = false
-
-    @Flag(help: "Print the run record as one JSON object on stdout at the end.")
-    var json = false
+    @OptionGroup var flags: RunFlags
+    @OptionGroup var batchFlags: BatchFlags
 
     func validate() throws {
-        do { try options.validateFlags() } catch { throw ValidationError("\(error)") }
-    }
-
-    var options: YoloOptions {
-        var options = YoloOptions(task: task)
-        options.base = base
-        options.baseImage = baseImage
-        options.agentBinary = agentBinary
-        options.model = model
-        options.maxTurns = maxTurns
-        options.timeout = timeout
-        options.allow = allow
-        options.presets = presets
-        options.noFirewall = noFirewall
-        options.quiet = quiet
-        options.json = json
-        return options
+        do {
+            try flags.options(task: task, model: nil).validateFlags()
+            try BatchPlanner.validate(attempts: attempts, jobs: batchFlags.jobs)
+        } catch { throw ValidationError("\(error)") }
     }
 
     func run() async throws {
-        let progress = Progress(quiet: quiet)
-        let engine = DockerEngine()
-        let plan = try await Planner.plan(options, engine: engine)
-        let control = RunControl(engine: engine)
-        let interrupts = InterruptHandler(control: control, progress: progress)
-        defer { interrupts.cancel() }
-        let record = try await RunLifecycle(plan: plan, engine: engine, progress: progress, control: control).execute()
-        if json {
-            print(record.json())
-        } else if !quiet {
-            print(RunSummary.text(record))
+        if attempts > 1 || model.count > 1 {
+            let items = try BatchPlanner.items(
+                tasks: [BatchTask(line: 1, task: task)], defaults: flags.options(task: task, model: nil),
+                attempts: attempts, models: model, path: nil)
+            try await BatchSession.start(items: items, file: nil, jobs: batchFlags.jobs, quiet: flags.quiet, json: flags.json)
+            return
         }
-        if record.status != .succeeded { throw ExitCode(record.status == .error ? 2 : 1) }
+        let engine = DockerEngine()
+        let plan = try await Planner.plan(flags.options(task: task, model: model.first), engine: engine)
+        let control = RunControl(engine: engine)
+        let renderer = SingleRunRenderer(quiet: flags.quiet)
+        let interrupts = InterruptHandler { _ in
+            renderer.warn("stopping: the agent is being stopped and the run collected")
+            Task { await control.stop(.interrupted) }
+        }
+        defer { interrupts.cancel() }
+        let progress = Progress(runID: plan.id, handler: renderer.handle)
+        let record = await RunLifecycle(plan: plan, engine: engine, progress: progress, control: control).execute()
+        if record.createdNothing {
+            // Nothing exists: one line, as for any other bad input.
+            if record.status == .interrupted { throw ExitCode(130) }
+            throw PlanError(record.reason ?? "the run could not start")
+        }
+        if flags.json {
+            print(record.json())
+        } else if !flags.quiet {
+            print(Terminal.inert(RunSummary.text(record)))
+        }
+        if record.status == .interrupted { throw ExitCode(130) }
+        if record.status != .succeeded || record.check?.passed == false { throw ExitCode(record.status == .error ? 2 : 1) }
     }
 }

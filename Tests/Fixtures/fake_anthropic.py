@@ -32,7 +32,15 @@ A turn may also carry:
     "error"     {"status": 400, "type": "invalid_request_error", "message": "..."}:
                 answer with an API error instead of a message (Claude Code
                 retries 429/5xx/529 with backoff; 400 fails at once);
-    "usage"     per-turn usage override.
+    "usage"     per-turn usage override;
+    "error_times" N, with "error": only the first N requests for this turn
+                (counted across the server's life) get the error; later ones
+                are answered from the turn's tool/tools/text as usual.
+
+Several conversations at once (a batch): "by_task" is a list of
+{"match": "substring", "turns": [...]} entries; a main request whose first
+user message contains "match" uses that entry's turns (first match wins),
+others use the top-level "turns".
 
 Selection is stateless: the turn index is the number of assistant messages
 already present in the request's `messages` (several tool_use blocks of one
@@ -72,6 +80,16 @@ class State:
         self.dump_dir = dump_dir
         self.lock = threading.Lock()
         self.seq = 0
+        self.errors_sent = {}
+
+    def take_error(self, key, limit):
+        """True while fewer than `limit` errors were sent for `key`."""
+        with self.lock:
+            sent = self.errors_sent.get(key, 0)
+            if sent >= limit:
+                return False
+            self.errors_sent[key] = sent + 1
+            return True
 
     def script(self):
         # Re-read on every request so a test may swap scripts without restarting.
@@ -445,8 +463,22 @@ class Handler(BaseHTTPRequestHandler):
         )
 
         turn = None
+        script_key = "turns"
         if kind == "main":
-            content, stop_reason, turn = build_content(script, turn_index)
+            first_user = ""
+            for m in messages:
+                if isinstance(m, dict) and m.get("role") == "user":
+                    c = m.get("content")
+                    first_user = c if isinstance(c, str) else "\n".join(
+                        b.get("text", "") for b in (c or []) if isinstance(b, dict) and b.get("type") == "text")
+                    break
+            chosen = script
+            for i, entry in enumerate(script.get("by_task") or []):
+                if entry.get("match") and entry["match"] in first_user:
+                    chosen = dict(script, turns=entry.get("turns", []))
+                    script_key = "by_task_%d" % i
+                    break
+            content, stop_reason, turn = build_content(chosen, turn_index)
         elif kind == "subagent":
             sub = {"turns": script.get("subagent_turns", []),
                    "final_text": script.get("subagent_final_text", DEFAULT_SUBAGENT_TEXT)}
@@ -460,7 +492,10 @@ class Handler(BaseHTTPRequestHandler):
         turn = turn or {}
         delay = float(turn.get("delay") or 0)
 
-        if turn.get("error"):
+        error_due = bool(turn.get("error"))
+        if error_due and "error_times" in turn:
+            error_due = state.take_error((script_key, turn_index), int(turn["error_times"]))
+        if error_due:
             err = turn["error"]
             status = int(err.get("status", 400))
             rec.update(answered="error", error_status=status, delay=delay)

@@ -16,17 +16,40 @@ public final class FakeModel: @unchecked Sendable {
         case bash(String)
         case tools([(name: String, input: [String: Any])])
         case text(String)
+        /// The turn, answered after `seconds`.
+        indirect case delayed(Turn, seconds: Double)
+        /// The first `times` requests for this turn get HTTP `status` (429: rate limit), later ones the turn.
+        indirect case failing(Turn, status: Int, times: Int)
 
         var json: [String: Any] {
             switch self {
             case .bash(let command): return ["tool": "Bash", "input": ["command": command, "description": "run a command"]]
             case .tools(let calls): return ["tools": calls.map { ["tool": $0.name, "input": $0.input] }]
             case .text(let text): return ["text": text]
+            case .delayed(let turn, let seconds): return turn.json.merging(["delay": seconds]) { $1 }
+            case .failing(let turn, let status, let times):
+                let type = status == 429 ? "rate_limit_error" : status == 529 ? "overloaded_error" : "api_error"
+                return turn.json.merging([
+                    "error": ["status": status, "type": type, "message": "fake_anthropic: scripted \(status)"],
+                    "error_times": times,
+                ]) { $1 }
             }
         }
     }
 
-    public init(script turns: [Turn], host: String? = nil) throws {
+    /// One script per task: a conversation whose task contains `match` follows `turns`.
+    public convenience init(byTask scripts: [(match: String, turns: [Turn])], fallback: [Turn] = [], host: String? = nil) throws {
+        try self.init(json: [
+            "turns": fallback.map(\.json),
+            "by_task": scripts.map { ["match": $0.match, "turns": $0.turns.map(\.json)] },
+        ], host: host)
+    }
+
+    public convenience init(script turns: [Turn], host: String? = nil) throws {
+        try self.init(json: ["turns": turns.map(\.json)], host: host)
+    }
+
+    init(json script: [String: Any], host: String?) throws {
         let host = host ?? Self.bridgeGateway()
         self.host = host
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fake-model-\(UUID().uuidString.prefix(8))")
@@ -35,7 +58,7 @@ public final class FakeModel: @unchecked Sendable {
         let scriptFile = directory.appendingPathComponent("script.json")
         recordFile = directory.appendingPathComponent("record.jsonl")
         let portFile = directory.appendingPathComponent("port")
-        let data = try JSONSerialization.data(withJSONObject: ["turns": turns.map(\.json)])
+        let data = try JSONSerialization.data(withJSONObject: script)
         try data.write(to: scriptFile)
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Run ids are unique, sortable and readable:
 /// `20261121-043015-add-a-health-endpoint-k3x9` (UTC date and time, a slug of the
@@ -36,6 +37,19 @@ public enum RunID {
             slug = candidate
         }
         return slug
+    }
+
+    /// Ids handed out by this process: several runs planned in the same second
+    /// from the same task must still get different ids.
+    private static let reserved = Mutex<Set<String>>([])
+
+    /// A new id that this process has not handed out and that `taken` says is free.
+    public static func reserve(task: String, taken: (String) -> Bool) -> String {
+        while true {
+            let id = make(task: task)
+            let fresh = reserved.withLock { set in set.insert(id).inserted }
+            if fresh && !taken(id) { return id }
+        }
     }
 
     public static func randomSuffix() -> String {

@@ -7,15 +7,15 @@ import PatinaTemplates
 /// input fails here with one clear line, before any branch, worktree, file or
 /// container exists.
 public struct RunPlan: @unchecked Sendable {
-    public let id: String
+    public internal(set) var id: String
     public let task: String
     public let repository: Repository
     public let repositoryRoot: URL
     public let baseCommit: ObjectID
-    public let branch: String
+    public internal(set) var branch: String
     public let store: RunStore
-    public let runDirectory: URL
-    public let worktree: URL
+    public internal(set) var runDirectory: URL
+    public internal(set) var worktree: URL
     public let config: PatinaConfig
     public let templates: TemplateSet
     public let timeoutSeconds: Double
@@ -32,6 +32,29 @@ public struct RunPlan: @unchecked Sendable {
     public let presets: [String]
     public let capAdd: [String]
     public let options: YoloOptions
+    /// `--check CMD` and its own timeout.
+    public let check: String?
+    public let checkTimeoutSeconds: Double
+    /// Set when the run belongs to a batch.
+    public var batchID: String?
+    public var attempt: Int?
+    public var name: String?
+    /// CLAUDE_CODE_MAX_RETRIES for the agent, from patina's environment: how long
+    /// Claude Code itself retries a rate-limited API before giving up.
+    public let claudeMaxRetries: Int?
+
+    /// The same run under a new id (a new branch, worktree and run directory):
+    /// for a run that is queued again.
+    public func replanned() throws -> RunPlan {
+        var copy = self
+        copy.id = RunID.reserve(task: task) { candidate in
+            repository.branchExists("patina/\(candidate)") || FileManager.default.fileExists(atPath: store.runDirectory(candidate).path)
+        }
+        copy.branch = "patina/\(copy.id)"
+        copy.runDirectory = store.runDirectory(copy.id)
+        copy.worktree = store.worktree(copy.id)
+        return copy
+    }
 
     public static let defaultBaseImage = "debian:bookworm-slim"
     public static let pinnedClaudeVersion = "2.1.329"
@@ -51,7 +74,8 @@ public enum Planner {
         _ options: YoloOptions,
         directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        engine: DockerEngine = DockerEngine()
+        engine: DockerEngine = DockerEngine(),
+        checkEngine: Bool = true
     ) async throws -> RunPlan {
         try options.validateFlags()
         let task = options.task.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -81,12 +105,15 @@ public enum Planner {
         }
         try validate(limits)
 
-        let id = RunID.make(task: task)
-        let branch = "patina/\(id)"
-        if repository.branchExists(branch) { throw PlanError("branch \(branch) already exists; try again") }
         let store = RunStore(home: RunStore.home(environment: environment), repositoryCommonDirectory: repository.commonDirectory)
+        let id = RunID.reserve(task: task) { candidate in
+            repository.branchExists("patina/\(candidate)") || FileManager.default.fileExists(atPath: store.runDirectory(candidate).path)
+        }
+        let branch = "patina/\(id)"
+        let checkTimeout = try DurationParser.seconds(options.checkTimeout ?? YoloOptions.defaultCheckTimeout)
+        let check = options.check?.trimmingCharacters(in: .whitespacesAndNewlines)
 
-        try await engine.ensureAvailable()
+        if checkEngine { try await engine.ensureAvailable() }
         let baseImage = options.baseImage ?? config.baseImage ?? RunPlan.defaultBaseImage
         try validateImageReference(baseImage)
 
@@ -102,7 +129,10 @@ public enum Planner {
             allowEntries: (config.allow ?? []) + options.allow,
             presets: (config.presets ?? []) + options.presets,
             capAdd: try Capabilities.validate(config.capAdd ?? []),
-            options: options)
+            options: options,
+            check: check, checkTimeoutSeconds: checkTimeout,
+            batchID: nil, attempt: nil, name: nil,
+            claudeMaxRetries: environment["CLAUDE_CODE_MAX_RETRIES"].flatMap { Int($0) })
     }
 
     /// The agent runs as the invoking user, or as uid 1000 when that is root.

@@ -1,7 +1,7 @@
 import Foundation
 
 /// What the user asked for on the command line, before validation.
-public struct YoloOptions: Sendable {
+public struct YoloOptions: Sendable, Codable, Equatable {
     public var task: String
     public var base: String?
     public var baseImage: String?
@@ -14,6 +14,11 @@ public struct YoloOptions: Sendable {
     public var noFirewall = false
     public var quiet = false
     public var json = false
+    /// A command run after the agent, in a fresh sandbox on a clean checkout of the collected head.
+    public var check: String?
+    public var checkTimeout: String?
+
+    public static let defaultCheckTimeout = "10m"
 
     public init(task: String) {
         self.task = task
@@ -27,6 +32,10 @@ public struct YoloOptions: Sendable {
         }
         if let maxTurns, maxTurns < 1 { throw PlanError("--max-turns must be at least 1 (got \(maxTurns))") }
         if let timeout { _ = try DurationParser.seconds(timeout) }
+        if let check, check.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw PlanError("--check is empty: give the command that tells whether the task is done, e.g. --check 'make test'")
+        }
+        if let checkTimeout { _ = try DurationParser.seconds(checkTimeout) }
     }
 }
 

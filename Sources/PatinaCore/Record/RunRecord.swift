@@ -6,7 +6,61 @@ public enum RunStatus: String, Codable, Sendable {
     case succeeded
     case failed
     case timedOut = "timed_out"
+    /// Stopped by the user (Ctrl-C, SIGTERM) or by a batch being stopped; collected.
+    case interrupted
     case error
+
+    /// The run ended and will not change any more.
+    public var isFinal: Bool { self != .running }
+}
+
+/// The result of the run's check (`--check CMD`): the command run in a fresh
+/// sandbox on a clean checkout of the collected head.
+public struct CheckResult: Codable, Sendable, Equatable {
+    public var command: String
+    public var exitCode: Int?
+    public var passed: Bool
+    public var durationS: Double
+    public var outputTail: String
+    public var timedOut: Bool = false
+    /// Why the check could not run at all (no branch, the sandbox failed), if so.
+    public var error: String?
+
+    public init(command: String, exitCode: Int?, passed: Bool, durationS: Double, outputTail: String, timedOut: Bool = false, error: String? = nil) {
+        self.command = command
+        self.exitCode = exitCode
+        self.passed = passed
+        self.durationS = durationS
+        self.outputTail = outputTail
+        self.timedOut = timedOut
+        self.error = error
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case command, passed, error
+        case exitCode = "exit_code"
+        case durationS = "duration_s"
+        case outputTail = "output_tail"
+        case timedOut = "timed_out"
+    }
+}
+
+/// A run put back in the queue because the model's API rate-limited it.
+public struct RequeueRecord: Codable, Sendable, Equatable {
+    public var at: Date
+    public var reason: String
+    public var backoffS: Double
+
+    public init(at: Date, reason: String, backoffS: Double) {
+        self.at = at
+        self.reason = reason
+        self.backoffS = backoffS
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case at, reason
+        case backoffS = "backoff_s"
+    }
 }
 
 /// One file changed on the run's branch.
@@ -80,6 +134,20 @@ public struct RunRecord: Codable, Sendable {
     public var allowList: [String] = []
     public var seccompRelaxed: [String] = []
     public var steps: [StepTiming] = []
+    /// Set for runs of a batch (`patina batch`, `patina yolo --attempts`).
+    public var batch: String?
+    public var attempt: Int?
+    /// The task's name in a batch file, when it has one.
+    public var name: String?
+    public var check: CheckResult?
+    /// The agent's final message (its `result` text), for reports. Written by the agent: data, never markup.
+    public var lastMessage: String?
+    /// HTTP status of the API error the agent stopped on (429, 529, ...), if any.
+    public var apiErrorStatus: Int?
+    public var requeues: [RequeueRecord]?
+    /// Runs that never created anything (bad input found late, an image that failed to build):
+    /// nothing is on disk for them. Not part of run.json.
+    public var createdNothing = false
 
     enum CodingKeys: String, CodingKey {
         case id, task, status, reason, branch, repository, worktree, started, finished, tokens, model, image, firewall, steps, commits, transcript
@@ -99,6 +167,9 @@ public struct RunRecord: Codable, Sendable {
         case claudeSessionID = "claude_session_id"
         case allowList = "allow_list"
         case seccompRelaxed = "seccomp_relaxed"
+        case batch, attempt, name, check, requeues
+        case lastMessage = "last_message"
+        case apiErrorStatus = "api_error_status"
     }
 
     public static let encoder: JSONEncoder = {

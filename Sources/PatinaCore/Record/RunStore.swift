@@ -91,6 +91,7 @@ public struct RunStore: Sendable {
         case ambiguous(String, [String])
         case corrupt(String, String)
         case noRuns
+        case unknownBatch(String)
 
         public var description: String {
             switch self {
@@ -98,6 +99,7 @@ public struct RunStore: Sendable {
             case .ambiguous(let q, let ids): return "\"\(q)\" matches several runs (\(ids.joined(separator: ", "))); give more of the id"
             case .corrupt(let path, let why): return "run record \(path) is unreadable: \(why)"
             case .noRuns: return "this repository has no patina runs yet"
+            case .unknownBatch(let q): return "no batch matches \"\(q)\"; `patina batches` lists this repository's batches"
             }
         }
     }

@@ -85,7 +85,7 @@ final class Protections: @unchecked Sendable {
     }
 
     /// Network holder -> firewall applied from outside the agent -> probes.
-    func startSandbox(images: RunLifecycle.Images, labels: [String: String], progress: Progress) async throws {
+    func startSandbox(images: SandboxImages, labels: [String: String], progress: Progress) async throws {
         var selfTest = SelfTestTargets()
         if plan.firewallEnabled {
             guard let netguard = images.netguard else { throw SandboxFailure("the firewall image is missing") }
@@ -128,8 +128,8 @@ final class Protections: @unchecked Sendable {
 
     /// A container started exactly like the agent's runs the hardening probes
     /// and the firewall self-test as the agent's user.
-    private func runProbes(images: RunLifecycle.Images, labels: [String: String], progress: Progress) async throws {
-        let lifecycleSpec = RunLifecycle.agentSpec(plan: plan, layout: layout, image: images.agent, network: agentNetwork, labels: labels)
+    private func runProbes(images: SandboxImages, labels: [String: String], progress: Progress) async throws {
+        let lifecycleSpec = AgentSandbox.spec(plan: plan, layout: layout, image: images.agent, network: agentNetwork, labels: labels)
         var probe = lifecycleSpec
         probe.name = "patina-\(plan.id)-probe"
         probe.labels["patina.role"] = "probe"

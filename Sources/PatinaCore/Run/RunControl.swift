@@ -15,7 +15,8 @@ public actor RunControl {
     /// stop reason decide the run's status (an agent that finished on its own
     /// a moment before keeps its own result).
     public private(set) var killedAgent = false
-    private var agentContainer: String?
+    /// The container running now (the agent's, then the check's): what a stop kills.
+    private var running: String?
     private let engine: DockerEngine
 
     public init(engine: DockerEngine) {
@@ -24,46 +25,63 @@ public actor RunControl {
 
     public func stop(_ reason: StopReason) async {
         if self.reason == nil { self.reason = reason }
-        await killAgentIfStopping()
+        await killContainerIfStopping()
     }
 
-    /// Kills the agent when a stop was asked for. Called again and again by the
+    /// Kills the running container when a stop was asked for. Called again and again by the
     /// watchdog: a kill sent before `docker run` has created the container
     /// misses it, so it is repeated until the container is gone.
-    public func killAgentIfStopping() async {
-        guard reason != nil, let agentContainer else { return }
-        if await engine.kill(agentContainer) { killedAgent = true }
+    public func killContainerIfStopping() async {
+        guard reason != nil, let running else { return }
+        if await engine.kill(running) { killedAgent = true }
     }
 
-    public func agentStarted(_ name: String) async {
-        agentContainer = name
-        await killAgentIfStopping()
+    public func containerStarted(_ name: String) async {
+        running = name
+        await killContainerIfStopping()
     }
 
-    public func agentFinished() {
-        agentContainer = nil
+    public func containerFinished() {
+        running = nil
+    }
+
+    /// The check has its own timeout: a timeout of the agent must not stop it,
+    /// while a user's stop still does.
+    public func resetTimeout() {
+        if reason == .timeout { reason = nil }
+        killedAgent = false
     }
 }
 
-/// Turns SIGINT/SIGTERM into a graceful stop: the agent is stopped, the run is
-/// still collected, nothing is left running. A second Ctrl-C is ignored while
-/// collection finishes, so the user's work is not lost half-way.
+/// Turns SIGINT/SIGTERM/SIGHUP into a graceful stop: installed once by a
+/// command (never by a run), it calls `onSignal` for the first signal; the
+/// command stops its runs, which are still collected. Later signals are
+/// ignored while collection finishes, so the user's work is not lost half-way.
 public final class InterruptHandler: @unchecked Sendable {
+    // @unchecked: `sources` is set in init and emptied in cancel(), both on the
+    // command's own task; the handlers only read `fired` under the lock.
     private var sources: [DispatchSourceSignal] = []
+    private let lock = NSLock()
+    private var fired = false
 
-    public init(control: RunControl, progress: Progress) {
+    public init(onSignal: @escaping @Sendable (Int32) -> Void) {
         // SIGHUP too: a closed terminal or ssh session must not leave the agent running.
         for sig in [SIGINT, SIGTERM, SIGHUP] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                progress.warn("stopping: the agent is being stopped and the run collected")
-                Task { await control.stop(.interrupted) }
+            source.setEventHandler { [self] in
+                let first = lock.withLock { () -> Bool in
+                    defer { fired = true }
+                    return !fired
+                }
+                if first { onSignal(sig) }
             }
             source.resume()
             sources.append(source)
         }
     }
+
+    public var interrupted: Bool { lock.withLock { fired } }
 
     public func cancel() {
         for s in sources { s.cancel() }

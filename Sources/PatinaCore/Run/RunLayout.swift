@@ -28,6 +28,12 @@ public struct RunLayout: Sendable {
     public var home: URL { sandbox.appendingPathComponent("home") }
     public var privateGit: URL { sandbox.appendingPathComponent("git") }
     public var gitFile: URL { sandbox.appendingPathComponent("gitfile") }
+    /// The host's objects as they were when the run started (hard links), mounted read-only.
+    public var hostObjectsSnapshot: URL { sandbox.appendingPathComponent("host-objects") }
+    /// The clean checkout of the collected head that the check runs on, and the check's home.
+    public var checkWorkspace: URL { sandbox.appendingPathComponent("check-workspace") }
+    public var checkHome: URL { sandbox.appendingPathComponent("check-home") }
+    public var checkLog: URL { runDirectory.appendingPathComponent("check.log") }
 
     public static let workspace = "/workspace"
     public static let containerHome = "/home/agent"

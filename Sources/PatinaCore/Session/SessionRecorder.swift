@@ -9,6 +9,8 @@ public final class SessionRecorder: @unchecked Sendable {
     public private(set) var result: StreamEvent.ResultSummary?
     public private(set) var malformedLines = 0
     public private(set) var sawInit = false
+    /// Status of the last API error Claude Code retried (429, 529, ...).
+    public private(set) var lastRetryStatus: Int?
     private var usageByMessage: [String: (String?, TokenCounts)] = [:]
     private var messageOrder: [String] = []
     private let handle: FileHandle?
@@ -45,16 +47,19 @@ public final class SessionRecorder: @unchecked Sendable {
                 self.sessionID = sessionID
                 self.model = model
                 sawInit = true
-                progress?.note("agent started" + (model.map { " (\($0))" } ?? ""))
+                progress?.emit(.agentStarted(model: model))
             case .toolUse(_, let name, let summary):
                 progress?.tool(turn: max(turns, 1), name: name, summary: summary, cost: estimatedCost)
             case .toolResult(_, let isError, let text) where isError:
-                progress?.note("  ↳ error: " + StreamEvent.oneLine(text, limit: 80))
+                progress?.emit(.toolError(StreamEvent.oneLine(text, limit: 80)))
             case .assistantText(let text):
-                progress?.note("says: " + StreamEvent.oneLine(text, limit: 90))
+                progress?.emit(.agentText(StreamEvent.oneLine(text, limit: 90)))
             case .result(let summary):
                 result = summary
                 if sessionID == nil { sessionID = summary.sessionID }
+            case .apiRetry(let status):
+                lastRetryStatus = status
+                if let status { progress?.note("model API answered \(status); Claude Code retries") }
             case .malformed:
                 malformedLines += 1
             default:

@@ -9,6 +9,8 @@ public enum StreamEvent: Sendable, Equatable {
     case toolUse(id: String?, name: String, summary: String)
     case toolResult(id: String?, isError: Bool, text: String)
     case result(ResultSummary)
+    /// Claude Code is retrying a failed API request (it emits this before each retry).
+    case apiRetry(status: Int?)
     case other(type: String)
     case malformed(String)
 
@@ -21,6 +23,8 @@ public enum StreamEvent: Sendable, Equatable {
         public var tokens: TokenCounts
         public var text: String?
         public var sessionID: String?
+        /// HTTP status of the API error the agent gave up on (429 rate limit, 529 overload, ...).
+        public var apiErrorStatus: Int? = nil
     }
 
     /// Token usage reported on one assistant message (Claude Code repeats it on
@@ -75,6 +79,9 @@ public enum StreamEvent: Sendable, Equatable {
                     model: object["model"] as? String,
                     tools: (object["tools"] as? [Any])?.count ?? 0)]
             }
+            if object["subtype"] as? String == "api_retry" {
+                return [.apiRetry(status: int(object["error_status"]))]
+            }
             return [.other(type: "system")]
         case "assistant":
             let content = (object["message"] as? [String: Any])?["content"] as? [[String: Any]] ?? []
@@ -108,7 +115,8 @@ public enum StreamEvent: Sendable, Equatable {
                 durationMS: double(object["duration_ms"]),
                 tokens: tokens(object["usage"] as? [String: Any] ?? [:]),
                 text: object["result"] as? String,
-                sessionID: object["session_id"] as? String))]
+                sessionID: object["session_id"] as? String,
+                apiErrorStatus: int(object["api_error_status"])))]
         default:
             return [.other(type: type)]
         }

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import PatinaCore
+import PatinaSandbox
+
+/// What `yolo --attempts`, `batch FILE` and `batch resume` share: signals
+/// installed once, the batch's renderer, the run, the reports, the result.
+enum BatchSession {
+    static func start(items: [BatchItem], file: String?, jobs: Int?, quiet: Bool, json: Bool) async throws {
+        let engine = DockerEngine()
+        let (batch, plans, store) = try await BatchLauncher.plan(items: items, file: file, jobs: jobs, engine: engine)
+        try await run(batch: batch, plans: plans, store: store, engine: engine, quiet: quiet, json: json)
+    }
+
+    static func run(batch: BatchRecord, plans: [Int: RunPlan], store: BatchStore, engine: DockerEngine, quiet: Bool, json: Bool) async throws {
+        let renderer = BatchRenderer(total: plans.count, quiet: quiet)
+        for (index, plan) in plans {
+            let item = batch.inputs.items[index]
+            renderer.describe(runID: plan.id, label: item.label, attempt: item.attempt, model: item.model)
+        }
+        if !quiet {
+            Terminal.write("• batch \(batch.id): \(plans.count) runs, \(batch.jobs) at a time\n")
+        }
+        let runner = BatchRunner(
+            batch: batch, plans: plans, store: store, engine: engine,
+            backoffSeconds: BatchLauncher.backoffSeconds(),
+            handler: { envelope in
+                // A run queued again under a new id keeps its task's label.
+                renderer.handle(envelope)
+            })
+        let interrupts = InterruptHandler { _ in
+            renderer.warn("stopping: queued runs will not start; running agents are being stopped and collected (this takes a moment)")
+            Task { await runner.stop() }
+        }
+        let record = await runner.run()
+        interrupts.cancel()
+        renderer.finish()
+        BatchLauncher.writeReports(record, store: store)
+        if json {
+            print(record.json())
+        } else if !quiet {
+            print(Terminal.inert(BatchReport.table(record)))
+            print("report: \(store.batchDirectory(record.id).appendingPathComponent("report.html").path)")
+        }
+        switch record.status {
+        case .interrupted: throw ExitCode(130)
+        case .failed, .running: throw ExitCode(1)
+        case .succeeded:
+            let allGood = record.runs.allSatisfy { $0.status == .succeeded && $0.check?.passed != false }
+            if !allGood { throw ExitCode(1) }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import PatinaCore
+
+/// Text from the agent made safe for a terminal: control characters and escape
+/// sequences are shown as visible escapes, never interpreted (no cursor moves,
+/// title changes, hyperlinks or clipboard writes from what the agent wrote).
+enum Terminal {
+    static func inert(_ text: String) -> String {
+        var out = ""
+        out.unicodeScalars.reserveCapacity(text.unicodeScalars.count)
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x0A, 0x09: out.unicodeScalars.append(scalar)
+            case 0x00...0x1F, 0x7F...0x9F:
+                out += String(format: "\\x%02x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    /// One line: newlines too are made visible.
+    static func line(_ text: String) -> String {
+        inert(text).replacingOccurrences(of: "\n", with: "⏎").replacingOccurrences(of: "\t", with: " ")
+    }
+
+    static var standardErrorIsTerminal: Bool { isatty(2) == 1 }
+
+    static func write(_ text: String) {
+        try? FileHandle.standardError.write(contentsOf: Data(text.utf8))
+    }
+
+    static func clock(_ seconds: Double) -> String {
+        let s = Int(seconds)
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%02d:%02d", s / 60, s % 60)
+    }
+}
+
+/// `patina yolo`: one run's events as lines on stderr (stdout stays clean for --json).
+final class SingleRunRenderer: Sendable {
+    let quiet: Bool
+    private let lock = NSLock()
+
+    init(quiet: Bool) { self.quiet = quiet }
+
+    func warn(_ text: String) {
+        lock.withLock { Terminal.write("warning: \(Terminal.line(text))\n") }
+    }
+
+    var handle: RunEventHandler {
+        { [self] envelope in render(envelope) }
+    }
+
+    private func render(_ envelope: RunEventEnvelope) {
+        let clock = Terminal.clock(envelope.elapsed)
+        let line: String?
+        switch envelope.event {
+        case .warning(let text): warn(text); return
+        case .step(let text): line = "• \(text)"
+        case .note(let text): line = "  [\(clock)] \(text)"
+        case .agentStarted(let model): line = "  [\(clock)] agent started" + (model.map { " (\($0))" } ?? "")
+        case .tool(let turn, let name, let summary, let cost):
+            line = String(format: "  [%@] turn %d · %@%@ · ~$%.4f", clock, turn, name, summary.isEmpty ? "" : " · " + summary, cost)
+        case .toolError(let text): line = "  [\(clock)]   ↳ error: \(text)"
+        case .agentText(let text): line = "  [\(clock)] says: \(text)"
+        case .apiError(let status): line = "  [\(clock)] the model API answered \(status)"
+        case .phase, .finished: line = nil
+        }
+        guard let line, !quiet else { return }
+        lock.withLock { Terminal.write(Terminal.line(line) + "\n") }
+    }
+}
+
+/// A batch's events. On a terminal: one live line per active run and a totals
+/// line, redrawn in place, each finished run printed once above them. Otherwise
+/// one line per event, prefixed with the run's short id.
+final class BatchRenderer: @unchecked Sendable {
+    // @unchecked: all state is behind `lock`.
+    private struct Live {
+        var label: String
+        var attempt: Int?
+        var model: String?
+        var phase: RunPhase = .queued
+        var turns = 0
+        var cost = 0.0
+        var started = Date()
+    }
+
+    private let lock = NSLock()
+    private let quiet: Bool
+    private let live: Bool
+    private let total: Int
+    private let started = Date()
+    private var labels: [String: (String, Int?, String?)] = [:]
+    private var active: [String: Live] = [:]
+    private var order: [String] = []
+    private var done = 0
+    private var failed = 0
+    private var spend = 0.0
+    private var drawnLines = 0
+    private var ticker: Task<Void, Never>?
+
+    /// `labels`: run id → (task label, attempt, model), for the live lines.
+    init(total: Int, quiet: Bool, live: Bool = Terminal.standardErrorIsTerminal) {
+        self.total = total
+        self.quiet = quiet
+        self.live = live && !quiet
+        if self.live {
+            ticker = Task { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(nanoseconds: 1_000_000_000)
+                    self?.redraw()
+                }
+            }
+        }
+    }
+
+    func describe(runID: String, label: String, attempt: Int?, model: String?) {
+        lock.withLock { labels[runID] = (label, attempt, model) }
+    }
+
+    func finish() {
+        ticker?.cancel()
+        lock.withLock { if live { clear() } }
+    }
+
+    func warn(_ text: String) {
+        lock.withLock {
+            if live { clear() }
+            Terminal.write("warning: \(Terminal.line(text))\n")
+            if live { draw() }
+        }
+    }
+
+    var handle: RunEventHandler {
+        { [self] envelope in render(envelope) }
+    }
+
+    private func short(_ id: String) -> String { String(id.split(separator: "-").last ?? Substring(id)) }
+
+    private func render(_ envelope: RunEventEnvelope) {
+        let id = envelope.runID
+        lock.withLock {
+            var isFinished = false
+            if case .finished = envelope.event { isFinished = true }
+            if active[id] == nil && !isFinished {
+                let (label, attempt, model) = labels[id] ?? (id, nil, nil)
+                active[id] = Live(label: label, attempt: attempt, model: model)
+                order.append(id)
+            }
+            var text: String?
+            switch envelope.event {
+            case .phase(let phase): active[id]?.phase = phase
+            case .tool(let turn, let name, let summary, let cost):
+                active[id]?.turns = turn
+                active[id]?.cost = cost
+                text = "turn \(turn) · \(name)" + (summary.isEmpty ? "" : " · \(summary)")
+            case .step(let s): text = s
+            case .note(let s): text = s
+            case .agentStarted(let model): text = "agent started" + (model.map { " (\($0))" } ?? "")
+            case .toolError(let s): text = "↳ error: \(s)"
+            case .agentText(let s): text = "says: \(s)"
+            case .apiError(let status): text = "the model API answered \(status)"
+            case .warning(let s):
+                if live { clear() }
+                Terminal.write("warning: [\(short(id))] \(Terminal.line(s))\n")
+                if live { draw() }
+                return
+            case .finished(let record):
+                active.removeValue(forKey: id)
+                order.removeAll { $0 == id }
+                done += 1
+                if record.status != .succeeded || record.check?.passed == false { failed += 1 }
+                spend += record.costUSD ?? 0
+                if live { clear() }
+                Terminal.write(Terminal.line(finishedLine(record)) + "\n")
+                if live { draw() }
+                return
+            }
+            if live {
+                clear()
+                draw()
+            } else if let text, !quiet {
+                Terminal.write("[\(short(id))] \(Terminal.line(text))\n")
+            }
+        }
+    }
+
+    private func finishedLine(_ r: RunRecord) -> String {
+        var parts = ["\(r.status == .succeeded ? "✓" : "✗") [\(short(r.id))]", r.status.rawValue]
+        if let check = r.check { parts.append(check.passed ? "check passed" : "check FAILED") }
+        parts.append("\(r.filesChanged.count) files +\(r.additions) -\(r.deletions)")
+        parts.append(RunSummary.cost(r.costUSD))
+        if let label = labels[r.id] { parts.append(label.0 + (label.1.map { " #\($0)" } ?? "") + (label.2.map { " (\($0))" } ?? "")) }
+        if let reason = r.reason, r.status != .succeeded { parts.append("— \(reason)") }
+        parts.append("→ \(r.branch)")
+        return parts.joined(separator: "  ")
+    }
+
+    private func redraw() {
+        lock.withLock {
+            guard live else { return }
+            clear()
+            draw()
+        }
+    }
+
+    // Called with the lock held.
+    private func clear() {
+        guard drawnLines > 0 else { return }
+        Terminal.write(String(repeating: "\u{1B}[1A\u{1B}[2K", count: drawnLines) + "\r")
+        drawnLines = 0
+    }
+
+    private func draw() {
+        var lines: [String] = []
+        let now = Date()
+        for id in order {
+            guard let run = active[id] else { continue }
+            let who = String(run.label.prefix(36)) + (run.attempt.map { " #\($0)" } ?? "") + (run.model.map { " \($0)" } ?? "")
+            lines.append(String(format: "  %@  %@  %-8@ turn %d  %@  ~$%.4f",
+                                short(id), Terminal.line(who), run.phase.rawValue, run.turns,
+                                Terminal.clock(now.timeIntervalSince(run.started)), run.cost))
+        }
+        let running = active.count
+        let queued = max(0, total - done - running)
+        lines.append(String(format: "  queued %d · running %d · done %d · failed %d · $%.4f · %@",
+                            queued, running, done, failed, spend, Terminal.clock(now.timeIntervalSince(started))))
+        Terminal.write(lines.joined(separator: "\n") + "\n")
+        drawnLines = lines.count
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import PatinaCore
+
+/// The flags of one run, shared by `yolo` and `batch` (in a batch they are the
+/// defaults that a line's keys override).
+struct RunFlags: ParsableArguments {
+    @Option(help: "Start the branch at this commit, branch or tag (default: HEAD).")
+    var base: String?
+
+    @Option(name: .customLong("base-image"), help: "Image the sandbox is built from (default: debian:bookworm-slim).")
+    var baseImage: String?
+
+    @Option(name: .customLong("agent-binary"), help: "Copy this local Linux `claude` executable into the image instead of installing it from the network.")
+    var agentBinary: String?
+
+    @Option(name: .customLong("max-turns"), help: "Stop the agent after this many turns.")
+    var maxTurns: Int?
+
+    @Option(help: "Stop the agent after this long, e.g. 90s, 15m, 2h (default: 60m). The run is still collected.")
+    var timeout: String?
+
+    @Option(name: .customLong("allow"), help: "Allow egress to HOST[:PORT] (a name, *.suffix, IP or CIDR). Repeatable.")
+    var allow: [String] = []
+
+    @Option(name: .customLong("preset"), help: "Switch on a firewall preset from firewall/presets (e.g. github, pypi). Repeatable.")
+    var presets: [String] = []
+
+    @Flag(name: .customLong("no-firewall"), help: "Run without the egress firewall (recorded in the run record).")
+    var noFirewall = false
+
+    @Option(help: ArgumentHelp(
+        "After the agent, run CMD in a fresh sandbox (same image, protections, firewall) on a clean checkout of the collected branch; its exit code is recorded as the run's check.",
+        valueName: "cmd"))
+    var check: String?
+
+    @Option(name: .customLong("check-timeout"), help: "Stop the check after this long (default: 10m).")
+    var checkTimeout: String?
+
+    @Flag(help: "No progress output (warnings still show).")
+    var quiet = false
+
+    @Flag(help: "Print the record as one JSON object on stdout at the end.")
+    var json = false
+
+    func options(task: String, model: String?) -> YoloOptions {
+        var options = YoloOptions(task: task)
+        options.base = base
+        options.baseImage = baseImage
+        options.agentBinary = agentBinary
+        options.model = model
+        options.maxTurns = maxTurns
+        options.timeout = timeout
+        options.allow = allow
+        options.presets = presets
+        options.noFirewall = noFirewall
+        options.quiet = quiet
+        options.json = json
+        options.check = check
+        options.checkTimeout = checkTimeout
+        return options
+    }
+}
+
+/// How many runs at once, for `--attempts` and `batch`.
+struct BatchFlags: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "How many runs are in flight at once. Default: what this machine holds given the per-run limits: 75% of its memory divided by one run's memory limit (4g unless .patina/config.json says otherwise), at most 2 per CPU core, at least 1.",
+        valueName: "n"))
+    var jobs: Int?
+}

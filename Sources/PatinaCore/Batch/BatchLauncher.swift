@@ -1,0 +1,66 @@
+import Foundation
+import PatinaGit
+import PatinaSandbox
+
+/// Plans every item of a batch before anything is created (one bad item stops
+/// the batch with nothing left behind), then hands the plans to a BatchRunner.
+public enum BatchLauncher {
+    /// A new batch record and the plan of every item.
+    public static func plan(
+        items: [BatchItem], file: String?, jobs: Int?, engine: DockerEngine,
+        directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) async throws -> (batch: BatchRecord, plans: [Int: RunPlan], store: BatchStore) {
+        guard let first = items.first else { throw PlanError("the batch has no runs") }
+        let check = items.compactMap(\.options.check).first
+        let id = RunID.make(task: file.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "attempts " + first.task)
+        var batch = BatchRecord(id: id, started: Date(), jobs: jobs ?? 1, inputs: BatchInputs(file: file, check: check, items: items))
+        let plans = try await planItems(of: &batch, indices: Array(items.indices), engine: engine, directory: directory, environment: environment)
+        guard let store = plans.values.first?.store else { throw PlanError("the batch has no runs") }
+        batch.jobs = jobs ?? BatchPlanner.defaultJobs(memoryLimit: plans.values.first!.limits.memory)
+        return (batch, plans, BatchStore(runs: store))
+    }
+
+    /// Plans the given items of `batch` (all of them, or those a resume runs again).
+    public static func planItems(
+        of batch: inout BatchRecord, indices: [Int], engine: DockerEngine,
+        directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) async throws -> [Int: RunPlan] {
+        var plans: [Int: RunPlan] = [:]
+        try await engine.ensureAvailable()
+        for index in indices {
+            let item = batch.inputs.items[index]
+            do {
+                var plan = try await Planner.plan(item.options, directory: directory, environment: environment, engine: engine, checkEngine: false)
+                plan.batchID = batch.id
+                plan.attempt = item.attempt
+                plan.name = item.name
+                plans[index] = plan
+            } catch {
+                let label = batch.inputs.file.map { file in "\(file): task \(item.taskIndex + 1) (\(item.label.prefix(40)))" } ?? "attempt \(item.attempt)"
+                throw PlanError("\(label): \(error)")
+            }
+        }
+        return plans
+    }
+
+    /// report.md and report.html beside batch.json.
+    public static func writeReports(_ batch: BatchRecord, store: BatchStore) {
+        let directory = store.batchDirectory(batch.id)
+        var diffs: [String: String] = [:]
+        if let repository = try? Repository.discover(from: URL(fileURLWithPath: batch.runs.first?.repository ?? ".")) {
+            for run in batch.runs {
+                guard let head = run.headCommit, let from = ObjectID(hex: run.baseCommit), let to = ObjectID(hex: head) else { continue }
+                diffs[run.id] = try? repository.diffPatch(from: from, to: to)
+            }
+        }
+        try? Data(BatchReport.markdown(batch).utf8).write(to: directory.appendingPathComponent("report.md"), options: .atomic)
+        try? Data(BatchReport.html(batch, diffs: diffs).utf8).write(to: directory.appendingPathComponent("report.html"), options: .atomic)
+    }
+
+    /// Seconds a rate-limited run waits before its first retry (doubling after).
+    public static func backoffSeconds(environment: [String: String] = ProcessInfo.processInfo.environment) -> Double {
+        environment["PATINA_RATE_LIMIT_BACKOFF"].flatMap(Double.init) ?? 15
+    }
+}

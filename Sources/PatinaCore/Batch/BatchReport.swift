@@ -1,0 +1,331 @@
+import Foundation
+
+/// Reports over a batch: the best run of each task, and the batch as markdown, a
+/// self-contained HTML page and a terminal table. Task, name, model, reason, check
+/// output, diffs and above all `lastMessage` (written by the agent) are data: each
+/// renderer escapes them for its format and shows control characters as text.
+public enum BatchReport {
+    // MARK: Best run
+
+    /// The best run of each task (see `better`). Only a run that succeeded or passed its
+    /// check can be best, so a task where every run failed has none.
+    public static func bestRunIDs(_ batch: BatchRecord) -> Set<String> {
+        Set(groups(batch).compactMap { $0.runs.filter(eligible).min(by: better)?.id })
+    }
+
+    /// Passed its check; a run without a check counts as passed when it succeeded.
+    static func passed(_ r: RunRecord) -> Bool { r.check?.passed ?? (r.status == .succeeded) }
+    static func eligible(_ r: RunRecord) -> Bool { r.status == .succeeded || r.check?.passed == true }
+
+    /// `a` ranks before `b`: a run that did not succeed never beats one that did; then a passed
+    /// check, fewer changed lines, lower cost (unknown cost last), and the id so ties are stable.
+    static func better(_ a: RunRecord, _ b: RunRecord) -> Bool {
+        let (sa, sb) = (a.status == .succeeded, b.status == .succeeded)
+        if sa != sb { return sa }
+        if passed(a) != passed(b) { return passed(a) }
+        let (la, lb) = (a.additions + a.deletions, b.additions + b.deletions)
+        if la != lb { return la < lb }
+        let (ca, cb) = (a.costUSD ?? .infinity, b.costUSD ?? .infinity)
+        if ca != cb { return ca < cb }
+        return a.id < b.id
+    }
+
+    struct Group { var label: String; var runs: [RunRecord] }
+
+    /// Runs by task, in input order: by the planned item's `taskIndex` (shared by a task's
+    /// attempts and models, and by earlier runs of the item), else by the run's task text.
+    static func groups(_ batch: BatchRecord) -> [Group] {
+        var itemOf: [String: BatchItem] = [:]
+        for item in batch.inputs.items {
+            for id in item.previousRuns + [item.runID].compactMap({ $0 }) { itemOf[id] = item }
+        }
+        var groups: [Group] = [], index: [String: Int] = [:]
+        for run in batch.runs {
+            let item = itemOf[run.id]
+            let key = item.map { "#\($0.taskIndex)" } ?? "=" + run.task
+            if index[key] == nil {
+                index[key] = groups.count
+                let label = item?.label ?? run.name ?? String(run.task.split(separator: "\n").first ?? "")
+                groups.append(Group(label: label.isEmpty ? "(no task)" : label, runs: []))
+            }
+            groups[index[key]!].runs.append(run)
+        }
+        return groups
+    }
+
+    // MARK: Shared cells
+
+    static let columns = ["Task", "Att", "Model", "Status", "Check", "Files", "+/−", "Commits", "Turns", "Tokens", "Cost", "Duration"]
+
+    /// One run's cells, unescaped, with a number to sort by where the column is numeric.
+    static func cells(_ r: RunRecord) -> [(text: String, value: Double?)] {
+        let tokens = r.tokens.map { $0.input + $0.output }
+        return [
+            (clip(r.name ?? r.task, 120), nil),
+            (r.attempt.map(String.init) ?? "—", r.attempt.map(Double.init)),
+            (r.model ?? "default", nil),
+            (r.status.rawValue, nil),
+            (checkText(r), nil),
+            ("\(r.filesChanged.count)", Double(r.filesChanged.count)),
+            ("+\(r.additions) −\(r.deletions)", Double(r.additions + r.deletions)),
+            (r.commits.map(String.init) ?? "—", r.commits.map(Double.init)),
+            (r.numTurns.map(String.init) ?? "—", r.numTurns.map(Double.init)),
+            (tokens.map(String.init) ?? "—", tokens.map(Double.init)),
+            (cost(r.costUSD), r.costUSD),
+            (r.durationS.map { DurationParser.format($0) } ?? "—", r.durationS),
+        ]
+    }
+
+    static func checkText(_ r: RunRecord) -> String { r.check.map { $0.passed ? "passed" : "failed" } ?? "—" }
+    static func cost(_ value: Double?) -> String { value.map { String(format: "$%.4f", $0) } ?? "—" }
+    static func clip(_ s: String, _ n: Int) -> String { s.count <= n ? s : String(s.prefix(n - 1)) + "…" }
+    static func shortID(_ id: String) -> String { String((id.split(separator: "-").last ?? Substring(id)).suffix(4)) }
+
+    static func wallTime(_ b: BatchRecord) -> String {
+        (b.durationS ?? b.finished.map { $0.timeIntervalSince(b.started) }).map { DurationParser.format($0) } ?? "—"
+    }
+
+    /// Totals, unescaped: runs, succeeded, pass rate per model (see `passed`), spend, wall time.
+    static func totals(_ batch: BatchRecord) -> [String] {
+        var models: [String] = [], rate: [String: (passed: Int, runs: Int)] = [:]
+        for r in batch.runs {
+            let model = r.model ?? "default"
+            if rate[model] == nil { models.append(model) }
+            rate[model, default: (0, 0)].runs += 1
+            if passed(r) { rate[model, default: (0, 0)].passed += 1 }
+        }
+        let rates = models.map { m in
+            let x = rate[m] ?? (0, 0)
+            return "\(m) \(x.passed)/\(x.runs) (\(x.runs == 0 ? 0 : Int((Double(x.passed) * 100 / Double(x.runs)).rounded()))%)"
+        }
+        return [
+            "runs: \(batch.runs.count)",
+            "succeeded: \(batch.runs.filter { $0.status == .succeeded }.count)",
+            "check pass rate: " + (rates.isEmpty ? "—" : rates.joined(separator: ", ")),
+            "total spend: " + cost(batch.runs.compactMap(\.costUSD).reduce(0, +)),
+            "wall time: " + wallTime(batch),
+        ]
+    }
+
+    // MARK: Escaping
+
+    /// Control characters (C0, DEL, C1) and invisible bidi/zero-width marks as `\xNN` /
+    /// `\u{NNNN}` text, so a record cannot drive the terminal or reorder what is shown.
+    /// `keepLines` keeps newline and tab, for preformatted blocks.
+    static func visible(_ s: String, keepLines: Bool = false) -> String {
+        var out = String.UnicodeScalarView()
+        for u in s.unicodeScalars {
+            switch u.value {
+            case 0x0A where keepLines, 0x09 where keepLines: out.append(u)
+            case 0x0A: out.append(contentsOf: #"\n"#.unicodeScalars)
+            case 0x09: out.append(contentsOf: #"\t"#.unicodeScalars)
+            case 0x0D: out.append(contentsOf: #"\r"#.unicodeScalars)
+            case 0x00...0x1F, 0x7F...0x9F: out.append(contentsOf: String(format: #"\x%02x"#, u.value).unicodeScalars)
+            case 0x200B, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069, 0x2028, 0x2029, 0xFEFF:
+                out.append(contentsOf: String(format: #"\u{%04x}"#, u.value).unicodeScalars)
+            default: out.append(u)
+            }
+        }
+        return String(out)
+    }
+
+    /// Inline markdown: punctuation that starts emphasis, code, links, HTML, entities or
+    /// table cells is backslash-escaped, and lines are joined with `<br>`.
+    static func md(_ s: String) -> String {
+        s.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            var out = ""
+            for ch in visible(String(line)) {
+                if "\\`*_[]<>|~&!#".contains(ch) { out.append("\\") }
+                out.append(ch)
+            }
+            return out
+        }.joined(separator: "<br>")
+    }
+
+    static func h(_ s: String, keepLines: Bool = false) -> String {
+        var out = ""
+        for ch in visible(s, keepLines: keepLines).unicodeScalars {
+            switch ch {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+        return out
+    }
+
+    // MARK: Markdown
+
+    public static func markdown(_ batch: BatchRecord) -> String {
+        let best = bestRunIDs(batch)
+        var out = [
+            "# Batch \(md(batch.id))", "",
+            "Status: **\(batch.status.rawValue)** · started \(batch.started.formatted(.iso8601)) · wall time \(wallTime(batch)) · jobs \(batch.jobs)",
+        ]
+        for group in groups(batch) {
+            out += ["", "## \(md(group.label))", "", "| " + columns.joined(separator: " | ") + " |",
+                    "|" + String(repeating: "---|", count: columns.count)]
+            for r in group.runs {
+                var c = cells(r).map { md($0.text) }
+                if best.contains(r.id) { c[0] += " ★ best" }
+                out.append("| " + c.joined(separator: " | ") + " |")
+            }
+            // Why each run ended and what its agent said last, clipped to one escaped line.
+            let notes = group.runs.filter { $0.reason != nil || $0.lastMessage != nil }
+            if !notes.isEmpty { out.append("") }
+            for r in notes {
+                var line = "- run \(md(shortID(r.id)))"
+                if let reason = r.reason { line += " — reason: " + md(clip(reason, 300)) }
+                if let message = r.lastMessage { line += " — last message: " + md(clip(message, 300)) }
+                out.append(line)
+            }
+        }
+        out += ["", "## Totals", ""] + totals(batch).map { "- " + md($0) }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    // MARK: HTML
+
+    public static func html(_ batch: BatchRecord, diffs: [String: String]) -> String {
+        let best = bestRunIDs(batch)
+        var body: [String] = []
+        for group in groups(batch) {
+            body.append("<tbody><tr class=\"group\"><th colspan=\"\(columns.count)\">\(h(group.label))</th></tr>")
+            for r in group.runs {
+                let isBest = best.contains(r.id)
+                let tds = cells(r).enumerated().map { i, c in
+                    let star = i == 0 && isBest ? "<span class=\"star\" title=\"best\">★</span> " : ""
+                    return "<td\(c.value.map { " data-v=\"\($0)\"" } ?? "")>\(star)\(h(c.text))</td>"
+                }
+                body.append("<tr class=\"run\(isBest ? " best" : "")\" data-run-id=\"\(h(r.id))\">\(tds.joined())</tr>")
+                body.append("<tr class=\"more\"><td colspan=\"\(columns.count)\"><details><summary>\(h(r.id))</summary>\n\(details(r, diff: diffs[r.id]))\n</details></td></tr>")
+            }
+            body.append("</tbody>")
+        }
+        let head = columns.map { "<th>\(h($0))</th>" }.joined()
+        return """
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8">
+            <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+            <title>Batch \(h(batch.id))</title>
+            <style>\(css)</style></head><body>
+            <h1>Batch \(h(batch.id))</h1>
+            <p class="meta">Status <b>\(batch.status.rawValue)</b> · started \(batch.started.formatted(.iso8601)) · wall time \(wallTime(batch)) · jobs \(batch.jobs)</p>
+            <table id="runs"><thead><tr>\(head)</tr></thead>
+            \(body.joined(separator: "\n"))
+            </table>
+            <h2>Totals</h2>
+            <ul>\(totals(batch).map { "<li>\(h($0))</li>" }.joined())</ul>
+            <script>\(script)</script>
+            </body></html>
+
+            """
+    }
+
+    static func details(_ r: RunRecord, diff: String?) -> String {
+        var parts = ["<p><b>Task</b></p><pre>\(h(r.task, keepLines: true))</pre>"]
+        if let reason = r.reason { parts.append("<p><b>Reason:</b> \(h(reason))</p>") }
+        if let c = r.check {
+            let how = (c.passed ? "passed" : "failed") + (c.exitCode.map { " (exit \($0))" } ?? "") + (c.timedOut ? ", timed out" : "")
+            parts.append("<p><b>Check</b> <code>\(h(c.command))</code>: \(how)\(c.error.map { " — " + h($0) } ?? "")</p>")
+            if !c.outputTail.isEmpty { parts.append("<pre>\(h(c.outputTail, keepLines: true))</pre>") }
+        }
+        if let message = r.lastMessage { parts.append("<p><b>Last message</b></p><pre>\(h(message, keepLines: true))</pre>") }
+        if let diff, !diff.isEmpty { parts.append("<pre class=\"diff\">\(diffHTML(diff))</pre>") }
+        parts.append("<p>Branch <code>\(h(r.branch))</code></p>")
+        return parts.joined(separator: "\n")
+    }
+
+    /// A unified diff, one block span per line classed by kind. Hunk line counts tell
+    /// content from headers, so an added line `++x` is not taken for a `+++` header.
+    static func diffHTML(_ diff: String, limit: Int = 5000) -> String {
+        var lines = diff.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
+        if lines.last?.isEmpty == true { lines.removeLast() }
+        var (old, new) = (0, 0)  // lines left in the current hunk
+        var out = lines.prefix(limit).map { line -> String in
+            let kind: String
+            if line.hasPrefix("diff ") { (old, new) = (0, 0); kind = "hdr" }
+            else if line.hasPrefix("@@") { (old, new) = hunkCounts(line); kind = "hunk" }
+            else if line.hasPrefix("\\") { kind = "ctx" }  // "\ No newline at end of file"
+            else if old <= 0 && new <= 0 { kind = "hdr" }
+            else if line.hasPrefix("+") { new -= 1; kind = "add" }
+            else if line.hasPrefix("-") { old -= 1; kind = "del" }
+            else { old -= 1; new -= 1; kind = "ctx" }
+            return "<span class=\"\(kind)\">\(h(String(line), keepLines: true))</span>"
+        }
+        if lines.count > limit { out.append("<span class=\"hdr\">… \(lines.count - limit) more lines</span>") }
+        return out.joined()
+    }
+
+    /// `@@ -a,b +c,d @@` -> (b, d); a missing count is 1. Unreadable: until the next header.
+    static func hunkCounts(_ line: Substring) -> (Int, Int) {
+        let fields = line.split(separator: " ")
+        guard fields.count >= 3 else { return (.max / 2, .max / 2) }
+        func count(_ range: Substring) -> Int {
+            let parts = range.dropFirst().split(separator: ",")
+            return parts.count > 1 ? Int(parts[1]) ?? .max / 2 : 1
+        }
+        return (count(fields[1]), count(fields[2]))
+    }
+
+    static let css = """
+        body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;color:#222}
+        table{border-collapse:collapse;width:100%}
+        th,td{padding:.3em .6em;border-bottom:1px solid #e3e3e3;text-align:left;vertical-align:top}
+        thead th{cursor:pointer;background:#f3f3f3;position:sticky;top:0;user-select:none}
+        tr.group th{background:#eef1fb}
+        tr.best td{background:#fff8db}
+        .star{color:#b58100}
+        td[data-v]{text-align:right;font-variant-numeric:tabular-nums}
+        tr.more td{border-bottom:2px solid #ccc}
+        summary{cursor:pointer;color:#555;font-size:90%}
+        pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:.5em;max-height:32em;overflow:auto;margin:.3em 0}
+        .diff span{display:block;min-height:1.2em}
+        .add{color:#116329;background:#e6ffec}.del{color:#a40e26;background:#ffebe9}
+        .hunk{color:#0550ae}.hdr{font-weight:bold}
+        """
+
+    /// Sorts each task's runs (each with its details row) by the clicked column: by
+    /// `data-v` numbers when both have one, else numeric-aware text; blanks last.
+    static let script = """
+        document.querySelectorAll('#runs thead th').forEach((th, i) => th.addEventListener('click', () => {
+          const dir = th.dataset.dir === 'asc' ? -1 : 1;
+          th.dataset.dir = dir > 0 ? 'asc' : 'desc';
+          const key = row => { const c = row.cells[i]; return c.dataset.v ?? c.textContent.replace('★', '').trim(); };
+          document.querySelectorAll('#runs tbody').forEach(tb => {
+            const pairs = [...tb.querySelectorAll('tr.run')].map(r => [r, r.nextElementSibling]);
+            pairs.sort(([a], [b]) => {
+              const x = key(a), y = key(b), nx = parseFloat(x), ny = parseFloat(y);
+              if ((x === '—') !== (y === '—')) return x === '—' ? 1 : -1;
+              if (!isNaN(nx) && !isNaN(ny)) return dir * (nx - ny);
+              return dir * x.localeCompare(y, undefined, {numeric: true});
+            });
+            pairs.forEach(p => tb.append(...p));
+          });
+        }));
+        """
+
+    // MARK: Terminal
+
+    public static func table(_ batch: BatchRecord) -> String {
+        let best = bestRunIDs(batch)
+        var rows = [["  RUN", "TASK", "ATT", "MODEL", "STATUS", "CHECK", "FILES", "+/-", "TURNS", "COST", "TIME"]]
+        for r in groups(batch).flatMap(\.runs) {
+            rows.append([
+                (best.contains(r.id) ? "* " : "  ") + visible(shortID(r.id)), clip(visible(r.name ?? r.task), 30),
+                r.attempt.map(String.init) ?? "—", clip(visible(r.model ?? "default"), 24), r.status.rawValue,
+                checkText(r), "\(r.filesChanged.count)", "+\(r.additions)/-\(r.deletions)",
+                r.numTurns.map(String.init) ?? "—", cost(r.costUSD), r.durationS.map { DurationParser.format($0) } ?? "—",
+            ])
+        }
+        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        let lines = rows.map { row in
+            zip(row, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }
+                .joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        }
+        return (lines + ["", totals(batch).map { visible($0) }.joined(separator: " · ")]).joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+import PatinaSandbox
+
+/// Runs a batch's items through a queue: never more than `jobs` runs past
+/// planning at once, images built once (ImageCache), every started run
+/// collected. A run the model's API rate-limited (429/529) before it did any
+/// work goes back in the queue after a backoff, and the batch runs fewer at
+/// once until a run succeeds again. `stop()` (Ctrl-C) starts nothing new,
+/// stops the running agents, and still collects them.
+public final class BatchRunner: @unchecked Sendable {
+    // @unchecked: `batch` and `controls` are only touched under `lock`.
+    private let lock = NSLock()
+    private var batch: BatchRecord
+    private var controls: [String: RunControl] = [:]
+    private var stopping = false
+    private let plans: [Int: RunPlan]
+    private let store: BatchStore
+    private let engine: DockerEngine
+    private let handler: RunEventHandler
+    private let gate: Gate
+    private let backoff: Double
+    public static let maxRequeues = 3
+
+    /// `plans`: the plan of each item to run, by index into `batch.inputs.items`.
+    public init(batch: BatchRecord, plans: [Int: RunPlan], store: BatchStore, engine: DockerEngine,
+                backoffSeconds: Double, handler: @escaping RunEventHandler) {
+        self.batch = batch
+        self.plans = plans
+        self.store = store
+        self.engine = engine
+        self.handler = handler
+        self.backoff = backoffSeconds
+        self.gate = Gate(limit: batch.jobs)
+    }
+
+    public var record: BatchRecord { lock.withLock { batch } }
+
+    public func run() async -> BatchRecord {
+        let started = Date()
+        save()
+        await withTaskGroup(of: Void.self) { group in
+            for index in plans.keys.sorted() {
+                group.addTask { await self.runItem(index) }
+            }
+        }
+        return lock.withLock {
+            let finished = Date()
+            batch.finished = finished
+            batch.durationS = (batch.durationS ?? 0) + (finished.timeIntervalSince(started) * 1000).rounded() / 1000
+            let unfinished = batch.unfinishedItems(includingFailed: false)
+            if stopping || !unfinished.isEmpty && batch.runs.contains(where: { $0.status == .interrupted }) {
+                batch.status = .interrupted
+            } else if batch.runs.contains(where: { $0.createdNothing }) || !unfinished.isEmpty {
+                batch.status = .failed
+            } else {
+                batch.status = .succeeded
+            }
+            try? store.save(batch)
+            return batch
+        }
+    }
+
+    /// Ctrl-C/SIGTERM: queued runs never start; running agents are stopped and collected.
+    public func stop() async {
+        let running = lock.withLock { () -> [RunControl] in
+            stopping = true
+            return Array(controls.values)
+        }
+        for control in running { await control.stop(.interrupted) }
+        await gate.drain()
+    }
+
+    private var isStopping: Bool { lock.withLock { stopping } }
+
+    private func runItem(_ index: Int) async {
+        guard var plan = plans[index] else { return }
+        var requeues: [RequeueRecord] = []
+        while true {
+            await gate.acquire()
+            let control = RunControl(engine: engine)
+            let startedRun = lock.withLock { () -> Bool in
+                guard !stopping else { return false }
+                controls[plan.id] = control
+                batch.inputs.items[index].runID = plan.id
+                return true
+            }
+            guard startedRun else {
+                await gate.release()
+                return
+            }
+            save()
+            let progress = Progress(runID: plan.id, handler: handler)
+            var record = await RunLifecycle(plan: plan, engine: engine, progress: progress, control: control).execute()
+            lock.withLock { _ = controls.removeValue(forKey: plan.id) }
+            await gate.release()
+
+            if let status = record.apiErrorStatus, !isStopping, requeues.count < Self.maxRequeues,
+               record.commits ?? 0 == 0, !record.leftoversCommitted, let replanned = try? plan.replanned() {
+                // Rate-limited before doing any work: not a verdict on the task. Drop the
+                // empty run and queue the item again, with fewer runs at once meanwhile.
+                let wait = backoff * pow(2, Double(requeues.count))
+                requeues.append(RequeueRecord(at: Date(), reason: "run \(plan.id): the model API answered \(status)", backoffS: wait))
+                progress.warn("the model API answered \(status) (rate limit/overload): back in the queue in \(DurationParser.format(wait)) as \(replanned.id)")
+                discard(plan)
+                await gate.lower()
+                try? await Task.sleep(nanoseconds: UInt64(wait * 1_000_000_000))
+                plan = replanned
+                continue
+            }
+            if record.status == .succeeded { await gate.restore() }
+            if !requeues.isEmpty {
+                record.requeues = requeues
+                try? plan.store.save(record)
+            }
+            lock.withLock {
+                batch.runs.removeAll { $0.id == record.id }
+                batch.runs.append(record)
+                let order = Dictionary(batch.inputs.items.enumerated().compactMap { i, item in item.runID.map { ($0, i) } }, uniquingKeysWith: { a, _ in a })
+                batch.runs.sort { (order[$0.id] ?? .max, $0.id) < (order[$1.id] ?? .max, $1.id) }
+            }
+            save()
+            return
+        }
+    }
+
+    /// Removes a run that did nothing: its worktree, branch and directory.
+    private func discard(_ plan: RunPlan) {
+        try? plan.repository.removeWorktree(name: plan.id, path: plan.worktree)
+        if plan.repository.branchExists(plan.branch) { try? plan.repository.deleteBranch(plan.branch) }
+        try? FileManager.default.removeItem(at: plan.runDirectory)
+    }
+
+    private func save() {
+        lock.withLock { try? store.save(batch) }
+    }
+}
+
+/// At most `limit` holders at once; the limit can drop while the API pushes
+/// back and comes back when runs succeed again.
+actor Gate {
+    private var limit: Int
+    private let maxLimit: Int
+    private var inFlight = 0
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    private var open = false
+
+    init(limit: Int) {
+        self.limit = max(1, limit)
+        self.maxLimit = max(1, limit)
+    }
+
+    func acquire() async {
+        if open || inFlight < limit {
+            inFlight += 1
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        inFlight -= 1
+        pump()
+    }
+
+    func lower() { limit = max(1, limit / 2) }
+
+    func restore() {
+        limit = maxLimit
+        pump()
+    }
+
+    /// Lets every waiter through (they see the batch stopping and return at once).
+    func drain() {
+        open = true
+        let all = waiters
+        waiters.removeAll()
+        inFlight += all.count
+        for waiter in all { waiter.resume() }
+    }
+
+    private func pump() {
+        while inFlight < limit, !waiters.isEmpty {
+            inFlight += 1
+            waiters.removeFirst().resume()
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import Foundation
+
+/// Where batches live: `batches/<batch-id>/` beside `runs/` in the repository's
+/// store: batch.json, report.md, report.html.
+public struct BatchStore: Sendable {
+    public let runs: RunStore
+
+    public init(runs: RunStore) {
+        self.runs = runs
+    }
+
+    public var directory: URL { runs.root.appendingPathComponent("batches") }
+    public func batchDirectory(_ id: String) -> URL { directory.appendingPathComponent(id) }
+    public func recordURL(_ id: String) -> URL { batchDirectory(id).appendingPathComponent("batch.json") }
+
+    /// Atomic: a reader never sees half a record.
+    public func save(_ batch: BatchRecord) throws {
+        let url = recordURL(batch.id)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(batch.json().utf8 + [0x0A]).write(to: url, options: .atomic)
+    }
+
+    public func load(_ id: String) throws -> BatchRecord {
+        guard RunID.isValid(id), let data = FileManager.default.contents(atPath: recordURL(id).path) else {
+            throw RunStore.StoreError.unknownBatch(id)
+        }
+        do {
+            return try RunRecord.decoder.decode(BatchRecord.self, from: data)
+        } catch {
+            throw RunStore.StoreError.corrupt(recordURL(id).path, "\(error)")
+        }
+    }
+
+    /// Newest first; unreadable records are skipped.
+    public func list() -> [BatchRecord] {
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return ids.sorted(by: >).compactMap { try? load($0) }
+    }
+
+    /// A batch by id, unique prefix or substring, or `latest`.
+    public func resolve(_ query: String) throws -> BatchRecord {
+        let all = list()
+        if query == "latest" || query == "last" {
+            guard let first = all.first else { throw RunStore.StoreError.unknownBatch(query) }
+            return first
+        }
+        if let exact = all.first(where: { $0.id == query }) { return exact }
+        let matches = all.filter { $0.id.hasPrefix(query) || $0.id.contains(query) }
+        switch matches.count {
+        case 1: return matches[0]
+        case 0: throw RunStore.StoreError.unknownBatch(query)
+        default: throw RunStore.StoreError.ambiguous(query, matches.prefix(5).map(\.id))
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import PatinaSandbox
+
+/// The agent's container as a value: no capabilities, no new privileges, the
+/// seccomp profile, read-only root, limits, non-root; only the run's own paths
+/// mounted. The probe and check containers start from this same spec.
+public enum AgentSandbox {
+    public static func spec(plan: RunPlan, layout: RunLayout, image: String, network: String?, labels: [String: String]) -> ContainerSpec {
+        var spec = ContainerSpec(name: "patina-\(plan.id)-agent", image: image)
+        spec.labels = labels.merging(["patina.role": "agent"]) { $1 }
+        spec.user = "\(plan.agentUID):\(plan.agentGID)"
+        spec.workingDirectory = RunLayout.workspace
+        spec.network = network
+        spec.capDrop = ["ALL"]
+        spec.capAdd = plan.capAdd
+        spec.securityOptions = ["no-new-privileges", "seccomp=\(layout.seccompProfile.path)"]
+        spec.readOnlyRoot = true
+        spec.tmpfs = ["/tmp:rw,nosuid,nodev,size=\(plan.limits.tmp)"]
+        spec.mounts = [
+            Mount(source: plan.worktree.path, target: RunLayout.workspace, readOnly: false),
+            Mount(source: layout.gitFile.path, target: RunLayout.workspace + "/.git", readOnly: true),
+            Mount(source: layout.privateGit.path, target: RunLayout.containerGit, readOnly: false),
+            Mount(source: layout.hostObjectsSnapshot.path, target: RunLayout.containerHostObjects, readOnly: true),
+            Mount(source: layout.home.path, target: RunLayout.containerHome, readOnly: false),
+        ]
+        spec.environment = [
+            "HOME": RunLayout.containerHome,
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "PATINA_RUN_ID": plan.id,
+        ]
+        if let retries = plan.claudeMaxRetries { spec.environment["CLAUDE_CODE_MAX_RETRIES"] = String(retries) }
+        spec.passEnvironment = plan.credentials.present
+        spec.pidsLimit = plan.limits.pids
+        spec.memory = plan.limits.memory
+        spec.cpus = plan.limits.cpus
+        spec.initProcess = true
+        var command = ["claude", "-p", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"]
+        if let model = plan.model { command += ["--model", model] }
+        if let turns = plan.maxTurns { command += ["--max-turns", String(turns)] }
+        // The task after `--`: a task starting with "-" is a task, not a flag.
+        command += ["--", plan.task]
+        // A second layer behind patina's own watchdog: the agent cannot outlive its
+        // timeout by much even if patina itself is killed.
+        spec.command = ["timeout", "--signal=KILL", String(Int(plan.timeoutSeconds) + 30)] + command
+        return spec
+    }
+
+    public static func devcontainerJSON(_ spec: ContainerSpec, plan: RunPlan) throws -> String {
+        func json(_ value: Any) -> String {
+            let data = try! JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])
+            return String(decoding: data, as: UTF8.self)
+        }
+        let workspace = spec.mounts.first { $0.target == RunLayout.workspace }!
+        let others = spec.mounts.filter { $0.target != RunLayout.workspace }.map(\.argument)
+        var remoteEnv: [String: String] = [:]
+        for name in spec.passEnvironment { remoteEnv[name] = "${localEnv:\(name)}" }
+        let context: [String: Any] = [
+            "run_id": plan.id,
+            "image_json": json(spec.image),
+            "workspace_mount_json": json(workspace.argument),
+            "mounts_json": json(others),
+            "user_json": json(spec.user ?? "agent"),
+            "cap_add_json": json(spec.capAdd),
+            "security_opt_json": json(spec.securityOptions),
+            "run_args_json": json(spec.isolationArguments),
+            "container_env_json": json(spec.environment),
+            "remote_env_json": json(remoteEnv),
+        ]
+        return try plan.templates.render("templates/devcontainer.json.mustache", context)
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+
+/// The step a run is in, for live progress lines.
+public enum RunPhase: String, Sendable, Codable {
+    case queued, planning, image, branch, render, sandbox, agent, collect, check, done
+}
+
+/// Something that happened in a run. The core emits these; only the command
+/// layer decides how (and whether) they are shown.
+public enum RunEvent: Sendable {
+    /// A step began or a milestone was reached (one human line).
+    case step(String)
+    /// Safety-relevant: shown even with --quiet.
+    case warning(String)
+    case note(String)
+    case phase(RunPhase)
+    case agentStarted(model: String?)
+    case tool(turn: Int, name: String, summary: String, cost: Double)
+    case toolError(String)
+    case agentText(String)
+    /// The agent stopped on an API error it could not retry past (429/529: rate limit, overload).
+    case apiError(status: Int)
+    case finished(RunRecord)
+}
+
+/// An event with the run it belongs to and when it happened.
+public struct RunEventEnvelope: Sendable {
+    public let runID: String
+    public let elapsed: Double
+    public let event: RunEvent
+}
+
+/// Where a run's events go. One observer may serve many runs at once, so it
+/// must be safe to call from any thread.
+public typealias RunEventHandler = @Sendable (RunEventEnvelope) -> Void
+
+/// A run's event emitter: stamps each event with the run's id and elapsed time.
+public final class Progress: Sendable {
+    public let runID: String
+    private let start = Date()
+    private let handler: RunEventHandler
+
+    public init(runID: String, handler: @escaping RunEventHandler) {
+        self.runID = runID
+        self.handler = handler
+    }
+
+    public var elapsed: Double { Date().timeIntervalSince(start) }
+
+    public func emit(_ event: RunEvent) {
+        handler(RunEventEnvelope(runID: runID, elapsed: elapsed, event: event))
+    }
+
+    public func step(_ text: String) { emit(.step(text)) }
+    public func warn(_ text: String) { emit(.warning(text)) }
+    public func note(_ text: String) { emit(.note(text)) }
+    public func phase(_ phase: RunPhase) { emit(.phase(phase)) }
+
+    public func tool(turn: Int, name: String, summary: String, cost: Double) {
+        emit(.tool(turn: turn, name: name, summary: summary, cost: cost))
+    }
+}

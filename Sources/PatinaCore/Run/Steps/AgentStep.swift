@@ -1,0 +1,71 @@
+import Foundation
+import PatinaSandbox
+
+/// Step "agent": Claude Code headless in the sandbox, every stream-json line
+/// recorded to session.jsonl and turned into events, a watchdog for the timeout.
+extension RunLifecycle {
+    func runAgent(image: String) async throws {
+        let spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork, labels: containerLabels)
+        let recorder = try SessionRecorder(sessionLog: layout.sessionLog, progress: progress)
+        defer { recorder.close() }
+        progress.step("agent running (timeout \(DurationParser.format(plan.timeoutSeconds)))")
+        agentStarted = true
+        let timeout = plan.timeoutSeconds
+        let (result, state) = try await runWatched(spec, timeout: timeout) { line in recorder.receive(line) }
+        try? Data(result.standardError.utf8).write(to: layout.agentStderr)
+        record.exitCode = state?.exitCode ?? Int(result.exitCode)
+        record.claudeSessionID = recorder.sessionID
+        if record.model == nil { record.model = recorder.model }
+        let stopReason = await control.killedAgent || recorder.result == nil ? await control.reason : nil
+        if let summary = recorder.result {
+            record.costUSD = summary.costUSD
+            record.numTurns = summary.numTurns
+            record.tokens = summary.tokens
+            record.lastMessage = summary.text.map { String($0.prefix(4000)) }
+        } else {
+            record.numTurns = recorder.turns
+        }
+        let outcome = RunOutcome.decide(
+            stopReason: stopReason, result: recorder.result, exitCode: record.exitCode,
+            oomKilled: state?.oomKilled == true, lastRetryStatus: recorder.lastRetryStatus,
+            lastStderrLine: result.standardError.split(separator: "\n").last.map(String.init) ?? "",
+            timeout: timeout, memoryLimit: plan.limits.memory)
+        record.status = outcome.status
+        record.reason = outcome.reason
+        if stopReason == nil, let status = RunOutcome.retryableAPIStatus(result: recorder.result, lastRetryStatus: recorder.lastRetryStatus) {
+            record.apiErrorStatus = status
+            progress.emit(.apiError(status: status))
+        }
+        if !recorder.sawInit && record.status != .timedOut {
+            progress.warn("the agent produced no init line; see \(layout.agentStderr.path)")
+        }
+    }
+
+    /// Runs a container to its end, streaming its stdout lines; the watchdog asks
+    /// for a stop at the deadline and repeats the kill until the container is gone
+    /// (a kill sent before `docker run` has created it would miss it).
+    func runWatched(
+        _ spec: ContainerSpec, timeout: Double, onLine: @escaping (String) -> Void
+    ) async throws -> (CommandResult, (exitCode: Int, oomKilled: Bool)?) {
+        await control.containerStarted(spec.name)
+        let control = self.control
+        let timer = Task {
+            let deadline = Date().addingTimeInterval(timeout)
+            while !Task.isCancelled {
+                if Date() >= deadline { await control.stop(.timeout) }
+                await control.killContainerIfStopping()
+                try? await Task.sleep(nanoseconds: 250_000_000)
+            }
+        }
+        defer { timer.cancel() }
+        let result: CommandResult
+        do {
+            result = try await Command.stream([engine.executable] + spec.runArguments, onLine: onLine)
+        } catch {
+            await control.containerFinished()
+            throw error
+        }
+        await control.containerFinished()
+        return (result, await engine.exitState(spec.name))
+    }
+}
