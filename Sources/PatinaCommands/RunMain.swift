@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PatinaCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,13 +28,16 @@ extension Patina {
             }
             Glibc.exit(0)
         } catch {
-            let code = exitCode(for: error)
+            var code = exitCode(for: error)
             if error is ExitCode { Glibc.exit(code.rawValue) }
+            let hintUsage = code == .validationFailure
+            // Bad input (flags, files, plans) exits 2, like a usage error of most tools.
+            if code == .validationFailure || error is PlanError { code = ExitCode(2) }
             if code == .success { Self.exit(withError: error) }
             var message = message(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
             for prefix in ["Error: ", "error: "] where message.hasPrefix(prefix) { message.removeFirst(prefix.count) }
             let line = message.split(separator: "\n").first.map(String.init) ?? "failed"
-            let hint = code == .validationFailure && !line.contains("patina") ? " (see `patina help`)" : ""
+            let hint = hintUsage && !line.contains("patina") ? " (see `patina help`)" : ""
             try? FileHandle.standardError.write(contentsOf: Data("error: \(line)\(hint)\n".utf8))
             Glibc.exit(code.rawValue)
         }

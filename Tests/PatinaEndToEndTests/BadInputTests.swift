@@ -12,6 +12,9 @@ struct BadInputTests {
         let expected: String
         var environment: [String: String] = [:]
         var unsetCredentials = false
+        /// Files written into the repository's directory first (batch files).
+        var files: [String: String] = [:]
+        var status: Int32? = nil
         var testDescription: String { name }
     }
 
@@ -30,6 +33,24 @@ struct BadInputTests {
              environment: ["PATINA_DOCKER": "/nonexistent/docker"]),
         Case(name: "docker daemon down", arguments: ["yolo", "x"], expected: "Docker daemon is not answering",
              environment: ["DOCKER_HOST": "unix:///nonexistent/docker.sock"]),
+        Case(name: "batch file missing", arguments: ["batch", "nope.txt"], expected: "batch file nope.txt does not exist", status: 2),
+        Case(name: "batch file empty", arguments: ["batch", "empty.txt"], expected: "holds no tasks",
+             files: ["empty.txt": "# nothing\n\n"], status: 2),
+        Case(name: "batch bad JSON", arguments: ["batch", "t.jsonl"], expected: "t.jsonl:2: not a JSON object",
+             files: ["t.jsonl": "{\"task\": \"a\"}\n{task: b}\n"], status: 2),
+        Case(name: "batch unknown key", arguments: ["batch", "t.jsonl"], expected: "t.jsonl:1: unknown key \"tsk\"",
+             files: ["t.jsonl": "{\"tsk\": \"a\"}\n"], status: 2),
+        Case(name: "batch attempts out of range", arguments: ["batch", "t.jsonl"], expected: "t.jsonl:1: \"attempts\" must be between 1 and 100",
+             files: ["t.jsonl": "{\"task\": \"a\", \"attempts\": 0}\n"], status: 2),
+        Case(name: "batch bad timeout on a line", arguments: ["batch", "t.jsonl"], expected: "t.jsonl:2: invalid duration",
+             files: ["t.jsonl": "{\"task\": \"a\"}\n{\"task\": \"b\", \"timeout\": \"soon\"}\n"], status: 2),
+        Case(name: "batch unknown base on a line", arguments: ["batch", "t.jsonl"], expected: "task 2 (b): unknown revision 'nope'",
+             files: ["t.jsonl": "{\"task\": \"a\"}\n{\"task\": \"b\", \"base\": \"nope\"}\n"], status: 2),
+        Case(name: "zero jobs", arguments: ["batch", "--jobs", "0", "t.txt"], expected: "--jobs must be at least 1",
+             files: ["t.txt": "a\n"], status: 2),
+        Case(name: "zero attempts", arguments: ["yolo", "--attempts", "0", "x"], expected: "--attempts must be between 1 and 100", status: 2),
+        Case(name: "too many attempts", arguments: ["yolo", "--attempts", "101", "x"], expected: "--attempts must be between 1 and 100", status: 2),
+        Case(name: "empty check", arguments: ["yolo", "--check", " ", "x"], expected: "--check is empty", status: 2),
     ]
 
     @Test(arguments: cases)
@@ -39,8 +60,10 @@ struct BadInputTests {
         for (k, v) in c.environment { patina.extraEnvironment[k] = v }
         var environment = patina.environment
         if c.unsetCredentials { environment.removeValue(forKey: "ANTHROPIC_API_KEY") }
+        for (name, content) in c.files { try repo.write(name, content) }
         let output = try ProcessRunner.run([TestEnvironment.patinaBinary.path] + c.arguments, in: repo.path, environment: environment)
         try expectRejected(output, expected: c.expected, repo: repo)
+        if let status = c.status { #expect(output.status == status) }
     }
 
     @Test func notAGitRepository() throws {
@@ -96,7 +119,7 @@ struct BadInputTests {
         #expect(try repo.git("worktree", "list").split(separator: "\n").count == 1, "a worktree was created", sourceLocation: sourceLocation)
         let store = repo.home.appendingPathComponent("repos")
         let leftovers = (FileManager.default.enumerator(atPath: store.path)?.allObjects as? [String] ?? [])
-            .filter { $0.contains("/runs/") || $0.contains("/worktrees/") }
+            .filter { $0.contains("/runs/") || $0.contains("/worktrees/") || $0.contains("/batches/") }
         #expect(leftovers.isEmpty, "run store not empty: \(leftovers)", sourceLocation: sourceLocation)
         if TestEnvironment.dockerAnswers {
             let mine = try PatinaRunner.leftoverContainers(repository: repo)

@@ -21,7 +21,7 @@ struct SandboxSpecTests {
         options.model = "claude-test"
         let plan = try await Planner.plan(options, directory: repo.path, environment: environment)
         let layout = RunLayout(runDirectory: plan.runDirectory)
-        let spec = RunLifecycle.agentSpec(plan: plan, layout: layout, image: "patina-agent:x", network: "container:holder",
+        let spec = AgentSandbox.spec(plan: plan, layout: layout, image: "patina-agent:x", network: "container:holder",
                                           labels: ["patina": "1", "patina.run": plan.id])
         let args = spec.runArguments
         func has(_ flag: String, _ value: String) -> Bool {
@@ -37,7 +37,10 @@ struct SandboxSpecTests {
         #expect(has("--network", "container:holder"))
         #expect(!args.contains("--privileged"))
         #expect(!args.joined(separator: " ").contains("docker.sock"))
-        #expect(has("--mount", "type=bind,source=\(plan.repository.objectsDirectory.path),target=/patina/host-objects,readonly"))
+        // The host's objects as they were at the start (a snapshot), never the live directory
+        // other runs collect into.
+        #expect(has("--mount", "type=bind,source=\(layout.hostObjectsSnapshot.path),target=/patina/host-objects,readonly"))
+        #expect(!args.contains { $0.contains("source=\(plan.repository.objectsDirectory.path)") })
         #expect(has("--mount", "type=bind,source=\(layout.gitFile.path),target=/workspace/.git,readonly"))
         // The host's .git itself (hooks, config, refs) is never mounted.
         let gitDir = repo.path.appendingPathComponent(".git").path
@@ -45,11 +48,11 @@ struct SandboxSpecTests {
         // Secrets by name only.
         #expect(has("--env", "ANTHROPIC_API_KEY"))
         #expect(!args.joined(separator: " ").contains("sk-ant-secret-value"))
-        #expect(Array(args.suffix(10)) == ["claude", "-p", "do it", "--dangerously-skip-permissions", "--output-format", "stream-json",
-                                           "--verbose", "--model", "claude-test", "--max-turns", "3"].suffix(10))
+        // The task comes after `--`: a task starting with "-" is not a flag.
+        #expect(Array(args.suffix(12)) == ["claude", "-p", "--dangerously-skip-permissions", "--output-format", "stream-json",
+                                           "--verbose", "--model", "claude-test", "--max-turns", "3", "--", "do it"])
 
-        let lifecycle = RunLifecycle(plan: plan, progress: Progress(quiet: true), control: RunControl(engine: DockerEngine()))
-        let devcontainer = try lifecycle.devcontainerJSON(spec)
+        let devcontainer = try AgentSandbox.devcontainerJSON(spec, plan: plan)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(devcontainer.utf8)) as? [String: Any])
         #expect(object["image"] as? String == "patina-agent:x")
         #expect((object["securityOpt"] as? [String])?.contains("no-new-privileges") == true)

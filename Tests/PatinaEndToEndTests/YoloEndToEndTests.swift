@@ -137,10 +137,10 @@ struct YoloEndToEndTests {
         let stopDeadline = Date().addingTimeInterval(60)
         while process.isRunning && Date() < stopDeadline { Thread.sleep(forTimeInterval: 0.1) }
         #expect(!process.isRunning, "patina did not stop after Ctrl-C")
-        #expect(process.terminationStatus != 0)
+        #expect(process.terminationStatus == 130)
         let runs = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]]
         let record = try #require(runs?.first)
-        #expect(record["status"] as? String == "failed")
+        #expect(record["status"] as? String == "interrupted")
         #expect((record["reason"] as? String ?? "").contains("interrupted"))
         let branch = record["branch"] as? String ?? ""
         #expect(try repo.git("show", "\(branch):work.txt") == "work")

@@ -97,6 +97,12 @@ public final class FakeModel: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// Swaps the script: the fake re-reads it on every request.
+    public func update(script turns: [Turn]) throws {
+        let data = try JSONSerialization.data(withJSONObject: ["turns": turns.map(\.json)])
+        try data.write(to: directory.appendingPathComponent("script.json"), options: .atomic)
+    }
+
     public var baseURL: String { "http://\(host):\(port)" }
 
     /// Every request the fake received, as recorded JSON objects.
