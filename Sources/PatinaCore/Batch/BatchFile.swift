@@ -74,7 +74,7 @@ public enum BatchFile {
         func integer(_ key: String) throws -> Int? {
             guard let value = object[key] else { return nil }
             // JSON true/false also bridge to NSNumber: they are not numbers here.
-            guard !(value is Bool), let number = value as? NSNumber, String(describing: type(of: value)) != "__NSCFBoolean",
+            guard let number = value as? NSNumber, String(cString: number.objCType) != "c",
                   number.doubleValue == Double(number.intValue) else { throw bad("\"\(key)\" must be a whole number") }
             return number.intValue
         }

@@ -41,11 +41,20 @@ public struct ImageCache: Sendable {
     /// (`beforeBuilding` runs just before a build, with the tag).
     public func ensure(
         _ recipe: ImageRecipe, labels: [String: String],
-        beforeBuilding: @Sendable (String) async throws -> Void = { _ in }
+        beforeBuilding: @escaping @Sendable (String) async throws -> Void = { _ in }
     ) async throws -> String {
         let tag = try await tag(for: recipe)
         if await engine.imageExists(tag) { return tag }
-        try await beforeBuilding(tag)
+        // Runs of one process that need the same image wait for one build.
+        try await ImageBuilds.shared.once(tag) {
+            if await engine.imageExists(tag) { return }
+            try await beforeBuilding(tag)
+            try await build(recipe, tag: tag, labels: labels)
+        }
+        return tag
+    }
+
+    private func build(_ recipe: ImageRecipe, tag: String, labels: [String: String]) async throws {
         let context = cacheDirectory.appendingPathComponent("build-\(UUID().uuidString)")
         let fm = FileManager.default
         try fm.createDirectory(at: context, withIntermediateDirectories: true)
@@ -60,7 +69,6 @@ public struct ImageCache: Sendable {
             }
         }
         try await engine.build(context: context, dockerfile: dockerfile, tag: tag, labels: labels)
-        return tag
     }
 
     private func sha256(text: String) async throws -> String {
@@ -82,5 +90,23 @@ public struct ImageCache: Sendable {
         try? FileManager.default.createDirectory(at: cacheDirectory, withIntermediateDirectories: true)
         try? JSONEncoder().encode(cache).write(to: cacheFile, options: .atomic)
         return digest
+    }
+}
+
+/// Image builds in flight in this process, by tag: a second caller waits for
+/// the first one's build instead of starting an identical one.
+actor ImageBuilds {
+    static let shared = ImageBuilds()
+    private var inFlight: [String: Task<Void, Error>] = [:]
+
+    func once(_ tag: String, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        if let running = inFlight[tag] {
+            try await running.value
+            return
+        }
+        let task = Task { try await body() }
+        inFlight[tag] = task
+        defer { inFlight[tag] = nil }
+        try await task.value
     }
 }
