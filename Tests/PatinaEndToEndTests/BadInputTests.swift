@@ -46,6 +46,8 @@ struct BadInputTests {
              files: ["t.jsonl": "{\"task\": \"a\"}\n{\"task\": \"b\", \"timeout\": \"soon\"}\n"], status: 2),
         Case(name: "batch unknown base on a line", arguments: ["batch", "t.jsonl"], expected: "task 2 (b): unknown revision 'nope'",
              files: ["t.jsonl": "{\"task\": \"a\"}\n{\"task\": \"b\", \"base\": \"nope\"}\n"], status: 2),
+        Case(name: "batch bad allow entry on a line", arguments: ["batch", "t.jsonl"], expected: "task 2 (b): ",
+             files: ["t.jsonl": "{\"task\": \"a\"}\n{\"task\": \"b\", \"allow\": [\"10.0.0.0/99\"]}\n"], status: 2),
         Case(name: "zero jobs", arguments: ["batch", "--jobs", "0", "t.txt"], expected: "--jobs must be at least 1",
              files: ["t.txt": "a\n"], status: 2),
         Case(name: "zero attempts", arguments: ["yolo", "--attempts", "0", "x"], expected: "--attempts must be between 1 and 100", status: 2),

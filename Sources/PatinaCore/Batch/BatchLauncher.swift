@@ -36,6 +36,9 @@ public enum BatchLauncher {
                 plan.batchID = batch.id
                 plan.attempt = item.attempt
                 plan.name = item.name
+                // The protections are checked now too (allow-list, presets, seccomp), so a
+                // bad line stops the batch before any run exists.
+                try Protections(plan: plan, layout: RunLayout(runDirectory: plan.runDirectory), engine: engine).prepare()
                 plans[index] = plan
             } catch {
                 let label = batch.inputs.file.map { file in "\(file): task \(item.taskIndex + 1) (\(item.label.prefix(40)))" } ?? "attempt \(item.attempt)"
