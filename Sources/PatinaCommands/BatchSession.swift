@@ -24,10 +24,7 @@ enum BatchSession {
         let runner = BatchRunner(
             batch: batch, plans: plans, store: store, engine: engine,
             backoffSeconds: BatchLauncher.backoffSeconds(),
-            handler: { envelope in
-                // A run queued again under a new id keeps its task's label.
-                renderer.handle(envelope)
-            })
+            handler: renderer.handle)
         let interrupts = InterruptHandler { _ in
             renderer.warn("stopping: queued runs will not start; running agents are being stopped and collected (this takes a moment)")
             Task { await runner.stop() }

@@ -99,18 +99,13 @@ public enum BatchFile {
         result.maxTurns = try integer("max_turns")
         result.check = try string("check")
         result.allow = try strings("allow")
-        if let attempts = result.attempts { try BatchPlanner.validateAttempts(attempts, source: "\"attempts\"").mapError(bad) }
+        if let attempts = result.attempts, let problem = BatchPlanner.validateAttempts(attempts, source: "\"attempts\"") {
+            throw bad(problem)
+        }
         if let models = result.models, models.isEmpty || models.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
             throw bad("\"models\" must name at least one model, none empty")
         }
         return result
-    }
-}
-
-extension Optional where Wrapped == String {
-    /// Throws `transform(message)` when there is a message.
-    func mapError(_ transform: (String) -> PlanError) throws {
-        if let message = self { throw transform(message) }
     }
 }
 

@@ -47,9 +47,7 @@ public struct RunPlan: @unchecked Sendable {
     /// for a run that is queued again.
     public func replanned() throws -> RunPlan {
         var copy = self
-        copy.id = RunID.reserve(task: task) { candidate in
-            repository.branchExists("patina/\(candidate)") || FileManager.default.fileExists(atPath: store.runDirectory(candidate).path)
-        }
+        copy.id = Planner.reserveID(task: task, repository: repository, store: store)
         copy.branch = "patina/\(copy.id)"
         copy.runDirectory = store.runDirectory(copy.id)
         copy.worktree = store.worktree(copy.id)
@@ -106,9 +104,7 @@ public enum Planner {
         try validate(limits)
 
         let store = RunStore(home: RunStore.home(environment: environment), repositoryCommonDirectory: repository.commonDirectory)
-        let id = RunID.reserve(task: task) { candidate in
-            repository.branchExists("patina/\(candidate)") || FileManager.default.fileExists(atPath: store.runDirectory(candidate).path)
-        }
+        let id = reserveID(task: task, repository: repository, store: store)
         let branch = "patina/\(id)"
         let checkTimeout = try DurationParser.seconds(options.checkTimeout ?? YoloOptions.defaultCheckTimeout)
         let check = options.check?.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -133,6 +129,13 @@ public enum Planner {
             check: check, checkTimeoutSeconds: checkTimeout,
             batchID: nil, attempt: nil, name: nil,
             claudeMaxRetries: environment["CLAUDE_CODE_MAX_RETRIES"].flatMap { Int($0) })
+    }
+
+    /// A run id no other run of this process, branch or run directory holds.
+    static func reserveID(task: String, repository: Repository, store: RunStore) -> String {
+        RunID.reserve(task: task) { candidate in
+            repository.branchExists("patina/\(candidate)") || FileManager.default.fileExists(atPath: store.runDirectory(candidate).path)
+        }
     }
 
     /// The agent runs as the invoking user, or as uid 1000 when that is root.
