@@ -32,7 +32,7 @@ extension Patina {
             if error is ExitCode { Glibc.exit(code.rawValue) }
             let hintUsage = code == .validationFailure
             // Bad input (flags, files, plans) exits 2, like a usage error of most tools.
-            if code == .validationFailure || error is PlanError { code = ExitCode(2) }
+            if code == .validationFailure || error is BadInput { code = ExitCode(2) }
             if code == .success { Self.exit(withError: error) }
             var message = message(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
             for prefix in ["Error: ", "error: "] where message.hasPrefix(prefix) { message.removeFirst(prefix.count) }

@@ -28,13 +28,14 @@ enum RunSummary {
         return lines.joined(separator: "\n")
     }
 
-    static func row(_ r: RunRecord) -> String {
+    static func row(_ r: RunRecord, branch: Review.BranchState) -> String {
         let files = "\(r.filesChanged.count) files +\(r.additions) -\(r.deletions)"
         return [
             r.status.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0),
             r.id.padding(toLength: 48, withPad: " ", startingAt: 0),
             (r.durationS.map { DurationParser.format($0) } ?? "—").padding(toLength: 8, withPad: " ", startingAt: 0),
             cost(r.costUSD).padding(toLength: 9, withPad: " ", startingAt: 0),
+            (branch == .none ? "—" : branch.rawValue).padding(toLength: 10, withPad: " ", startingAt: 0),
             files,
         ].joined(separator: " ")
     }

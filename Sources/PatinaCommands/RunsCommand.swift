@@ -6,24 +6,80 @@ import PatinaCore
 struct RunsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runs",
-        abstract: "List this repository's runs, newest first."
+        abstract: "List this repository's runs, newest first, with whether each branch is merged, unmerged or discarded."
     )
 
-    @Flag(help: "Print a JSON array of run records.")
+    @Option(help: "Only runs with this status (running, succeeded, failed, timed_out, interrupted, error). Repeatable.")
+    var status: [String] = []
+
+    @Option(help: "Only runs of this batch (id, unique prefix, or `latest`).")
+    var batch: String?
+
+    @Option(help: "Only runs started within this long (e.g. 2h, 3d) or since this date (YYYY-MM-DD).")
+    var since: String?
+
+    @Option(help: "At most this many runs.")
+    var limit: Int?
+
+    @Flag(help: "Print a JSON array of run records (each with a `branch_state`).")
     var json = false
 
+    func validate() throws {
+        for s in status where RunStatus(rawValue: s) == nil {
+            throw ValidationError("--status \(s): use one of running, succeeded, failed, timed_out, interrupted, error")
+        }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if let since { _ = try Self.cutoff(since, now: Date()) }
+    }
+
+    static func cutoff(_ text: String, now: Date) throws -> Date {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd"
+        if let date = formatter.date(from: text) { return date }
+        guard let seconds = try? DurationParser.seconds(text) else {
+            throw ValidationError("--since \(text): give a duration like 2h or 3d, or a date like 2026-11-30")
+        }
+        return now.addingTimeInterval(-seconds)
+    }
+
+    struct Listed: Encodable {
+        var record: RunRecord
+        var branchState: Review.BranchState
+        func encode(to encoder: any Encoder) throws {
+            try record.encode(to: encoder)
+            var container = encoder.container(keyedBy: Key.self)
+            try container.encode(branchState, forKey: .branchState)
+        }
+        enum Key: String, CodingKey { case branchState = "branch_state" }
+    }
+
     func run() async throws {
-        let records = try RunStore.forCurrentRepository().list()
+        let review = try Review.current()
+        var records = review.store.list()
+        if !status.isEmpty { records = records.filter { status.contains($0.status.rawValue) } }
+        if let batch {
+            let id = try BatchStore(runs: review.store).resolve(batch).id
+            records = records.filter { $0.batch == id }
+        }
+        if let since {
+            let cutoff = try Self.cutoff(since, now: Date())
+            records = records.filter { $0.started >= cutoff }
+        }
+        if let limit { records = Array(records.prefix(limit)) }
+        let listed = records.map { Listed(record: $0, branchState: review.branchState($0)) }
         if json {
-            let data = try RunRecord.encoder.encode(records)
-            print(String(decoding: data, as: UTF8.self))
+            try Output.json(listed)
             return
         }
-        guard !records.isEmpty else {
-            print("no runs yet in this repository; start one with: patina yolo \"TASK\"")
+        guard !listed.isEmpty else {
+            print(status.isEmpty && batch == nil && since == nil
+                  ? "no runs yet in this repository; start one with: patina yolo \"TASK\""
+                  : "no runs match")
             return
         }
-        print("STATUS     RUN                                              TIME     COST      CHANGES")
-        for r in records { print(RunSummary.row(r)) }
+        print("STATUS     RUN                                              TIME     COST      BRANCH     CHANGES")
+        for item in listed { print(RunSummary.row(item.record, branch: item.branchState)) }
     }
 }

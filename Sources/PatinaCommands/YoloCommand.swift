@@ -46,8 +46,17 @@ struct YoloCommand: AsyncParsableCommand {
         }
         let engine = DockerEngine()
         let plan = try await Planner.plan(flags.options(task: task, model: model.first), engine: engine)
+        try await SingleRun.execute(plan, engine: engine, quiet: flags.quiet, json: flags.json)
+    }
+}
+
+/// One planned run in the foreground (`yolo`, `resume`): progress on stderr,
+/// Ctrl-C stops the agent and still collects, the summary (or JSON) at the end.
+/// Exits 0 only when the run succeeded and its check, if any, passed.
+enum SingleRun {
+    static func execute(_ plan: RunPlan, engine: DockerEngine, quiet: Bool, json: Bool) async throws {
         let control = RunControl(engine: engine)
-        let renderer = SingleRunRenderer(quiet: flags.quiet)
+        let renderer = SingleRunRenderer(quiet: quiet)
         let interrupts = InterruptHandler { _ in
             renderer.warn("stopping: the agent is being stopped and the run collected")
             Task { await control.stop(.interrupted) }
@@ -60,9 +69,9 @@ struct YoloCommand: AsyncParsableCommand {
             if record.status == .interrupted { throw ExitCode(130) }
             throw PlanError(record.reason ?? "the run could not start")
         }
-        if flags.json {
+        if json {
             print(record.json())
-        } else if !flags.quiet {
+        } else if !quiet {
             print(Terminal.inert(RunSummary.text(record)))
         }
         if record.status == .interrupted { throw ExitCode(130) }

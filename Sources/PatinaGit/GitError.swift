@@ -22,6 +22,20 @@ public enum GitError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The sandbox's HEAD cannot be resolved to a commit.
     case agentHeadUnreadable(String)
     case fileSystem(String)
+    /// Merging into `branch` conflicts in `paths`; nothing was changed.
+    case mergeConflicts(branch: String, paths: [String])
+    /// `branch` is checked out in this working tree, which has uncommitted changes to `paths`.
+    case uncommittedChanges(branch: String, paths: [String])
+    /// Updating the checkout of `branch` would overwrite untracked or ignored `paths`.
+    case untrackedFilesInTheWay(branch: String, paths: [String])
+    /// `branch` is checked out in another worktree (at `path`), which patina does not update.
+    case branchCheckedOutElsewhere(branch: String, path: String)
+    /// The changes do not apply to the working tree at `paths` (`reason`: libgit2's message).
+    case patchDoesNotApply(paths: [String], reason: String)
+    /// Applying would create `paths`, which already exist in the working tree.
+    case filesInTheWay(paths: [String])
+    /// `operation` needs a working tree and the repository is bare.
+    case noWorkingTree(operation: String)
     /// A libgit2 call failed; `message` is libgit2's own (`git_error_last()`).
     case libgit2(operation: String, code: Libgit2Code, message: String)
 
@@ -61,6 +75,20 @@ public enum GitError: Error, Equatable, Sendable, CustomStringConvertible {
             "cannot read the agent's HEAD: \(reason)"
         case .fileSystem(let message):
             message
+        case .mergeConflicts(let branch, let paths):
+            "cannot merge into '\(branch)': conflicts in \(paths.listed); nothing was changed — merge by hand with git, or bring the run up to date with '\(branch)' first"
+        case .uncommittedChanges(let branch, let paths):
+            "'\(branch)' is checked out here with uncommitted changes to \(paths.listed); commit or stash them first (nothing was changed)"
+        case .untrackedFilesInTheWay(let branch, let paths):
+            "cannot update the checkout of '\(branch)': untracked or ignored \(paths.listed) would be overwritten; move or remove them first (nothing was changed)"
+        case .branchCheckedOutElsewhere(let branch, let path):
+            "branch '\(branch)' is checked out in the worktree at \(path); merge there, or switch that worktree to another branch first (nothing was changed)"
+        case .patchDoesNotApply(let paths, let reason):
+            "the changes do not apply to the working tree at \(paths.listed) (\(reason)); nothing was changed — commit, stash or undo your edits to those files, or merge instead"
+        case .filesInTheWay(let paths):
+            "cannot apply the changes: \(paths.listed) already exist in the working tree; move or remove them first (nothing was changed)"
+        case .noWorkingTree(let operation):
+            "cannot \(operation): the repository has no working tree"
         case .libgit2(let operation, _, let message):
             "\(operation): \(message)"
         }
@@ -127,6 +155,14 @@ func checkNext(_ code: Int32, _ operation: @autoclosure () -> String) throws(Git
         return true
     } catch where error.libgit2Code == .iterationOver {
         return false
+    }
+}
+
+extension [String] {
+    /// Paths for a one-line message: quoted, at most ten, then how many more.
+    var listed: String {
+        let shown = prefix(10).map { "'\($0)'" }.joined(separator: ", ")
+        return count > 10 ? "\(shown) and \(count - 10) more" : shown
     }
 }
 

@@ -52,6 +52,9 @@ enum PatchKind: HandleKind { static func free(_ p: OpaquePointer) { git_patch_fr
 enum RevwalkKind: HandleKind { static func free(_ p: OpaquePointer) { git_revwalk_free(p) } }
 enum PackbuilderKind: HandleKind { static func free(_ p: OpaquePointer) { git_packbuilder_free(p) } }
 enum WorktreeKind: HandleKind { static func free(_ p: OpaquePointer) { git_worktree_free(p) } }
+enum BranchIteratorKind: HandleKind { static func free(_ p: OpaquePointer) { git_branch_iterator_free(p) } }
+enum ConflictIteratorKind: HandleKind { static func free(_ p: OpaquePointer) { git_index_conflict_iterator_free(p) } }
+enum StatusListKind: HandleKind { static func free(_ p: OpaquePointer) { git_status_list_free(p) } }
 
 typealias RepositoryHandle = Handle<RepositoryKind>
 typealias ObjectHandle = Handle<ObjectKind>
@@ -65,6 +68,9 @@ typealias PatchHandle = Handle<PatchKind>
 typealias RevwalkHandle = Handle<RevwalkKind>
 typealias PackbuilderHandle = Handle<PackbuilderKind>
 typealias WorktreeHandle = Handle<WorktreeKind>
+typealias BranchIteratorHandle = Handle<BranchIteratorKind>
+typealias ConflictIteratorHandle = Handle<ConflictIteratorKind>
+typealias StatusListHandle = Handle<StatusListKind>
 
 /// The owner of a `git_signature` (a plain struct pointer, not an opaque handle).
 final class SignatureHandle {

@@ -33,7 +33,7 @@ extension Repository {
     }
 
     /// Moves `refs/heads/<name>` from `expected` to `commit`, failing if it moved meanwhile.
-    func moveBranch(_ name: String, from expected: ObjectID, to commit: ObjectID, message: String) throws(GitError) {
+    public func moveBranch(_ name: String, from expected: ObjectID, to commit: ObjectID, message: String) throws(GitError) {
         var oid = commit.oid
         var current = expected.oid
         do throws(GitError) {
@@ -132,6 +132,16 @@ extension Repository {
             git_reference_peel(&$0, reference.pointer, GIT_OBJECT_COMMIT)
         }
         return ObjectID(git_object_id(commit.pointer))
+    }
+
+    /// Names of the tags starting with `prefix` (plain text, not a pattern), sorted.
+    public func tagNames(prefix: String) throws(GitError) -> [String] {
+        var names = git_strarray()
+        defer { git_strarray_dispose(&names) }
+        try check(git_tag_list(&names, pointer), "listing tags")
+        return (0..<names.count).compactMap { names.strings[$0].map { String(cString: $0) } }
+            .filter { $0.hasPrefix(prefix) }
+            .sorted()
     }
 
     public func deleteTag(_ name: String) throws(GitError) {

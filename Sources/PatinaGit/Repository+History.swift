@@ -96,6 +96,26 @@ extension Repository {
         return String(decoding: UnsafeRawBufferPointer(start: text, count: buffer.size), as: UTF8.self)
     }
 
+    /// The unified diff from `from` to `to`, one entry per file, in path order.
+    public func filePatches(from: ObjectID, to: ObjectID) throws(GitError) -> [(path: String, oldPath: String, patch: String)] {
+        let diff = try treeDiff(from: from, to: to)
+        var patches: [(String, String, String)] = []
+        for index in 0..<git_diff_num_deltas(diff.pointer) {
+            let patch = try PatchHandle.make("computing the diff of a file", parent: diff) {
+                git_patch_from_diff(&$0, diff.pointer, index)
+            }
+            guard let delta = git_patch_get_delta(patch.pointer)?.pointee else { continue }
+            let newPath = delta.new_file.path.map { String(cString: $0) } ?? ""
+            let oldPath = delta.old_file.path.map { String(cString: $0) } ?? newPath
+            var buffer = git_buf()
+            defer { git_buf_dispose(&buffer) }
+            try check(git_patch_to_buf(&buffer, patch.pointer), "formatting the diff of \(newPath)")
+            let text = buffer.ptr.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: buffer.size), as: UTF8.self) } ?? ""
+            patches.append((delta.status == GIT_DELTA_DELETED ? oldPath : newPath, oldPath, text))
+        }
+        return patches
+    }
+
     /// Commits reachable from `head` but not from `base`, newest first.
     public func commits(from base: ObjectID, to head: ObjectID) throws(GitError) -> [CommitInfo] {
         let walk = try RevwalkHandle.make("starting a history walk", parent: handle) {

@@ -53,6 +53,24 @@ struct BadInputTests {
         Case(name: "zero attempts", arguments: ["yolo", "--attempts", "0", "x"], expected: "--attempts must be between 1 and 100", status: 2),
         Case(name: "too many attempts", arguments: ["yolo", "--attempts", "101", "x"], expected: "--attempts must be between 1 and 100", status: 2),
         Case(name: "empty check", arguments: ["yolo", "--check", " ", "x"], expected: "--check is empty", status: 2),
+    ] + reviewCases
+
+    /// Every review verb on a run that does not exist: one line, exit 2, nothing created.
+    static let reviewCases: [Case] = [
+        ["log", "nope"], ["log", "--raw", "nope"], ["diff", "nope"], ["diff", "--stat", "nope"], ["compare", "nope", "other"],
+        ["merge", "nope"], ["merge", "--squash", "nope"], ["apply", "nope"], ["discard", "nope"], ["resume", "nope", "go on"],
+        ["shell", "nope"], ["shell", "nope", "--", "true"], ["show", "nope"],
+    ].map { Case(name: $0.joined(separator: " "), arguments: $0, expected: "no run matches \"nope\"", status: 2) } + [
+        Case(name: "compare one run", arguments: ["compare", "x"], expected: "at least two runs", status: 2),
+        Case(name: "compare nothing", arguments: ["compare"], expected: "two or more runs", status: 2),
+        Case(name: "discard nothing", arguments: ["discard"], expected: "Missing expected argument", status: 2),
+        Case(name: "prune bad status", arguments: ["prune", "--status", "great"], expected: "--status great", status: 2),
+        Case(name: "prune bad age", arguments: ["prune", "--older-than", "soon"], expected: "--older-than", status: 2),
+        Case(name: "prune unknown batch", arguments: ["prune", "--batch", "nope"], expected: "no batch matches", status: 2),
+        Case(name: "runs bad since", arguments: ["runs", "--since", "whenever"], expected: "--since whenever", status: 2),
+        Case(name: "runs bad limit", arguments: ["runs", "--limit", "0"], expected: "--limit must be at least 1", status: 2),
+        Case(name: "latest without runs", arguments: ["merge", "latest"], expected: "no patina runs yet", status: 2),
+        Case(name: "resume empty follow-up", arguments: ["resume", "x", " "], expected: "task is empty", status: 2),
     ]
 
     @Test(arguments: cases)

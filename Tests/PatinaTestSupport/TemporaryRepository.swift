@@ -47,7 +47,8 @@ public final class TemporaryRepository: @unchecked Sendable {
         let walker = FileManager.default.enumerator(atPath: gitDir.path)
         while let relative = walker?.nextObject() as? String {
             if relative.hasPrefix("objects") || relative.hasPrefix("logs") || relative.hasPrefix("worktrees")
-                || relative == "index" || relative.hasPrefix("refs/heads/patina") || relative == "packed-refs" { continue }
+                || relative == "index" || relative.hasPrefix("refs/heads/patina")
+                || relative.hasPrefix("refs/tags/session-") || relative == "packed-refs" { continue }
             var isDirectory: ObjCBool = false
             let url = gitDir.appendingPathComponent(relative)
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }

@@ -76,10 +76,10 @@ public enum BatchReport {
         ]
     }
 
-    static func checkText(_ r: RunRecord) -> String { r.check.map { $0.passed ? "passed" : "failed" } ?? "—" }
-    static func cost(_ value: Double?) -> String { value.map { String(format: "$%.4f", $0) } ?? "—" }
+    public static func checkText(_ r: RunRecord) -> String { r.check.map { $0.passed ? "passed" : "failed" } ?? "—" }
+    public static func cost(_ value: Double?) -> String { value.map { String(format: "$%.4f", $0) } ?? "—" }
     static func clip(_ s: String, _ n: Int) -> String { s.count <= n ? s : String(s.prefix(n - 1)) + "…" }
-    static func shortID(_ id: String) -> String { String((id.split(separator: "-").last ?? Substring(id)).suffix(4)) }
+    public static func shortID(_ id: String) -> String { String((id.split(separator: "-").last ?? Substring(id)).suffix(4)) }
 
     static func wallTime(_ b: BatchRecord) -> String {
         (b.durationS ?? b.finished.map { $0.timeIntervalSince(b.started) }).map { DurationParser.format($0) } ?? "—"
@@ -142,7 +142,7 @@ public enum BatchReport {
         }.joined(separator: "<br>")
     }
 
-    static func h(_ s: String, keepLines: Bool = false) -> String {
+    public static func h(_ s: String, keepLines: Bool = false) -> String {
         var out = ""
         for ch in visible(s, keepLines: keepLines).unicodeScalars {
             switch ch {
@@ -271,7 +271,7 @@ public enum BatchReport {
         return (count(fields[1]), count(fields[2]))
     }
 
-    static let css = """
+    public static let css = """
         body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;color:#222}
         table{border-collapse:collapse;width:100%}
         th,td{padding:.3em .6em;border-bottom:1px solid #e3e3e3;text-align:left;vertical-align:top}

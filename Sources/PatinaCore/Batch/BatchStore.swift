@@ -39,17 +39,6 @@ public struct BatchStore: Sendable {
 
     /// A batch by id, unique prefix or substring, or `latest`.
     public func resolve(_ query: String) throws -> BatchRecord {
-        let all = list()
-        if query == "latest" || query == "last" {
-            guard let first = all.first else { throw RunStore.StoreError.unknownBatch(query) }
-            return first
-        }
-        if let exact = all.first(where: { $0.id == query }) { return exact }
-        let matches = all.filter { $0.id.hasPrefix(query) || $0.id.contains(query) }
-        switch matches.count {
-        case 1: return matches[0]
-        case 0: throw RunStore.StoreError.unknownBatch(query)
-        default: throw RunStore.StoreError.ambiguous(query, matches.prefix(5).map(\.id))
-        }
+        try RunStore.pick(query, from: list(), id: \.id, none: .unknownBatch(query), empty: .unknownBatch(query))
     }
 }

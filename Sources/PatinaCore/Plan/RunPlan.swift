@@ -42,6 +42,19 @@ public struct RunPlan: @unchecked Sendable {
     /// CLAUDE_CODE_MAX_RETRIES for the agent, from patina's environment: how long
     /// Claude Code itself retries a rate-limited API before giving up.
     public let claudeMaxRetries: Int?
+    /// Set for `patina resume`: the conversation this run continues, on the earlier
+    /// run's branch and worktree.
+    public internal(set) var resume: ResumeSource? = nil
+    /// Set for `patina shell`: the user's command instead of the agent, on an earlier
+    /// run's branch and worktree. No record is kept and no credential enters.
+    public internal(set) var shell: ShellRequest? = nil
+
+    /// The earlier run whose branch and worktree this one works on (resume, shell).
+    public var continuesRun: String? { resume?.runID ?? shell?.runID }
+
+    /// The worktree's name in the repository's git directory (the id of the run that
+    /// created it: a resumed run works in its predecessor's worktree).
+    public var worktreeName: String { worktree.lastPathComponent }
 
     /// The same run under a new id (a new branch, worktree and run directory):
     /// for a run that is queued again.
@@ -57,6 +70,22 @@ public struct RunPlan: @unchecked Sendable {
     public static let defaultBaseImage = "debian:bookworm-slim"
     public static let pinnedClaudeVersion = "2.1.329"
     public static let defaultTimeout = "60m"
+}
+
+/// The earlier run a resumed run continues.
+public struct ResumeSource: Sendable, Equatable {
+    public let runID: String
+    /// Claude Code's session id, passed to `claude --resume`.
+    public let sessionID: String
+    /// patina's copy of the earlier conversation (the run directory's transcript.jsonl).
+    public let transcript: URL
+}
+
+/// `patina shell RUN [-- CMD...]`.
+public struct ShellRequest: Sendable, Equatable {
+    /// The command's arguments; empty for an interactive shell.
+    public var command: [String]
+    public var runID: String
 }
 
 /// Resource limits of the agent's container.

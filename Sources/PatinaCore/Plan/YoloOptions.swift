@@ -39,8 +39,12 @@ public struct YoloOptions: Sendable, Codable, Equatable {
     }
 }
 
+/// Errors that mean the user asked for something that cannot be: one line, exit 2,
+/// nothing changed.
+public protocol BadInput: Error {}
+
 /// Bad input, found while planning, before anything is created.
-public struct PlanError: Error, CustomStringConvertible, Sendable {
+public struct PlanError: BadInput, CustomStringConvertible, Sendable {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
@@ -56,9 +60,12 @@ public struct Credentials: Sendable, Equatable {
     public let present: [String]
     public let baseURL: URL?
     public let usesOAuth: Bool
+    /// The secret values themselves, only to redact them from what patina writes.
+    public let secretValues: [String]
 
     public init(environment: [String: String]) throws {
         present = Self.passThroughNames.filter { !(environment[$0] ?? "").isEmpty }
+        secretValues = Self.secretNames.compactMap { environment[$0] }.filter { $0.count >= 8 }
         guard present.contains(where: Self.secretNames.contains) else {
             throw PlanError("no credentials for Claude Code: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN (and ANTHROPIC_BASE_URL for another endpoint)")
         }
@@ -77,5 +84,29 @@ public struct Credentials: Sendable, Equatable {
     public var endpoint: (host: String, port: Int) {
         guard let baseURL, let host = baseURL.host else { return ("api.anthropic.com", 443) }
         return (host, baseURL.port ?? (baseURL.scheme == "https" ? 443 : 80))
+    }
+}
+
+extension YoloOptions {
+    /// These options with what `flags` sets on top: a value given there wins, allow
+    /// entries and presets are added, `--no-firewall` only ever switches the firewall off.
+    /// The task, base and output flags come from `flags`.
+    public func overridden(by flags: YoloOptions) -> YoloOptions {
+        var o = self
+        o.task = flags.task
+        o.base = flags.base
+        o.baseImage = flags.baseImage ?? baseImage
+        o.agentBinary = flags.agentBinary ?? agentBinary
+        o.model = flags.model ?? model
+        o.maxTurns = flags.maxTurns ?? maxTurns
+        o.timeout = flags.timeout ?? timeout
+        o.allow = allow + flags.allow.filter { !allow.contains($0) }
+        o.presets = presets + flags.presets.filter { !presets.contains($0) }
+        o.noFirewall = noFirewall || flags.noFirewall
+        o.check = flags.check ?? check
+        o.checkTimeout = flags.checkTimeout ?? checkTimeout
+        o.quiet = flags.quiet
+        o.json = flags.json
+        return o
     }
 }

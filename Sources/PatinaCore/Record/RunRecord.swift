@@ -145,6 +145,15 @@ public struct RunRecord: Codable, Sendable {
     /// HTTP status of the API error the agent stopped on (429, 529, ...), if any.
     public var apiErrorStatus: Int?
     public var requeues: [RequeueRecord]?
+    /// What the run was asked with (flags and task), so `patina resume` and `patina shell`
+    /// can rebuild the same sandbox. Absent in records written before it existed.
+    public var options: YoloOptions?
+    /// The run this one continues (`patina resume`).
+    public var resumedFrom: String?
+    /// When `patina discard` removed the run's branch, worktree and tags.
+    public var discarded: Date?
+    /// The patina process that ran it, to tell a run in flight from one whose patina died.
+    public var pid: Int32?
     /// Runs that never created anything (bad input found late, an image that failed to build):
     /// nothing is on disk for them. Not part of run.json.
     public var createdNothing = false
@@ -167,7 +176,8 @@ public struct RunRecord: Codable, Sendable {
         case claudeSessionID = "claude_session_id"
         case allowList = "allow_list"
         case seccompRelaxed = "seccomp_relaxed"
-        case batch, attempt, name, check, requeues
+        case batch, attempt, name, check, requeues, options, discarded, pid
+        case resumedFrom = "resumed_from"
         case lastMessage = "last_message"
         case apiErrorStatus = "api_error_status"
     }
@@ -189,6 +199,10 @@ public struct RunRecord: Codable, Sendable {
         // Encoding plain values cannot fail.
         String(decoding: try! Self.encoder.encode(self), as: UTF8.self)
     }
+
+    /// The tags marking the run's work in the repository: `git diff START..END`.
+    public var startTag: String { "session-\(id)-start" }
+    public var endTag: String { "session-\(id)-end" }
 
     public var additions: Int { filesChanged.reduce(0) { $0 + $1.additions } }
     public var deletions: Int { filesChanged.reduce(0) { $0 + $1.deletions } }

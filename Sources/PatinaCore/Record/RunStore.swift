@@ -70,23 +70,31 @@ public struct RunStore: Sendable {
         return ids.sorted(by: >).compactMap { try? load($0) }
     }
 
-    /// Finds a run by full id, unique prefix, unique substring, or `latest`.
+    /// Finds a run by full id, its branch, a unique prefix or substring of the id, or `latest`.
     public func resolve(_ query: String) throws -> RunRecord {
-        let all = list()
+        try Self.pick(query, from: list(), id: \.id, alsoExact: { $0.branch == query }, none: .unknownRun(query), empty: .noRuns)
+    }
+
+    /// The one record `query` names: `latest`/`last` (the first, newest), an exact id
+    /// (or what `alsoExact` accepts), else a unique prefix or substring of an id.
+    static func pick<Record>(
+        _ query: String, from all: [Record], id: (Record) -> String, alsoExact: (Record) -> Bool = { _ in false },
+        none: StoreError, empty: StoreError
+    ) throws -> Record {
         if query == "latest" || query == "last" {
-            guard let first = all.first else { throw StoreError.noRuns }
+            guard let first = all.first else { throw empty }
             return first
         }
-        if let exact = all.first(where: { $0.id == query || $0.branch == query }) { return exact }
-        let matches = all.filter { $0.id.hasPrefix(query) || $0.id.contains(query) }
+        if let exact = all.first(where: { id($0) == query || alsoExact($0) }) { return exact }
+        let matches = all.filter { id($0).hasPrefix(query) || id($0).contains(query) }
         switch matches.count {
         case 1: return matches[0]
-        case 0: throw StoreError.unknownRun(query)
-        default: throw StoreError.ambiguous(query, matches.prefix(5).map(\.id))
+        case 0: throw none
+        default: throw StoreError.ambiguous(query, matches.prefix(5).map(id))
         }
     }
 
-    public enum StoreError: Error, CustomStringConvertible {
+    public enum StoreError: BadInput, CustomStringConvertible {
         case unknownRun(String)
         case ambiguous(String, [String])
         case corrupt(String, String)

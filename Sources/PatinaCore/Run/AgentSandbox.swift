@@ -38,6 +38,7 @@ public enum AgentSandbox {
         var command = ["claude", "-p", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"]
         if let model = plan.model { command += ["--model", model] }
         if let turns = plan.maxTurns { command += ["--max-turns", String(turns)] }
+        if let resume = plan.resume { command += ["--resume", resume.sessionID] }
         // The task after `--`: a task starting with "-" is a task, not a flag.
         command += ["--", plan.task]
         // A second layer behind patina's own watchdog: the agent cannot outlive its

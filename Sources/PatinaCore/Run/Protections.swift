@@ -167,6 +167,14 @@ final class Protections: @unchecked Sendable {
             let first = failures.first ?? "probe container exited \(result.exitCode)"
             throw SandboxFailure("a protection check failed before the agent started: \(first.dropFirst(5))")
         }
+        if plan.firewallEnabled {
+            // The self-test's own blocked attempts are not the agent's: forget them.
+            let flush = RejectedDestinations.lists.map { "echo / > /proc/net/xt_recent/\($0)" }.joined(separator: " && ")
+            let flushed = try await engine.run(["exec", holderName, "sh", "-c", flush])
+            guard flushed.succeeded else {
+                throw SandboxFailure("could not reset the firewall's record of rejected destinations: " + flushed.standardError.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+        }
         let passed = output.split(separator: "\n").filter { $0.hasPrefix("PASS") }.count
         progress.step("probes passed (\(passed) checks: seccomp, no-new-privs, no capabilities, firewall self-test)")
     }
@@ -183,6 +191,11 @@ final class Protections: @unchecked Sendable {
            let sets = try? await engine.run(["exec", holderName, "ipset", "list"]), sets.succeeded {
             text += "\n== allow sets at the end of the run (addresses added as names were resolved)\n" + sets.standardOutput
         }
+        // What the agent tried to reach and the firewall rejected (xt_recent, by destination).
+        let show = RejectedDestinations.lists.map { "echo \"\(RejectedDestinations.header) \($0)\"; cat /proc/net/xt_recent/\($0)" }.joined(separator: "; ")
+        if let rejected = try? await engine.run(["exec", holderName, "sh", "-c", show]), rejected.succeeded {
+            text += "\n" + rejected.standardOutput
+        }
         if !text.isEmpty {
             try? Data(text.utf8).write(to: layout.runDirectory.appendingPathComponent("resolver.log"))
         }
@@ -192,6 +205,14 @@ final class Protections: @unchecked Sendable {
         canary?.stop()
         canary = nil
     }
+}
+
+/// The firewall's record of rejected destinations (rules.v4/v6: `-m recent --rdest`),
+/// kept by the kernel per network namespace and read from the network holder.
+public enum RejectedDestinations {
+    public static let lists = ["patina_rejected", "patina_rejected6"]
+    /// Starts each list's section in resolver.log.
+    public static let header = "== rejected destinations"
 }
 
 /// A protection that could not be applied or proven.

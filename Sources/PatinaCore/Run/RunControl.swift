@@ -64,9 +64,9 @@ public final class InterruptHandler: @unchecked Sendable {
     private let lock = NSLock()
     private var fired = false
 
-    public init(onSignal: @escaping @Sendable (Int32) -> Void) {
-        // SIGHUP too: a closed terminal or ssh session must not leave the agent running.
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
+    /// SIGHUP too by default: a closed terminal or ssh session must not leave the agent running.
+    public init(signals: [Int32] = [SIGINT, SIGTERM, SIGHUP], onSignal: @escaping @Sendable (Int32) -> Void) {
+        for sig in signals {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler { [self] in

@@ -11,6 +11,8 @@ public struct RunLayout: Sendable {
     public var record: URL { runDirectory.appendingPathComponent("run.json") }
     public var stepLog: URL { runDirectory.appendingPathComponent("steps.log") }
     public var sessionLog: URL { runDirectory.appendingPathComponent("session.jsonl") }
+    /// The session log people read, rendered at collection.
+    public var sessionMarkdown: URL { runDirectory.appendingPathComponent("session.md") }
     public var transcript: URL { runDirectory.appendingPathComponent("transcript.jsonl") }
     public var agentStderr: URL { runDirectory.appendingPathComponent("agent-stderr.log") }
     public var rendered: URL { runDirectory.appendingPathComponent("config") }

@@ -48,6 +48,9 @@ public final class RunLifecycle: @unchecked Sendable {
         record.batch = plan.batchID
         record.attempt = plan.attempt
         record.name = plan.name
+        record.options = plan.options
+        record.resumedFrom = plan.resume?.runID
+        record.pid = getpid()
     }
 
     var containerLabels: [String: String] {
@@ -80,7 +83,7 @@ public final class RunLifecycle: @unchecked Sendable {
             return finishWithoutBranch(error, started: started)
         }
         steps.attach(layout.stepLog)
-        try? plan.store.save(record)
+        if plan.shell == nil { try? plan.store.save(record) }
 
         do {
             progress.phase(.render)
@@ -106,7 +109,12 @@ public final class RunLifecycle: @unchecked Sendable {
         record.finished = Date()
         record.durationS = (record.finished!.timeIntervalSince(started) * 1000).rounded() / 1000
         record.steps = steps.steps
-        try? plan.store.save(record)
+        if plan.shell == nil {
+            try? plan.store.save(record)
+        } else {
+            // A shell leaves no run behind: its commits are on the branch, the rest goes.
+            try? FileManager.default.removeItem(at: layout.runDirectory)
+        }
         progress.phase(.done)
         progress.emit(.finished(record))
         return record

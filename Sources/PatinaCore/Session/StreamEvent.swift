@@ -132,7 +132,7 @@ public enum StreamEvent: Sendable, Equatable {
         return ""
     }
 
-    static func oneLine(_ text: String, limit: Int = 100) -> String {
+    public static func oneLine(_ text: String, limit: Int = 100) -> String {
         let flat = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .joined(separator: " ⏎ ")
         return flat.count > limit ? String(flat.prefix(limit - 1)) + "…" : flat

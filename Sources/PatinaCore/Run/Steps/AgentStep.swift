@@ -5,6 +5,7 @@ import PatinaSandbox
 /// recorded to session.jsonl and turned into events, a watchdog for the timeout.
 extension RunLifecycle {
     func runAgent(image: String) async throws {
+        if let shell = plan.shell { return try await runShell(shell, image: image) }
         let spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork, labels: containerLabels)
         let recorder = try SessionRecorder(sessionLog: layout.sessionLog, progress: progress)
         defer { recorder.close() }
@@ -39,6 +40,42 @@ extension RunLifecycle {
         if !recorder.sawInit && record.status != .timedOut {
             progress.warn("the agent produced no init line; see \(layout.agentStderr.path)")
         }
+    }
+
+    /// `patina shell`: the user's command (or an interactive shell) in the agent's
+    /// sandbox, attached to patina's own terminal; no credential is passed in.
+    func runShell(_ shell: ShellRequest, image: String) async throws {
+        var spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork, labels: containerLabels)
+        spec.name = "patina-\(plan.id)-shell"
+        spec.labels["patina.role"] = "shell"
+        spec.passEnvironment = []
+        spec.environment = ["HOME": RunLayout.containerHome, "PATINA_RUN_ID": shell.runID, "PATINA_SHELL": "1"]
+        spec.command = shell.command.isEmpty ? ["bash", "-l"] : shell.command
+        var arguments = spec.runArguments
+        arguments.insert(contentsOf: isatty(0) == 1 && shell.command.isEmpty ? ["--interactive", "--tty"] : ["--interactive"], at: 1)
+        agentStarted = true
+        await control.containerStarted(spec.name)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [engine.executable] + arguments
+        try process.run()
+        let control = self.control
+        let watchdog = Task {
+            while !Task.isCancelled {
+                await control.killContainerIfStopping()
+                try? await Task.sleep(nanoseconds: 250_000_000)
+            }
+        }
+        defer { watchdog.cancel() }
+        let status: Int32 = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                process.waitUntilExit()
+                continuation.resume(returning: process.terminationStatus)
+            }
+        }
+        await control.containerFinished()
+        record.exitCode = Int(status)
+        record.status = status == 0 ? .succeeded : .failed
     }
 
     /// Runs a container to its end, streaming its stdout lines; the watchdog asks

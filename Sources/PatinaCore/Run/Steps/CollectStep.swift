@@ -31,7 +31,14 @@ extension RunLifecycle {
             await protections.tearDown()
             return
         }
+        if plan.shell != nil {
+            collectShell()
+            await removeContainers(keeping: nil)
+            await protections.tearDown()
+            return
+        }
         let head = collectBranch()
+        tagSession(head: head)
         steps.record("collect", Date().timeIntervalSince(start), "head \(head.short)")
         if let command = plan.check {
             progress.phase(.check)
@@ -86,6 +93,35 @@ extension RunLifecycle {
             if record.status == .succeeded { record.status = .error }
         }
         return head
+    }
+
+    /// After `patina shell`: commits made in the shell move the branch on; changes
+    /// left uncommitted stay in the worktree, as they would in any checkout.
+    func collectShell() {
+        do {
+            let head = try Collector.importAgentCommits(into: plan.repository, privateGitDirectory: layout.privateGit, base: plan.baseCommit)
+            if head != plan.baseCommit {
+                try plan.repository.moveBranch(plan.branch, from: plan.baseCommit, to: head, message: "patina shell: commits made in the shell")
+                progress.note("the branch moved to \(head.short) (commits made in the shell)")
+            }
+            record.headCommit = head.hex
+        } catch {
+            record.reason = "commits made in the shell were not collected: \(error)"
+            progress.warn(record.reason!)
+        }
+    }
+
+    /// `session-<id>-start` at the base and `session-<id>-end` at the collected head, so
+    /// plain git shows the run's work: `git diff session-<id>-start..session-<id>-end`.
+    func tagSession(head: ObjectID) {
+        let message = "patina run \(plan.id): " + (plan.task.split(separator: "\n").first.map(String.init) ?? "")
+        for (name, commit) in [(record.startTag, plan.baseCommit), (record.endTag, head)] {
+            do {
+                try plan.repository.createTag(name, at: commit, message: message)
+            } catch {
+                record.reason = ([record.reason].compactMap { $0 } + ["could not tag \(name): \(error)"]).joined(separator: "; ")
+            }
+        }
     }
 
     /// Removes the run's containers (all, or all but `keeping`).

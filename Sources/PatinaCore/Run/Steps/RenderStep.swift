@@ -22,10 +22,17 @@ extension RunLifecycle {
         try fm.createDirectory(at: layout.home.appendingPathComponent(".claude"), withIntermediateDirectories: true)
         try Data(settings.utf8).write(to: layout.home.appendingPathComponent(".claude/settings.json"))
         try protections.writeRendered()
+        if let resume = plan.resume {
+            // The earlier conversation, where Claude Code looks for it (`--resume ID`
+            // in /workspace): patina's own copy, a regular file, never a link.
+            let projects = layout.home.appendingPathComponent(".claude/projects/-workspace")
+            try fm.createDirectory(at: projects, withIntermediateDirectories: true)
+            try Data(contentsOf: resume.transcript).write(to: projects.appendingPathComponent("\(resume.sessionID).jsonl"))
+        }
 
         // The agent's git directory: its own refs, config and hooks; the host's
         // objects borrowed read-only. The host's .git is never mounted.
-        let hostIndex = plan.repository.commonDirectory.appendingPathComponent("worktrees/\(plan.id)/index")
+        let hostIndex = plan.repository.commonDirectory.appendingPathComponent("worktrees/\(plan.worktreeName)/index")
         try SandboxGitDirectory.create(
             at: layout.privateGit, host: plan.repository, branch: plan.branch, base: plan.baseCommit,
             hostObjectsPathInContainer: RunLayout.containerHostObjects,

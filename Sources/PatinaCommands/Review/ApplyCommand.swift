@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import PatinaCore
+
+/// `patina apply RUN`: the run's changes into the working tree, uncommitted.
+struct ApplyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Put a run's changes into your working tree without committing (--staged: into the index too).",
+        discussion: "Refuses on conflicts, naming the files; nothing is half-applied."
+    )
+
+    @Argument(help: "Run id (or a unique prefix of one), its branch, or `latest`.")
+    var run: String
+
+    @Flag(help: "Stage the changes as well.")
+    var staged = false
+
+    @Flag(help: "Print the changed paths as JSON.")
+    var json = false
+
+    func run() async throws {
+        let review = try Review.current()
+        let take = try review.take(run, verb: "apply")
+        let paths: [String]
+        do {
+            paths = try review.repository.apply(from: take.base, to: take.head, staged: staged)
+        } catch {
+            throw ReviewError("\(error)")
+        }
+        if json {
+            try Output.json(["run": [take.record.id], "paths": paths])
+            return
+        }
+        print("applied run \(take.record.id) to the working tree\(staged ? " and the index" : ""): \(paths.count) file\(paths.count == 1 ? "" : "s")")
+        for path in paths { print("  \(Terminal.line(path))") }
+        if !take.marked.isEmpty {
+            print("note: it changes files that affect later sandboxes or your machine: " + take.marked.map(\.path).joined(separator: ", "))
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import PatinaCore
+
+/// `patina compare RUN RUN... | --batch BATCH`: runs side by side.
+struct CompareCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare",
+        abstract: "Compare runs side by side: status, check, files, +/-, turns, cost, duration, and which files each touched."
+    )
+
+    @Argument(help: "Runs: ids (or unique prefixes), branches, or `latest`.")
+    var runs: [String] = []
+
+    @Option(help: "Compare every run of this batch (id, unique prefix, or `latest`).")
+    var batch: String?
+
+    @Option(help: "Also write a self-contained HTML page to this file.")
+    var html: String?
+
+    @Flag(help: "Print the comparison as JSON.")
+    var json = false
+
+    func validate() throws {
+        if runs.isEmpty && batch == nil { throw ValidationError("name two or more runs, or --batch BATCH") }
+        if !runs.isEmpty && batch != nil { throw ValidationError("give runs or --batch, not both") }
+        if batch == nil && runs.count < 2 { throw ValidationError("compare needs at least two runs (or --batch BATCH)") }
+    }
+
+    func run() async throws {
+        let review = try Review.current()
+        var records: [RunRecord] = []
+        var title = "Runs compared"
+        if let batch {
+            let found = try BatchStore(runs: review.store).resolve(batch)
+            records = found.runs.compactMap { (try? review.store.load($0.id)) ?? $0 }
+            title = "Batch \(found.id)"
+            if records.isEmpty { throw ReviewError("batch \(found.id) has no runs yet") }
+        } else {
+            for query in runs {
+                let record = try review.resolve(query)
+                if !records.contains(where: { $0.id == record.id }) { records.append(record) }
+            }
+        }
+        let comparison = Comparison(records)
+        if let html {
+            do {
+                try Data(comparison.html(title: title).utf8).write(to: URL(fileURLWithPath: html), options: .atomic)
+            } catch {
+                throw ReviewError("cannot write \(html): \(error.localizedDescription)")
+            }
+        }
+        if json {
+            struct Body: Encodable { var runs: [Comparison.Row]; var files: [Comparison.Touch] }
+            try Output.json(Body(runs: comparison.rows, files: comparison.touches))
+            return
+        }
+        let widths = [34, 11, 7, 6, 7, 7, 6, 9, 9]
+        print(zip(Comparison.columns, widths).map { Output.column($0.uppercased(), $1) }.joined())
+        for row in comparison.rows {
+            print(zip(comparison.cells(row), widths).map { Output.column($0, $1) }.joined())
+        }
+        if !comparison.touches.isEmpty {
+            print("")
+            let labels = comparison.rows.map { String($0.id.split(separator: "-").last ?? "") }
+            print("FILES TOUCHED".padding(toLength: 40, withPad: " ", startingAt: 0) + labels.map { Output.column($0, 6) }.joined())
+            for touch in comparison.touches {
+                let marks = comparison.rows.map { Output.column(touch.runs.contains($0.id) ? "●" : "·", 6) }.joined()
+                print(Output.column(Terminal.line(touch.path), 40) + marks + (touch.overlap ? "  overlap" : ""))
+            }
+        }
+        if let html { print("\nwrote \(html)") }
+    }
+}

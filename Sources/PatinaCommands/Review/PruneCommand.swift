@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import PatinaCore
+import PatinaSandbox
+
+/// `patina prune`: remove what old runs left, never unmerged work unless forced.
+struct PruneCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Remove runs' worktrees, branches, tags and directories, and patina containers and images no live run uses.",
+        discussion: """
+            Without filters every finished run is a candidate. A run whose branch holds commits no other \
+            branch has is kept unless --force. Old patina images are removed when no container uses them; \
+            the newest agent and firewall images stay (the next run would build them again).
+            """
+    )
+
+    @Option(name: .customLong("older-than"), help: "Only runs that ended longer ago than this, e.g. 7d, 12h, 30m.")
+    var olderThan: String?
+
+    @Option(help: "Only runs with this status (succeeded, failed, timed_out, interrupted, error). Repeatable.")
+    var status: [String] = []
+
+    @Flag(help: "Only runs whose branch is merged into another branch.")
+    var merged = false
+
+    @Option(help: "Only runs of this batch.")
+    var batch: String?
+
+    @Flag(name: .customLong("dry-run"), help: "List exactly what would be removed; change nothing.")
+    var dryRun = false
+
+    @Flag(help: "Also remove branches holding commits that no other branch has.")
+    var force = false
+
+    @Flag(help: "Print the plan (and what was done) as JSON.")
+    var json = false
+
+    func validate() throws {
+        for s in status where RunStatus(rawValue: s) == nil || s == "running" {
+            throw ValidationError("--status \(s): use one of succeeded, failed, timed_out, interrupted, error")
+        }
+        if let olderThan {
+            do { _ = try DurationParser.seconds(olderThan) } catch { throw ValidationError("--older-than: \(error)") }
+        }
+    }
+
+    struct PlanJSON: Encodable {
+        var dryRun: Bool
+        var runs: [[String: [String]]]
+        var kept: [[String: String]]
+        var containers: [String]
+        var images: [String]
+        var problems: [String]
+        enum CodingKeys: String, CodingKey { case runs, kept, containers, images, problems; case dryRun = "dry_run" }
+    }
+
+    func run() async throws {
+        let review = try Review.current()
+        var filter = PruneFilter()
+        filter.olderThan = try olderThan.map(DurationParser.seconds)
+        filter.statuses = Set(status.compactMap(RunStatus.init(rawValue:)))
+        filter.mergedOnly = merged
+        filter.force = force
+        if let batch {
+            filter.batch = try BatchStore(runs: review.store).resolve(batch).id
+        }
+        let engine = DockerEngine()
+        let dockerUp = (try? await engine.ensureAvailable()) != nil
+        let plan = await review.planPrune(filter, engine: dockerUp ? engine : nil)
+        var problems: [String] = []
+        if !dryRun { problems = await review.prune(plan, engine: dockerUp ? engine : nil) }
+        if json {
+            try Output.json(PlanJSON(
+                dryRun: dryRun, runs: plan.remove.map { [$0.record.id: $0.removes] },
+                kept: plan.kept.map { ["id": $0.id, "reason": $0.reason] },
+                containers: plan.containers, images: plan.images, problems: problems))
+        } else {
+            let verb = dryRun ? "would remove" : "removed"
+            for item in plan.remove {
+                print("\(verb) run \(item.record.id): \(item.removes.joined(separator: ", "))")
+            }
+            for name in plan.containers { print("\(verb) container \(name)") }
+            for image in plan.images { print("\(verb) image \(image)") }
+            for kept in plan.kept { print("kept run \(kept.id): \(kept.reason)") }
+            if plan.isEmpty && plan.kept.isEmpty { print("nothing to prune") }
+            if !dockerUp { print("note: docker is not answering; containers and images were not looked at") }
+        }
+        if !problems.isEmpty {
+            for p in problems { Terminal.write("error: \(p)\n") }
+            throw ExitCode.failure
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import PatinaSandbox
+
+/// `patina prune`: which runs go, what of them, and what is kept and why.
+public struct PruneFilter: Sendable {
+    public var olderThan: Double?
+    public var statuses: Set<RunStatus> = []
+    public var mergedOnly = false
+    public var batch: String?
+    public var force = false
+
+    public init() {}
+}
+
+public struct PrunePlan: Sendable {
+    public struct Item: Sendable {
+        public var record: RunRecord
+        /// Branch, worktree, tags and the run directory: what exists of them.
+        public var removes: [String]
+    }
+    public var remove: [Item] = []
+    public var kept: [(id: String, reason: String)] = []
+    public var containers: [String] = []
+    public var images: [String] = []
+
+    public var isEmpty: Bool { remove.isEmpty && containers.isEmpty && images.isEmpty }
+}
+
+extension Review {
+    /// Decides what `prune` removes; changes nothing.
+    public func planPrune(_ filter: PruneFilter, engine: DockerEngine?, now: Date = Date()) async -> PrunePlan {
+        var plan = PrunePlan()
+        let all = store.list()
+        let selected = all.filter { record in
+            if let age = filter.olderThan, now.timeIntervalSince(record.finished ?? record.started) < age { return false }
+            if !filter.statuses.isEmpty && !filter.statuses.contains(record.status) { return false }
+            if let batch = filter.batch, record.batch != batch { return false }
+            if filter.mergedOnly, ![.merged, .none, .discarded].contains(branchState(record)) { return false }
+            return true
+        }
+        let selectedIDs = Set(selected.map(\.id))
+        for record in selected {
+            if Self.inFlight(record) {
+                plan.kept.append((record.id, "still running"))
+                continue
+            }
+            if record.status == .running {
+                plan.kept.append((record.id, "never collected (its patina process is gone)"))
+                continue
+            }
+            let sharing = runsSharingBranch(record, in: all).filter { !selectedIDs.contains($0.id) && $0.discarded == nil }
+            if !sharing.isEmpty {
+                plan.kept.append((record.id, "its branch is continued by run \(sharing[0].id)"))
+                continue
+            }
+            if !filter.force && holdsUnreachableWork(record) {
+                plan.kept.append((record.id, "unmerged: \(record.branch) holds commits no other branch has (merge it, or prune with --force)"))
+                continue
+            }
+            plan.remove.append(PrunePlan.Item(record: record, removes: existingParts(of: record)))
+        }
+        if let engine {
+            let (containers, images) = await leftoverDocker(engine: engine, pruning: Set(plan.remove.map(\.record.id)), all: all)
+            plan.containers = containers
+            plan.images = images
+        }
+        return plan
+    }
+
+    /// Carries out a plan made by `planPrune`. Returns the problems met (the rest still goes).
+    public func prune(_ plan: PrunePlan, engine: DockerEngine?) async -> [String] {
+        var problems: [String] = []
+        for item in plan.remove {
+            do {
+                try removeGitState(of: item.record)
+                try FileManager.default.removeItem(at: URL(fileURLWithPath: item.record.runDir))
+            } catch {
+                problems.append("run \(item.record.id): \(error)")
+            }
+        }
+        if let engine {
+            if !plan.containers.isEmpty { await engine.remove(plan.containers) }
+            for image in plan.images {
+                if let result = try? await engine.run(["image", "rm", image]), !result.succeeded {
+                    problems.append("image \(image): " + (result.standardError.split(separator: "\n").first.map(String.init) ?? "not removed"))
+                }
+            }
+        }
+        return problems
+    }
+
+    func existingParts(of record: RunRecord) -> [String] {
+        var parts: [String] = []
+        if FileManager.default.fileExists(atPath: record.worktree) { parts.append("worktree \(record.worktree)") }
+        if repository.branchExists(record.branch) { parts.append("branch \(record.branch)") }
+        for tag in [record.startTag, record.endTag] where (try? repository.tagTarget(tag)) != nil { parts.append("tag \(tag)") }
+        if FileManager.default.fileExists(atPath: record.runDir) { parts.append("run directory \(record.runDir)") }
+        return parts
+    }
+
+    /// This repository's patina containers whose run is not in flight, and patina's
+    /// images that no container uses and that a newer image of the same kind replaced
+    /// (the newest of each kind stays: the next run would only build it again).
+    func leftoverDocker(engine: DockerEngine, pruning: Set<String>, all: [RunRecord]) async -> ([String], [String]) {
+        let live = Set(all.filter(Self.inFlight).map(\.id))
+        var containers: [String] = []
+        let listed = (try? await engine.check(["ps", "--all", "--filter", "label=patina.repo=\(store.repositoryKey)",
+                                               "--format", "{{.Names}}\t{{.Label \"patina.run\"}}"]))?.standardOutput ?? ""
+        for line in listed.split(separator: "\n") {
+            let parts = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2, !live.contains(parts[1]) else { continue }
+            containers.append(parts[0])
+        }
+        let used = Set(((try? await engine.check(["ps", "--all", "--format", "{{.Image}}"]))?.standardOutput ?? "")
+            .split(separator: "\n").map(String.init))
+        let images = (try? await engine.check(["images", "--filter", "label=patina.image",
+                                               "--format", "{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}"]))?.standardOutput ?? ""
+        var byKind: [String: [(ref: String, created: String)]] = [:]
+        for line in images.split(separator: "\n") {
+            let parts = line.split(separator: "\t").map(String.init)
+            guard parts.count == 2 else { continue }
+            let kind = String(parts[0].split(separator: ":").first ?? "")
+            byKind[kind, default: []].append((parts[0], parts[1]))
+        }
+        var stale: [String] = []
+        for (_, list) in byKind {
+            let sorted = list.sorted { $0.created > $1.created }
+            stale += sorted.dropFirst().map(\.ref).filter { !used.contains($0) }
+        }
+        return (containers, stale.sorted())
+    }
+}

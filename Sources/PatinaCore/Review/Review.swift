@@ -1,0 +1,104 @@
+import Foundation
+import PatinaGit
+
+/// What the review verbs (log, diff, compare, merge, apply, discard, prune,
+/// resume, shell) share: the repository around the current directory, its run
+/// store, and the questions they all ask about a run.
+public struct Review: Sendable {
+    public let repository: Repository
+    public let store: RunStore
+
+    public init(repository: Repository, store: RunStore) {
+        self.repository = repository
+        self.store = store
+    }
+
+    /// The repository around `directory` and its runs.
+    public static func current(directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) throws -> Review {
+        let repository = try Repository.discover(from: directory)
+        return Review(repository: repository, store: RunStore(home: RunStore.home(), repositoryCommonDirectory: repository.commonDirectory))
+    }
+
+    public func resolve(_ query: String) throws -> RunRecord { try store.resolve(query) }
+
+    public func layout(_ record: RunRecord) -> RunLayout { RunLayout(runDirectory: URL(fileURLWithPath: record.runDir)) }
+
+    /// Refuses a run whose patina process is still working on it.
+    public func requireSettled(_ record: RunRecord, to verb: String) throws {
+        if Self.inFlight(record) {
+            throw ReviewError("run \(record.id) is still running; wait for it to finish (or stop it with Ctrl-C) before you \(verb) it")
+        }
+        if record.status == .running {
+            throw ReviewError("run \(record.id) was never collected (its patina process is gone); it cannot be \(verb == "discard" ? "discarded" : verb + "d") yet")
+        }
+    }
+
+    /// A run is in flight while it is recorded as running and the patina process
+    /// that runs it is alive.
+    public static func inFlight(_ record: RunRecord) -> Bool {
+        guard record.status == .running else { return false }
+        guard let pid = record.pid else { return true }
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        // The pid may have been reused by another program.
+        let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "patina"
+        return comm.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("patina")
+    }
+
+    /// Whether the run's work is in another branch, still only on its own, or gone.
+    public enum BranchState: String, Sendable, Codable {
+        case merged, unmerged, discarded
+        /// The agent never started: no branch was kept.
+        case none
+    }
+
+    public func branchState(_ record: RunRecord) -> BranchState {
+        if record.discarded != nil { return .discarded }
+        guard let head = record.headCommit.flatMap(ObjectID.init(hex:)) else { return .none }
+        guard let tip = try? repository.branchTip(record.branch) else { return .discarded }
+        // A later run may have continued the branch: judge the branch as it is now.
+        let commit = tip == head || ((try? repository.isAncestor(head, of: tip)) ?? false) ? tip : head
+        let others = (try? repository.branchesContaining(commit, excluding: [record.branch])) ?? []
+        return others.contains { !$0.hasPrefix("patina/") } ? .merged : .unmerged
+    }
+
+    /// True when the branch holds commits that no other branch (patina's own
+    /// included) reaches: deleting it would lose them.
+    public func holdsUnreachableWork(_ record: RunRecord) -> Bool {
+        guard let tip = try? repository.branchTip(record.branch) else { return false }
+        let others = (try? repository.branchesContaining(tip, excluding: [record.branch])) ?? []
+        return others.isEmpty && tip.hex != record.baseCommit
+    }
+
+    /// Other runs on the same branch (a run and the runs that resumed it).
+    public func runsSharingBranch(_ record: RunRecord, in all: [RunRecord]) -> [RunRecord] {
+        all.filter { $0.branch == record.branch && $0.id != record.id }
+    }
+
+    /// Removes the run's branch, worktree and session tags (what exists of them).
+    /// Returns what was removed; a part that could not be removed throws.
+    @discardableResult
+    public func removeGitState(of record: RunRecord) throws -> [String] {
+        var removed: [String] = []
+        let worktree = URL(fileURLWithPath: record.worktree)
+        let name = worktree.lastPathComponent
+        if FileManager.default.fileExists(atPath: worktree.path) || ((try? repository.worktreeNames()) ?? []).contains(name) {
+            try repository.removeWorktree(name: name, path: worktree)
+            removed.append("worktree \(worktree.path)")
+        }
+        if repository.branchExists(record.branch) {
+            try repository.deleteBranch(record.branch)
+            removed.append("branch \(record.branch)")
+        }
+        for tag in [record.startTag, record.endTag] where (try? repository.tagTarget(tag)) != nil {
+            try repository.deleteTag(tag)
+            removed.append("tag \(tag)")
+        }
+        return removed
+    }
+}
+
+/// A review verb cannot do what was asked: one line, exit 2, nothing changed.
+public struct ReviewError: BadInput, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,339 @@
+import Foundation
+import PatinaSandbox
+import PatinaTestSupport
+import Testing
+
+/// The review verbs end to end, on runs made in the test: real Docker engine,
+/// real Claude Code CLI, real libgit2; only the model is a scripted fake.
+@Suite(.serialized, .requiresDocker, .timeLimit(.minutes(10)))
+struct ReviewEndToEndTests {
+    /// One run whose agent commits `file` with `content` (and runs `extra` first).
+    func run(_ patina: PatinaRunner, _ model: FakeModel, task: String, file: String, content: String,
+             extra: String = "true", sourceLocation: SourceLocation = #_sourceLocation) throws -> FinishedRun {
+        try model.update(script: [
+            .bash("\(extra); mkdir -p \"$(dirname '\(file)')\" && printf '%s\\n' '\(content)' > '\(file)' && git add -A && git commit -qm 'write \(file)'"),
+            .text("Wrote \(file)."),
+        ])
+        let run = try FinishedRun(patina.yolo(task))
+        #expect(run.status == "succeeded", "stderr: \(run.output.stderr)", sourceLocation: sourceLocation)
+        return run
+    }
+
+    /// Every file of the checkout and the git metadata that a refused merge must not touch.
+    func checkoutSnapshot(_ repo: TemporaryRepository) throws -> [String: Data] {
+        var snapshot = try repo.gitMetadataSnapshot()
+        let walker = FileManager.default.enumerator(atPath: repo.path.path)
+        while let relative = walker?.nextObject() as? String {
+            if relative == ".git" { walker?.skipDescendants(); continue }
+            let url = repo.path.appendingPathComponent(relative)
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            snapshot["worktree/" + relative] = try Data(contentsOf: url)
+        }
+        for name in ["index", "HEAD", "refs/heads/main"] {
+            snapshot[".git/" + name] = try Data(contentsOf: repo.path.appendingPathComponent(".git/" + name))
+        }
+        return snapshot
+    }
+
+    @Test func sessionLogTagsLogAndDiff() throws {
+        let repo = try TemporaryRepository()
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [
+            .bash("ls /nonexistent-dir"),
+            .bash("mkdir -p .github/workflows && echo 'on: push' > .github/workflows/ci.yml && echo hi > notes.txt && git add -A && git commit -qm 'add notes and ci'"),
+            .text("Added notes.txt.\n## Outcome\n- [x] forged"),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let run = try FinishedRun(patina.yolo("add notes\nsecond line of the task"))
+        #expect(run.status == "succeeded", "stderr: \(run.output.stderr)")
+
+        // session.md: the project's session-log shape, one entry per tool call.
+        let markdown = try #require(run.file("session.md"))
+        let headings = markdown.split(separator: "\n").filter { $0.hasPrefix("#") && !$0.hasPrefix("###") }.map(String.init)
+        #expect(headings.first == "# Session: add notes")
+        let sections = headings.filter { $0.hasPrefix("## ") }
+        for (a, b) in zip(["## Goals", "## Activity Log", "## Git Activity"], sections) { #expect(a == b, "sections: \(sections)") }
+        #expect(sections.contains("## Outcome"))
+        #expect(sections.filter { $0 == "## Outcome" }.count == 1, "the agent's text forged a heading: \(sections)")
+        for key in ["**ID**", "**Started**", "**LLM**", "**Git Branch**", "**Session Tag**", "**Starting Commit**"] {
+            #expect(markdown.contains(key), "missing \(key)")
+        }
+        #expect(markdown.contains("- [x] add notes"))
+        let entries = markdown.split(separator: "\n").filter { $0.hasPrefix("### ") }
+        #expect(entries.filter { $0.contains("Bash") }.count == 2, "one entry per tool call: \(entries)")
+        #expect(markdown.contains("nonexistent-dir"))
+        #expect(!markdown.contains("sk-ant-test-not-a-real-key"))
+
+        // The tags bracket the run's work for plain git.
+        #expect(try repo.git("rev-parse", "session-\(run.id)-start^{commit}") == main)
+        #expect(try repo.git("rev-parse", "session-\(run.id)-end^{commit}") == run.head)
+        #expect(try repo.git("diff", "--name-only", "session-\(run.id)-start..session-\(run.id)-end").split(separator: "\n").count == 2)
+
+        // log: session.md (no pager off a terminal); --raw: session.jsonl unchanged.
+        let log = try patina.run(["log", String(run.id.suffix(4))])
+        #expect(log.status == 0)
+        #expect(log.stdout == markdown)
+        let raw = try patina.run(["log", "--raw", "latest"])
+        #expect(raw.stdout == run.file("session.jsonl"))
+
+        // diff: the CI file first, marked; --stat; paths after `--`.
+        let diff = try patina.run(["diff", run.id])
+        #expect(diff.status == 0)
+        let marked = try #require(diff.stdout.range(of: "! this run changed files"))
+        let ci = try #require(diff.stdout.range(of: "diff --git a/.github/workflows/ci.yml"))
+        let notes = try #require(diff.stdout.range(of: "diff --git a/notes.txt"))
+        #expect(marked.lowerBound < ci.lowerBound && ci.lowerBound < notes.lowerBound)
+        #expect(!diff.stdout.contains("\u{1B}["), "no colour off a terminal")
+        let stat = try patina.run(["diff", "--stat", run.branch])
+        #expect(stat.stdout.contains("2 files changed, +2 -0"), "\(stat.stdout)")
+        let only = try patina.run(["diff", run.id, "--", "notes.txt"])
+        #expect(only.stdout.contains("+hi") && !only.stdout.contains("ci.yml"), "\(only.stdout)")
+    }
+
+    @Test func mergeFastForwardSquashConflictDirtyAndMarkedPaths() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "shared.txt": "one\n"])
+        let model = try FakeModel(script: [.text("nothing yet")])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+
+        // Fast-forward.
+        let first = try run(patina, model, task: "add a", file: "a.txt", content: "a")
+        let ff = try patina.run(["merge", first.id])
+        #expect(ff.status == 0, "\(ff.stderr)")
+        #expect(ff.stdout.contains("fast-forwarded main"))
+        #expect(try repo.git("rev-parse", "main") == first.head)
+        #expect(try String(contentsOf: repo.path.appendingPathComponent("a.txt"), encoding: .utf8) == "a\n")
+        #expect(try repo.git("status", "--porcelain").isEmpty)
+
+        // Both sides changed shared.txt: a conflict, refused, nothing changed.
+        let conflicting = try run(patina, model, task: "change shared", file: "shared.txt", content: "agent")
+        try repo.write("shared.txt", "user\n")
+        try repo.git("commit", "-qam", "user edit")
+        let before = try checkoutSnapshot(repo)
+        let conflict = try patina.run(["merge", conflicting.id])
+        #expect(conflict.status == 2)
+        #expect(conflict.stderr.hasPrefix("error: ") && conflict.stderr.contains("shared.txt"), "\(conflict.stderr)")
+        #expect(conflict.stderr.split(separator: "\n").count == 1)
+        #expect(try checkoutSnapshot(repo) == before, "a refused merge changed the repository")
+
+        // A dirty checkout: refused, nothing changed.
+        let other = try run(patina, model, task: "add b", file: "b.txt", content: "b")
+        try repo.write("user.txt", "mine\n")
+        try repo.git("add", "user.txt")
+        try repo.git("commit", "-qm", "user commit after the run started")
+        try repo.write("README.md", "# demo, edited\n")
+        let dirtyBefore = try checkoutSnapshot(repo)
+        let dirty = try patina.run(["merge", other.id])
+        #expect(dirty.status == 2)
+        #expect(dirty.stderr.contains("README.md"), "\(dirty.stderr)")
+        #expect(try checkoutSnapshot(repo) == dirtyBefore)
+        try repo.git("checkout", "--", "README.md")
+
+        // A merge commit (main moved on since the run started).
+        let merged = try patina.run(["merge", "--json", other.id])
+        #expect(merged.status == 0, "\(merged.stderr)")
+        let mergeCommit = try repo.git("rev-parse", "main")
+        #expect(try repo.git("rev-list", "--parents", "-n", "1", "main").split(separator: " ").count == 3)
+        #expect(try repo.git("rev-parse", "main^2") == other.head)
+        #expect(merged.stdout.contains("merge-commit"))
+
+        // Squash: one commit, one parent, a message from the task and the session.
+        let squashed = try run(patina, model, task: "add c squashed", file: "c.txt", content: "c")
+        let squash = try patina.run(["merge", "--squash", squashed.id])
+        #expect(squash.status == 0, "\(squash.stderr)")
+        #expect(try repo.git("rev-parse", "main^") == mergeCommit)
+        #expect(try repo.git("rev-list", "--parents", "-n", "1", "main").split(separator: " ").count == 2)
+        let message = try repo.git("log", "-1", "--format=%B", "main")
+        #expect(message.hasPrefix("add c squashed"))
+        #expect(message.contains("session-\(squashed.id)-start..session-\(squashed.id)-end"))
+        #expect(message.contains("write c.txt"))
+        #expect(try repo.git("status", "--porcelain").isEmpty)
+
+        // A run that changed patina's own sandbox settings needs --yes.
+        let risky = try run(patina, model, task: "loosen the sandbox", file: ".patina/allow.txt", content: "example.com")
+        let markedBefore = try checkoutSnapshot(repo)
+        let refused = try patina.run(["merge", risky.id])
+        #expect(refused.status == 2)
+        #expect(refused.stderr.contains(".patina/allow.txt") && refused.stderr.contains("--yes"), "\(refused.stderr)")
+        #expect(try checkoutSnapshot(repo) == markedBefore)
+        let accepted = try patina.run(["merge", "--yes", risky.id])
+        #expect(accepted.status == 0, "\(accepted.stderr)")
+
+        // runs: every merged branch says so.
+        let listed = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]] ?? []
+        let states = Dictionary(uniqueKeysWithValues: listed.map { ($0["id"] as? String ?? "", $0["branch_state"] as? String ?? "") })
+        #expect(states[first.id] == "merged")
+        #expect(states[conflicting.id] == "unmerged")
+        #expect(states[risky.id] == "merged")
+    }
+
+    @Test func applyDiscardPruneAndCompare() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n"])
+        let model = try FakeModel(script: [.text("nothing yet")])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let one = try run(patina, model, task: "add one", file: "one.txt", content: "1")
+        let two = try run(patina, model, task: "add two", file: "two.txt", content: "2", extra: "echo '# demo, by two' > README.md")
+        let three = try run(patina, model, task: "add three", file: "three.txt", content: "3", extra: "echo '# demo, by three' > README.md")
+        let main = try repo.git("rev-parse", "main")
+
+        // compare: side by side, README.md touched by two runs.
+        let compared = try patina.run(["compare", "--json", one.id, two.id, three.id])
+        #expect(compared.status == 0, "\(compared.stderr)")
+        let body = try JSONSerialization.jsonObject(with: Data(compared.stdout.utf8)) as? [String: Any] ?? [:]
+        #expect((body["runs"] as? [Any])?.count == 3)
+        let readme = (body["files"] as? [[String: Any]] ?? []).first { $0["path"] as? String == "README.md" }
+        #expect(readme?["overlap"] as? Bool == true)
+        #expect((readme?["runs"] as? [String] ?? []).sorted() == [two.id, three.id].sorted())
+        let page = repo.root.appendingPathComponent("compare.html")
+        #expect(try patina.run(["compare", one.id, two.id, "--html", page.path]).status == 0)
+        #expect(try String(contentsOf: page, encoding: .utf8).contains("Files touched"))
+
+        // apply: into the working tree only; --staged also stages.
+        let applied = try patina.run(["apply", one.id])
+        #expect(applied.status == 0, "\(applied.stderr)")
+        #expect(try repo.git("status", "--porcelain") == "?? one.txt")
+        #expect(try repo.git("rev-parse", "main") == main)
+        try FileManager.default.removeItem(at: repo.path.appendingPathComponent("one.txt"))
+        #expect(try patina.run(["apply", "--staged", two.id]).status == 0)
+        #expect(try repo.git("diff", "--cached", "--name-only").split(separator: "\n").sorted() == ["README.md", "two.txt"])
+        // three conflicts with two's README.md now in the checkout: refused, nothing half-applied.
+        let before = try checkoutSnapshot(repo)
+        let conflict = try patina.run(["apply", three.id])
+        #expect(conflict.status == 2, "\(conflict.stdout + conflict.stderr)")
+        #expect(conflict.stderr.contains("README.md"), "\(conflict.stderr)")
+        #expect(try checkoutSnapshot(repo) == before)
+        try repo.git("reset", "-q", "--hard")
+        #expect(try repo.git("status", "--porcelain").isEmpty)
+
+        // discard: branch, worktree and tags go; the record stays, marked.
+        let discarded = try patina.run(["discard", three.id])
+        #expect(discarded.status == 0, "\(discarded.stderr)")
+        #expect(try repo.git("branch", "--list", three.branch).isEmpty)
+        #expect(try repo.git("tag", "--list", "session-\(three.id)-*").isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: three.worktree.path))
+        let record = try PatinaRunner.record(try patina.run(["show", "--json", three.id]))
+        #expect(record["discarded"] != nil)
+        #expect(FileManager.default.fileExists(atPath: three.runDir.appendingPathComponent("session.md").path))
+        #expect(try patina.run(["merge", three.id]).status == 2)
+
+        // prune: unmerged work is kept unless --force; --dry-run changes nothing.
+        #expect(try patina.run(["merge", one.id]).status == 0)
+        let dry = try patina.run(["prune", "--dry-run"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.contains("would remove run \(one.id)"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("kept run \(two.id): unmerged"), "\(dry.stdout)")
+        #expect(FileManager.default.fileExists(atPath: one.runDir.path))
+        #expect(try !repo.git("branch", "--list", one.branch).isEmpty)
+        let pruned = try patina.run(["prune"])
+        #expect(pruned.status == 0, "\(pruned.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: one.runDir.path))
+        #expect(!FileManager.default.fileExists(atPath: three.runDir.path))
+        #expect(try repo.git("branch", "--list", one.branch).isEmpty)
+        #expect(try repo.git("tag", "--list", "session-\(one.id)-*").isEmpty)
+        #expect(try !repo.git("branch", "--list", two.branch).isEmpty, "unmerged work was pruned")
+        #expect(FileManager.default.fileExists(atPath: two.worktree.path))
+        #expect(try patina.run(["prune", "--force"]).status == 0)
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
+        #expect(try repo.git("worktree", "list").split(separator: "\n").count == 1)
+        #expect(try repo.git("rev-parse", "main") == one.head)
+    }
+
+    @Test func resumeContinuesTheConversationOnTheSameBranch() throws {
+        let repo = try TemporaryRepository()
+        // Turns are picked by how many assistant messages the request holds: the resumed
+        // conversation starts where the first one ended.
+        let model = try FakeModel(script: [
+            .bash("echo first > first.txt && git add first.txt && git commit -qm first && echo FIRST-RESULT-MARKER"),
+            .text("First part done."),
+            .bash("echo second > second.txt && git add second.txt && git commit -qm second"),
+            .text("Second part done."),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let first = try FinishedRun(patina.yolo("do the first part"))
+        #expect(first.status == "succeeded", "\(first.output.stderr)")
+        let requestsBefore = model.requests().count
+
+        let resumed = try FinishedRun(patina.run(["resume", "--json", first.id, "now the second part"]))
+        #expect(resumed.output.status == 0, "\(resumed.output.stderr)")
+        #expect(resumed.status == "succeeded")
+        #expect(resumed.record["resumed_from"] as? String == first.id)
+        #expect(resumed.branch == first.branch)
+        #expect(resumed.base == first.head)
+        #expect(resumed.id != first.id)
+
+        // The model saw the earlier conversation in the resumed run's first request.
+        let main = model.requests().dropFirst(requestsBefore).filter { $0["kind"] as? String == "main" }
+        let opening = try #require(main.first)
+        let earlier = (opening["tool_results"] as? [[String: Any]] ?? []).map { "\($0["content"] ?? "")" }.joined()
+        #expect(earlier.contains("FIRST-RESULT-MARKER"), "first request: \(opening)")
+        #expect((opening["last_user_text"] as? String ?? "").contains("now the second part"))
+
+        // The follow-up's commit is on the same branch, on top of the first run's head.
+        #expect(try repo.git("log", "-1", "--format=%s", first.branch) == "second")
+        #expect(try repo.git("rev-parse", "\(first.branch)^") == first.head)
+        #expect(try repo.git("rev-parse", first.branch) == resumed.head)
+        #expect(try repo.git("rev-parse", "session-\(resumed.id)-start^{commit}") == first.head)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
+    @Test func shellRunsACommandInTheSandbox() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.text("nothing yet")])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let made = try run(patina, model, task: "add shell file", file: "seen.txt", content: "from the agent")
+
+        let cat = try patina.run(["shell", made.id, "--", "cat", "seen.txt"])
+        #expect(cat.status == 0, "\(cat.stderr)")
+        #expect(cat.stdout.contains("from the agent"))
+        let code = try patina.run(["shell", made.id, "--", "sh", "-c", "id -u; exit 7"])
+        #expect(code.status == 7, "\(code.stderr)")
+        #expect(code.stdout.trimmingCharacters(in: .whitespacesAndNewlines) != "0", "the shell runs as the agent's user, not root")
+
+        // A server of our own on the bridge gateway: blocked for the shell like for the agent.
+        let gateway = FakeModel.bridgeGateway()
+        let canary = try Canary(address: gateway)
+        defer { canary.stop() }
+        let blocked = try patina.run(["shell", made.id, "--", "bash", "-c", "exec 3<>/dev/tcp/\(gateway)/\(canary.tcpPort) && echo CONNECTED"])
+        #expect(blocked.status != 0)
+        #expect(!blocked.stdout.contains("CONNECTED"))
+        #expect(canary.received.isEmpty, "the shell reached a blocked address: \(canary.received)")
+        let env = try patina.run(["shell", made.id, "--", "env"])
+        #expect(!env.stdout.contains("sk-ant-test-not-a-real-key"), "a credential entered the shell")
+
+        // Commits made in the shell land on the branch; no run record is left.
+        let commit = try patina.run(["shell", made.id, "--", "sh", "-c", "echo x > shell.txt && git add shell.txt && git commit -qm 'from the shell'"])
+        #expect(commit.status == 0, "\(commit.stderr)")
+        #expect(try repo.git("log", "-1", "--format=%s", made.branch) == "from the shell")
+        let listed = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]] ?? []
+        #expect(listed.count == 1)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
+    @Test func verbsRefuseARunInFlight() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.bash("tail -f /dev/null")])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path,
+                                        "--base-image", TestEnvironment.baseImage, "hang for a while"])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        var id = ""
+        for _ in 0..<600 where id.isEmpty {
+            let listed = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]] ?? []
+            if let running = listed.first(where: { $0["status"] as? String == "running" }) { id = running["id"] as? String ?? "" }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(!id.isEmpty)
+        let branchBefore = try repo.git("rev-parse", "patina/\(id)")
+        for arguments in [["merge", id], ["discard", id], ["resume", id, "more"], ["apply", id], ["shell", id, "--", "true"]] {
+            let output = try patina.run(arguments)
+            #expect(output.status == 2, "\(arguments): \(output.stderr)")
+            #expect(output.stderr.contains("still running"), "\(arguments): \(output.stderr)")
+        }
+        #expect(try repo.git("rev-parse", "patina/\(id)") == branchBefore)
+        let dry = try patina.run(["prune", "--dry-run"])
+        #expect(dry.stdout.contains("kept run \(id): still running"), "\(dry.stdout)")
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 130)
+    }
+}
