@@ -41,6 +41,7 @@ struct CompareCommand: AsyncParsableCommand {
                 let record = try review.resolve(query)
                 if !records.contains(where: { $0.id == record.id }) { records.append(record) }
             }
+            if records.count < 2 { throw ReviewError("\(runs.joined(separator: " and ")) name the same run; compare needs two different runs") }
         }
         let comparison = Comparison(records)
         if let html {

@@ -78,7 +78,7 @@ public enum BatchReport {
 
     public static func checkText(_ r: RunRecord) -> String { r.check.map { $0.passed ? "passed" : "failed" } ?? "—" }
     public static func cost(_ value: Double?) -> String { value.map { String(format: "$%.4f", $0) } ?? "—" }
-    static func clip(_ s: String, _ n: Int) -> String { s.count <= n ? s : String(s.prefix(n - 1)) + "…" }
+    static func clip(_ s: String, _ n: Int) -> String { Escaping.clip(s, n) }
     public static func shortID(_ id: String) -> String { String((id.split(separator: "-").last ?? Substring(id)).suffix(4)) }
 
     static func wallTime(_ b: BatchRecord) -> String {
@@ -107,55 +107,11 @@ public enum BatchReport {
         ]
     }
 
-    // MARK: Escaping
+    // MARK: Escaping (shared with the session log: see `Escaping`)
 
-    /// Control characters (C0, DEL, C1) and invisible bidi/zero-width marks as `\xNN` /
-    /// `\u{NNNN}` text, so a record cannot drive the terminal or reorder what is shown.
-    /// `keepLines` keeps newline and tab, for preformatted blocks.
-    static func visible(_ s: String, keepLines: Bool = false) -> String {
-        var out = String.UnicodeScalarView()
-        for u in s.unicodeScalars {
-            switch u.value {
-            case 0x0A where keepLines, 0x09 where keepLines: out.append(u)
-            case 0x0A: out.append(contentsOf: #"\n"#.unicodeScalars)
-            case 0x09: out.append(contentsOf: #"\t"#.unicodeScalars)
-            case 0x0D: out.append(contentsOf: #"\r"#.unicodeScalars)
-            case 0x00...0x1F, 0x7F...0x9F: out.append(contentsOf: String(format: #"\x%02x"#, u.value).unicodeScalars)
-            case 0x200B, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069, 0x2028, 0x2029, 0xFEFF:
-                out.append(contentsOf: String(format: #"\u{%04x}"#, u.value).unicodeScalars)
-            default: out.append(u)
-            }
-        }
-        return String(out)
-    }
-
-    /// Inline markdown: punctuation that starts emphasis, code, links, HTML, entities or
-    /// table cells is backslash-escaped, and lines are joined with `<br>`.
-    static func md(_ s: String) -> String {
-        s.split(separator: "\n", omittingEmptySubsequences: false).map { line in
-            var out = ""
-            for ch in visible(String(line)) {
-                if "\\`*_[]<>|~&!#".contains(ch) { out.append("\\") }
-                out.append(ch)
-            }
-            return out
-        }.joined(separator: "<br>")
-    }
-
-    public static func h(_ s: String, keepLines: Bool = false) -> String {
-        var out = ""
-        for ch in visible(s, keepLines: keepLines).unicodeScalars {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.unicodeScalars.append(ch)
-            }
-        }
-        return out
-    }
+    static func visible(_ s: String, keepLines: Bool = false) -> String { Escaping.visible(s, keepLines: keepLines) }
+    static func md(_ s: String) -> String { Escaping.markdown(s) }
+    static func h(_ s: String, keepLines: Bool = false) -> String { Escaping.html(s, keepLines: keepLines) }
 
     // MARK: Markdown
 

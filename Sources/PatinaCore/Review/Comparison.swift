@@ -61,7 +61,7 @@ public struct Comparison: Sendable {
 
     /// A self-contained page (no scripts, no URLs): the table and the file matrix.
     public func html(title: String) -> String {
-        let h = { (s: String) in BatchReport.h(s) }
+        let h = { (s: String) in Escaping.html(s) }
         let head = Self.columns.map { "<th>\(h($0))</th>" }.joined()
         let body = rows.map { row in "<tr>" + cells(row).map { "<td>\(h($0))</td>" }.joined() + "</tr>" }.joined(separator: "\n")
         let runHeads = rows.map { "<th title=\"\(h($0.id))\">\(h(BatchReport.shortID($0.id)))</th>" }.joined()

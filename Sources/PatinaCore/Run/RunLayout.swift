@@ -11,8 +11,10 @@ public struct RunLayout: Sendable {
     public var record: URL { runDirectory.appendingPathComponent("run.json") }
     public var stepLog: URL { runDirectory.appendingPathComponent("steps.log") }
     public var sessionLog: URL { runDirectory.appendingPathComponent("session.jsonl") }
-    /// The session log people read, rendered at collection.
+    /// The human-readable session log, rendered from the others by `SessionMarkdown`.
     public var sessionMarkdown: URL { runDirectory.appendingPathComponent("session.md") }
+    /// What the sandbox resolver logged, and the destinations the firewall rejected.
+    public var resolverLog: URL { runDirectory.appendingPathComponent("resolver.log") }
     public var transcript: URL { runDirectory.appendingPathComponent("transcript.jsonl") }
     public var agentStderr: URL { runDirectory.appendingPathComponent("agent-stderr.log") }
     public var rendered: URL { runDirectory.appendingPathComponent("config") }

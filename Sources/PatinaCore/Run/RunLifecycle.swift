@@ -110,6 +110,13 @@ public final class RunLifecycle: @unchecked Sendable {
         record.durationS = (record.finished!.timeIntervalSince(started) * 1000).rounded() / 1000
         record.steps = steps.steps
         if plan.shell == nil {
+            // The session log people read, from session.jsonl and the record: for every
+            // run that got this far, whatever its outcome.
+            do {
+                try SessionMarkdown.write(record: record, repository: plan.repository, secrets: plan.credentials.secretValues)
+            } catch {
+                progress.warn("could not write session.md: \(error)")
+            }
             try? plan.store.save(record)
         } else {
             // A shell leaves no run behind: its commits are on the branch, the rest goes.

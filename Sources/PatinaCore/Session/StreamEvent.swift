@@ -42,13 +42,36 @@ public enum StreamEvent: Sendable, Equatable {
 
     /// The events of one line and its token usage, from a single JSON parse.
     static func decode(_ line: String) -> (events: [StreamEvent], usage: MessageUsage?) {
+        switch object(line) {
+        case .blank: return ([], nil)
+        case .malformed(let start): return ([.malformed(start)], nil)
+        case .object(let object): return (events(object), usage(object))
+        }
+    }
+
+    /// One line as JSON, parsed once; `events(_:summaryLimit:)` and `timestamp(_:)` read it.
+    enum Line {
+        case blank
+        /// Not a JSON object: its first 200 characters.
+        case malformed(String)
+        case object([String: Any])
+    }
+
+    static func object(_ line: String) -> Line {
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty else { return ([], nil) }
+        guard !trimmed.isEmpty else { return .blank }
         guard let data = trimmed.data(using: .utf8),
               let any = try? JSONSerialization.jsonObject(with: data),
               let object = any as? [String: Any]
-        else { return ([.malformed(String(trimmed.prefix(200)))], nil) }
-        return (events(object), usage(object))
+        else { return .malformed(String(trimmed.prefix(200))) }
+        return .object(object)
+    }
+
+    /// The line's own `timestamp` (ISO 8601, Claude Code puts one on most message lines), if any.
+    static func timestamp(_ object: [String: Any]) -> Date? {
+        guard let text = object["timestamp"] as? String else { return nil }
+        return (try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+            ?? (try? Date(text, strategy: Date.ISO8601FormatStyle()))
     }
 
     static func usage(_ object: [String: Any]) -> MessageUsage? {
@@ -69,7 +92,9 @@ public enum StreamEvent: Sendable, Equatable {
         return tokens
     }
 
-    static func events(_ object: [String: Any]) -> [StreamEvent] {
+    /// `summaryLimit` clips tool summaries to one line of that many characters; `nil` keeps the
+    /// tool's input value exactly as given (for the session log, which redacts before it clips).
+    static func events(_ object: [String: Any], summaryLimit: Int? = 100) -> [StreamEvent] {
         let type = object["type"] as? String ?? "unknown"
         switch type {
         case "system":
@@ -93,7 +118,7 @@ public enum StreamEvent: Sendable, Equatable {
                 case "tool_use":
                     let name = block["name"] as? String ?? "tool"
                     return .toolUse(id: block["id"] as? String, name: name,
-                                    summary: summarize(tool: name, input: block["input"] as? [String: Any] ?? [:]))
+                                    summary: summarize(tool: name, input: block["input"] as? [String: Any] ?? [:], limit: summaryLimit))
                 default:
                     return nil
                 }
@@ -122,11 +147,12 @@ public enum StreamEvent: Sendable, Equatable {
         }
     }
 
-    /// One short line describing a tool call, e.g. `git commit -m "x"` for Bash.
-    static func summarize(tool: String, input: [String: Any]) -> String {
+    /// One short line describing a tool call, e.g. `git commit -m "x"` for Bash; with no
+    /// `limit`, the input value itself (it may span lines).
+    static func summarize(tool: String, input: [String: Any], limit: Int? = 100) -> String {
         let keys = ["command", "file_path", "path", "pattern", "url", "query", "description", "prompt"]
         for key in keys {
-            if let value = input[key] as? String, !value.isEmpty { return oneLine(value) }
+            if let value = input[key] as? String, !value.isEmpty { return limit.map { oneLine(value, limit: $0) } ?? value }
         }
         if let todos = input["todos"] as? [Any] { return "\(todos.count) todos" }
         return ""
