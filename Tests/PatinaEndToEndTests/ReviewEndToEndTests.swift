@@ -332,8 +332,37 @@ struct ReviewEndToEndTests {
         #expect(try repo.git("rev-parse", "patina/\(id)") == branchBefore)
         let dry = try patina.run(["prune", "--dry-run"])
         #expect(dry.stdout.contains("kept run \(id): still running"), "\(dry.stdout)")
+
+        // log --follow prints the activity as it happens and ends with the run.
+        let follow = Process()
+        follow.executableURL = TestEnvironment.patinaBinary
+        follow.arguments = ["log", "--follow", id]
+        follow.currentDirectoryURL = repo.path
+        follow.environment = patina.environment
+        let pipe = Pipe()
+        follow.standardOutput = pipe
+        try follow.run()
+        defer { if follow.isRunning { follow.terminate() } }
+        Thread.sleep(forTimeInterval: 1)
+        #expect(follow.isRunning, "log --follow ended while the run was in flight")
         kill(process.processIdentifier, SIGINT)
         process.waitUntilExit()
         #expect(process.terminationStatus == 130)
+        for _ in 0..<100 where follow.isRunning { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(!follow.isRunning, "log --follow did not end with the run")
+        let followed = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(followed.contains("agent started"), "\(followed)")
+        #expect(followed.contains("Bash: tail -f /dev/null"), "\(followed)")
+        #expect(followed.contains("run \(id) ended: interrupted"), "\(followed)")
+
+        // After the run: runs filters.
+        func ids(_ arguments: [String]) throws -> [String] {
+            let out = try patina.run(["runs", "--json"] + arguments)
+            return (try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+        }
+        #expect(try ids(["--status", "interrupted"]) == [id])
+        #expect(try ids(["--status", "succeeded"]).isEmpty)
+        #expect(try ids(["--since", "1h", "--limit", "1"]) == [id])
+        #expect(try ids(["--since", "2999-01-01"]).isEmpty)
     }
 }
