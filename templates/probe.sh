@@ -31,6 +31,16 @@ elif [[ "$relaxed" != *" personality "* ]]; then
 else
   fail denied-call "both unshare and personality are relaxed: no denied call left to prove the filter with"
 fi
+# Then every call on patina's deny list (this architecture's numbers, relaxed ones left
+# out), each with zero arguments: each must fail with EPERM, the filter's answer. Success
+# or any other error means the call reached the kernel.
+if [ -n "${PATINA_DENIED_SYSCALLS:-}" ]; then
+  leaked=$(perl -e 'for (split / /, $ENV{PATINA_DENIED_SYSCALLS}) { my ($n, $nr) = split /:/; $! = 0; my $r = syscall($nr + 0, 0, 0, 0, 0, 0, 0); print "$n=" . ($r == -1 ? ($! + 0) : "ok") . " " unless $r == -1 && $!{EPERM}; }' 2>&1)
+  count=$(wc -w <<< "$PATINA_DENIED_SYSCALLS")
+  if [ -z "$leaked" ]; then pass denied-calls "all $count refused with EPERM"; else fail denied-calls "reached the kernel: $leaked"; fi
+else
+  fail denied-calls "no deny list given to the probe"
+fi
 if touch /patina-probe 2>/dev/null; then rm -f /patina-probe; fail read-only-root "/ is writable"; else pass read-only-root "/ is read-only"; fi
 if [ -w /workspace ] && [ -w /tmp ] && [ -w "$HOME" ]; then pass writable "/workspace, /tmp, \$HOME"; else fail writable "/workspace, /tmp or \$HOME is not writable"; fi
 [ -S /var/run/docker.sock ] || [ -S /run/docker.sock ] && fail docker-socket "docker socket is mounted" || pass docker-socket "absent"

@@ -120,6 +120,20 @@ struct BadInputTests {
         try expectRejected(output, expected: "claude-settings.json.mustache", repo: repo)
     }
 
+    @Test func allowAllSeccompOverride() throws {
+        // A repository's profile whose default action allows everything, unshare alone still
+        // denied: refused from what libseccomp compiled, naming the calls, before anything exists.
+        let repo = try TemporaryRepository()
+        try repo.write(".patina/templates/seccomp/profile.json.mustache", """
+            {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+             "syscalls": [{"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}], "x": {{{allowedNames}}} }
+            """)
+        let output = try PatinaRunner(repository: repo, baseURL: "http://127.0.0.1:9").run(["yolo", "x"])
+        try expectRejected(output, expected: "the compiled seccomp filter allows", repo: repo)
+        #expect(output.stderr.contains("bpf") && output.stderr.contains("chroot"))
+        #expect(output.status == 2)
+    }
+
     @Test func badConfigFile() throws {
         let repo = try TemporaryRepository()
         try repo.write(".patina/config.json", #"{"allow": "pypi.org"}"#)

@@ -42,6 +42,10 @@ struct SandboxSpecTests {
         #expect(has("--mount", "type=bind,source=\(layout.hostObjectsSnapshot.path),target=/patina/host-objects,readonly"))
         #expect(!args.contains { $0.contains("source=\(plan.repository.objectsDirectory.path)") })
         #expect(has("--mount", "type=bind,source=\(layout.gitFile.path),target=/workspace/.git,readonly"))
+        // Every command the agent runs goes through patina's own limits wrapper.
+        #expect(has("--mount", "type=bind,source=\(layout.commandLimits.path),target=/patina/command-limits.sh,readonly"))
+        #expect(has("--env", "CLAUDE_CODE_SHELL_PREFIX=/patina/command-limits.sh"))
+        #expect(has("--env", "PATINA_COMMAND_PROCS=448"))
         // The host's .git itself (hooks, config, refs) is never mounted.
         let gitDir = repo.path.appendingPathComponent(".git").path
         #expect(!args.contains { $0.contains("source=\(gitDir),") || $0.contains("source=\(gitDir)/hooks") })

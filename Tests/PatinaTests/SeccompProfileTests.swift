@@ -182,3 +182,56 @@ struct SeccompOverrideTests {
         #expect(error?.description == "unknown syscall \"ptarce\" in the seccomp settings of .patina/config.json")
     }
 }
+
+/// What libseccomp compiled, evaluated: the deny list holds whatever the profile says.
+@Suite("Seccomp compiled-filter integrity")
+struct SeccompIntegrityTests {
+    static var denied: [String] { get throws { try SeccompProfile.deniedSyscalls(templates: SeccompTestData.templates()) } }
+
+    @Test func theDefaultProfileDeniesTheWholeListOnEveryArchitecture() throws {
+        let profile = try SeccompTestData.defaultProfile()
+        #expect(try profile.leaks(of: Self.denied).isEmpty)
+        // And the evaluator is not trivially "deny": ordinary calls are allowed.
+        #expect(try profile.leaks(of: ["read", "write", "openat", "execve"]).count >= 4)
+    }
+
+    @Test func anAllowAllOverrideIsRefusedNamingTheCalls() throws {
+        // A repository profile whose default action allows everything, with only unshare
+        // still denied: the rules list looks clean, the compiled filter does not.
+        let template = """
+            {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+             "syscalls": [{"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}], "x": {{{allowedNames}}} }
+            """
+        let dir = try SeccompTestData.overrideDirectory(files: [SeccompProfile.templatePath: template])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        do {
+            _ = try SeccompProfile.agentDefault(templates: SeccompTestData.templates(overrides: dir))
+            Issue.record("an allow-all profile was accepted")
+        } catch let error as SeccompError {
+            guard case .compiledFilterAllows(let leaks) = error else { Issue.record("\(error)"); return }
+            #expect(leaks.contains("ptrace (x86_64)"))
+            #expect(leaks.contains("io_uring_setup (x86)"))
+            #expect(!leaks.contains { $0.hasPrefix("unshare ") })
+            #expect("\(error)".hasPrefix("the compiled seccomp filter allows "))
+            #expect(!"\(error)".contains("unshare"))
+        }
+    }
+
+    @Test func relaxedCallsAreLeftOutOfTheCheck() throws {
+        let profile = try SeccompTestData.defaultProfile(SeccompOverrides(relaxed: ["ptrace"]))
+        #expect(try profile.leaks(of: ["ptrace"]).contains("ptrace (x86_64)"))
+        #expect(try profile.leaks(of: Self.denied.filter { $0 != "ptrace" }).isEmpty)
+    }
+
+    @Test func evaluatorFollowsTheKernelsRules() throws {
+        // ld [4] (arch); jeq #0xc000003e, 0, 3; ld [0] (nr); jeq #101, 0, 1; ret ERRNO(1); ret ALLOW; ret KILL
+        func op(_ code: UInt16, _ jt: UInt8, _ jf: UInt8, _ k: UInt32) -> [UInt8] {
+            [UInt8(code & 0xFF), UInt8(code >> 8), jt, jf, UInt8(k & 0xFF), UInt8(k >> 8 & 0xFF), UInt8(k >> 16 & 0xFF), UInt8(k >> 24)]
+        }
+        let program = op(0x20, 0, 0, 4) + op(0x15, 0, 4, 0xC000_003E) + op(0x20, 0, 0, 0) + op(0x15, 0, 1, 101)
+            + op(0x06, 0, 0, 0x0005_0001) + op(0x06, 0, 0, 0x7FFF_0000) + op(0x06, 0, 0, 0x8000_0000)
+        #expect(try SeccompEvaluator.evaluate(program, .init(nr: 101, arch: 0xC000_003E)) == .errno(1))
+        #expect(try SeccompEvaluator.evaluate(program, .init(nr: 0, arch: 0xC000_003E)) == .allow)
+        #expect(try SeccompEvaluator.evaluate(program, .init(nr: 101, arch: 0x4000_0003)) == .kill)
+    }
+}

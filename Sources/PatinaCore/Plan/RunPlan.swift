@@ -94,6 +94,10 @@ public struct ResourceLimits: Sendable, Equatable {
     public var cpus = "2"
     public var pids = 512
     public var tmp = "1g"
+
+    /// The agent's commands may hold this many of the container's processes; the rest
+    /// is Claude Code's, so a fork flood fails the command, not the agent.
+    public var commandProcesses: Int { pids - max(32, pids / 8) }
 }
 
 public enum Planner {
@@ -199,7 +203,7 @@ public enum Planner {
         guard let cpus = Double(limits.cpus), cpus > 0 else {
             throw PlanError("invalid cpus limit \"\(limits.cpus)\": use a positive number like 2 or 1.5")
         }
-        guard limits.pids >= 16 else { throw PlanError("invalid pids limit \(limits.pids): use at least 16") }
+        guard limits.pids >= 64 else { throw PlanError("invalid pids limit \(limits.pids): use at least 64 (the agent's commands get all but 32 of them)") }
         guard limits.tmp.lowercased().range(of: size, options: .regularExpression) != nil else {
             throw PlanError("invalid tmp size \"\(limits.tmp)\": use e.g. 1g or 256m")
         }

@@ -22,12 +22,16 @@ public enum AgentSandbox {
             Mount(source: layout.privateGit.path, target: RunLayout.containerGit, readOnly: false),
             Mount(source: layout.hostObjectsSnapshot.path, target: RunLayout.containerHostObjects, readOnly: true),
             Mount(source: layout.home.path, target: RunLayout.containerHome, readOnly: false),
+            Mount(source: layout.commandLimits.path, target: RunLayout.containerCommandLimits, readOnly: true),
         ]
         spec.environment = [
             "HOME": RunLayout.containerHome,
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
             "PATINA_RUN_ID": plan.id,
+            // Every command the agent runs gets lower limits than Claude Code itself.
+            "CLAUDE_CODE_SHELL_PREFIX": RunLayout.containerCommandLimits,
+            "PATINA_COMMAND_PROCS": String(plan.limits.commandProcesses),
         ]
         if let retries = plan.claudeMaxRetries { spec.environment["CLAUDE_CODE_MAX_RETRIES"] = String(retries) }
         spec.passEnvironment = plan.credentials.present

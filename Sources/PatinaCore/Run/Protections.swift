@@ -43,6 +43,7 @@ final class Protections: @unchecked Sendable {
         seccompJSON = profile.dockerJSON()
         seccompRelaxed = profile.relaxations
         _ = try probeTemplates.read("templates/probe.sh")
+        _ = try probeTemplates.read("templates/command-limits.sh")
 
         guard plan.firewallEnabled else { return }
         var entries = try Preset.defaults(templates: plan.templates)
@@ -79,6 +80,8 @@ final class Protections: @unchecked Sendable {
     func writeRendered() throws {
         try Data(seccompJSON.utf8).write(to: layout.seccompProfile)
         try Data(try probeTemplates.read("templates/probe.sh").utf8).write(to: layout.probeScript)
+        try Data(try probeTemplates.read("templates/command-limits.sh").utf8).write(to: layout.commandLimits)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: layout.commandLimits.path)
         if let seccompReport {
             try Data("\(seccompReport)\n".utf8).write(to: layout.rendered.appendingPathComponent("seccomp-bpf.txt"))
         }
@@ -140,6 +143,8 @@ final class Protections: @unchecked Sendable {
         probe.passEnvironment = []
         probe.environment["PATINA_EXPECTED_CAPBND"] = Capabilities.mask(plan.capAdd)
         probe.environment["PATINA_SECCOMP_RELAXED"] = seccompRelaxed.joined(separator: " ")
+        let denied = try SeccompProfile.deniedSyscalls(templates: probeTemplates).filter { !seccompRelaxed.contains($0) }
+        probe.environment["PATINA_DENIED_SYSCALLS"] = try SeccompProfile.nativeNumbers(of: denied).joined(separator: " ")
         probe.command = ["bash", RunLayout.containerProbe]
         let result = try await engine.runToCompletion(probe)
         if result.exitCode == 125 {

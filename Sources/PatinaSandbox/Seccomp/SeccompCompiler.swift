@@ -46,6 +46,40 @@ extension SeccompProfile {
         return SeccompCompileReport(sets: reports)
     }
 
+    /// The names of `denied` that the compiled filter lets through on some target
+    /// architecture ("name (arch)"), whatever the profile's default action and rules
+    /// say: each architecture set is compiled with libseccomp and its BPF evaluated for
+    /// every name, with no arguments and with every argument bit set.
+    public func leaks(of denied: [String], capabilities: Set<String> = []) throws -> [String] {
+        var leaks: [String] = []
+        for set in try architectureSets() {
+            let (filter, _) = try build(set, capabilities: capabilities)
+            let program = try filter.exportBPF()
+            for arch in set {
+                // x32 calls reach the filter as x86_64 calls with the x32 bit in their number.
+                let auditArch = arch.description == "x32" ? try SeccompArchitecture("x86_64").token : arch.token
+                for name in denied {
+                    guard let nr = arch.number(of: name), nr >= 0 else { continue }
+                    for args in [[UInt64](repeating: 0, count: 6), [UInt64](repeating: .max, count: 6)] {
+                        let action = try SeccompEvaluator.evaluate(program, .init(nr: UInt32(nr), arch: auditArch, args: args))
+                        if !action.denies {
+                            leaks.append("\(name) (\(arch))")
+                            break
+                        }
+                    }
+                }
+            }
+        }
+        return leaks
+    }
+
+    /// `name:number` for each name that exists on this machine's architecture, for the
+    /// probe that calls them inside the sandbox.
+    public static func nativeNumbers(of names: [String]) throws -> [String] {
+        let native = try SeccompArchitecture.native()
+        return names.compactMap { name in native.number(of: name).flatMap { $0 >= 0 ? "\(name):\($0)" : nil } }
+    }
+
     /// Compiles the set holding this machine's architecture and loads it into the
     /// calling process, all threads included. Irreversible: meant for a probe child.
     /// Returns the loaded set's architectures and instruction count.

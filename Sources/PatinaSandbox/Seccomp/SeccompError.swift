@@ -14,6 +14,8 @@ public enum SeccompError: Error, CustomStringConvertible, Equatable, Sendable {
     case invalidArgument(syscall: String, reason: String)
     /// An allow rule names a syscall patina denies, without the repository relaxing it.
     case allowsDenied(syscall: String)
+    /// The compiled filter lets through names patina denies ("name (arch)").
+    case compiledFilterAllows([String])
     /// A relaxation for a syscall the profile already allows with any arguments.
     case notDenied(syscall: String)
     case conflictingOverride(syscall: String)
@@ -43,6 +45,14 @@ public enum SeccompError: Error, CustomStringConvertible, Equatable, Sendable {
             return "invalid seccomp rule for \"\(syscall)\": \(reason)"
         case .allowsDenied(let syscall):
             return "the seccomp profile allows \"\(syscall)\", which patina denies; relax it in .patina/config.json instead (\"seccomp\": {\"relax\": [\"\(syscall)\"]})"
+        case .compiledFilterAllows(let leaks):
+            var unique: [String] = []
+            for leak in leaks {
+                let name = String(leak.split(separator: " ").first ?? "")
+                if !unique.contains(name) { unique.append(name) }
+            }
+            let names = unique.prefix(10).joined(separator: ", ") + (unique.count > 10 ? " and \(unique.count - 10) more" : "")
+            return "the compiled seccomp filter allows \(names), which patina denies; fix the profile override, or relax a call in .patina/config.json (\"seccomp\": {\"relax\": [...]})"
         case .notDenied(let syscall):
             return "cannot relax \"\(syscall)\": the seccomp profile already allows it"
         case .conflictingOverride(let syscall):

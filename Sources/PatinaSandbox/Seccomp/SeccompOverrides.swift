@@ -43,6 +43,10 @@ extension SeccompProfile {
             throw SeccompError.allowsDenied(syscall: name)
         }
         try profile.apply(overrides, denied: Set(denied))
+        // The rules are not the whole story (a default action, a broad rule elsewhere):
+        // what libseccomp compiles must deny every name on the list that is not relaxed.
+        let leaks = try profile.leaks(of: denied.filter { !overrides.relaxed.contains($0) })
+        if !leaks.isEmpty { throw SeccompError.compiledFilterAllows(leaks) }
         return profile
     }
 
