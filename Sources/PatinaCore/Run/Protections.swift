@@ -68,11 +68,18 @@ final class Protections: @unchecked Sendable {
         try Netguard.dockerfile(templates: plan.templates, baseImage: plan.baseImage)
     }
 
+    /// The host's resolvers (PATINA_RESOLV_CONF / PATINA_RESOLVED_CONF name other files, for tests).
+    private var hostDNS: (servers: [String], looked: [String]) {
+        let env = ProcessInfo.processInfo.environment
+        return FirewallPlan.hostUpstreamServers(
+            resolvConf: URL(fileURLWithPath: env["PATINA_RESOLV_CONF"] ?? "/etc/resolv.conf"),
+            resolvedConf: URL(fileURLWithPath: env["PATINA_RESOLVED_CONF"] ?? "/run/systemd/resolve/resolv.conf"))
+    }
+
     private func makeFirewallPlan(gateway: String?, selfTest: SelfTestTargets) throws -> FirewallPlan {
         try FirewallPlan(
             entries: allowEntries, agentEndpoints: agentEndpoints,
-            upstreamDNS: plan.config.dns
-                ?? FirewallPlan.upstreamServers(resolvConf: (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""),
+            upstreamDNS: plan.config.dns ?? hostDNS.servers, upstreamSources: plan.config.dns == nil ? hostDNS.looked : [],
             hostAddresses: HostNetwork.addresses(), gateway: gateway, selfTest: selfTest)
     }
 

@@ -8,7 +8,8 @@ public enum FirewallError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A setting of the plan itself (resolver, host address, gateway) that is unusable.
     case invalidSetting(name: String, value: String, reason: String)
     /// The sandbox would need a resolver but has none.
-    case noUpstreamDNS(names: [String])
+    /// `looked`: the files the host's servers were looked for in.
+    case noUpstreamDNS(names: [String], looked: [String])
 
     public var description: String {
         switch self {
@@ -19,9 +20,10 @@ public enum FirewallError: Error, CustomStringConvertible, Equatable, Sendable {
             return "unknown firewall preset \"\(name)\" (\(list))"
         case .invalidSetting(let name, let value, let reason):
             return "invalid firewall \(name) \"\(value)\": \(reason)"
-        case .noUpstreamDNS(let names):
+        case .noUpstreamDNS(let names, let looked):
             let shown = names.prefix(3).joined(separator: ", ") + (names.count > 3 ? ", …" : "")
-            return "the allow-list names hosts (\(shown)) but no upstream DNS server is configured for the sandbox resolver"
+            let whereLooked = looked.isEmpty ? "" : " (none a container can reach in \(looked.joined(separator: " or ")))"
+            return "the allow-list names hosts (\(shown)) but the sandbox resolver has no upstream DNS server\(whereLooked); set \"dns\": [\"IP\"] in .patina/config.json"
         }
     }
 }

@@ -40,6 +40,7 @@ public struct FirewallPlan: Sendable {
         entries: [AllowEntry],
         agentEndpoints: [AllowEntry],
         upstreamDNS: [String],
+        upstreamSources: [String] = [],
         hostAddresses: [String],
         gateway: String?,
         selfTest: SelfTestTargets = SelfTestTargets()
@@ -52,7 +53,7 @@ public struct FirewallPlan: Sendable {
         self.selfTest = selfTest
         let names = allEntries.filter(\.isNamed)
         if !names.isEmpty, self.upstreamDNS.isEmpty {
-            throw FirewallError.noUpstreamDNS(names: names.map(\.description))
+            throw FirewallError.noUpstreamDNS(names: names.map(\.description), looked: upstreamSources)
         }
     }
 
@@ -66,6 +67,21 @@ public struct FirewallPlan: Sendable {
             files[name] = try templates.render(template, context)
         }
         return RenderedFirewall(files: files)
+    }
+
+    /// The host's DNS servers a container can reach, and the file they came from:
+    /// `resolvConf`'s, or, when it lists only loopback servers (systemd-resolved's stub
+    /// 127.0.0.53, the default on Ubuntu desktops), systemd-resolved's own list of
+    /// upstreams in `resolvedConf`, as Docker does.
+    public static func hostUpstreamServers(
+        resolvConf: URL = URL(fileURLWithPath: "/etc/resolv.conf"),
+        resolvedConf: URL = URL(fileURLWithPath: "/run/systemd/resolve/resolv.conf")
+    ) -> (servers: [String], looked: [String]) {
+        let text = (try? String(contentsOf: resolvConf, encoding: .utf8)) ?? ""
+        let servers = upstreamServers(resolvConf: text)
+        if !servers.isEmpty { return (servers, [resolvConf.path]) }
+        let resolved = upstreamServers(resolvConf: (try? String(contentsOf: resolvedConf, encoding: .utf8)) ?? "")
+        return (resolved, [resolvConf.path, resolvedConf.path])
     }
 
     /// The nameservers of a resolv.conf that a container can reach (loopback ones,
