@@ -104,3 +104,22 @@ import Testing
         #expect { try Capabilities.validate(["SYS_ADMIN"]) } throws: { "\($0)".contains("refused") }
     }
 }
+
+@Suite struct ImageReferenceTests {
+    @Test(arguments: [
+        "debian:bookworm-slim", "patina-test/bookworm:minbase", "registry.example:5000/team/image:tag",
+        "localhost:5000/x", "a/b/c:1.0", "my_image__x", "ghcr.io/org/img-name:v1.2.3-rc_1",
+        "ubuntu@sha256:" + String(repeating: "ab", count: 32), "debian:12@sha256:" + String(repeating: "0", count: 64),
+    ])
+    func accepted(_ image: String) throws {
+        try Planner.validateImageReference(image)
+    }
+
+    @Test(arguments: [
+        "Not An Image!", "debian:bookworm\nRUN curl http://x | sh", "reg.io:5000/x\nRUN x", "debian bookworm",
+        "upper/CASE", "-lead", "x:", "x:tag with space", "", "x::y", "x@sha256:short", "a//b", "x:\u{1B}[31m",
+    ])
+    func refused(_ image: String) {
+        #expect(throws: PlanError.self) { try Planner.validateImageReference(image) }
+    }
+}

@@ -209,11 +209,23 @@ public enum Planner {
         }
     }
 
+    /// Docker's image reference grammar (distribution/reference): an optional registry
+    /// host[:port], lower-case path components, an optional tag and digest. Nothing else
+    /// (no whitespace, no newline) can reach the Dockerfile's FROM line.
+    static let imageReference: NSRegularExpression = {
+        let domainComponent = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+        let domain = "\(domainComponent)(?:\\.\(domainComponent))*(?::[0-9]+)?"
+        let pathComponent = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+        let name = "(?:\(domain)/)?\(pathComponent)(?:/\(pathComponent))*"
+        let tag = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+        let digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+        return try! NSRegularExpression(pattern: "\\A\(name)(?::\(tag))?(?:@\(digest))?\\z")
+    }()
+
     static func validateImageReference(_ image: String) throws {
-        let pattern = #"^[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_.-]{1,128})?(@sha256:[a-f0-9]{64})?$"#
-        let nameOnly = image.split(separator: "/").count > 1 && image.contains(".") && image.contains(":") // registry:port/name
-        guard image.range(of: pattern, options: .regularExpression) != nil || nameOnly else {
-            throw PlanError("invalid --base-image \"\(image)\": expected an image reference like debian:bookworm-slim")
+        let range = NSRange(image.startIndex..., in: image)
+        guard image.utf8.count <= 255, imageReference.firstMatch(in: image, range: range) != nil else {
+            throw PlanError("invalid --base-image \"\(Escaping.visible(image))\": expected an image reference like debian:bookworm-slim or registry.example:5000/team/image:tag")
         }
     }
 }
