@@ -84,7 +84,7 @@ struct BatchResumeCommand: AsyncParsableCommand {
         var record = try store.resolve(batch)
         let indices = record.unfinishedItems(includingFailed: failed)
         guard !indices.isEmpty else {
-            print("batch \(record.id): every run finished; nothing to resume" + (failed ? "" : " (--failed runs failed ones again)"))
+            say("batch \(record.id): every run finished; nothing to resume" + (failed ? "" : " (--failed runs failed ones again)"))
             return
         }
         let engine = DockerEngine()
@@ -120,11 +120,11 @@ struct BatchShowCommand: AsyncParsableCommand {
         let store = BatchStore(runs: try RunStore.forCurrentRepository())
         let record = try store.resolve(batch)
         if json {
-            print(record.json())
+            printJSON(record.json())
             return
         }
-        print("batch \(record.id)  \(record.status.rawValue)  jobs \(record.jobs)" + (record.inputs.file.map { "  file \($0)" } ?? ""))
-        print(Terminal.inert(BatchReport.table(record)))
-        print("report: \(store.batchDirectory(record.id).appendingPathComponent("report.html").path)")
+        say("batch \(record.id)  \(record.status.rawValue)  jobs \(record.jobs)" + (record.inputs.file.map { "  file \($0)" } ?? ""))
+        say(Terminal.inert(BatchReport.table(record)))
+        say("report: \(store.batchDirectory(record.id).appendingPathComponent("report.html").path)")
     }
 }

@@ -34,10 +34,10 @@ enum BatchSession {
         renderer.finish()
         BatchLauncher.writeReports(record, store: store)
         if json {
-            print(record.json())
+            printJSON(record.json())
         } else if !quiet {
-            print(Terminal.inert(BatchReport.table(record)))
-            print("report: \(store.batchDirectory(record.id).appendingPathComponent("report.html").path)")
+            say(Terminal.inert(BatchReport.table(record)))
+            say("report: \(store.batchDirectory(record.id).appendingPathComponent("report.html").path)")
         }
         switch record.status {
         case .interrupted: throw ExitCode(130)

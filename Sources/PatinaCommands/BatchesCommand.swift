@@ -15,18 +15,18 @@ struct BatchesCommand: AsyncParsableCommand {
     func run() async throws {
         let batches = BatchStore(runs: try RunStore.forCurrentRepository()).list()
         if json {
-            print(String(decoding: try RunRecord.encoder.encode(batches), as: UTF8.self))
+            printJSON(String(decoding: try RunRecord.encoder.encode(batches), as: UTF8.self))
             return
         }
         guard !batches.isEmpty else {
-            print("no batches yet in this repository; start one with: patina batch FILE")
+            say("no batches yet in this repository; start one with: patina batch FILE")
             return
         }
-        print("STATUS       BATCH                                            RUNS  PASSED  COST      TIME")
+        say("STATUS       BATCH                                            RUNS  PASSED  COST      TIME")
         for b in batches {
             let passed = b.runs.filter { $0.status == .succeeded && $0.check?.passed != false }.count
             let cost = b.runs.compactMap(\.costUSD).reduce(0, +)
-            print([
+            say([
                 b.status.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0),
                 b.id.padding(toLength: 48, withPad: " ", startingAt: 0),
                 "\(b.runs.count)/\(b.inputs.items.count)".padding(toLength: 5, withPad: " ", startingAt: 0),

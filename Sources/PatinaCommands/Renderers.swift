@@ -6,17 +6,7 @@ import PatinaCore
 /// title changes, hyperlinks or clipboard writes from what the agent wrote).
 enum Terminal {
     static func inert(_ text: String) -> String {
-        var out = ""
-        out.unicodeScalars.reserveCapacity(text.unicodeScalars.count)
-        for scalar in text.unicodeScalars {
-            switch scalar.value {
-            case 0x0A, 0x09: out.unicodeScalars.append(scalar)
-            case 0x00...0x1F, 0x7F...0x9F:
-                out += String(format: "\\x%02x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
+        Escaping.visible(text, keepLines: true)
     }
 
     /// One line: newlines too are made visible.

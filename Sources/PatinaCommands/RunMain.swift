@@ -38,7 +38,7 @@ extension Patina {
             for prefix in ["Error: ", "error: "] where message.hasPrefix(prefix) { message.removeFirst(prefix.count) }
             let line = message.split(separator: "\n").first.map(String.init) ?? "failed"
             let hint = hintUsage && !line.contains("patina") ? " (see `patina help`)" : ""
-            try? FileHandle.standardError.write(contentsOf: Data("error: \(line)\(hint)\n".utf8))
+            try? FileHandle.standardError.write(contentsOf: Data("error: \(Terminal.line(line))\(hint)\n".utf8))
             Glibc.exit(code.rawValue)
         }
     }

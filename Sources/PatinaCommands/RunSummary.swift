@@ -21,8 +21,12 @@ enum RunSummary {
         if !r.firewall { lines.append("  firewall:  OFF (--no-firewall)") }
         if !r.seccompRelaxed.isEmpty { lines.append("  seccomp:   relaxed for \(r.seccompRelaxed.joined(separator: ", "))") }
         lines.append("  files:     \(r.filesChanged.count) changed, +\(r.additions) -\(r.deletions)" + (r.leftoversCommitted ? " (uncommitted changes were committed by patina)" : ""))
+        let sensitive = Set(r.sensitiveChanges ?? [])
         for f in r.filesChanged {
-            lines.append("    \(f.status.prefix(1).uppercased()) \(f.path)  +\(f.additions) -\(f.deletions)")
+            lines.append("  \(sensitive.contains(f.path) ? "!" : " ") \(f.status.prefix(1).uppercased()) \(f.path)  +\(f.additions) -\(f.deletions)")
+        }
+        if !sensitive.isEmpty {
+            lines.append("  ! \(sensitive.count) of them affect later sandboxes or your machine (sandbox, CI, hooks, build files): review with `patina diff \(r.id)`")
         }
         lines.append("  logs:      \(r.runDir)")
         return lines.joined(separator: "\n")

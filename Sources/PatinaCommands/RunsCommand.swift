@@ -74,12 +74,12 @@ struct RunsCommand: AsyncParsableCommand {
             return
         }
         guard !listed.isEmpty else {
-            print(status.isEmpty && batch == nil && since == nil
+            say(status.isEmpty && batch == nil && since == nil
                   ? "no runs yet in this repository; start one with: patina yolo \"TASK\""
                   : "no runs match")
             return
         }
-        print("STATUS     RUN                                              TIME     COST      BRANCH     CHANGES")
-        for item in listed { print(RunSummary.row(item.record, branch: item.branchState)) }
+        say("STATUS     RUN                                              TIME     COST      BRANCH     CHANGES")
+        for item in listed { say(RunSummary.row(item.record, branch: item.branchState)) }
     }
 }

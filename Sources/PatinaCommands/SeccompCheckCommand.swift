@@ -31,9 +31,9 @@ struct SeccompCheckCommand: AsyncParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            printJSON(String(decoding: try encoder.encode(result), as: UTF8.self))
         } else {
-            print(Self.table(result))
+            say(Self.table(result))
         }
         if !result.passed { throw ExitCode(1) }
     }
@@ -76,7 +76,7 @@ struct SeccompProbeCommand: ParsableCommand {
         let report = try SeccompProbe.run(profile: try SeccompProfile.load(contentsOf: URL(fileURLWithPath: profile)))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        printJSON(String(decoding: try encoder.encode(report), as: UTF8.self))
         if !report.passed { throw ExitCode(1) }
     }
 }

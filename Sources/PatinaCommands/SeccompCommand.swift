@@ -32,6 +32,6 @@ struct SeccompShowCommand: ParsableCommand {
     )
 
     func run() throws {
-        print(try SeccompCommand.profile(at: nil).profile.dockerJSON(), terminator: "")
+        printJSON(try SeccompCommand.profile(at: nil).profile.dockerJSON(), terminator: "")
     }
 }

@@ -18,18 +18,18 @@ struct ShowCommand: AsyncParsableCommand {
     func run() async throws {
         let record = try RunStore.forCurrentRepository().resolve(run)
         if json {
-            print(record.json())
+            printJSON(record.json())
             return
         }
-        print(RunSummary.text(record))
+        say(RunSummary.text(record))
         let layout = RunLayout(runDirectory: URL(fileURLWithPath: record.runDir))
         for (title, url) in [("firewall", layout.firewallReport), ("probes", layout.probeReport)] {
             if let text = try? String(contentsOf: url, encoding: .utf8) {
-                print("  \(title):")
-                for line in ProtectionReport.summary(text) { print("    \(line)") }
+                say("  \(title):")
+                for line in ProtectionReport.summary(text) { say("    \(line)") }
             }
         }
         let steps = record.steps.map { String(format: "%@ %.2fs", $0.name, $0.seconds) }.joined(separator: ", ")
-        if !steps.isEmpty { print("  steps:     \(steps)") }
+        if !steps.isEmpty { say("  steps:     \(steps)") }
     }
 }

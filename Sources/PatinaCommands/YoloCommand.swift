@@ -70,9 +70,9 @@ enum SingleRun {
             throw PlanError(record.reason ?? "the run could not start")
         }
         if json {
-            print(record.json())
+            printJSON(record.json())
         } else if !quiet {
-            print(Terminal.inert(RunSummary.text(record)))
+            say(Terminal.inert(RunSummary.text(record)))
         }
         if record.status == .interrupted { throw ExitCode(130) }
         if record.status != .succeeded || record.check?.passed == false { throw ExitCode(record.status == .error ? 2 : 1) }

@@ -47,6 +47,8 @@ struct ReviewEndToEndTests {
         let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
         let run = try FinishedRun(patina.yolo("add notes\nsecond line of the task"))
         #expect(run.status == "succeeded", "stderr: \(run.output.stderr)")
+        #expect(run.record["sensitive_changes"] as? [String] == [".github/workflows/ci.yml"])
+        #expect(run.output.stderr.contains("warning: the run changed files that affect later sandboxes"), "\(run.output.stderr)")
 
         // session.md: the project's session-log shape, one entry per tool call.
         let markdown = try #require(run.file("session.md"))
@@ -364,5 +366,35 @@ struct ReviewEndToEndTests {
         #expect(try ids(["--status", "succeeded"]).isEmpty)
         #expect(try ids(["--since", "1h", "--limit", "1"]) == [id])
         #expect(try ids(["--since", "2999-01-01"]).isEmpty)
+    }
+
+    @Test func escapeSequencesFromTheAgentArePrintedInert() throws {
+        let repo = try TemporaryRepository()
+        let nasty = "\u{1B}]0;pwned\u{07}\u{1B}[2J\u{1B}]52;c;cGF3bmVk\u{07}\u{9B}31m"
+        let model = try FakeModel(script: [
+            .bash(#"f=$(printf 'evil\033]0;title\007\033[31m.txt'); echo x > "$f" && git add -A && git commit -qm "$(printf 'subject \033[2J')" && printf 'done \033]8;;http://x\033\\link\n'"#),
+            .text("Finished \(nasty) here."),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let run = try FinishedRun(patina.yolo("write an odd file"))
+        #expect(run.status == "succeeded", "\(run.output.stderr)")
+        #expect(run.files.count == 1)
+        func expectInert(_ output: ProcessRunner.Output, _ what: String) {
+            for (name, text) in [("stdout", output.stdout), ("stderr", output.stderr)] {
+                let bad = text.unicodeScalars.filter { [0x1B, 0x07, 0x9B, 0x9D].contains($0.value) }
+                #expect(bad.isEmpty, "\(what) \(name) holds raw control characters: \(text.debugDescription)")
+            }
+        }
+        expectInert(run.output, "yolo --json")
+        let plain = try patina.run(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path,
+                                    "--base-image", TestEnvironment.baseImage, "write an odd file again"])
+        expectInert(plain, "yolo")
+        #expect(plain.stderr.contains("\\x1b"), "\(plain.stderr)")
+        for arguments in [["show", run.id], ["runs"], ["diff", run.id], ["diff", "--stat", run.id], ["log", run.id],
+                          ["log", "--raw", run.id], ["compare", run.id, "latest"]] {
+            let output = try patina.run(arguments)
+            #expect(output.status == 0, "\(arguments): \(output.stderr)")
+            expectInert(output, arguments.joined(separator: " "))
+        }
     }
 }

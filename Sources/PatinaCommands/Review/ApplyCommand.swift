@@ -32,10 +32,10 @@ struct ApplyCommand: AsyncParsableCommand {
             try Output.json(["run": [take.record.id], "paths": paths])
             return
         }
-        print("applied run \(take.record.id) to the working tree\(staged ? " and the index" : ""): \(paths.count) file\(paths.count == 1 ? "" : "s")")
-        for path in paths { print("  \(Terminal.line(path))") }
+        say("applied run \(take.record.id) to the working tree\(staged ? " and the index" : ""): \(paths.count) file\(paths.count == 1 ? "" : "s")")
+        for path in paths { say("  \(Terminal.line(path))") }
         if !take.marked.isEmpty {
-            print("note: it changes files that affect later sandboxes or your machine: " + take.marked.map(\.path).joined(separator: ", "))
+            say("note: it changes files that affect later sandboxes or your machine: " + take.marked.map(\.path).joined(separator: ", "))
         }
     }
 }

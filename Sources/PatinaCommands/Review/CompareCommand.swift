@@ -57,19 +57,19 @@ struct CompareCommand: AsyncParsableCommand {
             return
         }
         let widths = [34, 11, 7, 6, 7, 7, 6, 9, 9]
-        print(zip(Comparison.columns, widths).map { Output.column($0.uppercased(), $1) }.joined())
+        say(zip(Comparison.columns, widths).map { Output.column($0.uppercased(), $1) }.joined())
         for row in comparison.rows {
-            print(zip(comparison.cells(row), widths).map { Output.column($0, $1) }.joined())
+            say(zip(comparison.cells(row), widths).map { Output.column($0, $1) }.joined())
         }
         if !comparison.touches.isEmpty {
-            print("")
+            say("")
             let labels = comparison.rows.map { String($0.id.split(separator: "-").last ?? "") }
-            print("FILES TOUCHED".padding(toLength: 40, withPad: " ", startingAt: 0) + labels.map { Output.column($0, 6) }.joined())
+            say("FILES TOUCHED".padding(toLength: 40, withPad: " ", startingAt: 0) + labels.map { Output.column($0, 6) }.joined())
             for touch in comparison.touches {
                 let marks = comparison.rows.map { Output.column(touch.runs.contains($0.id) ? "●" : "·", 6) }.joined()
-                print(Output.column(Terminal.line(touch.path), 40) + marks + (touch.overlap ? "  overlap" : ""))
+                say(Output.column(Terminal.line(touch.path), 40) + marks + (touch.overlap ? "  overlap" : ""))
             }
         }
-        if let html { print("\nwrote \(html)") }
+        if let html { say("\nwrote \(html)") }
     }
 }

@@ -30,8 +30,8 @@ struct DiscardCommand: AsyncParsableCommand {
         }
         for result in results {
             let what = result.removed.isEmpty ? "nothing left to remove" : "removed " + result.removed.joined(separator: ", ")
-            print("discarded \(result.record.id): \(what); its record and logs stay in \(result.record.runDir)")
-            for other in result.alsoMarked { print("  run \(other) worked on the same branch: marked discarded too") }
+            say("discarded \(result.record.id): \(what); its record and logs stay in \(result.record.runDir)")
+            for other in result.alsoMarked { say("  run \(other) worked on the same branch: marked discarded too") }
         }
     }
 }

@@ -57,14 +57,14 @@ struct LogCommand: AsyncParsableCommand {
                 while let newline = pending.firstIndex(of: 0x0A) {
                     let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
                     pending.removeSubrange(pending.startIndex...newline)
-                    if raw { print(Terminal.inert(line)) } else { for text in LiveLine.describe(line) { print(Terminal.line(text)) } }
+                    if raw { say(Terminal.inert(line)) } else { for text in LiveLine.describe(line) { say(Terminal.line(text)) } }
                 }
             }
             if settled { break }
             try await Task.sleep(nanoseconds: 250_000_000)
         }
         let final = (try? review.store.load(record.id)) ?? record
-        if !raw { print("run \(final.id) ended: \(final.status.rawValue)" + (final.reason.map { " (\(Terminal.line($0)))" } ?? "")) }
+        if !raw { say("run \(final.id) ended: \(final.status.rawValue)" + (final.reason.map { " (\(Terminal.line($0)))" } ?? "")) }
     }
 }
 

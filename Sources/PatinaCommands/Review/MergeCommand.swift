@@ -61,10 +61,10 @@ struct MergeCommand: AsyncParsableCommand {
             return
         }
         switch result.kind {
-        case .alreadyMerged: print("\(target) already has everything of run \(take.record.id); nothing changed")
-        case .fastForward: print("fast-forwarded \(target) to \(result.commit.short) (run \(take.record.id))")
-        case .mergeCommit: print("merged run \(take.record.id) into \(target): merge commit \(result.commit.short)")
-        case .squashed: print("squashed run \(take.record.id) into one commit on \(target): \(result.commit.short)")
+        case .alreadyMerged: say("\(target) already has everything of run \(take.record.id); nothing changed")
+        case .fastForward: say("fast-forwarded \(target) to \(result.commit.short) (run \(take.record.id))")
+        case .mergeCommit: say("merged run \(take.record.id) into \(target): merge commit \(result.commit.short)")
+        case .squashed: say("squashed run \(take.record.id) into one commit on \(target): \(result.commit.short)")
         }
     }
 }

@@ -78,13 +78,13 @@ struct PruneCommand: AsyncParsableCommand {
         } else {
             let verb = dryRun ? "would remove" : "removed"
             for item in plan.remove {
-                print("\(verb) run \(item.record.id): \(item.removes.joined(separator: ", "))")
+                say("\(verb) run \(item.record.id): \(item.removes.joined(separator: ", "))")
             }
-            for name in plan.containers { print("\(verb) container \(name)") }
-            for image in plan.images { print("\(verb) image \(image)") }
-            for kept in plan.kept { print("kept run \(kept.id): \(kept.reason)") }
-            if plan.isEmpty && plan.kept.isEmpty { print("nothing to prune") }
-            if !dockerUp { print("note: docker is not answering; containers and images were not looked at") }
+            for name in plan.containers { say("\(verb) container \(name)") }
+            for image in plan.images { say("\(verb) image \(image)") }
+            for kept in plan.kept { say("kept run \(kept.id): \(kept.reason)") }
+            if plan.isEmpty && plan.kept.isEmpty { say("nothing to prune") }
+            if !dockerUp { say("note: docker is not answering; containers and images were not looked at") }
         }
         if !problems.isEmpty {
             for p in problems { Terminal.write("error: \(p)\n") }

@@ -152,6 +152,10 @@ public struct RunRecord: Codable, Sendable {
     public var resumedFrom: String?
     /// When `patina discard` removed the run's branch, worktree and tags.
     public var discarded: Date?
+    /// Changed paths that alter what a later sandbox allows or what runs on the user's
+    /// machine (`SensitivePaths`): `.patina/`, `.devcontainer/`, CI, hooks, git attributes,
+    /// build scripts. Empty when none; absent in older records.
+    public var sensitiveChanges: [String]?
     /// The patina process that ran it, to tell a run in flight from one whose patina died.
     public var pid: Int32?
     /// Runs that never created anything (bad input found late, an image that failed to build):
@@ -178,6 +182,7 @@ public struct RunRecord: Codable, Sendable {
         case seccompRelaxed = "seccomp_relaxed"
         case batch, attempt, name, check, requeues, options, discarded, pid
         case resumedFrom = "resumed_from"
+        case sensitiveChanges = "sensitive_changes"
         case lastMessage = "last_message"
         case apiErrorStatus = "api_error_status"
     }

@@ -1,13 +1,13 @@
 import Foundation
 
-/// Escaping for the reports patina writes (the batch report, the session log). Everything in
+/// Escaping for what patina writes and prints (the terminal, the batch report, the session log). Everything in
 /// them that came from a record or an agent is data: escaped for its format, with control
 /// characters shown as text, so it can neither drive a terminal nor forge the report's structure.
-enum Escaping {
+public enum Escaping {
     /// Control characters (C0, DEL, C1) and invisible bidi/zero-width marks as `\xNN` /
     /// `\u{NNNN}` text, so a record cannot drive the terminal or reorder what is shown.
     /// `keepLines` keeps newline and tab, for preformatted blocks.
-    static func visible(_ s: String, keepLines: Bool = false) -> String {
+    public static func visible(_ s: String, keepLines: Bool = false) -> String {
         var out = String.UnicodeScalarView()
         for u in s.unicodeScalars {
             switch u.value {

@@ -84,6 +84,12 @@ extension RunLifecycle {
                 FileChangeRecord(path: $0.path, additions: $0.additions, deletions: $0.deletions, status: $0.status.rawValue)
             }
             record.commits = try plan.repository.commits(from: plan.baseCommit, to: head).count
+            let sensitive = RunDiff.markedPaths(record)
+            record.sensitiveChanges = sensitive.map(\.path)
+            if !sensitive.isEmpty {
+                progress.warn("the run changed files that affect later sandboxes or your machine: "
+                    + sensitive.map { "\($0.path) (\($0.reason))" }.joined(separator: ", ") + "; review with `patina diff \(plan.id)`")
+            }
         } catch {
             problems.append("could not compute the diffstat: \(error)")
         }
