@@ -65,7 +65,7 @@ let package = Package(
         .target(
             name: "PatinaCommands",
             dependencies: [
-                "PatinaCore",
+                "PatinaCore", "PatinaGit", "PatinaSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

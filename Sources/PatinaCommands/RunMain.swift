@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PatinaCore
+import PatinaGit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +22,9 @@ extension Patina {
         pthread_sigmask(SIG_UNBLOCK, &signals, nil)
         do {
             var command = try parseAsRoot(arguments)
+            if !(command is SeccompCommand || command is SeccompCheckCommand) {
+                await recoverAbandonedRuns()
+            }
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -40,6 +44,18 @@ extension Patina {
             let hint = hintUsage && !line.contains("patina") ? " (see `patina help`)" : ""
             try? FileHandle.standardError.write(contentsOf: Data("error: \(Terminal.line(line))\(hint)\n".utf8))
             Glibc.exit(code.rawValue)
+        }
+    }
+
+    /// Runs of this repository whose patina died are collected before anything else
+    /// (status `interrupted`), so no command ever sees a dead run as running.
+    static func recoverAbandonedRuns() async {
+        guard let repository = try? Repository.discover(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) else { return }
+        let store = RunStore(home: RunStore.home(), repositoryCommonDirectory: repository.commonDirectory)
+        for result in await Recovery.collectAbandoned(repository: repository, store: store) {
+            let line = result.problem.map { "run \(result.record.id) was left running by a patina that is gone; not collected yet: \($0)" }
+                ?? "run \(result.record.id) was left running by a patina that is gone; collected it (interrupted, head \(result.record.headCommit.map { String($0.prefix(8)) } ?? "none"))"
+            Terminal.write("note: \(Terminal.line(line))\n")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaCore
 import PatinaSandbox
 import PatinaTestSupport
 import Testing
@@ -396,5 +397,44 @@ struct ReviewEndToEndTests {
             #expect(output.status == 0, "\(arguments): \(output.stderr)")
             expectInert(output, arguments.joined(separator: " "))
         }
+    }
+
+    @Test func aRunWhosePatinaWasKilledIsCollectedByTheNextCommand() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [
+            .bash("echo saved > saved.txt && git add saved.txt && git commit -qm 'saved before the kill' && echo left > left.txt"),
+            .bash("tail -f /dev/null"),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path,
+                                        "--base-image", TestEnvironment.baseImage, "work then hang"])
+        // Wait for the second tool call (the hang): the first one's commit exists by then.
+        for _ in 0..<600 where model.requests().filter({ $0["kind"] as? String == "main" }).count < 2 {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        #expect(store.list().first?.status == .running, "the killed patina left its run as running")
+        #expect(try !PatinaRunner.leftoverContainers(repository: repo).isEmpty, "the killed patina left its containers")
+
+        // The next command, whatever it is, collects the run first.
+        let listed = try patina.run(["runs", "--json"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        #expect(listed.stderr.contains("was left running by a patina that is gone; collected it"), "\(listed.stderr)")
+        let runs = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        let run = try #require(runs.first)
+        #expect(run["status"] as? String == "interrupted")
+        #expect((run["reason"] as? String ?? "").contains("stopped before it collected the run"))
+        let branch = run["branch"] as? String ?? ""
+        #expect(try repo.git("show", "\(branch):saved.txt") == "saved")
+        #expect(try repo.git("show", "\(branch):left.txt") == "left", "the leftovers were committed too")
+        #expect(try repo.git("rev-parse", "session-\(run["id"] as? String ?? "")-end^{commit}") == run["head_commit"] as? String)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+        let runDir = URL(fileURLWithPath: run["run_dir"] as? String ?? "/nonexistent")
+        #expect(FileManager.default.fileExists(atPath: runDir.appendingPathComponent("session.md").path))
+        // A second command finds nothing more to do.
+        #expect(try !patina.run(["runs"]).stderr.contains("left running"))
     }
 }

@@ -5,10 +5,6 @@ import PatinaSandbox
 /// Step "render": the run's configs (all readable afterwards in config/), the
 /// agent's home and its private git directory.
 extension RunLifecycle {
-    /// What the agent's uid must own during the run when patina runs as root
-    /// (git refuses a gitfile, work tree or git directory owned by someone else).
-    var sandboxOwnedPaths: [URL] { [plan.worktree, layout.privateGit, layout.home, layout.gitFile] }
-
     func render(images: SandboxImages) throws {
         let fm = FileManager.default
         for dir in [layout.rendered, layout.devcontainer.deletingLastPathComponent(), layout.home, layout.sandbox] {

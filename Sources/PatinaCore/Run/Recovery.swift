@@ -1,0 +1,75 @@
+import Foundation
+import PatinaGit
+import PatinaSandbox
+
+/// Runs left `running` by a patina process that is gone (killed with SIGKILL, a crash,
+/// a reboot): every patina command in the repository collects them first, through the
+/// same collection path as a run's own collect step, so `patina runs` never shows a
+/// dead run as running and no container of it is left behind.
+public enum Recovery {
+    public struct Recovered: Sendable {
+        public var record: RunRecord
+        /// Set when the run could not be collected now (it stays `running` for a later try).
+        public var problem: String?
+    }
+
+    /// Collects every abandoned run of `store`. Returns what it did; quick when there is nothing to do.
+    public static func collectAbandoned(
+        repository: Repository, store: RunStore, engine: DockerEngine = DockerEngine(), now: Date = Date()
+    ) async -> [Recovered] {
+        let abandoned = store.list().filter { $0.status == .running && !Review.inFlight($0) }
+        guard !abandoned.isEmpty else { return [] }
+        var results: [Recovered] = []
+        for record in abandoned {
+            results.append(await collect(record, repository: repository, store: store, engine: engine, now: now))
+        }
+        return results
+    }
+
+    static func collect(_ found: RunRecord, repository: Repository, store: RunStore, engine: DockerEngine, now: Date) async -> Recovered {
+        var record = found
+        let layout = RunLayout(runDirectory: URL(fileURLWithPath: record.runDir))
+        // One recovering process per run: another patina command may be at it too.
+        let lock = layout.runDirectory.appendingPathComponent("recovering.lock")
+        let fd = open(lock.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return Recovered(record: record, problem: "another patina command is collecting it") }
+        close(fd)
+        defer { try? FileManager.default.removeItem(at: lock) }
+        // Re-read under the lock: the other process may have finished it.
+        if let fresh = try? store.load(record.id), fresh.status != .running { return Recovered(record: fresh, problem: nil) }
+
+        let left = await RunCollection.removeContainers(engine: engine, runID: record.id, keeping: nil)
+        guard left.isEmpty else {
+            return Recovered(record: record, problem: "its containers could not be removed (\(left.joined(separator: ", "))); it stays for a later patina command")
+        }
+        guard let base = ObjectID(hex: record.baseCommit) else {
+            return Recovered(record: record, problem: "its record has no valid base commit")
+        }
+        let collection = RunCollection(repository: repository, layout: layout, worktree: URL(fileURLWithPath: record.worktree),
+                                       branch: record.branch, base: base, runID: record.id)
+        collection.copyTranscript(into: &record)
+        collection.reclaimOwnership()
+        var reasons = ["patina (pid \(record.pid.map(String.init) ?? "unknown")) stopped before it collected the run; a later patina command collected it"]
+        if repository.branchExists(record.branch) {
+            let (head, problems, _) = collection.collectBranch(into: &record)
+            reasons += problems + collection.tagSession(head: head, record: record)
+        } else {
+            reasons.append("its branch \(record.branch) is gone")
+        }
+        record.status = .interrupted
+        record.reason = ([record.reason].compactMap { $0 } + reasons).joined(separator: "; ")
+        record.finished = now
+        record.durationS = ((now.timeIntervalSince(record.started)) * 1000).rounded() / 1000
+        for url in [layout.hostObjectsSnapshot, layout.checkWorkspace, layout.checkHome] {
+            try? FileManager.default.removeItem(at: url)
+        }
+        let secrets = Credentials.secretNames.compactMap { ProcessInfo.processInfo.environment[$0] }.filter { $0.count >= 8 }
+        _ = try? SessionMarkdown.write(record: record, repository: repository, secrets: secrets)
+        do {
+            try store.save(record)
+        } catch {
+            return Recovered(record: record, problem: "its record could not be saved: \(error)")
+        }
+        return Recovered(record: record, problem: nil)
+    }
+}

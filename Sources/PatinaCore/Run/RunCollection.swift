@@ -1,0 +1,131 @@
+import Foundation
+import PatinaGit
+import PatinaSandbox
+
+/// Bringing one run's work home: its containers gone (confirmed), the agent's tree
+/// handed back, its commits and leftovers onto the branch through `Collector.collect`,
+/// its transcript copied, the session tags. The one collection path: a run's own
+/// collect step uses it, and so does recovery of a run whose patina died.
+struct RunCollection: Sendable {
+    let repository: Repository
+    let layout: RunLayout
+    let worktree: URL
+    let branch: String
+    let base: ObjectID
+    let runID: String
+
+    /// What the agent's uid owned during the run (patina running as root hands it back).
+    var sandboxOwnedPaths: [URL] { [worktree, layout.privateGit, layout.home, layout.gitFile] }
+
+    /// Removes the run's containers (all but `keeping`) and confirms they are gone,
+    /// retrying; returns the ones still there. Nothing reads the agent's tree before
+    /// this returns empty: a live container could change it while it is read.
+    static func removeContainers(engine: DockerEngine, runID: String, keeping: String?) async -> [String] {
+        var left: [String] = []
+        for attempt in 0..<5 {
+            guard let names = try? await engine.containers(label: "patina.run=\(runID)") else {
+                left = ["(docker did not answer)"]
+                try? await Task.sleep(nanoseconds: UInt64(200_000_000 * (attempt + 1)))
+                continue
+            }
+            left = names.filter { $0 != keeping }
+            if left.isEmpty { return [] }
+            await engine.remove(left)
+            try? await Task.sleep(nanoseconds: UInt64(100_000_000 * attempt))
+        }
+        return left
+    }
+
+    /// Hands the agent's paths back to root, never following a link the agent left.
+    func reclaimOwnership() {
+        guard getuid() == 0 else { return }
+        for url in sandboxOwnedPaths { Ownership.change(url, uid: 0, gid: 0) }
+    }
+
+    /// The agent's commits, then whatever it left uncommitted, onto the branch; the
+    /// record gets the head, diffstat, commit count and sensitive changes. Returns the
+    /// head and the problems met (each a clause of the run's reason).
+    func collectBranch(into record: inout RunRecord) -> (head: ObjectID, problems: [String], leftovers: Bool) {
+        var problems: [String] = []
+        var head = base
+        var leftovers = false
+        let message = "patina: commit changes the agent left uncommitted\n\nRun \(runID) ended (\(record.status.rawValue)) with uncommitted changes in its worktree; patina committed them so nothing is lost.\n"
+        do {
+            let collected = try Collector.collect(
+                into: repository, privateGitDirectory: layout.privateGit, worktree: worktree,
+                branch: branch, base: base, leftoversMessage: message)
+            head = collected.head
+            if let failure = collected.importFailure {
+                problems.append("could not import the agent's commits: \(failure)")
+            }
+            if !collected.leftovers.skipped.isEmpty {
+                problems.append("not committed (unsafe to read): \(collected.leftovers.skipped.joined(separator: ", "))")
+            }
+            if collected.leftovers.commit != nil {
+                record.leftoversCommitted = true
+                leftovers = true
+            }
+        } catch {
+            problems.append("could not collect the branch: \(error)")
+            head = (try? repository.branchTip(branch)) ?? nil ?? base
+        }
+        record.headCommit = head.hex
+        do {
+            record.filesChanged = try repository.diffStat(from: base, to: head).map {
+                FileChangeRecord(path: $0.path, additions: $0.additions, deletions: $0.deletions, status: $0.status.rawValue)
+            }
+            record.commits = try repository.commits(from: base, to: head).count
+            record.sensitiveChanges = RunDiff.markedPaths(record).map(\.path)
+        } catch {
+            problems.append("could not compute the diffstat: \(error)")
+        }
+        try? FileManager.default.removeItem(at: layout.privateGit)
+        return (head, problems, leftovers)
+    }
+
+    /// `session-<id>-start` at the base and `session-<id>-end` at the collected head, so
+    /// plain git shows the run's work: `git diff session-<id>-start..session-<id>-end`.
+    /// Returns the problems met.
+    func tagSession(head: ObjectID, record: RunRecord) -> [String] {
+        let message = "patina run \(runID): " + (record.task.split(separator: "\n").first.map(String.init) ?? "")
+        var problems: [String] = []
+        for (name, commit) in [(record.startTag, base), (record.endTag, head)] {
+            do {
+                try repository.createTag(name, at: commit, message: message)
+            } catch {
+                problems.append("could not tag \(name): \(error)")
+            }
+        }
+        return problems
+    }
+
+    /// Claude Code's own transcript, from the agent's home into the run directory.
+    func copyTranscript(into record: inout RunRecord) {
+        // The agent owns its home: a symbolic link on the way (~/.claude pointing at
+        // the host user's own ~/.claude, say) must not make patina copy host files.
+        let claude = layout.home.appendingPathComponent(".claude")
+        let projects = claude.appendingPathComponent("projects")
+        for directory in [layout.home, claude, projects] {
+            let type = (try? FileManager.default.attributesOfItem(atPath: directory.path))?[.type] as? FileAttributeType
+            guard type == .typeDirectory else { return }
+        }
+        guard let walker = FileManager.default.enumerator(at: projects, includingPropertiesForKeys: [.contentModificationDateKey, .isRegularFileKey, .isSymbolicLinkKey]) else { return }
+        var candidates: [URL] = []
+        for case let url as URL in walker where url.pathExtension == "jsonl" {
+            let values = try? url.resourceValues(forKeys: [.isRegularFileKey, .isSymbolicLinkKey])
+            if values?.isRegularFile == true && values?.isSymbolicLink != true { candidates.append(url) }
+        }
+        let session = record.claudeSessionID
+        let chosen = candidates.first { url in session.map { url.lastPathComponent.hasPrefix($0) } ?? false }
+            ?? candidates.max { a, b in
+                let da = (try? a.resourceValues(forKeys: [.contentModificationDateKey]).contentModificationDate) ?? .distantPast
+                let db = (try? b.resourceValues(forKeys: [.contentModificationDateKey]).contentModificationDate) ?? .distantPast
+                return da < db
+            }
+        guard let chosen else { return }
+        try? FileManager.default.removeItem(at: layout.transcript)
+        if (try? FileManager.default.copyItem(at: chosen, to: layout.transcript)) != nil {
+            record.transcript = layout.transcript.path
+        }
+    }
+}
