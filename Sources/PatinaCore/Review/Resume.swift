@@ -24,6 +24,8 @@ extension Review {
         plan.branch = record.branch
         plan.worktree = URL(fileURLWithPath: record.worktree)
         plan.shell = ShellRequest(command: command, runID: record.id)
+        // A shell keeps no record: its scratch directory is not among the runs.
+        plan.runDirectory = store.root.appendingPathComponent("shells").appendingPathComponent(plan.id)
         return plan
     }
 

@@ -50,7 +50,19 @@ public enum Recovery {
         collection.copyTranscript(into: &record)
         collection.reclaimOwnership()
         var reasons = ["patina (pid \(record.pid.map(String.init) ?? "unknown")) stopped before it collected the run; a later patina command collected it"]
-        if repository.branchExists(record.branch) {
+        let agentStarted = FileManager.default.fileExists(atPath: layout.sessionLog.path)
+        if !agentStarted {
+            // Stopped before the agent ran (maybe halfway through creating the worktree):
+            // the branch holds nothing of the agent's; remove what this run created.
+            if record.resumedFrom == nil {
+                let worktree = URL(fileURLWithPath: record.worktree)
+                try? repository.removeWorktree(name: worktree.lastPathComponent, path: worktree)
+                if repository.branchExists(record.branch) { try? repository.deleteBranch(record.branch) }
+            }
+            try? FileManager.default.removeItem(at: layout.sandbox)
+            record.headCommit = nil
+            reasons.append("the agent had not started: nothing to collect, the branch was removed")
+        } else if repository.branchExists(record.branch) {
             let (head, problems, _) = collection.collectBranch(into: &record)
             reasons += problems + collection.tagSession(head: head, record: record)
         } else {

@@ -73,17 +73,20 @@ public final class RunLifecycle: @unchecked Sendable {
             return finishWithoutBranch(error, started: started)
         }
 
-        // From here on something exists on disk: collection always runs.
+        // From here on something exists on disk: collection always runs. The record is
+        // written before the branch, so a patina killed at any later moment leaves a
+        // record that the next patina command finds and collects (Recovery).
         do {
             progress.phase(.branch)
-            try await steps.time("branch") { try createBranch() }
             try FileManager.default.createDirectory(at: layout.runDirectory, withIntermediateDirectories: true)
+            if plan.shell == nil { try plan.store.save(record) }
+            try await steps.time("branch") { try createBranch() }
         } catch {
             cleanUpBranch()
+            try? FileManager.default.removeItem(at: layout.runDirectory)
             return finishWithoutBranch(error, started: started)
         }
         steps.attach(layout.stepLog)
-        if plan.shell == nil { try? plan.store.save(record) }
 
         do {
             progress.phase(.render)
