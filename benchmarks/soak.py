@@ -17,7 +17,7 @@ import random
 import subprocess
 import time
 
-from common import (FakeModel, Workspace, add_common_args, check_prerequisites, log, run_patina, write_results)
+from common import (FakeModel, Workspace, add_common_args, check_prerequisites, log, run_patina, write_results, ROOT)
 
 
 def docker_names(kind, label):
@@ -63,7 +63,7 @@ def main():
     back_to_back = time.monotonic() - t0
 
     log(f"{args.killed} runs killed at a random moment ...")
-    env = fake.env({"PATINA_HOME": str(ws.home)})
+    env = fake.env({"PATINA_HOME": str(ws.home), "PATINA_DATA_DIR": str(ROOT)})
     kill_after = []
     not_recovered = 0
     for i in range(args.killed):
