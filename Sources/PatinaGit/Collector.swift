@@ -160,6 +160,7 @@ public enum Collector {
         restoreGitfile(in: workdir, pointingTo: worktreeGitDirectory)
 
         let staging = try Repository.openGitDirectory(host.commonDirectory)
+        try staging.trustChangeTimes()
         try check(git_repository_set_workdir(staging.pointer, workdir.path, 0), "attaching the worktree \(workdir.path)")
         let indexPath = worktreeGitDirectory.appendingPathComponent("index").path
         let index = try IndexHandle.make("opening the worktree's index", parent: staging.handle) {

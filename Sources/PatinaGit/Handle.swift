@@ -55,6 +55,7 @@ enum WorktreeKind: HandleKind { static func free(_ p: OpaquePointer) { git_workt
 enum BranchIteratorKind: HandleKind { static func free(_ p: OpaquePointer) { git_branch_iterator_free(p) } }
 enum ConflictIteratorKind: HandleKind { static func free(_ p: OpaquePointer) { git_index_conflict_iterator_free(p) } }
 enum StatusListKind: HandleKind { static func free(_ p: OpaquePointer) { git_status_list_free(p) } }
+enum ConfigKind: HandleKind { static func free(_ p: OpaquePointer) { git_config_free(p) } }
 
 typealias RepositoryHandle = Handle<RepositoryKind>
 typealias ObjectHandle = Handle<ObjectKind>
@@ -71,6 +72,7 @@ typealias WorktreeHandle = Handle<WorktreeKind>
 typealias BranchIteratorHandle = Handle<BranchIteratorKind>
 typealias ConflictIteratorHandle = Handle<ConflictIteratorKind>
 typealias StatusListHandle = Handle<StatusListKind>
+typealias ConfigHandle = Handle<ConfigKind>
 
 /// The owner of a `git_signature` (a plain struct pointer, not an opaque handle).
 final class SignatureHandle {

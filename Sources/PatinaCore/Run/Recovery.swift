@@ -48,7 +48,7 @@ public enum Recovery {
         let collection = RunCollection(repository: repository, layout: layout, worktree: URL(fileURLWithPath: record.worktree),
                                        branch: record.branch, base: base, runID: record.id)
         collection.copyTranscript(into: &record)
-        collection.reclaimOwnership()
+        defer { collection.reclaimOwnership() }
         var reasons = ["patina (pid \(record.pid.map(String.init) ?? "unknown")) stopped before it collected the run; a later patina command collected it"]
         let agentStarted = FileManager.default.fileExists(atPath: layout.sessionLog.path)
         if !agentStarted {

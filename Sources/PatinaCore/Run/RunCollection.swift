@@ -36,10 +36,13 @@ struct RunCollection: Sendable {
         return left
     }
 
-    /// Hands the agent's paths back to root, never following a link the agent left.
+    /// Hands the agent's paths back to root, never following a link the agent left,
+    /// then brings the worktree index's stat data up to date (the owner and ctime of every
+    /// file changed), so the next reader does not re-read every file.
     func reclaimOwnership() {
         guard getuid() == 0 else { return }
         for url in sandboxOwnedPaths { Ownership.change(url, uid: 0, gid: 0) }
+        _ = try? repository.refreshWorktreeIndexStat(name: worktree.lastPathComponent, worktree: worktree)
     }
 
     /// The agent's commits, then whatever it left uncommitted, onto the branch; the

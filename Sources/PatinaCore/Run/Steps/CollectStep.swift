@@ -35,8 +35,8 @@ extension RunLifecycle {
             return
         }
         collection.copyTranscript(into: &record)
-        collection.reclaimOwnership()
         guard agentStarted else {
+            collection.reclaimOwnership()
             // The agent never ran: the branch holds nothing; remove it and its worktree.
             cleanUpBranch()
             record.headCommit = nil
@@ -48,11 +48,15 @@ extension RunLifecycle {
         }
         if plan.shell != nil {
             collectShell()
+            collection.reclaimOwnership()
             _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
             await protections.tearDown()
             return
         }
+        // Read while the tree is still the agent's: its stat data then matches the index
+        // refreshed at render, so only what the agent changed is read. Handed back after.
         let (head, problems, leftovers) = collection.collectBranch(into: &record)
+        collection.reclaimOwnership()
         if leftovers { progress.note("committed changes the agent left uncommitted") }
         let sensitive = RunDiff.markedPaths(record)
         if !sensitive.isEmpty {

@@ -26,6 +26,14 @@ extension RunLifecycle {
             try Data(contentsOf: resume.transcript).write(to: projects.appendingPathComponent("\(resume.sessionID).jsonl"))
         }
 
+        if getuid() == 0 {
+            Ownership.change(plan.worktree, uid: plan.agentUID, gid: plan.agentGID)
+            // The chown changed every file's owner and ctime: record them in the index, so
+            // collection (and the agent's own git, which starts from a copy of this index)
+            // reads only what changes from here on.
+            try plan.repository.refreshWorktreeIndexStat(name: plan.worktreeName, worktree: plan.worktree)
+        }
+
         // The agent's git directory: its own refs, config and hooks; the host's
         // objects borrowed read-only. The host's .git is never mounted.
         let hostIndex = plan.repository.commonDirectory.appendingPathComponent("worktrees/\(plan.worktreeName)/index")
@@ -40,7 +48,7 @@ extension RunLifecycle {
         try Data(AgentSandbox.devcontainerJSON(spec, plan: plan).utf8).write(to: layout.devcontainer)
 
         if getuid() == 0 {
-            for url in sandboxOwnedPaths {
+            for url in sandboxOwnedPaths where url != plan.worktree {
                 Ownership.change(url, uid: plan.agentUID, gid: plan.agentGID)
             }
         }

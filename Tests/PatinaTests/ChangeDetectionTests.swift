@@ -1,0 +1,101 @@
+import Foundation
+import PatinaGit
+import Testing
+
+/// Collection finds what the agent left from the worktree's stat data, re-reading only
+/// files whose stat changed since patina handed the checkout over (as git's index does).
+/// Each change must be found exactly as git finds it reading every file afresh.
+@Suite("Collection's change detection")
+struct ChangeDetectionTests {
+    enum Change: String, CaseIterable, CustomTestStringConvertible {
+        case modified, modifiedSameSize, added, deleted, renamed, madeExecutable, symlinkAdded, fileBecameSymlink
+        case sameSizeAndMtime, oddNames, nothing, committedWithoutTouchingTheFile
+        var testDescription: String { rawValue }
+    }
+
+    /// The run as patina sets it up: a checkout handed to the agent's uid (when root),
+    /// then the index's stat data refreshed, as the render step does.
+    func handedOver() throws -> GitRunFixture {
+        let run = try GitRunFixture { fixture in
+            for i in 0..<200 { try fixture.write("file \(i)\n", to: "many/f\(i).txt") }
+            try fixture.write("#!/bin/sh\necho hi\n", to: "tool.sh")
+            try fixture.git("add", "-A")
+            try fixture.git("commit", "-q", "-m", "many files")
+            // The user's own configuration may say not to trust change times; collection
+            // trusts them anyway (the agent can set a modification time back, never a ctime).
+            try fixture.git("config", "core.trustctime", "false")
+        }
+        if getuid() == 0 {
+            _ = try run.fixture.run(["chown", "-R", "1000:1000", run.worktree.path])
+        }
+        // Checkout and refresh in the same instant as the agent's first write would make
+        // every entry racy; the agent starts a moment later.
+        Thread.sleep(forTimeInterval: 0.01)
+        try run.host.refreshWorktreeIndexStat(name: run.worktreeName, worktree: run.worktree)
+        Thread.sleep(forTimeInterval: 0.01)
+        return run
+    }
+
+    /// The tree git makes of the worktree reading every file: a throwaway index, `git add -A`.
+    func gitsTree(_ run: GitRunFixture, head: ObjectID) throws -> String {
+        let index = run.fixture.url("truth-index")
+        try? FileManager.default.removeItem(at: index)
+        var env = run.fixture.environment
+        env["GIT_INDEX_FILE"] = index.path
+        env["GIT_DIR"] = run.host.worktreeGitDirectory(name: run.worktreeName).path
+        env["GIT_COMMON_DIR"] = run.fixture.repo.appendingPathComponent(".git").path
+        env["GIT_WORK_TREE"] = run.worktree.path
+        _ = try run.fixture.checked(["git", "-c", "safe.directory=*", "read-tree", head.hex], in: run.worktree, environment: env)
+        _ = try run.fixture.checked(["git", "-c", "safe.directory=*", "add", "-A"], in: run.worktree, environment: env)
+        return try run.fixture.checked(["git", "-c", "safe.directory=*", "write-tree"], in: run.worktree, environment: env)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test(arguments: Change.allCases)
+    func foundExactlyAsGitFindsIt(_ change: Change) throws {
+        let run = try handedOver()
+        let wt = run.worktree
+        func path(_ p: String) -> String { wt.appendingPathComponent(p).path }
+        var head = run.base
+        switch change {
+        case .modified: try run.fixture.write("file 7 changed and longer\n", to: "many/f7.txt", in: wt)
+        case .modifiedSameSize: try run.fixture.write("FILE 8\n", to: "many/f8.txt", in: wt)
+        case .added: try run.fixture.write("new\n", to: "many/new.txt", in: wt)
+        case .deleted: try FileManager.default.removeItem(atPath: path("many/f9.txt"))
+        case .renamed: try FileManager.default.moveItem(atPath: path("many/f10.txt"), toPath: path("many/moved.txt"))
+        case .madeExecutable: _ = try run.fixture.run(["chmod", "+x", path("many/f11.txt")])
+        case .symlinkAdded: try FileManager.default.createSymbolicLink(atPath: path("link"), withDestinationPath: "many/f1.txt")
+        case .fileBecameSymlink:
+            try FileManager.default.removeItem(atPath: path("many/f12.txt"))
+            try FileManager.default.createSymbolicLink(atPath: path("many/f12.txt"), withDestinationPath: "f1.txt")
+        case .sameSizeAndMtime:
+            // New content of the same size, the modification time set back: only the
+            // change time (which nothing but the kernel sets) gives it away.
+            let before = try run.fixture.run(["stat", "-c", "%.9Y", path("many/f13.txt")]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+            try run.fixture.write("FILE 13\n", to: "many/f13.txt", in: wt)
+            _ = try run.fixture.run(["touch", "-m", "-d", "@\(before)", path("many/f13.txt")])
+        case .oddNames:
+            try run.fixture.write("tab\n", to: "odd\tname.txt", in: wt)
+            try run.fixture.write("unicode\n", to: "ünï cödé.txt", in: wt)
+            try run.fixture.write("quote\n", to: "many/\"quoted\" 'name'.txt", in: wt)
+        case .nothing:
+            break
+        case .committedWithoutTouchingTheFile:
+            // The agent's commit changes f14 through plumbing, never writing the file: the
+            // file on disk still has the base's content, and the leftovers record that.
+            try run.fixture.write("plumbed\n", to: "plumbed.txt")
+            let blob = try run.agent("hash-object", "-w", run.fixture.url("repo/plumbed.txt").path).trimmingCharacters(in: .whitespacesAndNewlines)
+            try run.agent("update-index", "--cacheinfo", "100644,\(blob),many/f14.txt")
+            try run.agent("commit", "-q", "-m", "plumbing")
+            head = try Collector.importAgentCommits(into: run.host, privateGitDirectory: run.sandboxGit, base: run.base)
+            try run.host.setBranch(run.branch, to: head, message: "test: the agent's commit")
+        }
+        let expected = try gitsTree(run, head: head)
+        let leftovers = try Collector.commitLeftovers(in: run.host, worktree: wt, branch: run.branch, head: head, message: "leftovers")
+        let tip = try #require(try run.host.branchTip(run.branch))
+        let actual = try run.fixture.git("rev-parse", "\(tip.hex)^{tree}").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(actual == expected, "\(change): patina's tree differs from git's")
+        #expect((leftovers.commit == nil) == (change == .nothing), "\(change)")
+        #expect(leftovers.skipped.isEmpty)
+    }
+}
