@@ -85,7 +85,7 @@ def main():
     results["branch_over_worktree_add_big"] = big["steps_median_s"]["branch"] / big["git_worktree_add_s"]
     print(table(["files", "branch s", "git worktree add s", "ratio", "render s", "collect s", "git status s"], rows))
     print(f"collect at {args.files} files / at {args.small}: {results['collect_ratio_big_over_small']:.2f}x")
-    write_results("collect", results)
+    write_results("collect", results, args.results)
 
 
 if __name__ == "__main__":

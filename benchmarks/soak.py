@@ -102,7 +102,7 @@ def main():
         "repository_unchanged": before == after,
     }
     log(json.dumps(results, indent=2))
-    write_results("soak", results)
+    write_results("soak", results, args.results)
     ws.close()
 
 
