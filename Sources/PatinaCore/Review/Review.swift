@@ -29,7 +29,8 @@ public struct Review: Sendable {
             throw ReviewError("run \(record.id) is still running; wait for it to finish (or stop it with Ctrl-C) before you \(verb) it")
         }
         if record.status == .running {
-            throw ReviewError("run \(record.id) was never collected (its patina process is gone); it cannot be \(verb == "discard" ? "discarded" : verb + "d") yet")
+            // Recovery (run by every command first) could not collect it: say why not to act.
+            throw ReviewError("run \(record.id) was left running by a patina that is gone and could not be collected yet (see the note above); try again once docker answers")
         }
     }
 
