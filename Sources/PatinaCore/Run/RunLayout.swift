@@ -26,6 +26,8 @@ public struct RunLayout: Sendable {
     public var firewallReport: URL { runDirectory.appendingPathComponent("firewall.txt") }
     public var probeReport: URL { runDirectory.appendingPathComponent("probes.txt") }
     public var probeScript: URL { rendered.appendingPathComponent("probe.sh") }
+    /// The devcontainer's lifecycle commands as the script that runs them.
+    public var lifecycleScript: URL { rendered.appendingPathComponent("lifecycle.sh") }
     /// Mounted into the container: the agent's home, its private git
     /// directory, and the file that points /workspace/.git at it.
     public var sandbox: URL { runDirectory.appendingPathComponent("sandbox") }
@@ -45,4 +47,5 @@ public struct RunLayout: Sendable {
     public static let containerHostObjects = "/patina/host-objects"
     public static let containerFirewall = "/patina/firewall"
     public static let containerProbe = "/patina/probe.sh"
+    public static let containerLifecycle = "/patina/lifecycle.sh"
 }

@@ -25,15 +25,17 @@ extension RunLifecycle {
             // The agent never ran: the branch holds nothing; remove it and its worktree.
             cleanUpBranch()
             record.headCommit = nil
+            await removeContainers(keeping: nil)
+            releaseWarmCaches()
             try? FileManager.default.removeItem(at: layout.sandbox)
             steps.record("collect", Date().timeIntervalSince(start), "agent never started; branch removed")
-            await removeContainers(keeping: nil)
             await protections.tearDown()
             return
         }
         if plan.shell != nil {
             collectShell()
             await removeContainers(keeping: nil)
+            releaseWarmCaches()
             await protections.tearDown()
             return
         }
@@ -47,11 +49,18 @@ extension RunLifecycle {
             steps.record("check", check.durationS, check.passed ? "passed" : "failed" + (check.error.map { ": \($0)" } ?? ""))
         }
         await removeContainers(keeping: nil)
+        releaseWarmCaches()
         await protections.tearDown()
         // The agent's home stays (its transcript, for review); the rest of the sandbox goes.
         for url in [layout.hostObjectsSnapshot, layout.checkWorkspace, layout.checkHome] {
             try? FileManager.default.removeItem(at: url)
         }
+    }
+
+    /// The caches go back once no container of the run can write to them.
+    func releaseWarmCaches() {
+        caches?.release()
+        caches = nil
     }
 
     /// The agent's commits, then whatever it left uncommitted, onto the run's branch.
