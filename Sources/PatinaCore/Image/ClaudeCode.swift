@@ -93,7 +93,7 @@ public enum ClaudeCodeLocator {
     static func check(_ path: String, what: String, base: URL?, environment: [String: String]) throws -> URL {
         var expanded = path
         if expanded.hasPrefix("~/"), let home = environment["HOME"] { expanded = home + expanded.dropFirst() }
-        let url = base.map { URL(fileURLWithPath: expanded, relativeTo: $0) } ?? URL(fileURLWithPath: expanded)
+        let url = expanded.hasPrefix("/") || base == nil ? URL(fileURLWithPath: expanded) : base!.appendingPathComponent(expanded)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue else {
             throw PlanError("\(what): no such file")

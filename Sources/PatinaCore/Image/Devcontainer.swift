@@ -262,7 +262,7 @@ struct DevcontainerReader {
 
     /// A path the file names, which must stay inside the repository (links followed).
     func inside(_ relativePath: String, key: String, directory: Bool) throws -> URL {
-        let url = URL(fileURLWithPath: relativePath, relativeTo: folder).standardizedFileURL
+        let url = (relativePath.hasPrefix("/") ? URL(fileURLWithPath: relativePath) : folder.appendingPathComponent(relativePath)).standardizedFileURL
         let resolved = url.resolvingSymlinksInPath().path
         let rootPath = root.standardizedFileURL.resolvingSymlinksInPath().path
         guard resolved == rootPath || resolved.hasPrefix(rootPath + "/") else {
@@ -331,18 +331,14 @@ struct DevcontainerReader {
         return .image(image)
     }
 
-    /// `${containerWorkspaceFolder}` and friends; `${containerEnv:NAME}` becomes Docker's `${NAME}`.
-    func substitute(_ value: String, dockerEnvironment: Bool = false) -> String {
-        var text = value
+    /// `${containerWorkspaceFolder}` and friends. `${containerEnv:NAME}` stays: the Dockerfile
+    /// turns it into Docker's own `${NAME}`.
+    func substitute(_ value: String) -> String {
+        value
             .replacingOccurrences(of: "${containerWorkspaceFolder}", with: "/workspace")
             .replacingOccurrences(of: "${containerWorkspaceFolderBasename}", with: "workspace")
             .replacingOccurrences(of: "${localWorkspaceFolderBasename}", with: root.lastPathComponent)
             .replacingOccurrences(of: "${localWorkspaceFolder}", with: root.path)
-        if dockerEnvironment {
-            text = text.replacingOccurrences(of: #"\$\{containerEnv:([A-Za-z_][A-Za-z0-9_]*)(:[^}]*)?\}"#, with: "\\${$1}",
-                                             options: .regularExpression)
-        }
-        return text
     }
 
     func readEnvironment(_ value: JSONValue?, key: String, notActedOn: inout [String]) throws -> [Devcontainer.EnvironmentVariable] {
@@ -360,7 +356,7 @@ struct DevcontainerReader {
             } else if Self.isReserved(name) {
                 notActedOn.append("\(key).\(name) (patina sets it)")
             } else {
-                out.append(.init(name: name, value: substitute(text, dockerEnvironment: true), source: key))
+                out.append(.init(name: name, value: substitute(text), source: key))
             }
         }
         return out

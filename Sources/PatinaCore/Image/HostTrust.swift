@@ -42,7 +42,8 @@ public struct HostTrust: Sendable, Equatable {
                 for path in configured {
                     var expanded = path
                     if expanded.hasPrefix("~/"), let home = environment["HOME"] { expanded = home + expanded.dropFirst() }
-                    files.append(URL(fileURLWithPath: expanded, relativeTo: repositoryRoot).standardizedFileURL.path)
+                    let url = expanded.hasPrefix("/") ? URL(fileURLWithPath: expanded) : repositoryRoot.appendingPathComponent(expanded)
+                    files.append(url.standardizedFileURL.path)
                 }
             } else if let bundle = ([environment["SSL_CERT_FILE"]].compactMap { $0 } + systemBundles)
                         .first(where: { FileManager.default.isReadableFile(atPath: $0) }) {
@@ -74,8 +75,9 @@ public struct HostTrust: Sendable, Equatable {
     static func certificates(in text: String) -> [String] {
         var blocks: [String] = []
         var current: [Substring]?
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = rawLine.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\r", with: "")
+        // "\r\n" is one Character: split the text's scalars, not its characters.
+        for rawLine in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = String(String.UnicodeScalarView(rawLine)).replacingOccurrences(of: "\r", with: "").trimmingCharacters(in: .whitespaces)
             if line == "-----BEGIN CERTIFICATE-----" {
                 current = [Substring(line)]
             } else if line == "-----END CERTIFICATE-----", var lines = current {
