@@ -44,7 +44,7 @@ public enum AgentImage {
             "agent_binary": plan.agentBinary != nil,
             "install_with_npm": plan.agentBinary == nil,
             "claude_version": RunPlan.pinnedClaudeVersion,
-            "claude_description": setup.claude.description,
+            "claude_found_version": setup.claude.version ?? "(version unknown)",
         ]
         if let baseID { context["base_id"] = baseID }
         if !setup.pipPackages.isEmpty { context["pip_packages"] = setup.pipPackages.joined(separator: " ") }

@@ -85,25 +85,17 @@ enum DevcontainerImage {
         var manifest = "dockerfile \(try await ImageCache.sha256(text: try String(contentsOf: build.dockerfile, encoding: .utf8)))\n"
         manifest += "target \(build.target ?? "")\n"
         for arg in build.args { manifest += "arg \(arg.name)=\(arg.value)\n" }
-        manifest += contextManifest(build.context)
+        manifest += "context \(try await contextDigest(build.context))\n"
         return "\(repository):\(try await ImageCache.sha256(text: manifest).prefix(16))"
     }
 
-    /// Every file of the build context by path, mode, size and modification time (.git left out):
-    /// any change to what the build could read gives a new tag.
-    static func contextManifest(_ context: URL) -> String {
-        var lines: [String] = []
-        guard let walker = FileManager.default.enumerator(atPath: context.path) else { return "" }
-        while let relative = walker.nextObject() as? String {
-            if relative == ".git" || relative.hasPrefix(".git/") {
-                walker.skipDescendants()
-                continue
-            }
-            var info = stat()
-            guard lstat(context.appendingPathComponent(relative).path, &info) == 0 else { continue }
-            lines.append("\(relative) \(info.st_mode) \(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)")
-        }
-        return lines.sorted().joined(separator: "\n")
+    /// A digest of what the build could read: the context's files, names, modes and
+    /// contents (not times or owners, so a fresh checkout of the same files gives the same
+    /// tag), .git left out. One tar | sha256sum over the folder.
+    static func contextDigest(_ context: URL) async throws -> String {
+        let script = #"tar -c --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --exclude=./.git -C "$1" . | sha256sum"#
+        let result = try await Command.check(["bash", "-c", "set -o pipefail; " + script, "bash", context.path])
+        return String(result.standardOutput.prefix(64))
     }
 
     static func build(_ build: Devcontainer.DockerfileBuild, tag: String, engine: DockerEngine, passedBuildArguments: [String]) async throws {
