@@ -26,12 +26,18 @@ struct SandboxImageEndToEndTests {
                   "postCreateCommand": \(try jsonString(postCreate)),
                   "forwardPorts": [3000],
                   "customizations": { "vscode": { "extensions": ["ms-python.python"] } },
+                  // What a repository cannot do to patina's hardening:
+                  "remoteUser": "root", "runArgs": ["--privileged"], "capAdd": ["SYS_ADMIN"], "securityOpt": ["seccomp=unconfined"],
                 }
                 """,
             ".devcontainer/image/Dockerfile": """
                 FROM \(TestEnvironment.baseImage)
                 ARG EXTRA_PACKAGE
                 RUN apt-get update && apt-get install -y --no-install-recommends $EXTRA_PACKAGE && rm -rf /var/lib/apt/lists/*
+                # A way back to root, and an entrypoint in front of the agent: patina's layer takes both off.
+                RUN cp /bin/bash /usr/local/bin/rootsh && chmod 4755 /usr/local/bin/rootsh
+                USER root
+                ENTRYPOINT ["/bin/sh", "-c", "echo the entrypoint ran instead of the agent"]
 
                 """,
             ".devcontainer/hello/devcontainer-feature.json": """
@@ -54,12 +60,16 @@ struct SandboxImageEndToEndTests {
         String(decoding: try JSONSerialization.data(withJSONObject: text, options: [.fragmentsAllowed, .withoutEscapingSlashes]), as: UTF8.self)
     }
 
+    /// The repository's image, feature, environment and postCreateCommand reach the agent;
+    /// what it tries against the hardening (a setuid shell, root, an entrypoint, privileged
+    /// flags) does not.
     @Test func devcontainerImageFeatureEnvironmentAndPostCreateReachTheAgent() throws {
         let repo = try Self.devcontainerRepository(
             postCreate: #"echo "post-create ran as $(id -u) in $PWD" > "$HOME/post-create.txt" && echo prepared the sandbox"#)
         let main = try repo.git("rev-parse", "main")
         let model = try FakeModel(script: [
-            .bash(#"cat ~/post-create.txt; tree --version; hello-feature; echo "DEMO_SETTING=$DEMO_SETTING HELLO_FEATURE=$HELLO_FEATURE"; echo "uid=$(id -u)"; ls /usr/bin/sudo 2>&1 | head -1"#),
+            .bash(#"cat ~/post-create.txt; tree --version; hello-feature; echo "DEMO_SETTING=$DEMO_SETTING HELLO_FEATURE=$HELLO_FEATURE"; echo "uid=$(id -u)"; ls /usr/bin/sudo 2>&1 | head -1"#
+                  + #"; stat -c 'rootsh %A' /usr/local/bin/rootsh; /usr/local/bin/rootsh -p -c 'echo rootsh-uid=$(id -u)'; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"#),
             .text("The devcontainer's tools are here."),
         ])
         let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
@@ -69,6 +79,7 @@ struct SandboxImageEndToEndTests {
         #expect(detect.status == 0, "\(detect.stderr)")
         #expect(detect.stdout.contains("devcontainer .devcontainer/devcontainer.json: builds image/Dockerfile"))
         #expect(detect.stdout.contains("not acted on: forwardPorts (nothing in a run listens for the host); customizations (editor settings)"))
+        #expect(detect.stdout.contains("runArgs (patina's hardening decides the container's flags)"))
         #expect(detect.stdout.contains("COPY features/1-hello/") && detect.stdout.contains("== .devcontainer/devcontainer.json"))
         #expect(!FileManager.default.fileExists(atPath: repo.home.appendingPathComponent("repos").path))
 
@@ -83,19 +94,22 @@ struct SandboxImageEndToEndTests {
         #expect(results.contains("DEMO_SETTING=from-devcontainer HELLO_FEATURE=installed"))
         // patina's hardening still holds on the repository's image.
         #expect(results.contains("uid=1000") && results.contains("No such file"))
+        #expect(results.contains("rootsh -rwxr-xr-x") && results.contains("rootsh-uid=1000"))
+        #expect(results.contains("CapEff:\t0000000000000000") && results.contains("NoNewPrivs:\t1") && results.contains("Seccomp:\t2"))
+        #expect(!results.contains("the entrypoint ran"))
         #expect(!(run.file("probes.txt") ?? "FAIL").contains("FAIL"))
 
         #expect(run.record["devcontainer"] as? String == ".devcontainer/devcontainer.json")
         #expect((run.record["base_image"] as? String ?? "").hasPrefix("patina-devcontainer:"))
-        let ignored = run.record["devcontainer_not_acted_on"] as? [String] ?? []
-        #expect(ignored.count == 2 && ignored[0].hasPrefix("forwardPorts") && ignored[1].hasPrefix("customizations"))
+        let ignored = (run.record["devcontainer_not_acted_on"] as? [String] ?? []).map { $0.split(separator: " ").first.map(String.init) ?? $0 }
+        #expect(ignored == ["forwardPorts", "customizations", "runArgs", "capAdd", "securityOpt", "remoteUser"], "\(ignored)")
         let lifecycle = run.record["lifecycle"] as? [[String: Any]] ?? []
         #expect(lifecycle.count == 1 && lifecycle.first?["label"] as? String == "postCreateCommand" && lifecycle.first?["exit_code"] as? Int == 0)
         // The step log lists what was not acted on once, and holds the command's output.
         let steps = run.file("steps.log") ?? ""
         #expect(steps.components(separatedBy: "not acted on:").count == 2, "\(steps)")
         #expect(steps.contains("| prepared the sandbox") && steps.contains("lifecycle"))
-        #expect(run.output.stderr.contains("not acted on: forwardPorts, customizations"))
+        #expect(run.output.stderr.contains("not acted on: forwardPorts, customizations, runArgs, capAdd, securityOpt, remoteUser"))
         #expect(run.file("config/lifecycle.sh")?.contains("run 'postCreateCommand'") == true)
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
     }
@@ -144,7 +158,8 @@ struct SandboxImageEndToEndTests {
             + #"echo "downloads=$(grep -c 'GET request for: https://files.pythonhosted.org' /tmp/uv.log) cached=$(grep -c 'already cached' /tmp/uv.log)"; "#
             + #"grep -E '^(real|Installed)' /tmp/uv.log; /tmp/venv/bin/python -m pytest -q 2>&1 | tail -1; which claude"#
         let model = try FakeModel(script: [.bash(install), .text("Installed the test dependency and ran the tests.")])
-        let check = "uv venv -q /tmp/v && uv pip install -q -p /tmp/v -r requirements-dev.txt && /tmp/v/bin/python -m pytest -q"
+        // The check mounts no cache: what the agent left there cannot decide whether it passes.
+        let check = "test ! -e /patina/cache/uv && test -z \"$UV_CACHE_DIR\" && uv venv -q /tmp/v && uv pip install -q -p /tmp/v -r requirements-dev.txt && /tmp/v/bin/python -m pytest -q"
 
         let first = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("run the tests", ["--check", check]))
         #expect(first.status == "succeeded", "stderr: \(first.output.stderr)")

@@ -54,10 +54,10 @@ struct AgentImageTests {
         #expect(recipe.dockerfile.contains("for p in git ca-certificates procps python3 python3-pip python3-venv make; do"))
         #expect(recipe.files["claude"] != nil && !recipe.dockerfile.contains("npm install"))
         // The hardening is last: no sudo, no setuid, no entrypoint, a non-root user.
-        #expect(Array(lines.suffix(6)) == [
+        #expect(Array(lines.suffix(7)) == [
             "RUN rm -rf /usr/bin/sudo /etc/sudoers /etc/sudoers.d \\",
             " && find / -xdev -type f -perm /6000 -exec chmod ug-s {} +",
-            "ENTRYPOINT []", "CMD []", "USER \(plan.agentUID):\(plan.agentGID)", "WORKDIR /workspace",
+            "ENTRYPOINT []", "CMD []", "HEALTHCHECK NONE", "USER \(plan.agentUID):\(plan.agentGID)", "WORKDIR /workspace",
         ])
         #expect(plan.agentUID != 0)
     }
