@@ -321,6 +321,9 @@ struct DevcontainerReader {
                 args: args.sorted { $0.name < $1.name }, target: target)
             return .build(build)
         }
+        if !buildObject.isEmpty {
+            notActedOn.append("build (it names no dockerfile)")
+        }
         guard let imageValue = object["image"] else {
             throw fail("names neither \"image\" nor \"build.dockerfile\"; patina needs one of them to build the sandbox")
         }
