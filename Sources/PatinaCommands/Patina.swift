@@ -20,6 +20,8 @@ public struct Patina: AsyncParsableCommand {
             ShellCommand.self,
             BatchCommand.self,
             BatchesCommand.self,
+            DetectCommand.self,
+            CacheCommand.self,
             SeccompCommand.self,
         ]
     )

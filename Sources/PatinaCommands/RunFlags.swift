@@ -10,8 +10,17 @@ struct RunFlags: ParsableArguments {
     @Option(name: .customLong("base-image"), help: "Image the sandbox is built from (default: debian:bookworm-slim).")
     var baseImage: String?
 
-    @Option(name: .customLong("agent-binary"), help: "Copy this local Linux `claude` executable into the image instead of installing it from the network.")
+    @Option(name: .customLong("agent-binary"), help: "Copy this local Linux `claude` executable into the image (default: agent_binary in .patina/config.json, else the claude installed on this machine, else npm).")
     var agentBinary: String?
+
+    @Option(help: ArgumentHelp("Build on .devcontainer/NAME/devcontainer.json (`none`: ignore the repository's devcontainer).", valueName: "name"))
+    var devcontainer: String?
+
+    @Flag(name: .customLong("no-auto-presets"), help: "Do not add the detected toolchains' registry presets (pypi, npm, …) to the allow-list.")
+    var noAutoPresets = false
+
+    @Flag(name: .customLong("no-host-ca"), help: "Do not make the image trust this machine's CA certificates.")
+    var noHostCA = false
 
     @Option(name: .customLong("max-turns"), help: "Stop the agent after this many turns.")
     var maxTurns: Int?
@@ -57,6 +66,9 @@ struct RunFlags: ParsableArguments {
         options.json = json
         options.check = check
         options.checkTimeout = checkTimeout
+        options.devcontainer = devcontainer
+        options.noAutoPresets = noAutoPresets
+        options.noHostCA = noHostCA
         return options
     }
 }

@@ -19,6 +19,7 @@ enum RunSummary {
             lines.append("  tokens:    in \(tokens.input)  out \(tokens.output)  cache read \(tokens.cacheRead)  cache write \(tokens.cacheCreation)")
         }
         if !r.firewall { lines.append("  firewall:  OFF (--no-firewall)") }
+        lines += sandboxLines(r)
         if !r.seccompRelaxed.isEmpty { lines.append("  seccomp:   relaxed for \(r.seccompRelaxed.joined(separator: ", "))") }
         lines.append("  files:     \(r.filesChanged.count) changed, +\(r.additions) -\(r.deletions)" + (r.leftoversCommitted ? " (uncommitted changes were committed by patina)" : ""))
         let sensitive = Set(r.sensitiveChanges ?? [])
@@ -30,6 +31,31 @@ enum RunSummary {
         }
         lines.append("  logs:      \(r.runDir)")
         return lines.joined(separator: "\n")
+    }
+
+    /// What the sandbox was made of: devcontainer, toolchains, presets, caches, Claude Code, CA, proxy, DNS.
+    static func sandboxLines(_ r: RunRecord) -> [String] {
+        var lines: [String] = []
+        if let devcontainer = r.devcontainer {
+            let ignored = r.devcontainerNotActedOn ?? []
+            lines.append("  sandbox:   \(devcontainer)" + (ignored.isEmpty ? "" : " (not acted on: \(ignored.map { $0.split(separator: " ").first.map(String.init) ?? $0 }.joined(separator: ", ")))"))
+        }
+        if let toolchains = r.toolchains, !toolchains.isEmpty {
+            lines.append("  toolchain: " + toolchains.map { $0.name + ($0.provides.map { " \($0)" } ?? "") }.joined(separator: ", "))
+        }
+        if let presets = r.autoPresets { lines.append("  presets:   \(presets.joined(separator: ", ")) (for the toolchains)") }
+        if let caches = r.caches, !caches.isEmpty { lines.append("  caches:    \(caches.joined(separator: ", "))") }
+        if let source = r.claudeSource {
+            let version = r.claudeVersion ?? "version unknown"
+            lines.append("  claude:    \(version) (\(source == "npm" ? "npm" : source + (r.claudeBinary.map { ", \($0)" } ?? "")))")
+        }
+        if let ca = r.hostCA { lines.append("  host CA:   \(ca.joined(separator: ", "))") }
+        if let proxies = r.proxies { lines.append("  proxy:     \(proxies.joined(separator: ", "))") }
+        for pin in r.dnsPinned ?? [] { lines.append("  dns:       \(pin.name) → \(pin.addresses.joined(separator: ", ")): \(pin.reason)") }
+        if let lifecycle = r.lifecycle {
+            lines.append("  commands:  " + lifecycle.map { "\($0.label) " + ($0.exitCode.map { $0 == 0 ? "ok" : "exit \($0)" } ?? "not run") }.joined(separator: ", "))
+        }
+        return lines
     }
 
     static func row(_ r: RunRecord, branch: Review.BranchState) -> String {

@@ -53,7 +53,39 @@ struct BadInputTests {
         Case(name: "zero attempts", arguments: ["yolo", "--attempts", "0", "x"], expected: "--attempts must be between 1 and 100", status: 2),
         Case(name: "too many attempts", arguments: ["yolo", "--attempts", "101", "x"], expected: "--attempts must be between 1 and 100", status: 2),
         Case(name: "empty check", arguments: ["yolo", "--check", " ", "x"], expected: "--check is empty", status: 2),
-    ] + reviewCases
+    ] + sandboxCases + reviewCases
+
+    /// The repository's sandbox: its devcontainer.json, toolchains and certificates.
+    static let sandboxCases: [Case] = [
+        Case(name: "invalid devcontainer.json", arguments: ["yolo", "x"],
+             expected: ".devcontainer/devcontainer.json:3:3: invalid JSONC: expected ',' or '}'",
+             files: [".devcontainer/devcontainer.json": "{\n  \"image\": \"debian\"\n  \"name\": \"missing comma\"\n}\n"], status: 2),
+        Case(name: "unknown --devcontainer", arguments: ["yolo", "--devcontainer", "gpu", "x"],
+             expected: "--devcontainer gpu: there is no .devcontainer/gpu/devcontainer.json (found: cpu",
+             files: [".devcontainer/cpu/devcontainer.json": #"{"image": "debian"}"#], status: 2),
+        Case(name: "registry feature without the devcontainer CLI", arguments: ["yolo", "x"],
+             expected: "feature ghcr.io/devcontainers/features/node:1 comes from a registry, which needs the devcontainer CLI",
+             files: [".devcontainer/devcontainer.json": #"{"image": "debian", "features": {"ghcr.io/devcontainers/features/node:1": {}}}"#], status: 2),
+        Case(name: "Dockerfile outside the repository", arguments: ["yolo", "x"],
+             expected: "build.dockerfile ../../Dockerfile is outside the repository",
+             files: [".devcontainer/devcontainer.json": #"{"build": {"dockerfile": "../../Dockerfile"}}"#], status: 2),
+        Case(name: "context outside the repository", arguments: ["yolo", "x"],
+             expected: "build.context /etc is outside the repository",
+             files: [".devcontainer/devcontainer.json": #"{"build": {"dockerfile": "Dockerfile", "context": "/etc"}}"#,
+                     ".devcontainer/Dockerfile": "FROM debian\n"], status: 2),
+        Case(name: "feature that cannot be installed", arguments: ["yolo", "x"],
+             expected: "feature ./tools has no install.sh",
+             files: [".devcontainer/devcontainer.json": #"{"image": "debian", "features": {"./tools": {}}}"#,
+                     ".devcontainer/tools/devcontainer-feature.json": #"{"id": "tools"}"#], status: 2),
+        Case(name: "unknown toolchain", arguments: ["yolo", "x"], expected: "unknown toolchain \"cobol\" in .patina/config.json",
+             files: [".patina/config.json": #"{"toolchains": ["python", "cobol"]}"#], status: 2),
+        Case(name: "CA file without a certificate", arguments: ["yolo", "x"], expected: "README.md holds no PEM certificate",
+             files: [".patina/config.json": #"{"ca_certificates": ["README.md"]}"#], status: 2),
+        Case(name: "agent_binary that is no executable", arguments: ["yolo", "x"], expected: "agent_binary README.md in .patina/config.json: not a Linux executable",
+             files: [".patina/config.json": #"{"agent_binary": "README.md"}"#], status: 2),
+        Case(name: "detect with an invalid devcontainer.json", arguments: ["detect"], expected: "invalid JSONC",
+             files: [".devcontainer.json": "{,}"], status: 2),
+    ]
 
     /// Every review verb on a run that does not exist: one line, exit 2, nothing created.
     static let reviewCases: [Case] = [

@@ -27,6 +27,19 @@ import Testing
         #expect(file?["deletions"] as? Int == 1)
     }
 
+    @Test func optionsWrittenBeforeTheSandboxFlagsStillDecode() throws {
+        let old = #"{"task": "t", "allow": [], "presets": [], "noFirewall": false, "quiet": false, "json": false}"#
+        let options = try JSONDecoder().decode(YoloOptions.self, from: Data(old.utf8))
+        #expect(options.task == "t" && options.devcontainer == nil && !options.noAutoPresets && !options.noHostCA)
+        var flags = YoloOptions(task: "t2")
+        flags.devcontainer = "gpu"
+        flags.noHostCA = true
+        let merged = options.overridden(by: flags)
+        #expect(merged.devcontainer == "gpu" && merged.noHostCA && !merged.noAutoPresets)
+        let again = try JSONDecoder().decode(YoloOptions.self, from: try JSONEncoder().encode(merged))
+        #expect(again == merged)
+    }
+
     @Test func roundTripsThroughTheStore() throws {
         let home = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: home) }

@@ -29,14 +29,26 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
     /// Upstream resolvers for the sandbox's own resolver (`IP` or `IP:PORT`);
     /// default: the host's resolv.conf.
     public var dns: [String]?
+    /// Toolchains to install: `["python"]` adds to what patina detects, `{"only": [...]}` replaces it.
+    public var toolchains: ToolchainSetting?
+    /// The Claude Code executable to put in the image (before the one installed on this machine).
+    public var agentBinary: String?
+    /// CA certificate files (PEM) the image trusts instead of this machine's system bundle.
+    public var caCertificates: [String]?
+    /// Allowed names whose answers may be private addresses (an internal mirror), as long as
+    /// they are what this machine itself resolves the name to.
+    public var acceptPrivateDNS: [String]?
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case allow, presets, model, timeout, limits, seccomp, dns
+        case allow, presets, model, timeout, limits, seccomp, dns, toolchains
         case baseImage = "base_image"
         case maxTurns = "max_turns"
         case capAdd = "cap_add"
+        case agentBinary = "agent_binary"
+        case caCertificates = "ca_certificates"
+        case acceptPrivateDNS = "accept_private_dns"
     }
 
     public struct Invalid: Error, CustomStringConvertible {

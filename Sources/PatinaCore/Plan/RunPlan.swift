@@ -21,8 +21,10 @@ public struct RunPlan: @unchecked Sendable {
     public let timeoutSeconds: Double
     public let model: String?
     public let maxTurns: Int?
+    /// The image the sandbox starts from without a devcontainer, and the firewall's image.
     public let baseImage: String
-    public let agentBinary: URL?
+    /// The repository's devcontainer or toolchains, Claude Code, the host's CAs and proxy.
+    public let sandbox: SandboxSetup
     public let credentials: Credentials
     public let agentUID: UInt32
     public let agentGID: UInt32
@@ -48,6 +50,9 @@ public struct RunPlan: @unchecked Sendable {
     /// Set for `patina shell`: the user's command instead of the agent, on an earlier
     /// run's branch and worktree. No record is kept and no credential enters.
     public internal(set) var shell: ShellRequest? = nil
+
+    /// The Claude Code executable copied into the image; nil when npm installs it.
+    public var agentBinary: URL? { sandbox.claude.binary }
 
     /// The earlier run whose branch and worktree this one works on (resume, shell).
     public var continuesRun: String? { resume?.runID ?? shell?.runID }
@@ -106,12 +111,15 @@ public enum Planner {
         directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
         environment: [String: String] = ProcessInfo.processInfo.environment,
         engine: DockerEngine = DockerEngine(),
-        checkEngine: Bool = true
+        checkEngine: Bool = true,
+        requireCredentials: Bool = true
     ) async throws -> RunPlan {
         try options.validateFlags()
         let task = options.task.trimmingCharacters(in: .whitespacesAndNewlines)
-        let agentBinary = try options.agentBinary.map(validateAgentBinary)
-        let credentials = try Credentials(environment: environment)
+        if let binary = options.agentBinary {
+            _ = try ClaudeCodeLocator.check(binary, what: "--agent-binary \(binary)", base: nil, environment: environment)
+        }
+        let credentials = try Credentials(environment: environment, required: requireCredentials)
 
         let repository = try Repository.discover(from: directory)
         guard let root = repository.workingDirectory else {
@@ -146,17 +154,22 @@ public enum Planner {
         let baseImage = options.baseImage ?? config.baseImage ?? RunPlan.defaultBaseImage
         try validateImageReference(baseImage)
 
+        let presets = (config.presets ?? []) + options.presets
+        let sandbox = try await SandboxSetup.plan(
+            options: options, config: config, repositoryRoot: root, environment: environment,
+            firewallEnabled: !options.noFirewall, explicitPresets: presets)
+
         let (uid, gid) = agentIDs()
         return RunPlan(
             id: id, task: task, repository: repository, repositoryRoot: root, baseCommit: baseCommit,
             branch: branch, store: store, runDirectory: store.runDirectory(id), worktree: store.worktree(id),
             config: config, templates: templates, timeoutSeconds: timeout,
             model: options.model ?? config.model, maxTurns: options.maxTurns ?? config.maxTurns,
-            baseImage: baseImage, agentBinary: agentBinary, credentials: credentials,
+            baseImage: baseImage, sandbox: sandbox, credentials: credentials,
             agentUID: uid, agentGID: gid, limits: limits,
             firewallEnabled: !options.noFirewall,
             allowEntries: (config.allow ?? []) + options.allow,
-            presets: (config.presets ?? []) + options.presets,
+            presets: presets + sandbox.autoPresets,
             capAdd: try Capabilities.validate(config.capAdd ?? []),
             options: options,
             check: check, checkTimeoutSeconds: checkTimeout,
@@ -175,24 +188,6 @@ public enum Planner {
     static func agentIDs() -> (UInt32, UInt32) {
         let uid = getuid(), gid = getgid()
         return uid == 0 ? (1000, 1000) : (uid, gid)
-    }
-
-    static func validateAgentBinary(_ path: String) throws -> URL {
-        let url = URL(fileURLWithPath: path).standardizedFileURL
-        let fm = FileManager.default
-        var isDirectory: ObjCBool = false
-        guard fm.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue else {
-            throw PlanError("--agent-binary \(path): no such file")
-        }
-        guard let handle = FileHandle(forReadingAtPath: url.path) else {
-            throw PlanError("--agent-binary \(path): not readable")
-        }
-        defer { try? handle.close() }
-        let magic = handle.readData(ofLength: 4)
-        guard magic == Data([0x7F, 0x45, 0x4C, 0x46]) else {
-            throw PlanError("--agent-binary \(path): not a Linux executable (expected the standalone `claude` ELF binary)")
-        }
-        return url.resolvingSymlinksInPath()
     }
 
     static func validate(_ limits: ResourceLimits) throws {

@@ -17,11 +17,44 @@ public struct YoloOptions: Sendable, Codable, Equatable {
     /// A command run after the agent, in a fresh sandbox on a clean checkout of the collected head.
     public var check: String?
     public var checkTimeout: String?
+    /// `--devcontainer NAME`: `.devcontainer/NAME/devcontainer.json` (`none`: no devcontainer).
+    public var devcontainer: String?
+    /// `--no-auto-presets`: the toolchains' registry presets are not added to the allow-list.
+    public var noAutoPresets = false
+    /// `--no-host-ca`: the image does not trust this machine's CA certificates.
+    public var noHostCA = false
 
     public static let defaultCheckTimeout = "10m"
 
     public init(task: String) {
         self.task = task
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case task, base, baseImage, agentBinary, model, maxTurns, timeout, allow, presets, noFirewall, quiet, json
+        case check, checkTimeout, devcontainer, noAutoPresets, noHostCA
+    }
+
+    /// Records written by earlier versions lack the newer keys: each one is optional.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        task = try c.decode(String.self, forKey: .task)
+        base = try c.decodeIfPresent(String.self, forKey: .base)
+        baseImage = try c.decodeIfPresent(String.self, forKey: .baseImage)
+        agentBinary = try c.decodeIfPresent(String.self, forKey: .agentBinary)
+        model = try c.decodeIfPresent(String.self, forKey: .model)
+        maxTurns = try c.decodeIfPresent(Int.self, forKey: .maxTurns)
+        timeout = try c.decodeIfPresent(String.self, forKey: .timeout)
+        allow = try c.decodeIfPresent([String].self, forKey: .allow) ?? []
+        presets = try c.decodeIfPresent([String].self, forKey: .presets) ?? []
+        noFirewall = try c.decodeIfPresent(Bool.self, forKey: .noFirewall) ?? false
+        quiet = try c.decodeIfPresent(Bool.self, forKey: .quiet) ?? false
+        json = try c.decodeIfPresent(Bool.self, forKey: .json) ?? false
+        check = try c.decodeIfPresent(String.self, forKey: .check)
+        checkTimeout = try c.decodeIfPresent(String.self, forKey: .checkTimeout)
+        devcontainer = try c.decodeIfPresent(String.self, forKey: .devcontainer)
+        noAutoPresets = try c.decodeIfPresent(Bool.self, forKey: .noAutoPresets) ?? false
+        noHostCA = try c.decodeIfPresent(Bool.self, forKey: .noHostCA) ?? false
     }
 
     /// The checks that need nothing but the flags themselves; run by the
@@ -63,10 +96,11 @@ public struct Credentials: Sendable, Equatable {
     /// The secret values themselves, only to redact them from what patina writes.
     public let secretValues: [String]
 
-    public init(environment: [String: String]) throws {
+    /// `required: false` (`patina detect`): plans without credentials too.
+    public init(environment: [String: String], required: Bool = true) throws {
         present = Self.passThroughNames.filter { !(environment[$0] ?? "").isEmpty }
         secretValues = Self.secretNames.compactMap { environment[$0] }.filter { $0.count >= 8 }
-        guard present.contains(where: Self.secretNames.contains) else {
+        guard present.contains(where: Self.secretNames.contains) || !required else {
             throw PlanError("no credentials for Claude Code: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN (and ANTHROPIC_BASE_URL for another endpoint)")
         }
         usesOAuth = present.contains("CLAUDE_CODE_OAUTH_TOKEN") && !present.contains("ANTHROPIC_API_KEY")
@@ -105,6 +139,9 @@ extension YoloOptions {
         o.noFirewall = noFirewall || flags.noFirewall
         o.check = flags.check ?? check
         o.checkTimeout = flags.checkTimeout ?? checkTimeout
+        o.devcontainer = flags.devcontainer ?? devcontainer
+        o.noAutoPresets = noAutoPresets || flags.noAutoPresets
+        o.noHostCA = noHostCA || flags.noHostCA
         o.quiet = flags.quiet
         o.json = flags.json
         return o

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaSandbox
 
 /// How a run ended.
 public enum RunStatus: String, Codable, Sendable {
@@ -93,6 +94,22 @@ public struct TokenCounts: Codable, Sendable, Equatable {
     }
 }
 
+/// One of the devcontainer's lifecycle commands and how it ended (nil: it never ran).
+public struct LifecycleResult: Codable, Sendable, Equatable {
+    public var label: String
+    public var exitCode: Int?
+
+    public init(label: String, exitCode: Int?) {
+        self.label = label
+        self.exitCode = exitCode
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case label
+        case exitCode = "exit_code"
+    }
+}
+
 /// A step of the run with its duration, for the step log and run.json.
 public struct StepTiming: Codable, Sendable, Equatable {
     public var name: String
@@ -158,6 +175,27 @@ public struct RunRecord: Codable, Sendable {
     public var sensitiveChanges: [String]?
     /// The patina process that ran it, to tell a run in flight from one whose patina died.
     public var pid: Int32?
+    /// The Claude Code in the image: its version, where it came from (`--agent-binary`,
+    /// `agent_binary`, `installed`, `npm`) and the executable copied in.
+    public var claudeVersion: String?
+    public var claudeSource: String?
+    public var claudeBinary: String?
+    /// The repository's devcontainer.json the image was built on, and the keys patina did not act on.
+    public var devcontainer: String?
+    public var devcontainerNotActedOn: [String]?
+    /// Toolchains found in the repository (or named in its config), as installed.
+    public var toolchains: [Toolchain]?
+    /// Registry presets added to the allow-list for those toolchains.
+    public var autoPresets: [String]?
+    /// Warm caches mounted into the run.
+    public var caches: [String]?
+    /// CA bundles of this machine the image trusts, and proxies passed in (host:port).
+    public var hostCA: [String]?
+    public var proxies: [String]?
+    /// Allowed names answered with this machine's own addresses for them.
+    public var dnsPinned: [PinnedName]?
+    /// The devcontainer's lifecycle commands, as they ran before the agent.
+    public var lifecycle: [LifecycleResult]?
     /// Runs that never created anything (bad input found late, an image that failed to build):
     /// nothing is on disk for them. Not part of run.json.
     public var createdNothing = false
@@ -185,6 +223,15 @@ public struct RunRecord: Codable, Sendable {
         case sensitiveChanges = "sensitive_changes"
         case lastMessage = "last_message"
         case apiErrorStatus = "api_error_status"
+        case claudeVersion = "claude_version"
+        case claudeSource = "claude_source"
+        case claudeBinary = "claude_binary"
+        case devcontainer
+        case devcontainerNotActedOn = "devcontainer_not_acted_on"
+        case toolchains, caches, proxies, lifecycle
+        case autoPresets = "auto_presets"
+        case hostCA = "host_ca"
+        case dnsPinned = "dns_pinned"
     }
 
     public static let encoder: JSONEncoder = {

@@ -1,11 +1,25 @@
 import Foundation
 import PatinaSandbox
 
+/// What a run adds to its containers beyond the plan: the warm caches it holds.
+public struct SandboxExtras: Sendable, Equatable {
+    public var mounts: [Mount] = []
+    public var environment: [String: String] = [:]
+
+    public init(mounts: [Mount] = [], environment: [String: String] = [:]) {
+        self.mounts = mounts
+        self.environment = environment
+    }
+}
+
 /// The agent's container as a value: no capabilities, no new privileges, the
 /// seccomp profile, read-only root, limits, non-root; only the run's own paths
 /// mounted. The probe and check containers start from this same spec.
 public enum AgentSandbox {
-    public static func spec(plan: RunPlan, layout: RunLayout, image: String, network: String?, labels: [String: String]) -> ContainerSpec {
+    public static func spec(
+        plan: RunPlan, layout: RunLayout, image: String, network: String?, labels: [String: String],
+        extras: SandboxExtras = SandboxExtras()
+    ) -> ContainerSpec {
         var spec = ContainerSpec(name: "patina-\(plan.id)-agent", image: image)
         spec.labels = labels.merging(["patina.role": "agent"]) { $1 }
         spec.user = "\(plan.agentUID):\(plan.agentGID)"
@@ -23,8 +37,8 @@ public enum AgentSandbox {
             Mount(source: layout.hostObjectsSnapshot.path, target: RunLayout.containerHostObjects, readOnly: true),
             Mount(source: layout.home.path, target: RunLayout.containerHome, readOnly: false),
             Mount(source: layout.commandLimits.path, target: RunLayout.containerCommandLimits, readOnly: true),
-        ]
-        spec.environment = [
+        ] + extras.mounts
+        spec.environment = extras.environment.merging([
             "HOME": RunLayout.containerHome,
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
@@ -32,9 +46,10 @@ public enum AgentSandbox {
             // Every command the agent runs gets lower limits than Claude Code itself.
             "CLAUDE_CODE_SHELL_PREFIX": RunLayout.containerCommandLimits,
             "PATINA_COMMAND_PROCS": String(plan.limits.commandProcesses),
-        ]
+        ]) { $1 }
         if let retries = plan.claudeMaxRetries { spec.environment["CLAUDE_CODE_MAX_RETRIES"] = String(retries) }
-        spec.passEnvironment = plan.credentials.present
+        // Proxy variables by name too: a proxy URL may hold a password.
+        spec.passEnvironment = plan.credentials.present + plan.sandbox.trust.passedVariables
         spec.pidsLimit = plan.limits.pids
         spec.memory = plan.limits.memory
         spec.cpus = plan.limits.cpus

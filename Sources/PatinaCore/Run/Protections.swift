@@ -16,6 +16,11 @@ final class Protections: @unchecked Sendable {
     private(set) var seccompReport: SeccompCompileReport?
     private(set) var allowEntries: [AllowEntry] = []
     private(set) var agentEndpoints: [AllowEntry] = []
+    /// Allowed names answered with this machine's own addresses for them, and why others were not.
+    private(set) var pinnedNames: [PinnedName] = []
+    private(set) var dnsNotes: [String] = []
+    /// The run's warm caches, mounted into the probe container too (set before the sandbox starts).
+    var extras = SandboxExtras()
     private var canary: Canary?
     private var firewallPlan: FirewallPlan?
     private var applyOutput = ""
@@ -57,11 +62,40 @@ final class Protections: @unchecked Sendable {
         entries += try AllowList.parse(plan.config.allow ?? [], source: ".patina/config.json")
         entries += try AllowList.parse(plan.options.allow, source: "--allow")
         entries += try Preset.load(names: presets, templates: plan.templates)
+        entries += try plan.sandbox.trust.proxyAllowEntries()
         allowEntries = entries
         agentEndpoints = try ClaudeEndpoints.entries(
             baseURL: plan.credentials.baseURL?.absoluteString, auth: plan.credentials.usesOAuth ? .oauthToken : .apiKey)
+        try pinNamesToHostResolution()
         // Render once now so a bad template or setting fails before anything exists.
         _ = try makeFirewallPlan(gateway: nil, selfTest: SelfTestTargets()).render(templates: plan.templates)
+    }
+
+    /// On networks that answer public names with their own addresses, the resolver's
+    /// rebinding guard drops the answers for allowed names. Where this machine's own
+    /// resolver gets such an address for a name (and the sandbox forwards to the same
+    /// servers), the sandbox answers that name with exactly those addresses.
+    func pinNamesToHostResolution() throws {
+        let accepted = plan.config.acceptPrivateDNS ?? []
+        for name in accepted {
+            guard case .name = try AllowList.parseEntry(name, source: "accept_private_dns in .patina/config.json").host else {
+                throw PlanError("accept_private_dns in .patina/config.json: \"\(name)\" is not a host name")
+            }
+        }
+        guard plan.config.dns == nil else {
+            if !accepted.isEmpty { dnsNotes.append("accept_private_dns is not applied: the sandbox resolver forwards to the dns servers in .patina/config.json, not to this machine's") }
+            return
+        }
+        var names: [String] = []
+        for name in (agentEndpoints + allowEntries).compactMap(\.name) where !names.contains(name) { names.append(name) }
+        for name in accepted where !names.contains(name) {
+            dnsNotes.append("accept_private_dns names \(name), which the allow-list does not: nothing to accept")
+        }
+        guard !names.isEmpty else { return }
+        let decided = HostResolution.pins(
+            names: names, resolved: HostResolution.resolve(names), accepted: Set(accepted), closed: HostNetwork.addresses())
+        pinnedNames = decided.pins
+        dnsNotes += decided.notes
     }
 
     func netguardDockerfile() throws -> String {
@@ -80,7 +114,7 @@ final class Protections: @unchecked Sendable {
         try FirewallPlan(
             entries: allowEntries, agentEndpoints: agentEndpoints,
             upstreamDNS: plan.config.dns ?? hostDNS.servers, upstreamSources: plan.config.dns == nil ? hostDNS.looked : [],
-            hostAddresses: HostNetwork.addresses(), gateway: gateway, selfTest: selfTest)
+            hostAddresses: HostNetwork.addresses(), gateway: gateway, selfTest: selfTest, pinned: pinnedNames)
     }
 
     /// Writes the seccomp profile and probe script into the run's config folder.
@@ -139,8 +173,7 @@ final class Protections: @unchecked Sendable {
     /// A container started exactly like the agent's runs the hardening probes
     /// and the firewall self-test as the agent's user.
     private func runProbes(images: SandboxImages, labels: [String: String], progress: Progress) async throws {
-        let lifecycleSpec = AgentSandbox.spec(plan: plan, layout: layout, image: images.agent, network: agentNetwork, labels: labels)
-        var probe = lifecycleSpec
+        var probe = AgentSandbox.spec(plan: plan, layout: layout, image: images.agent, network: agentNetwork, labels: labels, extras: extras)
         probe.name = "patina-\(plan.id)-probe"
         probe.labels["patina.role"] = "probe"
         probe.mounts.append(Mount(source: layout.probeScript.path, target: RunLayout.containerProbe, readOnly: true))

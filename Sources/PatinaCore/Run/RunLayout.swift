@@ -27,6 +27,8 @@ public struct RunLayout: Sendable {
     public var probeReport: URL { runDirectory.appendingPathComponent("probes.txt") }
     public var probeScript: URL { rendered.appendingPathComponent("probe.sh") }
     public var commandLimits: URL { rendered.appendingPathComponent("command-limits.sh") }
+    /// The devcontainer's lifecycle commands as the script that runs them.
+    public var lifecycleScript: URL { rendered.appendingPathComponent("lifecycle.sh") }
     /// Mounted into the container: the agent's home, its private git
     /// directory, and the file that points /workspace/.git at it.
     public var sandbox: URL { runDirectory.appendingPathComponent("sandbox") }
@@ -47,4 +49,5 @@ public struct RunLayout: Sendable {
     public static let containerFirewall = "/patina/firewall"
     public static let containerProbe = "/patina/probe.sh"
     public static let containerCommandLimits = "/patina/command-limits.sh"
+    public static let containerLifecycle = "/patina/lifecycle.sh"
 }

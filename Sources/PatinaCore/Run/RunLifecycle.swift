@@ -27,6 +27,8 @@ public final class RunLifecycle: @unchecked Sendable {
     var branchCreated = false
     /// Rendered while planning checks every template, written at the render step.
     var claudeSettings = ""
+    /// The warm caches this run holds, from the render step until collection.
+    var caches: CacheLease?
 
     public init(plan: RunPlan, engine: DockerEngine = DockerEngine(), progress: Progress, control: RunControl) {
         self.plan = plan
@@ -51,6 +53,20 @@ public final class RunLifecycle: @unchecked Sendable {
         record.options = plan.options
         record.resumedFrom = plan.resume?.runID
         record.pid = getpid()
+        let setup = plan.sandbox
+        record.claudeVersion = setup.claude.version
+        record.claudeSource = setup.claude.source.rawValue
+        record.claudeBinary = setup.claude.binary?.path
+        record.devcontainer = setup.devcontainer?.path
+        record.devcontainerNotActedOn = setup.devcontainer.map(\.notActedOn)
+        record.toolchains = setup.toolchains.isEmpty ? nil : setup.toolchains.map { toolchain in
+            var t = toolchain
+            if !setup.installed.contains(where: { $0.name == t.name }) { t.packages = [] }
+            return t
+        }
+        record.autoPresets = setup.autoPresets.isEmpty ? nil : setup.autoPresets
+        record.hostCA = setup.trust.caFiles.isEmpty ? nil : setup.trust.caFiles
+        record.proxies = setup.trust.proxies.isEmpty ? nil : setup.trust.proxies.map(\.endpoint)
     }
 
     var containerLabels: [String: String] {
@@ -95,6 +111,10 @@ public final class RunLifecycle: @unchecked Sendable {
             progress.phase(.sandbox)
             try await steps.time("sandbox") { try await protections.startSandbox(images: images, labels: containerLabels, progress: progress) }
             try await checkInterrupted()
+            if let lifecycle = plan.sandbox.devcontainer?.lifecycle, !lifecycle.isEmpty, plan.shell == nil {
+                try await steps.time("lifecycle") { try await runLifecycleCommands(lifecycle, image: images.agent) }
+                try await checkInterrupted()
+            }
             progress.phase(.agent)
             try await steps.time("agent") { try await runAgent(image: images.agent) }
         } catch let stop as Stopped {
@@ -134,8 +154,8 @@ public final class RunLifecycle: @unchecked Sendable {
     private func prepare() async throws -> SandboxImages {
         progress.phase(.planning)
         try await steps.time("protections") { try protections.prepare() }
-        let dockerfile = try plan.templates.render("templates/Dockerfile.mustache", dockerfileContext())
-        // Every other template is read now, so a broken override fails before anything exists.
+        // Every template is read now, so a broken override fails before anything exists.
+        _ = try AgentImage.recipe(plan: plan, base: plan.baseImage)
         claudeSettings = try plan.templates.render("templates/claude-settings.json.mustache", ["include_co_authored_by": "false"])
         _ = try plan.templates.render("templates/devcontainer.json.mustache", [:])
         if !plan.firewallEnabled {
@@ -143,11 +163,35 @@ public final class RunLifecycle: @unchecked Sendable {
         }
         record.allowList = protections.allowListSummary
         record.seccompRelaxed = protections.seccompRelaxed
+        record.dnsPinned = protections.pinnedNames.isEmpty ? nil : protections.pinnedNames
+        announceSandboxSetup()
         progress.phase(.image)
-        let images = try await steps.time("image") { try await buildImages(dockerfile: dockerfile) }
+        let images = try await steps.time("image") { try await buildImages() }
         progress.step("run \(plan.id)")
         record.image = images.agent
+        record.baseImage = images.base
         return images
+    }
+
+    /// What the sandbox is made of, once: in the step log (kept once the run directory
+    /// exists) and as progress lines.
+    private func announceSandboxSetup() {
+        let setup = plan.sandbox
+        let lines = setup.notes + protections.dnsNotes + protections.pinnedNames.map { pin in
+            "dns: \(pin.name) → \(pin.addresses.joined(separator: ", ")): \(pin.reason)"
+        }
+        for line in lines { steps.note(line) }
+        if let devcontainer = setup.devcontainer {
+            progress.step("devcontainer \(devcontainer.path)" + (devcontainer.notActedOn.isEmpty ? ""
+                : "; not acted on: " + devcontainer.notActedOn.map { $0.split(separator: " ").first.map(String.init) ?? $0 }.joined(separator: ", ")))
+        }
+        let installed = setup.installed.map { $0.name + ($0.provides.map { " \($0)" } ?? "") }
+        if !installed.isEmpty { progress.step("toolchains: \(installed.joined(separator: ", "))") }
+        for note in setup.toolchains.flatMap(\.notes) { progress.note(note) }
+        if !setup.autoPresets.isEmpty { progress.step("presets for the toolchains: \(setup.autoPresets.joined(separator: ", ")) (--no-auto-presets leaves them out)") }
+        if let warning = setup.claude.npmWarning { progress.warn(warning) } else { progress.step(setup.claude.description) }
+        for pin in protections.pinnedNames { progress.step("dns: \(pin.name) → \(pin.addresses.joined(separator: ", ")): \(pin.reason)") }
+        for note in protections.dnsNotes + setup.trust.notes { progress.note(note) }
     }
 
     /// The record of a run that created nothing (or removed what it created).

@@ -6,13 +6,15 @@ public final class StepLog: @unchecked Sendable {
     public private(set) var steps: [StepTiming] = []
     private var url: URL?
     private let lock = NSLock()
+    /// What was written before the log had a file: written first once it has one.
+    private var pending = ""
 
-    /// Starts writing to `url`, including the steps recorded so far.
+    /// Starts writing to `url`, including what was recorded so far.
     public func attach(_ url: URL) {
         lock.withLock {
             self.url = url
-            let text = steps.map { Self.line($0) }.joined()
-            try? Data(text.utf8).write(to: url)
+            try? Data(pending.utf8).write(to: url)
+            pending = ""
         }
     }
 
@@ -42,15 +44,27 @@ public final class StepLog: @unchecked Sendable {
         lock.withLock {
             let step = StepTiming(name: name, seconds: seconds, detail: detail)
             steps.append(step)
-            guard let url else { return }
-            let line = Self.line(step)
-            if let handle = try? FileHandle(forWritingTo: url) {
-                handle.seekToEndOfFile()
-                try? handle.write(contentsOf: Data(line.utf8))
-                try? handle.close()
-            } else {
-                try? Data(line.utf8).write(to: url)
-            }
+            append(Self.line(step))
+        }
+    }
+
+    /// A line of text that is not a step (what was found, a command's output), indented.
+    public func note(_ text: String) {
+        lock.withLock { append("    " + text + "\n") }
+    }
+
+    // Called with the lock held.
+    private func append(_ text: String) {
+        guard let url else {
+            pending += text
+            return
+        }
+        if let handle = try? FileHandle(forWritingTo: url) {
+            handle.seekToEndOfFile()
+            try? handle.write(contentsOf: Data(text.utf8))
+            try? handle.close()
+        } else {
+            try? Data(text.utf8).write(to: url)
         }
     }
 }

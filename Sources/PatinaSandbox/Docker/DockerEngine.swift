@@ -18,6 +18,28 @@ public enum DockerError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// An image that did not build: the end of the build's output says why.
+public struct ImageBuildFailure: Error, CustomStringConvertible, Sendable {
+    public let tag: String
+    public let exitCode: Int32
+    public let output: String
+
+    /// The last lines worth reading, joined into one.
+    public var tail: String {
+        let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("---> ") && !$0.hasPrefix("Removing intermediate container") }
+        return lines.suffix(4).joined(separator: " | ")
+    }
+
+    public init(tag: String, exitCode: Int32, output: String) {
+        self.tag = tag
+        self.exitCode = exitCode
+        self.output = output
+    }
+
+    public var description: String { "building \(tag) failed (exit \(exitCode)): \(tail)" }
+}
+
 /// The docker CLI, driven through swift-subprocess.
 public struct DockerEngine: Sendable {
     public var executable: String
@@ -55,10 +77,31 @@ public struct DockerEngine: Sendable {
         (try? await Command.run([executable, "image", "inspect", "--format", "{{.Id}}", reference]).succeeded) ?? false
     }
 
-    public func build(context: URL, dockerfile: URL, tag: String, labels: [String: String]) async throws {
-        var args = ["build", "--quiet", "--tag", tag, "--file", dockerfile.path]
+    /// `docker build`; a failure throws `ImageBuildFailure` with the end of the build's output.
+    public func build(
+        context: URL, dockerfile: URL, tag: String, labels: [String: String],
+        target: String? = nil, buildArguments: [(String, String)] = [], passedBuildArguments: [String] = []
+    ) async throws {
+        let args = Self.buildArguments(context: context, dockerfile: dockerfile, tag: tag, labels: labels, target: target,
+                                       buildArguments: buildArguments, passedBuildArguments: passedBuildArguments)
+        let result = try await run(args)
+        guard result.succeeded else {
+            throw ImageBuildFailure(tag: tag, exitCode: result.exitCode, output: result.standardOutput + "\n" + result.standardError)
+        }
+    }
+
+    /// The `docker build` command line as a value.
+    public static func buildArguments(
+        context: URL, dockerfile: URL, tag: String, labels: [String: String],
+        target: String?, buildArguments: [(String, String)], passedBuildArguments: [String]
+    ) -> [String] {
+        var args = ["build", "--tag", tag, "--file", dockerfile.path]
         for key in labels.keys.sorted() { args += ["--label", "\(key)=\(labels[key]!)"] }
-        try await check(args + [context.path])
+        if let target { args += ["--target", target] }
+        for (name, value) in buildArguments { args += ["--build-arg", "\(name)=\(value)"] }
+        // Without a value docker takes it from its own environment: the value stays off the command line.
+        for name in passedBuildArguments { args += ["--build-arg", name] }
+        return args + [context.path]
     }
 
     /// Starts a detached container and returns its id.

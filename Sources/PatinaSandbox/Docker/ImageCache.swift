@@ -6,13 +6,21 @@ import Foundation
 public struct ImageRecipe: Sendable {
     public var repository: String
     public var dockerfile: String
-    /// Files copied into the build context: name in the context -> source path.
+    /// Files copied into the build context: name in the context (may hold `/`) -> source path.
     public var files: [String: URL]
+    /// Files written into the build context from text: name -> contents.
+    public var contents: [String: String]
+    /// Variables handed to the build by name (`--build-arg NAME`): Docker's predefined
+    /// proxy arguments, which stay out of the image's history.
+    public var passedBuildArguments: [String]
 
-    public init(repository: String, dockerfile: String, files: [String: URL] = [:]) {
+    public init(repository: String, dockerfile: String, files: [String: URL] = [:], contents: [String: String] = [:],
+                passedBuildArguments: [String] = []) {
         self.repository = repository
         self.dockerfile = dockerfile
         self.files = files
+        self.contents = contents
+        self.passedBuildArguments = passedBuildArguments
     }
 }
 
@@ -27,13 +35,16 @@ public struct ImageCache: Sendable {
     }
 
     /// `repository:<hash>` for the recipe; hashing large files is cached by
-    /// path, size and modification time.
-    public func tag(for recipe: ImageRecipe) async throws -> String {
-        var manifest = "dockerfile \(try await sha256(text: recipe.dockerfile))\n"
+    /// path, size and modification time (`rememberHashes: false` writes nothing).
+    public func tag(for recipe: ImageRecipe, rememberHashes: Bool = true) async throws -> String {
+        var manifest = "dockerfile \(try await Self.sha256(text: recipe.dockerfile))\n"
         for name in recipe.files.keys.sorted() {
-            manifest += "file \(name) \(try await sha256(file: recipe.files[name]!))\n"
+            manifest += "file \(name) \(try await sha256(file: recipe.files[name]!, remember: rememberHashes))\n"
         }
-        let digest = try await sha256(text: manifest)
+        for name in recipe.contents.keys.sorted() {
+            manifest += "content \(name) \(recipe.contents[name]!.utf8.count)\n\(recipe.contents[name]!)\n"
+        }
+        let digest = try await Self.sha256(text: manifest)
         return "\(recipe.repository):\(digest.prefix(16))"
     }
 
@@ -63,20 +74,27 @@ public struct ImageCache: Sendable {
         try Data(recipe.dockerfile.utf8).write(to: dockerfile)
         for (name, source) in recipe.files {
             let target = context.appendingPathComponent(name)
+            try fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
             // A hard link avoids copying a large binary; fall back to a copy across filesystems.
             if (try? fm.linkItem(at: source, to: target)) == nil {
                 try fm.copyItem(at: source, to: target)
             }
         }
-        try await engine.build(context: context, dockerfile: dockerfile, tag: tag, labels: labels)
+        for (name, text) in recipe.contents {
+            let target = context.appendingPathComponent(name)
+            try fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: target)
+        }
+        try await engine.build(context: context, dockerfile: dockerfile, tag: tag, labels: labels,
+                               passedBuildArguments: recipe.passedBuildArguments)
     }
 
-    private func sha256(text: String) async throws -> String {
+    public static func sha256(text: String) async throws -> String {
         let out = try await Command.check(["sha256sum", "-"], input: text)
         return String(out.standardOutput.prefix(64))
     }
 
-    private func sha256(file: URL) async throws -> String {
+    private func sha256(file: URL, remember: Bool) async throws -> String {
         let attributes = try FileManager.default.attributesOfItem(atPath: file.path)
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1
         let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
@@ -86,6 +104,7 @@ public struct ImageCache: Sendable {
         if let hit = cache[key] { return hit }
         let out = try await Command.check(["sha256sum", file.path])
         let digest = String(out.standardOutput.prefix(64))
+        guard remember else { return digest }
         cache[key] = digest
         try? FileManager.default.createDirectory(at: cacheDirectory, withIntermediateDirectories: true)
         try? JSONEncoder().encode(cache).write(to: cacheFile, options: .atomic)
@@ -95,11 +114,11 @@ public struct ImageCache: Sendable {
 
 /// Image builds in flight in this process, by tag: a second caller waits for
 /// the first one's build instead of starting an identical one.
-actor ImageBuilds {
-    static let shared = ImageBuilds()
+public actor ImageBuilds {
+    public static let shared = ImageBuilds()
     private var inFlight: [String: Task<Void, Error>] = [:]
 
-    func once(_ tag: String, _ body: @escaping @Sendable () async throws -> Void) async throws {
+    public func once(_ tag: String, _ body: @escaping @Sendable () async throws -> Void) async throws {
         if let running = inFlight[tag] {
             try await running.value
             return

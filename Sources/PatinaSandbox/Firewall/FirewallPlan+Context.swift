@@ -99,9 +99,10 @@ extension FirewallPlan {
             "name_count": allEntries.filter(\.isNamed).count,
             "entries": allEntries.map { ["entry": $0.description, "source": $0.source] },
         ]
+        let pinnedEntries = pinnedPrivateEntries
         for family in [IPNetwork.Family.v4, .v6] {
             let suffix = family.rawValue
-            let ipEntries = allEntries.filter { $0.network?.family == family }
+            let ipEntries = (allEntries + pinnedEntries).filter { $0.network?.family == family }
             context["dns_upstreams_\(suffix)"] = upstreamDNS.filter { $0.address.family == family }.map {
                 ["address": $0.address.cidr, "port": $0.port]
             }
@@ -134,6 +135,15 @@ extension FirewallPlan {
         context["ipsets"] = groups.flatMap { group in
             [["name": group.set4, "family": "inet"], ["name": group.set6, "family": "inet6"]]
         }
+        // A pinned name's addresses are in its set from the start: the resolver answers
+        // it from its own records and adds nothing.
+        context["ipset_members"] = pinned.flatMap { pin -> [[String: Any]] in
+            guard let group = groups.first(where: { $0.domains.contains(pin.name) }) else { return [] }
+            return pin.addresses.compactMap { address -> [String: Any]? in
+                guard case .success(let network) = IPNetwork.parse(address) else { return nil }
+                return ["set": network.family == .v4 ? group.set4 : group.set6, "address": network.address]
+            }
+        }
         context.merge(dnsmasqContext(groups), uniquingKeysWith: { $1 })
         context.merge(selfTestContext(), uniquingKeysWith: { $1 })
         return context
@@ -156,10 +166,26 @@ extension FirewallPlan {
         return matches
     }
 
+    /// Explicit entries for the private addresses of names `accept_private_dns` pins: the
+    /// firewall closes private ranges before it looks at the names' sets.
+    var pinnedPrivateEntries: [AllowEntry] {
+        pinned.flatMap { pin in
+            pin.addresses.filter(HostResolution.isClosedPrivate).flatMap { address -> [AllowEntry] in
+                guard case .success(let network) = IPNetwork.parse(address) else { return [] }
+                return allEntries.filter { $0.name == pin.name }.map {
+                    AllowEntry(host: .network(network), port: $0.port, transport: $0.transport, source: "\(pin.name), accept_private_dns")
+                }
+            }
+        }
+    }
+
     func dnsmasqContext(_ groups: [NameGroup]) -> [String: Any] {
         let named = allEntries.filter(\.isNamed)
+        let pinnedNames = Set(pinned.map(\.name))
         var patterns: [String] = []
-        for entry in named where !patterns.contains(entry.hostPattern) { patterns.append(entry.hostPattern) }
+        for entry in named where !patterns.contains(entry.hostPattern) && !pinnedNames.contains(entry.hostPattern) {
+            patterns.append(entry.hostPattern)
+        }
         let suffixBases = named.compactMap { entry -> String? in
             if case .domainSuffix(let base) = entry.host { return base }
             return nil
@@ -178,6 +204,7 @@ extension FirewallPlan {
                 upstreamDNS.map { ["pattern": pattern, "upstream": $0.dnsmasq] }
             },
             "exact_names": exact.map { ["name": $0] },
+            "host_records": pinned.flatMap { pin in pin.addresses.map { ["name": pin.name, "address": $0, "why": pin.reason] } },
             "ipset_lines": groups.flatMap { group in
                 group.domains.map { ["domain": $0, "sets": "\(group.set4),\(group.set6)"] }
             },

@@ -35,6 +35,8 @@ public struct FirewallPlan: Sendable {
     /// The docker bridge gateway: closed unless an entry names it.
     public let gateway: IPNetwork?
     public let selfTest: SelfTestTargets
+    /// Allowed names the resolver answers itself with this machine's addresses for them.
+    public let pinned: [PinnedName]
 
     public init(
         entries: [AllowEntry],
@@ -43,7 +45,8 @@ public struct FirewallPlan: Sendable {
         upstreamSources: [String] = [],
         hostAddresses: [String],
         gateway: String?,
-        selfTest: SelfTestTargets = SelfTestTargets()
+        selfTest: SelfTestTargets = SelfTestTargets(),
+        pinned: [PinnedName] = []
     ) throws {
         self.agentEndpoints = Self.unique(agentEndpoints, excluding: [])
         self.entries = Self.unique(entries, excluding: Set(self.agentEndpoints.map(\.key)))
@@ -51,6 +54,8 @@ public struct FirewallPlan: Sendable {
         self.hostAddresses = try hostAddresses.map { try Self.parseNetwork($0, setting: "host address") }
         self.gateway = try gateway.map { try Self.parseNetwork($0, setting: "gateway") }
         self.selfTest = selfTest
+        let exactNames = Set((agentEndpoints + entries).compactMap(\.name))
+        self.pinned = pinned.filter { exactNames.contains($0.name) }
         let names = allEntries.filter(\.isNamed)
         if !names.isEmpty, self.upstreamDNS.isEmpty {
             throw FirewallError.noUpstreamDNS(names: names.map(\.description), looked: upstreamSources)

@@ -6,7 +6,8 @@ import PatinaSandbox
 extension RunLifecycle {
     func runAgent(image: String) async throws {
         if let shell = plan.shell { return try await runShell(shell, image: image) }
-        let spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork, labels: containerLabels)
+        let spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork,
+                                     labels: containerLabels, extras: sandboxExtras)
         let recorder = try SessionRecorder(sessionLog: layout.sessionLog, progress: progress)
         defer { recorder.close() }
         progress.step("agent running (timeout \(DurationParser.format(plan.timeoutSeconds)))")
@@ -45,11 +46,13 @@ extension RunLifecycle {
     /// `patina shell`: the user's command (or an interactive shell) in the agent's
     /// sandbox, attached to patina's own terminal; no credential is passed in.
     func runShell(_ shell: ShellRequest, image: String) async throws {
-        var spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork, labels: containerLabels)
+        var spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork,
+                                     labels: containerLabels, extras: sandboxExtras)
         spec.name = "patina-\(plan.id)-shell"
         spec.labels["patina.role"] = "shell"
-        spec.passEnvironment = []
-        spec.environment = ["HOME": RunLayout.containerHome, "PATINA_RUN_ID": shell.runID, "PATINA_SHELL": "1"]
+        spec.passEnvironment = plan.sandbox.trust.passedVariables
+        spec.environment = sandboxExtras.environment.merging(
+            ["HOME": RunLayout.containerHome, "PATINA_RUN_ID": shell.runID, "PATINA_SHELL": "1"]) { $1 }
         spec.command = shell.command.isEmpty ? ["bash", "-l"] : shell.command
         var arguments = spec.runArguments
         arguments.insert(contentsOf: isatty(0) == 1 && shell.command.isEmpty ? ["--interactive", "--tty"] : ["--interactive"], at: 1)

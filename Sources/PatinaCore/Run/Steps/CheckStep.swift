@@ -37,7 +37,9 @@ extension RunLifecycle {
             Mount(source: layout.checkWorkspace.path, target: RunLayout.workspace, readOnly: false),
             Mount(source: layout.checkHome.path, target: RunLayout.containerHome, readOnly: false),
         ]
-        spec.passEnvironment = []
+        // No credential, and no warm cache: what the agent left in a cache must not decide
+        // whether the check passes. The proxy, when there is one, is the way out.
+        spec.passEnvironment = plan.sandbox.trust.passedVariables
         spec.environment = ["HOME": RunLayout.containerHome, "PATINA_RUN_ID": plan.id, "PATINA_CHECK": "1"]
         let timeout = plan.checkTimeoutSeconds
         spec.command = ["timeout", "--signal=KILL", String(Int(timeout) + 30), "bash", "-c", "exec 2>&1\n" + command]

@@ -40,9 +40,10 @@ extension RunLifecycle {
             // The agent never ran: the branch holds nothing; remove it and its worktree.
             cleanUpBranch()
             record.headCommit = nil
+            _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
+            releaseWarmCaches()
             try? FileManager.default.removeItem(at: layout.sandbox)
             steps.record("collect", Date().timeIntervalSince(start), "agent never started; branch removed")
-            _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
             await protections.tearDown()
             return
         }
@@ -50,6 +51,7 @@ extension RunLifecycle {
             collectShell()
             collection.reclaimOwnership()
             _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
+            releaseWarmCaches()
             await protections.tearDown()
             return
         }
@@ -76,11 +78,18 @@ extension RunLifecycle {
             steps.record("check", check.durationS, check.passed ? "passed" : "failed" + (check.error.map { ": \($0)" } ?? ""))
         }
         _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
+        releaseWarmCaches()
         await protections.tearDown()
         // The agent's home stays (its transcript, for review); the rest of the sandbox goes.
         for url in [layout.hostObjectsSnapshot, layout.checkWorkspace, layout.checkHome] {
             try? FileManager.default.removeItem(at: url)
         }
+    }
+
+    /// The caches go back once no container of the run can write to them.
+    func releaseWarmCaches() {
+        caches?.release()
+        caches = nil
     }
 
     /// After `patina shell`: commits made in the shell move the branch on; changes

@@ -44,7 +44,9 @@ extension RunLifecycle {
         try Data("gitdir: \(RunLayout.containerGit)\n".utf8).write(to: layout.gitFile)
         try snapshotHostObjects()
 
-        let spec = AgentSandbox.spec(plan: plan, layout: layout, image: images.agent, network: protections.agentNetwork, labels: containerLabels)
+        try holdWarmCaches()
+        let spec = AgentSandbox.spec(plan: plan, layout: layout, image: images.agent, network: protections.agentNetwork,
+                                     labels: containerLabels, extras: sandboxExtras)
         try Data(AgentSandbox.devcontainerJSON(spec, plan: plan).utf8).write(to: layout.devcontainer)
 
         if getuid() == 0 {
@@ -52,6 +54,26 @@ extension RunLifecycle {
                 Ownership.change(url, uid: plan.agentUID, gid: plan.agentGID)
             }
         }
+    }
+
+    /// The run's warm caches: this repository's, under patina's home, each mounted where its
+    /// tool looks (never the host user's own caches). Released at collection.
+    func holdWarmCaches() throws {
+        guard !plan.sandbox.caches.isEmpty else { return }
+        let lease = try CacheStore(store: plan.store).lease(
+            plan.sandbox.caches, privateRoot: layout.sandbox.appendingPathComponent("caches"), uid: plan.agentUID, gid: plan.agentGID)
+        caches = lease
+        protections.extras = sandboxExtras
+        record.caches = lease.used
+        steps.note("warm caches: " + lease.mounts.map { "\($0.target) ← \($0.source)" }.joined(separator: ", "))
+        for note in lease.notes {
+            steps.note(note)
+            progress.note(note)
+        }
+    }
+
+    var sandboxExtras: SandboxExtras {
+        caches.map { SandboxExtras(mounts: $0.mounts, environment: $0.environment) } ?? SandboxExtras()
     }
 
     /// The host's objects as they are now, hard-linked into the run's sandbox
