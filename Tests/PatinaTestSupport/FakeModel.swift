@@ -103,6 +103,20 @@ public final class FakeModel: @unchecked Sendable {
         try data.write(to: directory.appendingPathComponent("script.json"), options: .atomic)
     }
 
+    /// Sets a top-level key of the script (e.g. "usage", "event_delay"), keeping the rest.
+    public func setScriptKey(_ key: String, _ value: Any) throws {
+        let url = directory.appendingPathComponent("script.json")
+        var script = (try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any]) ?? [:]
+        script[key] = value
+        try JSONSerialization.data(withJSONObject: script).write(to: url, options: .atomic)
+    }
+
+    /// The usage every answer reports (input_tokens, output_tokens, cache_read_input_tokens, …).
+    public func setUsage(_ usage: [String: Int]) throws { try setScriptKey("usage", usage) }
+
+    /// Seconds between the events of every streamed answer.
+    public func setEventDelay(_ seconds: Double) throws { try setScriptKey("event_delay", seconds) }
+
     public var baseURL: String { "http://\(host):\(port)" }
 
     /// Every request the fake received, as recorded JSON objects.
