@@ -128,10 +128,12 @@ public final class ModelProxy: Sendable {
 
     /// Stops accepting, cuts every client connection and upstream request, closes api.jsonl.
     public func stop() {
-        let clients = state.withLock { state -> [Socket] in
+        let clients = state.withLock { state -> [Socket]? in
+            guard state.running else { return nil }
             state.running = false
             return Array(state.clients.values)
         }
+        guard let clients else { return }
         for client in clients { client.shutdown() }
         upstream.invalidate()
         log.close()

@@ -149,6 +149,14 @@ public struct PriceTable: Sendable, Equatable {
         }
     }
 
+    /// Adds or replaces models (a config's `model_prices`, already decoded).
+    public mutating func add(_ prices: [String: ModelPrice], source: String) throws {
+        for (id, price) in prices {
+            try Self.validate(price, id: id, source: source)
+            models[id] = price
+        }
+    }
+
     static func validate(_ price: ModelPrice, id: String, source: String) throws {
         var values = [price.rates.input, price.rates.output] + [price.rates.cacheWrite5m, price.rates.cacheWrite1h, price.rates.cacheRead, price.webSearch].compactMap { $0 }
         if let long = price.longPrompt { values += [long.rates.input, long.rates.output] }

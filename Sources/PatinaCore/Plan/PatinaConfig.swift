@@ -1,4 +1,5 @@
 import Foundation
+import PatinaModelProxy
 
 /// A repository's own configuration: `.patina/config.json`, committed with the
 /// project. Every field is optional; flags on the command line win.
@@ -29,6 +30,10 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
     /// Upstream resolvers for the sandbox's own resolver (`IP` or `IP:PORT`);
     /// default: the host's resolv.conf.
     public var dns: [String]?
+    /// The run's budget in US dollars (`--max-cost` wins).
+    public var maxCost: Double?
+    /// Prices added to or replacing the shipped table (templates/model-prices.json), by model id.
+    public var modelPrices: [String: ModelPrice]?
 
     public init() {}
 
@@ -37,6 +42,8 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
         case baseImage = "base_image"
         case maxTurns = "max_turns"
         case capAdd = "cap_add"
+        case maxCost = "max_cost"
+        case modelPrices = "model_prices"
     }
 
     public struct Invalid: Error, CustomStringConvertible {

@@ -6,6 +6,7 @@ public final class StepLog: @unchecked Sendable {
     public private(set) var steps: [StepTiming] = []
     private var url: URL?
     private let lock = NSLock()
+    private let redactor: Redactor
 
     /// Starts writing to `url`, including the steps recorded so far.
     public func attach(_ url: URL) {
@@ -21,8 +22,9 @@ public final class StepLog: @unchecked Sendable {
             + (step.detail.map { "  \($0)" } ?? "") + "\n"
     }
 
-    public init(url: URL?) {
+    public init(url: URL?, redactor: Redactor = Redactor(secrets: [])) {
         self.url = url
+        self.redactor = redactor
     }
 
     /// Times `body` and records it under `name`, also when it throws.
@@ -40,7 +42,7 @@ public final class StepLog: @unchecked Sendable {
 
     public func record(_ name: String, _ seconds: Double, _ detail: String?) {
         lock.withLock {
-            let step = StepTiming(name: name, seconds: seconds, detail: detail)
+            let step = StepTiming(name: name, seconds: seconds, detail: detail.map { redactor($0) })
             steps.append(step)
             guard let url else { return }
             let line = Self.line(step)
