@@ -99,10 +99,14 @@ public struct PriceTable: Sendable, Equatable {
     public private(set) var models: [String: ModelPrice]
     /// `usage.inference_geo` → factor on the token cost (e.g. "us": 1.1).
     public private(set) var inferenceGeoMultipliers: [String: Double]
+    /// Claude Code's model aliases (`opus`, `sonnet`, `haiku`) → the model each stands for
+    /// (the file's `claude_code_defaults`), for checking a `--model` alias before a run.
+    public private(set) var claudeCodeAliases: [String: String]
 
-    public init(models: [String: ModelPrice] = [:], inferenceGeoMultipliers: [String: Double] = [:]) {
+    public init(models: [String: ModelPrice] = [:], inferenceGeoMultipliers: [String: Double] = [:], claudeCodeAliases: [String: String] = [:]) {
         self.models = models
         self.inferenceGeoMultipliers = inferenceGeoMultipliers
+        self.claudeCodeAliases = claudeCodeAliases
     }
 
     /// The shipped file's shape: `{"models": {ID: {...}}, "inference_geo_multipliers": {...}}`;
@@ -128,6 +132,7 @@ public struct PriceTable: Sendable, Equatable {
         }
         var table = PriceTable()
         table.inferenceGeoMultipliers = object["inference_geo_multipliers"] as? [String: Double] ?? [:]
+        table.claudeCodeAliases = object["claude_code_defaults"] as? [String: String] ?? [:]
         try table.add(models, source: source)
         return table
     }
@@ -169,6 +174,7 @@ public struct PriceTable: Sendable, Equatable {
     /// date suffix (`-20250929`) or context suffix (`[1m]`) taken off.
     public func price(for model: String) -> ModelPrice? {
         if let exact = models[model] { return exact }
+        if let id = claudeCodeAliases[model.lowercased()], id != model { return price(for: id) }
         if let aliased = models.values.first(where: { $0.aliases.contains(model) }) { return aliased }
         var base = model
         if base.hasSuffix("]"), let open = base.lastIndex(of: "[") { base = String(base[..<open]) }

@@ -29,6 +29,7 @@ import Testing
         ("claude-sonnet-4-5-20250929", 3.0), ("claude-sonnet-4-5", 3.0), ("claude-haiku-4-5-20251001", 1.0),
         ("claude-opus-4-20250514", 15.0), ("claude-opus-4-1-20250805", 15.0), ("claude-sonnet-4-6[1m]", 3.0),
         ("claude-opus-5-5", 4.0), ("claude-sonnet-5-5", 2.0), ("claude-haiku-5-5", 0.1),
+        ("opus", 4.0), ("sonnet", 2.0), ("haiku", 0.1),
     ])
     func lookup(model: String, input: Double) throws {
         #expect(try Self.shipped().price(for: model)?.rates.input == input)

@@ -18,6 +18,11 @@ public enum BatchLauncher {
         var batch = BatchRecord(id: id, started: Date(), jobs: jobs ?? 1, inputs: BatchInputs(file: file, check: check, items: items))
         batch.maxTotalCostUSD = maxTotalCost
         var plans = try await planItems(of: &batch, indices: Array(items.indices), engine: engine, directory: directory, environment: environment)
+        if maxTotalCost != nil {
+            for plan in plans.values.sorted(by: { $0.id < $1.id }) {
+                if let model = plan.model { try Planner.requirePrice(of: model, in: plan.prices, budget: "--max-total-cost") }
+            }
+        }
         shareBudget(of: batch, with: &plans)
         guard let store = plans.values.first?.store else { throw PlanError("the batch has no runs") }
         batch.jobs = jobs ?? BatchPlanner.defaultJobs(memoryLimit: plans.values.first!.limits.memory)

@@ -46,7 +46,7 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
         case modelPrices = "model_prices"
     }
 
-    public struct Invalid: Error, CustomStringConvertible {
+    public struct Invalid: BadInput, CustomStringConvertible {
         public let path: String
         public let reason: String
         public var description: String { "cannot use \(path): \(reason)" }

@@ -153,13 +153,15 @@ public enum Planner {
         let maxCost = try options.maxCost.map { try Budget.parse($0, setting: "--max-cost") }
             ?? config.maxCost.map { try Budget.check($0, setting: "max_cost in .patina/config.json") }
         let prices = try loadPrices(templates: templates, config: config)
+        let model = options.model ?? config.model
+        if maxCost != nil, let model { try requirePrice(of: model, in: prices, budget: "--max-cost") }
 
         let (uid, gid) = agentIDs()
         return RunPlan(
             id: id, task: task, repository: repository, repositoryRoot: root, baseCommit: baseCommit,
             branch: branch, store: store, runDirectory: store.runDirectory(id), worktree: store.worktree(id),
             config: config, templates: templates, timeoutSeconds: timeout,
-            model: options.model ?? config.model, maxTurns: options.maxTurns ?? config.maxTurns,
+            model: model, maxTurns: options.maxTurns ?? config.maxTurns,
             baseImage: baseImage, agentBinary: agentBinary, credentials: credentials,
             agentUID: uid, agentGID: gid, limits: limits,
             firewallEnabled: !options.noFirewall,
@@ -171,6 +173,12 @@ public enum Planner {
             batchID: nil, attempt: nil, name: nil,
             claudeMaxRetries: environment["CLAUDE_CODE_MAX_RETRIES"].flatMap { Int($0) },
             maxCostUSD: maxCost, prices: prices, sharedBudget: nil)
+    }
+
+    /// With a budget, a model must have a price: its spending could not be counted otherwise.
+    static func requirePrice(of model: String, in prices: PriceTable, budget: String) throws {
+        guard prices.price(for: model) == nil else { return }
+        throw PlanError("\(budget) needs the price of model \(model), which patina does not know; add it under \"model_prices\" in .patina/config.json")
     }
 
     /// The shipped price table (a repository may override the file in .patina/templates/)
