@@ -136,9 +136,17 @@ final class HTTPRequestReader {
 }
 
 /// Writes one response to a client: the head, then the body in chunks as it arrives.
+/// An HTTP/1.0 client gets no chunked encoding: its body ends when the connection closes.
 struct HTTPResponseWriter {
     let socket: Socket
     let keepAlive: Bool
+    let chunked: Bool
+
+    init(socket: Socket, keepAlive: Bool, chunked: Bool = true) {
+        self.socket = socket
+        self.chunked = chunked
+        self.keepAlive = keepAlive && chunked
+    }
 
     /// Headers that belong to one hop, or that the proxy sets itself.
     static let hopByHop: Set<String> = [
@@ -151,12 +159,14 @@ struct HTTPResponseWriter {
         for (name, value) in headers where !Self.hopByHop.contains(name.lowercased()) {
             text += "\(Self.clean(name)): \(Self.clean(value))\r\n"
         }
-        text += "Transfer-Encoding: chunked\r\nConnection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
+        if chunked { text += "Transfer-Encoding: chunked\r\n" }
+        text += "Connection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
         try socket.write(text)
     }
 
     func chunk(_ data: Data) throws {
         guard !data.isEmpty else { return }
+        guard chunked else { return try socket.write(data) }
         var framed = Data(String(data.count, radix: 16).utf8)
         framed.append(contentsOf: [13, 10])
         framed.append(data)
@@ -165,7 +175,7 @@ struct HTTPResponseWriter {
     }
 
     func end() throws {
-        try socket.write("0\r\n\r\n")
+        if chunked { try socket.write("0\r\n\r\n") }
     }
 
     /// A whole response of the proxy's own (errors): JSON with a length.

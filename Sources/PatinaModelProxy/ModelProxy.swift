@@ -175,10 +175,9 @@ public final class ModelProxy: Sendable {
             } catch {
                 return  // the client went away, or stayed idle too long
             }
-            let keepAlive = request.keepsAlive
-            let writer = HTTPResponseWriter(socket: client, keepAlive: keepAlive)
+            let writer = HTTPResponseWriter(socket: client, keepAlive: request.keepsAlive, chunked: request.version != "HTTP/1.0")
             let connectionUsable = handle(request, writer: writer)
-            if !connectionUsable || !keepAlive { return }
+            if !connectionUsable || !writer.keepAlive { return }
         }
     }
 

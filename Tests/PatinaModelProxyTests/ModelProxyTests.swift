@@ -208,6 +208,18 @@ struct ModelProxyTests {
         #expect(server.requests == 0)
     }
 
+    @Test func anHTTP10ClientGetsABodyThatEndsWithTheConnection() throws {
+        let fake = try FakeModel(script: [.text("old client")], host: "127.0.0.1")
+        let proxy = try Self.proxy(upstream: fake.baseURL)
+        defer { proxy.stop() }
+        let response = try RawHTTP.send(port: proxy.port, method: "POST", target: "/v1/messages", headers: [
+            ("content-type", "application/json"), ("x-api-key", proxy.configuration.placeholder),
+        ], body: Self.messagesBody(), version: "HTTP/1.0")
+        #expect(response.status == 200)
+        #expect(response.header("transfer-encoding") == nil && response.header("connection") == "close")
+        #expect(response.text.hasPrefix("event: message_start") && response.text.contains("old client"))
+    }
+
     @Test func oneConnectionCarriesSeveralRequests() throws {
         let fake = try FakeModel(script: [.text("again")], host: "127.0.0.1")
         let proxy = try Self.proxy(upstream: fake.baseURL)

@@ -39,8 +39,8 @@ enum RawHTTP {
         return fd
     }
 
-    static func request(method: String, target: String, headers: [(String, String)], body: Data, close: Bool) -> Data {
-        var head = "\(method) \(target) HTTP/1.1\r\nHost: proxy\r\n"
+    static func request(method: String, target: String, headers: [(String, String)], body: Data, close: Bool, version: String = "HTTP/1.1") -> Data {
+        var head = "\(method) \(target) \(version)\r\nHost: proxy\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         head += "Content-Length: \(body.count)\r\n"
         if close { head += "Connection: close\r\n" }
@@ -49,11 +49,11 @@ enum RawHTTP {
         return data
     }
 
-    static func send(port: Int, method: String, target: String, headers: [(String, String)], body: Data) throws -> Response {
+    static func send(port: Int, method: String, target: String, headers: [(String, String)], body: Data, version: String = "HTTP/1.1") throws -> Response {
         let fd = try connect(port: port)
         defer { close(fd) }
         let start = Date()
-        try write(fd, request(method: method, target: target, headers: headers, body: body, close: true))
+        try write(fd, request(method: method, target: target, headers: headers, body: body, close: true, version: version))
         var reader = Reader(fd: fd, start: start)
         return try reader.response()
     }
@@ -144,6 +144,14 @@ enum RawHTTP {
             } else if let length = Int(response.header("content-length") ?? "") {
                 response.body = Data(try bytes(length))
                 response.firstBodyAt = Date().timeIntervalSince(start)
+            } else {
+                // Until the connection closes.
+                while !eof {
+                    try more()
+                    if !pending.isEmpty && response.firstBodyAt == nil { response.firstBodyAt = Date().timeIntervalSince(start) }
+                }
+                response.body = Data(pending)
+                pending = []
             }
             response.endAt = Date().timeIntervalSince(start)
             return response
