@@ -12,7 +12,7 @@ extension RunLifecycle {
         let start = Date()
         // Whatever happened, the proxy stops before anything else runs in this run's network.
         modelProxy?.stop()
-        if let usage = modelProxy?.usage, !agentStarted || record.requests == nil { recordModelUsage(usage) }
+        if let usage = modelProxy?.usage, agentStarted, record.requests == nil { recordModelUsage(usage) }
         await protections.captureReports()
         // Nothing in the sandbox may change the tree while it is read. The firewall's
         // holder (patina's own container, not the agent's) stays up for the check.
