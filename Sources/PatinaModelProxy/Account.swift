@@ -49,6 +49,8 @@ public struct ModelUsage: Sendable, Equatable {
     public var unreachable: String?
     /// Set once a request was refused for the budget: why.
     public var budgetExceeded: String?
+    /// Set once a request was refused because, under a budget, its model has no price: why.
+    public var refusedUnpriced: String?
 
     public var rateLimited: Int { statuses[429] ?? 0 }
     public var overloaded: Int { statuses[529] ?? 0 }
@@ -109,8 +111,9 @@ final class Account: Sendable {
             return .refuse(status: 402, type: "billing_error", message: "patina: \(refusal); no further requests are forwarded")
         }
         if budgeted, let model, prices.price(for: model) == nil {
-            return .refuse(status: 400, type: "invalid_request_error",
-                           message: "patina: no price for model \(model), so its cost cannot be counted against the budget; add it to \"model_prices\" in .patina/config.json")
+            let message = "patina: no price for model \(model), so its cost cannot be counted against the budget; add it under \"model_prices\" in .patina/config.json"
+            state.withLock { if $0.refusedUnpriced == nil { $0.refusedUnpriced = message } }
+            return .refuse(status: 400, type: "invalid_request_error", message: message)
         }
         return .forward
     }

@@ -87,7 +87,6 @@ public enum ModelProxyEvent: Sendable {
 public final class ModelProxy: Sendable {
     public let configuration: ModelProxyConfiguration
     public let port: Int
-    private let listener: Socket
     private let account: Account
     private let log: APILog
     private let upstream: Upstream
@@ -107,13 +106,14 @@ public final class ModelProxy: Sendable {
     /// Binds and starts serving at once.
     public init(configuration: ModelProxyConfiguration, onEvent: @escaping @Sendable (ModelProxyEvent) -> Void = { _ in }) throws {
         self.configuration = configuration
-        listener = try Socket.listen(address: configuration.listenAddress)
+        let listener = try Socket.listen(address: configuration.listenAddress)
         port = listener.port
         account = Account(prices: configuration.prices, maxCostUSD: configuration.maxCostUSD, sharedLimit: configuration.sharedLimit)
         log = try APILog(url: configuration.apiLog, secrets: configuration.secrets + [configuration.credential.value])
         upstream = Upstream()
         self.onEvent = onEvent
-        let accepting = Thread { [self] in acceptLoop() }
+        // The accepting thread owns the listener: it is closed when the loop ends, after stop().
+        let accepting = Thread { [self] in acceptLoop(listener) }
         accepting.name = "patina-model-proxy-accept"
         accepting.start()
     }
@@ -141,7 +141,7 @@ public final class ModelProxy: Sendable {
 
     // MARK: Connections
 
-    private func acceptLoop() {
+    private func acceptLoop(_ listener: Socket) {
         while state.withLock({ $0.running }) {
             guard let client = listener.accept(timeoutMS: 100) else { continue }
             let accepted = state.withLock { state -> Bool in

@@ -177,6 +177,7 @@ struct ModelProxyTests {
         defer { budgeted.stop() }
         let refused = try Self.send(budgeted, key: budgeted.configuration.placeholder, body: Self.messagesBody(model: "claude-nonesuch-9"))
         #expect(refused.status == 400 && refused.text.contains("model_prices"))
+        #expect(budgeted.usage.refusedUnpriced?.contains("claude-nonesuch-9") == true)
         #expect(fake.requests().count == 1)
     }
 
@@ -206,6 +207,21 @@ struct ModelProxyTests {
         #expect(response.status == 502)
         #expect(response.text.lowercased().contains("certificate"), "\(response.text)")
         #expect(server.requests == 0)
+    }
+
+    @Test func stoppingCutsAnAnswerInFlight() throws {
+        let fake = try FakeModel(script: [.text(String(repeating: "a long slow answer ", count: 40))], host: "127.0.0.1")
+        try fake.setEventDelay(0.5)
+        let proxy = try Self.proxy(upstream: fake.baseURL)
+        let started = Date()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1) { proxy.stop() }
+        // The answer would take ~10 s; the client sees the connection end soon after the stop.
+        _ = try? Self.send(proxy, key: proxy.configuration.placeholder)
+        #expect(Date().timeIntervalSince(started) < 4)
+        #expect(!proxy.isRunning)
+        // Nothing listens any more (the accepting thread notices within 0.1 s).
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(throws: (any Error).self) { try RawHTTP.connect(port: proxy.port) }
     }
 
     @Test func anHTTP10ClientGetsABodyThatEndsWithTheConnection() throws {

@@ -225,6 +225,9 @@ public final class RunLifecycle: @unchecked Sendable {
                 if entry.refused == "budget", let why = totals.budgetExceeded, once("budget") {
                     progress.warn(why + "; the model proxy refuses further requests")
                 }
+                if entry.refused == "unpriced_model", let why = totals.refusedUnpriced, once("unpriced_model") {
+                    progress.warn(why)
+                }
             case .unreachable(let why):
                 progress.warn("the model API at \(why); stopping the agent")
                 Task { await control.stop(.modelUnreachable) }

@@ -19,6 +19,9 @@ struct RunOutcome: Equatable {
         if stopReason == nil, let budget = model?.budgetExceeded {
             return RunOutcome(status: .budgetExceeded, reason: budget)
         }
+        if stopReason == nil, let unpriced = model?.refusedUnpriced {
+            return RunOutcome(status: .error, reason: unpriced)
+        }
         switch (stopReason, result) {
         case (.timeout?, _):
             return RunOutcome(status: .timedOut, reason: "stopped after the \(DurationParser.format(timeout)) timeout")
