@@ -130,7 +130,8 @@ struct BatchShowCommand: AsyncParsableCommand {
             print(record.json())
             return
         }
-        print("batch \(record.id)  \(record.status.rawValue)  jobs \(record.jobs)" + (record.inputs.file.map { "  file \($0)" } ?? ""))
+        print("batch \(record.id)  \(record.status.rawValue)  jobs \(record.jobs)" + (record.inputs.file.map { "  file \($0)" } ?? "")
+            + (record.maxTotalCostUSD.map { String(format: "  budget $%.2f", $0) } ?? ""))
         print(Terminal.inert(BatchReport.table(record)))
         print("report: \(store.batchDirectory(record.id).appendingPathComponent("report.html").path)")
     }
