@@ -17,6 +17,8 @@ Memory: patina's resident memory (VmRSS sampled every 0.1 s, and VmHWM) during a
 batch of --runs runs at --jobs --runs in which every agent streams
 --memory-requests requests through its proxy at the same time, against the same
 batch whose agents only sleep (idle proxies), and one run alone with traffic.
+With --baseline-patina (a patina built from before the proxy, whose agents talk to
+the fake directly), the same batches run with it too, interleaved.
 """
 
 import argparse
@@ -125,10 +127,10 @@ def rss_sampler(pid, stop, out):
         time.sleep(0.1)
 
 
-def batch_memory(args, ws, fake, runs, label):
+def batch_memory(args, ws, fake, runs, label, patina):
     tasks = ws.dir / f"{label}.txt"
     tasks.write_text("".join(f"memory {label} {i}\n" for i in range(runs)))
-    cmd = [args.patina, "batch", "--agent-binary", args.agent_binary, "--base-image", args.base_image,
+    cmd = [patina, "batch", "--agent-binary", args.agent_binary, "--base-image", args.base_image,
            "--jobs", str(runs), "--quiet", "--json", str(tasks)]
     proc = subprocess.Popen(cmd, cwd=ws.repo, env=fake.env({"PATINA_HOME": str(ws.home)}),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -156,11 +158,15 @@ def memory(args, ws):
                                                                     "description": "wait"}},
                                         {"text": "Done."}]}, name="idle")
     rows = []
-    for fake, runs, label in [(loaded, 1, "1 run, streaming"), (idle, args.runs, f"{args.runs} runs, idle proxies"),
+    binaries = [("patina", args.patina)] + ([("before the proxy", args.baseline_patina)] if args.baseline_patina else [])
+    for fake, runs, label in [(loaded, 1, "1 run, streaming"), (idle, args.runs, f"{args.runs} runs, idle"),
                               (loaded, args.runs, f"{args.runs} runs, all streaming")]:
-        log(f"memory: {label} ...")
-        rows.append(batch_memory(args, ws, fake, runs, label.replace(" ", "-").replace(",", "")))
-        rows[-1]["label"] = label
+        for name, patina in binaries:
+            full = f"{name}: {label}"
+            log(f"memory: {full} ...")
+            rows.append(batch_memory(args, ws, fake, runs, full.replace(" ", "-").replace(",", "").replace(":", ""), patina))
+            rows[-1]["label"] = full
+            rows[-1]["binary"] = name
     loaded.stop()
     idle.stop()
     return rows
@@ -176,6 +182,8 @@ def main():
     parser.add_argument("--memory-requests", type=int, default=50, help="streamed requests per run for the memory figure")
     parser.add_argument("--idle-seconds", type=float, default=15, help="how long idle agents wait")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--baseline-patina", default=None,
+                        help="a patina built from before the proxy, for the memory baseline")
     args = parser.parse_args()
     check_prerequisites(args)
 

@@ -271,6 +271,10 @@ public final class ModelProxy: Sendable {
                 if clientGone {
                     entry.errorMessage = entry.errorMessage ?? "the client went away before the answer ended"
                     outcome = false
+                } else if error != nil, !isRunning {
+                    // Cut off by stop(): the run is over, this says nothing about the upstream.
+                    entry.errorMessage = "the model proxy stopped before the answer ended"
+                    outcome = false
                 } else if let error, entry.status == 0 {
                     // Nothing came back: the upstream could not be reached.
                     let reason = Self.reason(error)

@@ -38,8 +38,12 @@ final class ResponseStream: @unchecked Sendable {
 /// `ResponseStream` per request; redirects are never followed (they could carry the
 /// credential elsewhere).
 final class Upstream: NSObject, URLSessionDataDelegate, @unchecked Sendable {
-    // @unchecked: `streams` is behind its Mutex; `session` is set once in init.
-    private let streams = Mutex<[Int: ResponseStream]>([:])
+    // @unchecked: `state` is behind its Mutex; `session` is set once in init.
+    private struct State {
+        var open = true
+        var streams: [Int: ResponseStream] = [:]
+    }
+    private let state = Mutex(State())
     private var session: URLSession!
     private let queue = OperationQueue()
 
@@ -59,20 +63,31 @@ final class Upstream: NSObject, URLSessionDataDelegate, @unchecked Sendable {
     }
 
     /// Starts the request; its answer arrives through the returned stream. `cancel` stops it.
+    /// Once the session is invalidated, the stream ends at once (cancelled).
     func start(_ request: URLRequest) -> (stream: ResponseStream, cancel: @Sendable () -> Void) {
         let stream = ResponseStream()
-        let task = session.dataTask(with: request)
-        streams.withLock { $0[task.taskIdentifier] = stream }
+        // A task is only ever created on a session that is still open.
+        let task = state.withLock { state -> URLSessionDataTask? in
+            guard state.open else { return nil }
+            let task = session.dataTask(with: request)
+            state.streams[task.taskIdentifier] = stream
+            return task
+        }
+        guard let task else {
+            stream.push(.end(URLError(.cancelled)))
+            return (stream, {})
+        }
         task.resume()
         return (stream, { task.cancel() })
     }
 
     func invalidate() {
+        state.withLock { $0.open = false }
         session.invalidateAndCancel()
     }
 
     private func stream(for task: URLSessionTask) -> ResponseStream? {
-        streams.withLock { $0[task.taskIdentifier] }
+        state.withLock { $0.streams[task.taskIdentifier] }
     }
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
@@ -92,7 +107,7 @@ final class Upstream: NSObject, URLSessionDataDelegate, @unchecked Sendable {
     }
 
     func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
-        let stream = streams.withLock { $0.removeValue(forKey: task.taskIdentifier) }
+        let stream = state.withLock { $0.streams.removeValue(forKey: task.taskIdentifier) }
         stream?.push(.end(error))
     }
 
