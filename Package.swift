@@ -52,11 +52,17 @@ let package = Package(
             dependencies: [.product(name: "Mustache", package: "swift-mustache")],
             swiftSettings: strict
         ),
+        // model proxy: the Messages API served to one run's sandbox, forwarded with the
+        // real credential, every answer's usage and cost counted (Foundation only).
+        .target(
+            name: "PatinaModelProxy",
+            swiftSettings: strict
+        ),
         // core: run planning, lifecycle, run store, templates, session log.
         .target(
             name: "PatinaCore",
             dependencies: [
-                "PatinaGit", "PatinaSandbox", "PatinaTemplates",
+                "PatinaGit", "PatinaSandbox", "PatinaTemplates", "PatinaModelProxy",
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             swiftSettings: strict
@@ -88,6 +94,11 @@ let package = Package(
         .testTarget(
             name: "PatinaTests",
             dependencies: ["PatinaCore", "PatinaCommands", "PatinaTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PatinaModelProxyTests",
+            dependencies: ["PatinaModelProxy", "PatinaTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -21,7 +21,7 @@ struct BatchRunCommand: AsyncParsableCommand {
         discussion: """
             FILE is .txt (one task per line; blank lines and # lines ignored) or .jsonl (one object per \
             line: "task" required; optional "name", "attempts", "model" or "models", "base", "timeout", \
-            "max_turns", "check", "allow"). Flags give the defaults; a line's keys win. A bad line stops \
+            "max_turns", "check", "allow", "max_cost"). Flags give the defaults; a line's keys win. A bad line stops \
             the batch before anything is created. Records: batches/<id>/batch.json, report.md and \
             report.html in patina's store; `patina batch show` prints the table. Ctrl-C stops the \
             batch: queued runs never start, running ones are collected; `patina batch resume` finishes it.
@@ -43,6 +43,8 @@ struct BatchRunCommand: AsyncParsableCommand {
     func validate() throws {
         do {
             try BatchPlanner.validate(attempts: attempts, jobs: batchFlags.jobs)
+            try flags.options(task: "x", model: nil).validateFlags()
+            _ = try batchFlags.totalBudget()
         } catch { throw ValidationError("\(error)") }
     }
 
@@ -50,7 +52,8 @@ struct BatchRunCommand: AsyncParsableCommand {
         let tasks = try BatchFile.load(file)
         let items = try BatchPlanner.items(
             tasks: tasks, defaults: flags.options(task: "", model: nil), attempts: attempts, models: model, path: file)
-        try await BatchSession.start(items: items, file: file, jobs: batchFlags.jobs, quiet: flags.quiet, json: flags.json)
+        try await BatchSession.start(items: items, file: file, jobs: batchFlags.jobs, maxTotalCost: try batchFlags.totalBudget(),
+                                     quiet: flags.quiet, json: flags.json)
     }
 }
 
@@ -77,6 +80,7 @@ struct BatchResumeCommand: AsyncParsableCommand {
 
     func validate() throws {
         if let jobs = batchFlags.jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs))") }
+        do { _ = try batchFlags.totalBudget() } catch { throw ValidationError("\(error)") }
     }
 
     func run() async throws {
@@ -88,7 +92,8 @@ struct BatchResumeCommand: AsyncParsableCommand {
             return
         }
         let engine = DockerEngine()
-        let plans = try await BatchLauncher.planItems(of: &record, indices: indices, engine: engine)
+        if let total = try batchFlags.totalBudget() { record.maxTotalCostUSD = total }
+        var plans = try await BatchLauncher.planItems(of: &record, indices: indices, engine: engine)
         for index in indices {
             if let previous = record.inputs.items[index].runID {
                 record.inputs.items[index].previousRuns.append(previous)
@@ -97,6 +102,8 @@ struct BatchResumeCommand: AsyncParsableCommand {
             }
         }
         if let jobs = batchFlags.jobs { record.jobs = jobs }
+        // The budget counts what the runs that stay in the batch already spent.
+        BatchLauncher.shareBudget(of: record, with: &plans)
         record.status = .running
         record.finished = nil
         try await BatchSession.run(batch: record, plans: plans, store: store, engine: engine, quiet: quiet, json: json)
@@ -123,7 +130,8 @@ struct BatchShowCommand: AsyncParsableCommand {
             printJSON(record.json())
             return
         }
-        say("batch \(record.id)  \(record.status.rawValue)  jobs \(record.jobs)" + (record.inputs.file.map { "  file \($0)" } ?? ""))
+        say("batch \(record.id)  \(record.status.rawValue)  jobs \(record.jobs)" + (record.inputs.file.map { "  file \($0)" } ?? "")
+            + (record.maxTotalCostUSD.map { String(format: "  budget $%.2f", $0) } ?? ""))
         say(Terminal.inert(BatchReport.table(record)))
         say("report: \(store.batchDirectory(record.id).appendingPathComponent("report.html").path)")
     }

@@ -6,9 +6,9 @@ import PatinaSandbox
 /// What `yolo --attempts`, `batch FILE` and `batch resume` share: signals
 /// installed once, the batch's renderer, the run, the reports, the result.
 enum BatchSession {
-    static func start(items: [BatchItem], file: String?, jobs: Int?, quiet: Bool, json: Bool) async throws {
+    static func start(items: [BatchItem], file: String?, jobs: Int?, maxTotalCost: Double?, quiet: Bool, json: Bool) async throws {
         let engine = DockerEngine()
-        let (batch, plans, store) = try await BatchLauncher.plan(items: items, file: file, jobs: jobs, engine: engine)
+        let (batch, plans, store) = try await BatchLauncher.plan(items: items, file: file, jobs: jobs, maxTotalCost: maxTotalCost, engine: engine)
         try await run(batch: batch, plans: plans, store: store, engine: engine, quiet: quiet, json: json)
     }
 
@@ -19,7 +19,8 @@ enum BatchSession {
             renderer.describe(runID: plan.id, label: item.label, attempt: item.attempt, model: item.model)
         }
         if !quiet {
-            Terminal.write("• batch \(batch.id): \(plans.count) runs, \(batch.jobs) at a time\n")
+            Terminal.write("• batch \(batch.id): \(plans.count) runs, \(batch.jobs) at a time"
+                + (batch.maxTotalCostUSD.map { String(format: ", budget $%.2f in all", $0) } ?? "") + "\n")
         }
         let runner = BatchRunner(
             batch: batch, plans: plans, store: store, engine: engine,
@@ -41,7 +42,7 @@ enum BatchSession {
         }
         switch record.status {
         case .interrupted: throw ExitCode(130)
-        case .failed, .running: throw ExitCode(1)
+        case .failed, .running, .budgetExceeded: throw ExitCode(1)
         case .succeeded:
             let allGood = record.runs.allSatisfy { $0.status == .succeeded && $0.check?.passed != false }
             if !allGood { throw ExitCode(1) }

@@ -50,10 +50,12 @@ final class SingleRunRenderer: Sendable {
         case .note(let text): line = "  [\(clock)] \(text)"
         case .agentStarted(let model): line = "  [\(clock)] agent started" + (model.map { " (\($0))" } ?? "")
         case .tool(let turn, let name, let summary, let cost):
-            line = String(format: "  [%@] turn %d · %@%@ · ~$%.4f", clock, turn, name, summary.isEmpty ? "" : " · " + summary, cost)
+            line = String(format: "  [%@] turn %d · %@%@ · $%.4f", clock, turn, name, summary.isEmpty ? "" : " · " + summary, cost)
         case .toolError(let text): line = "  [\(clock)]   ↳ error: \(text)"
         case .agentText(let text): line = "  [\(clock)] says: \(text)"
         case .apiError(let status): line = "  [\(clock)] the model API answered \(status)"
+        case .modelAPI(let status, let rateLimited, let overloaded):
+            line = "  [\(clock)] " + RunSummary.apiPushback(status: status, rateLimited: rateLimited, overloaded: overloaded)
         case .phase, .finished: line = nil
         }
         guard let line, !quiet else { return }
@@ -74,6 +76,8 @@ final class BatchRenderer: @unchecked Sendable {
         var turns = 0
         var cost = 0.0
         var started = Date()
+        /// 429/529 answers so far.
+        var pushback = 0
     }
 
     private let lock = NSLock()
@@ -151,6 +155,9 @@ final class BatchRenderer: @unchecked Sendable {
             case .toolError(let s): text = "↳ error: \(s)"
             case .agentText(let s): text = "says: \(s)"
             case .apiError(let status): text = "the model API answered \(status)"
+            case .modelAPI(let status, let rateLimited, let overloaded):
+                active[id]?.pushback = rateLimited + overloaded
+                text = RunSummary.apiPushback(status: status, rateLimited: rateLimited, overloaded: overloaded)
             case .warning(let s):
                 if live { clear() }
                 Terminal.write("warning: [\(short(id))] \(Terminal.line(s))\n")
@@ -208,9 +215,10 @@ final class BatchRenderer: @unchecked Sendable {
         for id in order {
             guard let run = active[id] else { continue }
             let who = String(run.label.prefix(36)) + (run.attempt.map { " #\($0)" } ?? "") + (run.model.map { " \($0)" } ?? "")
-            lines.append(String(format: "  %@  %@  %-8@ turn %d  %@  ~$%.4f",
+            lines.append(String(format: "  %@  %@  %-8@ turn %d  %@  $%.4f",
                                 short(id), Terminal.line(who), run.phase.rawValue, run.turns,
-                                Terminal.clock(now.timeIntervalSince(run.started)), run.cost))
+                                Terminal.clock(now.timeIntervalSince(run.started)), run.cost)
+                + (run.pushback > 0 ? "  429/529 ×\(run.pushback)" : ""))
         }
         let running = active.count
         let queued = max(0, total - done - running)

@@ -45,6 +45,11 @@ struct RunFlags: ParsableArguments {
     @Option(name: .customLong("check-timeout"), help: "Stop the check after this long (default: 10m).")
     var checkTimeout: String?
 
+    @Option(name: .customLong("max-cost"), help: ArgumentHelp(
+        "The run's budget in US dollars: once its model answers cost this much, patina's model proxy refuses further requests and the run ends budget_exceeded (still collected). Default: max_cost in .patina/config.json, else none.",
+        valueName: "usd"))
+    var maxCost: String?
+
     @Flag(help: "No progress output (warnings still show).")
     var quiet = false
 
@@ -69,6 +74,7 @@ struct RunFlags: ParsableArguments {
         options.devcontainer = devcontainer
         options.noAutoPresets = noAutoPresets
         options.noHostCA = noHostCA
+        options.maxCost = maxCost
         return options
     }
 }
@@ -79,4 +85,14 @@ struct BatchFlags: ParsableArguments {
         "How many runs are in flight at once. Default: what this machine holds given the per-run limits: 75% of its memory divided by one run's memory limit (4g unless .patina/config.json says otherwise), at most 2 per CPU core, at least 1.",
         valueName: "n"))
     var jobs: Int?
+
+    @Option(name: .customLong("max-total-cost"), help: ArgumentHelp(
+        "The batch's budget in US dollars, shared by all its runs: once their answers cost this much, running runs are refused further model requests (budget_exceeded) and queued runs do not start.",
+        valueName: "usd"))
+    var maxTotalCost: String?
+
+    /// The parsed budget (checked in `validate()`).
+    func totalBudget() throws -> Double? {
+        try maxTotalCost.map { try Budget.parse($0, setting: "--max-total-cost") }
+    }
 }

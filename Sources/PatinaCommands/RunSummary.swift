@@ -14,9 +14,22 @@ enum RunSummary {
         } else if r.status != .running {
             lines.append("  branch:    none (the agent never started; \(r.branch) was removed)")
         }
-        lines.append("  duration:  \(r.durationS.map { DurationParser.format($0) } ?? "—")   turns: \(r.numTurns.map(String.init) ?? "—")   cost: \(cost(r.costUSD))")
+        lines.append("  duration:  \(r.durationS.map { DurationParser.format($0) } ?? "—")   turns: \(r.numTurns.map(String.init) ?? "—")   cost: \(cost(r.costUSD))"
+            + (r.maxCostUSD.map { String(format: " (budget $%.2f)", $0) } ?? ""))
         if let tokens = r.tokens {
             lines.append("  tokens:    in \(tokens.input)  out \(tokens.output)  cache read \(tokens.cacheRead)  cache write \(tokens.cacheCreation)")
+        }
+        if let requests = r.requests {
+            var api = "  model API: \(requests) request\(requests == 1 ? "" : "s") through patina's proxy"
+            if let limited = r.rateLimited, limited > 0 { api += ", 429 ×\(limited)" }
+            if let overloaded = r.overloaded, overloaded > 0 { api += ", 529 ×\(overloaded)" }
+            lines.append(api)
+        }
+        if let unpriced = r.unpriced, !unpriced.isEmpty {
+            lines.append("  cost:      unknown: \(unpriced.joined(separator: "; ")) (add prices under \"model_prices\" in .patina/config.json)")
+        }
+        if let agent = r.agentReported, agent.costUSD != nil || agent.numTurns != nil {
+            lines.append("  agent said: \(agent.numTurns.map { "\($0) turns" } ?? "turns —"), \(cost(agent.costUSD)) (its own count, not used)")
         }
         if !r.firewall { lines.append("  firewall:  OFF (--no-firewall)") }
         lines += sandboxLines(r)
@@ -68,6 +81,11 @@ enum RunSummary {
             (branch == .none ? "—" : branch.rawValue).padding(toLength: 10, withPad: " ", startingAt: 0),
             files,
         ].joined(separator: " ")
+    }
+
+    /// One line for a 429/529 answer and the run's counts so far.
+    static func apiPushback(status: Int, rateLimited: Int, overloaded: Int) -> String {
+        "the model API answered \(status) (\(status == 429 ? "rate limited" : "overloaded")); so far 429 ×\(rateLimited), 529 ×\(overloaded)"
     }
 
     static func cost(_ value: Double?) -> String {

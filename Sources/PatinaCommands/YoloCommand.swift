@@ -33,7 +33,11 @@ struct YoloCommand: AsyncParsableCommand {
         do {
             try flags.options(task: task, model: nil).validateFlags()
             try BatchPlanner.validate(attempts: attempts, jobs: batchFlags.jobs)
+            _ = try batchFlags.totalBudget()
         } catch { throw ValidationError("\(error)") }
+        if batchFlags.maxTotalCost != nil && attempts == 1 && model.count <= 1 {
+            throw ValidationError("--max-total-cost is a batch's budget (--attempts, several --model, or patina batch); use --max-cost for one run")
+        }
     }
 
     func run() async throws {
@@ -41,7 +45,8 @@ struct YoloCommand: AsyncParsableCommand {
             let items = try BatchPlanner.items(
                 tasks: [BatchTask(line: 1, task: task)], defaults: flags.options(task: task, model: nil),
                 attempts: attempts, models: model, path: nil)
-            try await BatchSession.start(items: items, file: nil, jobs: batchFlags.jobs, quiet: flags.quiet, json: flags.json)
+            try await BatchSession.start(items: items, file: nil, jobs: batchFlags.jobs, maxTotalCost: try batchFlags.totalBudget(),
+                                         quiet: flags.quiet, json: flags.json)
             return
         }
         let engine = DockerEngine()

@@ -10,6 +10,9 @@ extension Repository {
         if FileSystem.exists(target.path) { throw .worktreePathExists(target.path) }
         guard let reference = try lookupBranch(branch) else { throw .branchNotFound(branch) }
         try FileSystem.createDirectory(target.deletingLastPathComponent())
+        // libgit2 creates <common>/worktrees itself and fails when another run (another
+        // process) created it a moment before: make sure it exists first.
+        try FileSystem.createDirectory(commonDirectory.appendingPathComponent("worktrees", isDirectory: true))
         var options = git_worktree_add_options()
         try check(
             git_worktree_add_options_init(&options, UInt32(GIT_WORKTREE_ADD_OPTIONS_VERSION)),

@@ -24,7 +24,10 @@ Script format (JSON):
                        text answer, so a subagent never replays main turns),
      "subagent_final_text": a subagent's answer past subagent_turns (optional),
      "compact_text":   answer to compaction requests (optional),
-     "usage":          {"input_tokens": N, "output_tokens": M} for every answer}
+     "usage":          {"input_tokens": N, "output_tokens": M} for every answer
+                       (also "cache_read_input_tokens", "cache_creation_input_tokens",
+                       "cache_creation": {...}, "server_tool_use": {...}: passed on as given),
+     "event_delay":    seconds between the events of every streamed answer (optional)}
 
 A turn may also carry:
     "text"      together with "tool"/"tools": text shown before the tool calls;
@@ -33,6 +36,7 @@ A turn may also carry:
                 answer with an API error instead of a message (Claude Code
                 retries 429/5xx/529 with backoff; 400 fails at once);
     "usage"     per-turn usage override;
+    "event_delay" seconds between this answer's stream events (a slow stream);
     "error_times" N, with "error": only the first N requests for this turn
                 (counted across the server's life) get the error; later ones
                 are answered from the turn's tool/tools/text as usual.
@@ -52,8 +56,12 @@ subagent, compact or side; only main requests use "turns".
 Every request is recorded as one JSON line in --record: path, model, kind,
 has_tools, turn, tool_results (every tool_result block in the request, with
 tool_use_id / is_error / content as text), new_tool_results (those of the
-last user message), usage returned, and a few headers (never the API key).
---dump-dir also keeps each raw body and its headers (key redacted).
+last user message), usage returned (input_tokens/output_tokens and the whole
+"usage" object), and a few headers, including the credential it received
+(x_api_key, authorization: tests prove which key arrived; only fake keys ever do).
+A streamed answer adds a line {"kind": "stream_end", "seq": N, "time": T} once
+its last event is written. --dump-dir also keeps each raw body and its headers
+(key redacted).
 """
 
 import argparse
@@ -354,6 +362,8 @@ class Handler(BaseHTTPRequestHandler):
             "user_agent": self.headers.get("User-Agent"),
             "anthropic_beta": self.headers.get("anthropic-beta"),
             "has_api_key": bool(self.headers.get("x-api-key") or self.headers.get("Authorization")),
+            "x_api_key": self.headers.get("x-api-key"),
+            "authorization": self.headers.get("Authorization"),
             "peer": self.client_address[0],
         }
 
@@ -509,14 +519,19 @@ class Handler(BaseHTTPRequestHandler):
         usage_override = turn.get("usage") or script.get("usage") or {}
         input_tokens = int(usage_override.get("input_tokens", estimate_tokens(messages) + estimate_tokens(body.get("system", ""))))
         output_tokens = int(usage_override.get("output_tokens", max(1, estimate_tokens(content))))
+        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        for key, value in usage_override.items():
+            if key not in ("input_tokens", "output_tokens"):
+                usage[key] = value
+        event_delay = float(turn.get("event_delay") or script.get("event_delay") or 0)
         rec.update(answered=[b["type"] if b["type"] != "tool_use" else "tool_use:" + str(b["name"]) for b in content],
-                   stop_reason=stop_reason, input_tokens=input_tokens, output_tokens=output_tokens, delay=delay)
+                   stop_reason=stop_reason, input_tokens=input_tokens, output_tokens=output_tokens, usage=usage,
+                   delay=delay, event_delay=event_delay)
         state.record(rec)  # before any delay: tests see the request as soon as it arrives
         time.sleep(delay)
 
         msg_id = new_msg_id()
-        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
         if not stream:
             self.send_json(200, {
                 "id": msg_id, "type": "message", "role": "assistant", "model": model,
@@ -556,11 +571,14 @@ class Handler(BaseHTTPRequestHandler):
                                          "usage": {"output_tokens": output_tokens}}))
         out.append(sse("message_stop", {"type": "message_stop"}))
         try:
-            for piece in out:
+            for i, piece in enumerate(out):
+                if i > 0 and event_delay > 0:
+                    time.sleep(event_delay)
                 self.wfile.write(piece)
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
+        state.record({"kind": "stream_end", "seq": seq, "time": time.time()})
 
 
 def write_port_file(path, port):

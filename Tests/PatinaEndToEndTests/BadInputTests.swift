@@ -53,7 +53,7 @@ struct BadInputTests {
         Case(name: "zero attempts", arguments: ["yolo", "--attempts", "0", "x"], expected: "--attempts must be between 1 and 100", status: 2),
         Case(name: "too many attempts", arguments: ["yolo", "--attempts", "101", "x"], expected: "--attempts must be between 1 and 100", status: 2),
         Case(name: "empty check", arguments: ["yolo", "--check", " ", "x"], expected: "--check is empty", status: 2),
-    ] + sandboxCases + reviewCases
+    ] + sandboxCases + budgetCases + reviewCases
 
     /// The repository's sandbox: its devcontainer.json, toolchains and certificates.
     static let sandboxCases: [Case] = [
@@ -85,6 +85,28 @@ struct BadInputTests {
              files: [".patina/config.json": #"{"agent_binary": "README.md"}"#], status: 2),
         Case(name: "detect with an invalid devcontainer.json", arguments: ["detect"], expected: "invalid JSONC",
              files: [".devcontainer.json": "{,}"], status: 2),
+    ]
+
+    /// Budgets and the model endpoint (the model proxy's settings).
+    static let budgetCases: [Case] = [
+        Case(name: "zero budget", arguments: ["yolo", "--max-cost", "0", "x"], expected: "--max-cost must be a positive number of US dollars", status: 2),
+        Case(name: "budget not a number", arguments: ["yolo", "--max-cost", "two dollars", "x"], expected: "(got \"two dollars\")", status: 2),
+        Case(name: "negative budget", arguments: ["yolo", "--max-cost=-1", "x"], expected: "--max-cost must be a positive number", status: 2),
+        Case(name: "budget for a model without a price", arguments: ["yolo", "--max-cost", "1", "--model", "claude-nonesuch-9", "x"],
+             expected: "needs the price of model claude-nonesuch-9", status: 2),
+        Case(name: "batch budget zero", arguments: ["batch", "--max-total-cost", "0", "t.txt"], expected: "--max-total-cost must be a positive number",
+             files: ["t.txt": "a\n"], status: 2),
+        Case(name: "batch budget on one run", arguments: ["yolo", "--max-total-cost", "5", "x"], expected: "--max-total-cost is a batch's budget", status: 2),
+        Case(name: "batch budget for a model without a price", arguments: ["yolo", "--attempts", "2", "--max-total-cost", "5", "--model", "claude-nonesuch-9", "x"],
+             expected: "needs the price of model claude-nonesuch-9", status: 2),
+        Case(name: "batch line budget", arguments: ["batch", "t.jsonl"], expected: "t.jsonl:1: --max-cost must be a positive number",
+             files: ["t.jsonl": "{\"task\": \"a\", \"max_cost\": \"free\"}\n"], status: 2),
+        Case(name: "config budget zero", arguments: ["yolo", "x"], expected: "max_cost in .patina/config.json must be a positive number",
+             files: [".patina/config.json": "{\"max_cost\": 0}"], status: 2),
+        Case(name: "config price not a number", arguments: ["yolo", "x"], expected: "wrong type for \"model_prices.my-model.input\"",
+             files: [".patina/config.json": "{\"model_prices\": {\"my-model\": {\"input\": \"cheap\", \"output\": 1}}}"], status: 2),
+        Case(name: "base URL not http", arguments: ["yolo", "x"], expected: "ANTHROPIC_BASE_URL \"ftp://example.com\" is not an http(s) URL",
+             environment: ["ANTHROPIC_BASE_URL": "ftp://example.com"], status: 2),
     ]
 
     /// Every review verb on a run that does not exist: one line, exit 2, nothing created.

@@ -21,8 +21,10 @@ struct SandboxSpecTests {
         options.model = "claude-test"
         let plan = try await Planner.plan(options, directory: repo.path, environment: environment)
         let layout = RunLayout(runDirectory: plan.runDirectory)
+        let model = ModelAccess(baseURL: "http://172.17.0.1:40123", variable: plan.credentials.variable,
+                                placeholder: "sk-ant-api03-patina-proxy-only-0123456789")
         let spec = AgentSandbox.spec(plan: plan, layout: layout, image: "patina-agent:x", network: "container:holder",
-                                          labels: ["patina": "1", "patina.run": plan.id])
+                                     labels: ["patina": "1", "patina.run": plan.id], model: model)
         let args = spec.runArguments
         func has(_ flag: String, _ value: String) -> Bool {
             zip(args, args.dropFirst()).contains { $0 == flag && $1 == value }
@@ -49,9 +51,14 @@ struct SandboxSpecTests {
         // The host's .git itself (hooks, config, refs) is never mounted.
         let gitDir = repo.path.appendingPathComponent(".git").path
         #expect(!args.contains { $0.contains("source=\(gitDir),") || $0.contains("source=\(gitDir)/hooks") })
-        // Secrets by name only.
+        // The real key never: a placeholder, by name only (its value is in the docker process's
+        // own environment), and the proxy as the model endpoint.
         #expect(has("--env", "ANTHROPIC_API_KEY"))
+        #expect(spec.passedValues == ["ANTHROPIC_API_KEY": model.placeholder])
+        #expect(has("--env", "ANTHROPIC_BASE_URL=http://172.17.0.1:40123"))
         #expect(!args.joined(separator: " ").contains("sk-ant-secret-value"))
+        #expect(!args.joined(separator: " ").contains(model.placeholder))
+        #expect(!args.contains { $0.contains("4321") }, "the real endpoint is not the agent's")
         // The task comes after `--`: a task starting with "-" is not a flag.
         #expect(Array(args.suffix(12)) == ["claude", "-p", "--dangerously-skip-permissions", "--output-format", "stream-json",
                                            "--verbose", "--model", "claude-test", "--max-turns", "3", "--", "do it"])
@@ -61,8 +68,9 @@ struct SandboxSpecTests {
         #expect(object["image"] as? String == "patina-agent:x")
         #expect((object["securityOpt"] as? [String])?.contains("no-new-privileges") == true)
         #expect((object["runArgs"] as? [String])?.contains("--read-only") == true)
-        #expect((object["remoteEnv"] as? [String: String])?["ANTHROPIC_API_KEY"] == "${localEnv:ANTHROPIC_API_KEY}")
-        #expect(!devcontainer.contains("sk-ant-secret-value"))
+        // A container started from this file gets no credential at all, not even by reference.
+        #expect((object["remoteEnv"] as? [String: String])?["ANTHROPIC_API_KEY"] == nil)
+        #expect(!devcontainer.contains("sk-ant-secret-value") && !devcontainer.contains(model.placeholder))
         // Planning created nothing.
         #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
         #expect(!FileManager.default.fileExists(atPath: plan.runDirectory.path))

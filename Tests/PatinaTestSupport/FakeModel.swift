@@ -20,6 +20,8 @@ public final class FakeModel: @unchecked Sendable {
         indirect case delayed(Turn, seconds: Double)
         /// The first `times` requests for this turn get HTTP `status` (429: rate limit), later ones the turn.
         indirect case failing(Turn, status: Int, times: Int)
+        /// The turn, reporting this usage (input_tokens, output_tokens, cache_read_input_tokens, …).
+        indirect case usage(Turn, [String: Int])
 
         var json: [String: Any] {
             switch self {
@@ -27,6 +29,7 @@ public final class FakeModel: @unchecked Sendable {
             case .tools(let calls): return ["tools": calls.map { ["tool": $0.name, "input": $0.input] }]
             case .text(let text): return ["text": text]
             case .delayed(let turn, let seconds): return turn.json.merging(["delay": seconds]) { $1 }
+            case .usage(let turn, let usage): return turn.json.merging(["usage": usage]) { $1 }
             case .failing(let turn, let status, let times):
                 let type = status == 429 ? "rate_limit_error" : status == 529 ? "overloaded_error" : "api_error"
                 return turn.json.merging([
@@ -103,14 +106,38 @@ public final class FakeModel: @unchecked Sendable {
         try data.write(to: directory.appendingPathComponent("script.json"), options: .atomic)
     }
 
+    /// Sets a top-level key of the script (e.g. "usage", "event_delay"), keeping the rest.
+    public func setScriptKey(_ key: String, _ value: Any) throws {
+        let url = directory.appendingPathComponent("script.json")
+        var script = (try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any]) ?? [:]
+        script[key] = value
+        try JSONSerialization.data(withJSONObject: script).write(to: url, options: .atomic)
+    }
+
+    /// The usage every answer reports (input_tokens, output_tokens, cache_read_input_tokens, …).
+    public func setUsage(_ usage: [String: Int]) throws { try setScriptKey("usage", usage) }
+
+    /// Seconds between the events of every streamed answer.
+    public func setEventDelay(_ seconds: Double) throws { try setScriptKey("event_delay", seconds) }
+
     public var baseURL: String { "http://\(host):\(port)" }
 
     /// Every request the fake received, as recorded JSON objects.
     public func requests() -> [[String: Any]] {
+        records().filter { $0["kind"] as? String != "stream_end" }
+    }
+
+    /// Every line of the record: requests, and `stream_end` lines (seq, time) for streamed answers.
+    public func records() -> [[String: Any]] {
         guard let text = try? String(contentsOf: recordFile, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
         }
+    }
+
+    /// Messages API requests it answered with a message (not an error): path, model, usage.
+    public func answeredMessages() -> [[String: Any]] {
+        requests().filter { $0["path"] as? String == "/v1/messages" && $0["usage"] != nil && $0["answered"] as? String != "error" }
     }
 
     /// The text of every tool result the agent sent back, in order (each

@@ -163,29 +163,21 @@ struct FirewallIPNetworkTests {
 
 @Suite("Claude Code's own endpoints")
 struct FirewallClaudeEndpointTests {
-    @Test("ANTHROPIC_BASE_URL allows exactly its host and port", arguments: [
+    @Test("the model proxy's URL allows exactly its host and port", arguments: [
         ("http://172.17.0.1:4321", "172.17.0.1:4321/tcp"),
         ("http://172.17.0.1:4321/v1/", "172.17.0.1:4321/tcp"),
         ("https://gateway.example.com", "gateway.example.com:443/tcp"),
         ("http://gateway.example.com", "gateway.example.com:80/tcp"),
         ("http://[2001:db8::5]:8080", "[2001:db8::5]:8080/tcp"),
     ])
-    func baseURL(url: String, entry: String) throws {
-        for auth in [ClaudeAuth.apiKey, .oauthToken] {
-            let entries = try ClaudeEndpoints.entries(baseURL: url, auth: auth)
-            #expect(entries.map(\.description) == [entry])
-            #expect(entries.allSatisfy { $0.source == "ANTHROPIC_BASE_URL" })
-        }
+    func proxyURL(url: String, entry: String) throws {
+        let allowed = try ClaudeEndpoints.modelProxy(url: url)
+        #expect(allowed.description == entry)
+        #expect(allowed.source == "patina model proxy")
     }
 
-    @Test func withoutBaseURL() throws {
-        #expect(try ClaudeEndpoints.entries(baseURL: nil, auth: .apiKey).map(\.description) == ["api.anthropic.com:443/tcp"])
-        #expect(try ClaudeEndpoints.entries(baseURL: "", auth: .oauthToken).map(\.description)
-            == ["api.anthropic.com:443/tcp", "console.anthropic.com:443/tcp", "claude.ai:443/tcp"])
-    }
-
-    @Test("bad base URLs", arguments: ["ftp://example.com", "not a url", "http://", "http://localhost:4321"])
-    func badBaseURL(url: String) {
-        #expect(throws: FirewallError.self) { try ClaudeEndpoints.entries(baseURL: url, auth: .apiKey) }
+    @Test("bad URLs", arguments: ["ftp://example.com", "not a url", "http://", "http://localhost:4321"])
+    func badURL(url: String) {
+        #expect(throws: FirewallError.self) { try ClaudeEndpoints.modelProxy(url: url) }
     }
 }

@@ -7,11 +7,11 @@ import Testing
 struct FirewallRenderingTests {
     let templates = TemplateSet(dataDirectory: firewallDataDirectory, overrideDirectory: nil)
 
-    func plan(_ entries: [String], base: String? = "http://172.17.0.1:4321",
+    func plan(_ entries: [String], proxy: String? = "http://172.17.0.1:4321",
               upstream: [String] = ["10.255.255.53"]) throws -> FirewallPlan {
         try FirewallPlan(
             entries: AllowList.parse(entries, source: "--allow"),
-            agentEndpoints: ClaudeEndpoints.entries(baseURL: base, auth: .apiKey),
+            agentEndpoints: proxy.map { [try ClaudeEndpoints.modelProxy(url: $0)] } ?? [],
             upstreamDNS: upstream,
             hostAddresses: ["192.168.1.20", "2001:db8:1::20"],
             gateway: "172.17.0.1",
@@ -57,19 +57,16 @@ struct FirewallRenderingTests {
         #expect(v4.contains("-A PATINA_REJECT -p tcp -j REJECT --reject-with tcp-reset"))
     }
 
-    @Test func baseURLOpensExactlyItsPort() throws {
+    @Test func theModelProxyIsTheOnlyModelEndpoint() throws {
         let v4 = lines(try plan([]).render(templates: templates)["rules.v4"])
         let accepts = v4.filter { $0.contains("172.17.0.1") && $0.hasSuffix("-j ACCEPT") }
         #expect(accepts == [
-            "-A OUTPUT -d 172.17.0.1/32 -p tcp -m tcp --dport 4321 -m comment --comment \"allow 172.17.0.1:4321/tcp (ANTHROPIC_BASE_URL)\" -j ACCEPT",
+            "-A OUTPUT -d 172.17.0.1/32 -p tcp -m tcp --dport 4321 -m comment --comment \"allow 172.17.0.1:4321/tcp (patina model proxy)\" -j ACCEPT",
         ])
-        // Without a base URL, the API host is a name on 443/tcp only.
-        let api = try plan([], base: nil).render(templates: templates)
-        #expect(api["dnsmasq.conf"]!.contains("server=/api.anthropic.com/10.255.255.53\n"))
-        #expect(lines(api["rules.v4"]).contains {
-            $0.hasPrefix("-A OUTPUT -p tcp -m tcp --dport 443 -m set --match-set patina4_p443t dst")
-        })
-        #expect(!lines(api["rules.v4"]).contains { $0.contains("patina4_any") })
+        // No Anthropic host is on the agent's allow-list: the proxy reaches the API from outside.
+        let rendered = try plan([]).render(templates: templates)
+        #expect(!rendered.files.values.contains { $0.contains("anthropic.com") })
+        #expect(!lines(rendered["rules.v4"]).contains { $0.contains("--match-set patina4_") && $0.hasSuffix("-j ACCEPT") })
     }
 
     @Test func sshIsClosedUnlessNamed() throws {
@@ -169,7 +166,7 @@ struct FirewallRenderingTests {
     @Test func duplicatesAreDropped() throws {
         let p = try plan(["172.17.0.1:4321/tcp", "pypi.org", "PYPI.org", "10.0.0.1"])
         #expect(p.allEntries.map(\.description) == ["172.17.0.1:4321/tcp", "pypi.org", "10.0.0.1"])
-        #expect(p.allEntries.first?.source == "ANTHROPIC_BASE_URL")
+        #expect(p.allEntries.first?.source == "patina model proxy")
     }
 
     @Test func upstreamServersFromResolvConf() {

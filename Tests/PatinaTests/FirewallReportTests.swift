@@ -36,7 +36,7 @@ struct FirewallReportTests {
 
     func plan() throws -> FirewallPlan {
         try FirewallPlan(entries: AllowList.parse(["pypi.org", "10.0.0.0/8"], source: "--allow"),
-                         agentEndpoints: ClaudeEndpoints.entries(baseURL: "http://172.17.0.1:4321", auth: .apiKey),
+                         agentEndpoints: [try ClaudeEndpoints.modelProxy(url: "http://172.17.0.1:4321")],
                          upstreamDNS: ["10.255.255.53"], hostAddresses: [], gateway: "172.17.0.1")
     }
 
@@ -52,7 +52,7 @@ struct FirewallReportTests {
         #expect(report.checks[0].detail == "refused in 1 ms (Connection refused)")
         #expect(report.passed)
         #expect(report.failureReason == nil)
-        #expect(report.entries == ["172.17.0.1:4321/tcp (ANTHROPIC_BASE_URL)", "pypi.org (--allow)", "10.0.0.0/8 (--allow)"])
+        #expect(report.entries == ["172.17.0.1:4321/tcp (patina model proxy)", "pypi.org (--allow)", "10.0.0.0/8 (--allow)"])
         #expect(report.summary.hasPrefix("firewall: 3 allow-list entries, 2 IPv4 + 1 IPv6 rules, 2 ipsets, applied in 28 ms\nself-test: passed 3/3 checks (1 entries not probed) in 22 ms"))
         #expect(report.text.contains("== iptables -S\n-P INPUT DROP"))
     }

@@ -69,21 +69,68 @@ import Testing
         }
     }
 
-    @Test func baseURLGivesTheExactEndpoint() throws {
-        let c = try Credentials(environment: ["ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://172.17.0.1:4321"])
-        #expect(c.endpoint.host == "172.17.0.1")
-        #expect(c.endpoint.port == 4321)
-        #expect(c.present == ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"])
+    @Test func baseURLIsTheProxysUpstream() throws {
+        let c = try Credentials(environment: ["ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://172.17.0.1:4321", "ANTHROPIC_MODEL": "m"])
+        #expect(c.baseURL.absoluteString == "http://172.17.0.1:4321")
+        #expect(c.variable == "ANTHROPIC_API_KEY" && c.upstream.scheme == .apiKey)
+        #expect(c.passThrough == ["ANTHROPIC_MODEL"])
+        // The value never shows in a description.
+        #expect(!"\(c.upstream)".contains("k "))
     }
 
-    @Test func defaultEndpoint() throws {
-        let c = try Credentials(environment: ["CLAUDE_CODE_OAUTH_TOKEN": "t"])
-        #expect(c.endpoint.host == "api.anthropic.com" && c.endpoint.port == 443)
-        #expect(c.usesOAuth)
+    @Test func defaultEndpointAndOAuth() throws {
+        let c = try Credentials(environment: ["CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-token"])
+        #expect(c.baseURL.absoluteString == "https://api.anthropic.com")
+        #expect(c.usesOAuth && c.variable == "CLAUDE_CODE_OAUTH_TOKEN" && c.upstream.scheme == .bearer)
+        #expect(c.secretValues == ["sk-ant-oat01-token"])
     }
 
-    @Test func badBaseURL() {
-        #expect(throws: PlanError.self) { try Credentials(environment: ["ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "ftp//nope"]) }
+    @Test func anAPIKeyWinsOverTokensAndEveryValueIsASecret() throws {
+        let c = try Credentials(environment: ["CLAUDE_CODE_OAUTH_TOKEN": "oauth-token-1", "ANTHROPIC_API_KEY": "api-key-12", "ANTHROPIC_AUTH_TOKEN": "auth-token-1"])
+        #expect(c.variable == "ANTHROPIC_API_KEY" && !c.usesOAuth)
+        #expect(Set(c.secretValues) == ["oauth-token-1", "api-key-12", "auth-token-1"])
+        let bearer = try Credentials(environment: ["ANTHROPIC_AUTH_TOKEN": "auth-token-1"])
+        #expect(bearer.variable == "ANTHROPIC_AUTH_TOKEN" && bearer.upstream.scheme == .bearer)
+    }
+
+    @Test("bad base URLs", arguments: ["ftp//nope", "ftp://example.com", "http://", "example.com", "https://h/?q=1"])
+    func badBaseURL(url: String) {
+        #expect(throws: PlanError.self) { try Credentials(environment: ["ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": url]) }
+    }
+}
+
+@Suite struct BudgetTests {
+    @Test("budgets in dollars", arguments: [("2.50", 2.5), ("$3", 3.0), (" 0.01 ", 0.01), (".5", 0.5)])
+    func good(text: String, value: Double) throws {
+        #expect(try Budget.parse(text, setting: "--max-cost") == value)
+    }
+
+    @Test("not a budget", arguments: ["0", "-1", "abc", "1e3", "nan", "inf", "", "$", "1,5", "0.00"])
+    func bad(text: String) {
+        #expect {
+            try Budget.parse(text, setting: "--max-cost")
+        } throws: { "\($0)".contains("--max-cost must be a positive number of US dollars") }
+    }
+}
+
+@Suite struct RedactorTests {
+    @Test func recordsEventsAndFilesAreRedacted() throws {
+        let redactor = Redactor(secrets: ["sk-ant-secret-1234", "short"])
+        #expect(redactor("key sk-ant-secret-1234 and short") == "key [redacted] and [redacted]")
+        var record = RunRecord(
+            id: "r", task: "use sk-ant-secret-1234", status: .failed, reason: "stderr: sk-ant-secret-1234", branch: "b",
+            baseCommit: "0", headCommit: nil, repository: "/r", worktree: "/w", runDir: "/d", sessionLog: "/d/s", transcript: nil,
+            started: Date(timeIntervalSince1970: 0), finished: nil, durationS: nil, costUSD: 1, numTurns: 2, tokens: nil,
+            model: nil, maxTurns: nil, timeoutS: 60, image: nil, baseImage: "i", exitCode: nil, claudeSessionID: nil)
+        record.createdNothing = true
+        let clean = redactor(record)
+        #expect(clean.task == "use [redacted]" && clean.reason == "stderr: [redacted]" && clean.costUSD == 1 && clean.createdNothing)
+        if case .warning(let text) = redactor.event(.warning("saw sk-ant-secret-1234")) { #expect(text == "saw [redacted]") } else { Issue.record("not a warning") }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("scrub-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data("a sk-ant-secret-1234 b".utf8).write(to: file)
+        redactor.scrub(file)
+        #expect(try String(contentsOf: file, encoding: .utf8) == "a [redacted] b")
     }
 }
 

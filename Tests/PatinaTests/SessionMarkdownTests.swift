@@ -434,6 +434,22 @@ import Testing
         #expect(text.contains("read-only root, non-root user, no firewall\n"))
     }
 
+    @Test func modelAPIAsTheProxyCountedIt() {
+        var record = Self.record(status: .budgetExceeded)
+        record.requests = 7
+        record.rateLimited = 2
+        record.overloaded = 1
+        record.maxCostUSD = 0.5
+        record.modelEndpoint = "https://api.anthropic.com"
+        record.agentReported = AgentReport(costUSD: 0.0001, numTurns: 999, tokens: nil, durationMS: nil)
+        let text = Self.render(record, [])
+        #expect(text.contains("- **Status**: budget_exceeded\n"))
+        #expect(text.contains("- **Model API**: 7 requests through patina's model proxy to `https://api.anthropic.com` · 429 (rate limited) ×2 · "
+            + "529 (overloaded) ×1 · budget $0.50 · Claude Code's own count $0.0001 (not used)\n"), "\(text)")
+        // A record from before the proxy has no such line.
+        #expect(!Self.render(Self.record(), []).contains("**Model API**"))
+    }
+
     @Test func protectionsAndProbes() {
         var record = Self.record()
         record.seccompRelaxed = ["unshare", "mount"]

@@ -74,6 +74,23 @@ import Testing
         #expect(recorder.malformedLines == 1)
         #expect(recorder.sessionID == "s1")
         #expect(recorder.result?.costUSD == 0.5)
-        #expect(abs(recorder.estimatedCost - 0.009) < 0.0001)
+    }
+
+    @Test func recorderRedactsCredentialsFromEveryLine() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rec-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let log = dir.appendingPathComponent("session.jsonl")
+        let key = "sk-ant-api03-real\"key\\x"
+        let recorder = try SessionRecorder(sessionLog: log, progress: nil, redactor: Redactor(secrets: [key]))
+        let line = try String(decoding: JSONSerialization.data(withJSONObject: ["type": "user", "text": "env: ANTHROPIC_API_KEY=\(key)"]), as: UTF8.self)
+        recorder.receive(line)
+        recorder.receive("plain \(key) text")
+        recorder.close()
+        let written = try String(contentsOf: log, encoding: .utf8)
+        #expect(!written.contains("real"), "\(written)")
+        #expect(written.contains("ANTHROPIC_API_KEY=[redacted]") && written.contains("plain [redacted] text"))
+        // Still JSON.
+        #expect(try JSONSerialization.jsonObject(with: Data(written.split(separator: "\n")[0].utf8)) is [String: Any])
     }
 }

@@ -12,6 +12,8 @@ public struct BatchTask: Sendable, Equatable {
     public var maxTurns: Int?
     public var check: String?
     public var allow: [String]?
+    /// The run's budget (`--max-cost`), as written.
+    public var maxCost: String?
 
     public init(line: Int, task: String) {
         self.line = line
@@ -23,7 +25,7 @@ public struct BatchTask: Sendable, Equatable {
 /// or `.jsonl` (one object per line). Any bad line stops the batch before
 /// anything is created, with one line naming FILE:LINE.
 public enum BatchFile {
-    public static let keys = ["task", "name", "attempts", "model", "models", "base", "timeout", "max_turns", "check", "allow"]
+    public static let keys = ["task", "name", "attempts", "model", "models", "base", "timeout", "max_turns", "check", "allow", "max_cost"]
 
     public static func load(_ path: String) throws -> [BatchTask] {
         var isDirectory: ObjCBool = false
@@ -99,6 +101,16 @@ public enum BatchFile {
         result.maxTurns = try integer("max_turns")
         result.check = try string("check")
         result.allow = try strings("allow")
+        if let cost = object["max_cost"] {
+            // A number (2.5) or a string ("$2.50"); checked with the other options.
+            if let text = cost as? String {
+                result.maxCost = text
+            } else if let number = cost as? NSNumber, String(cString: number.objCType) != "c" {
+                result.maxCost = "\(number.doubleValue)"
+            } else {
+                throw bad("\"max_cost\" must be a number of US dollars")
+            }
+        }
         if let attempts = result.attempts, let problem = BatchPlanner.validateAttempts(attempts, source: "\"attempts\"") {
             throw bad(problem)
         }
@@ -133,6 +145,7 @@ public enum BatchPlanner {
             if let turns = task.maxTurns { options.maxTurns = turns }
             if let check = task.check { options.check = check }
             if let allow = task.allow { options.allow = defaults.allow + allow }
+            if let cost = task.maxCost { options.maxCost = cost }
             do {
                 try options.validateFlags()
             } catch {

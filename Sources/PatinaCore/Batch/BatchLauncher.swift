@@ -1,5 +1,6 @@
 import Foundation
 import PatinaGit
+import PatinaModelProxy
 import PatinaSandbox
 
 /// Plans every item of a batch before anything is created (one bad item stops
@@ -7,7 +8,7 @@ import PatinaSandbox
 public enum BatchLauncher {
     /// A new batch record and the plan of every item.
     public static func plan(
-        items: [BatchItem], file: String?, jobs: Int?, engine: DockerEngine,
+        items: [BatchItem], file: String?, jobs: Int?, maxTotalCost: Double? = nil, engine: DockerEngine,
         directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) async throws -> (batch: BatchRecord, plans: [Int: RunPlan], store: BatchStore) {
@@ -15,7 +16,14 @@ public enum BatchLauncher {
         let check = items.compactMap(\.options.check).first
         let id = RunID.make(task: file.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "attempts " + first.task)
         var batch = BatchRecord(id: id, started: Date(), jobs: jobs ?? 1, inputs: BatchInputs(file: file, check: check, items: items))
-        let plans = try await planItems(of: &batch, indices: Array(items.indices), engine: engine, directory: directory, environment: environment)
+        batch.maxTotalCostUSD = maxTotalCost
+        var plans = try await planItems(of: &batch, indices: Array(items.indices), engine: engine, directory: directory, environment: environment)
+        if maxTotalCost != nil {
+            for plan in plans.values.sorted(by: { $0.id < $1.id }) {
+                if let model = plan.model { try Planner.requirePrice(of: model, in: plan.prices, budget: "--max-total-cost") }
+            }
+        }
+        shareBudget(of: batch, with: &plans)
         guard let store = plans.values.first?.store else { throw PlanError("the batch has no runs") }
         batch.jobs = jobs ?? BatchPlanner.defaultJobs(memoryLimit: plans.values.first!.limits.memory)
         return (batch, plans, BatchStore(runs: store))
@@ -46,6 +54,15 @@ public enum BatchLauncher {
             }
         }
         return plans
+    }
+
+    /// Gives every plan the batch's shared budget (`--max-total-cost`), counting what the
+    /// batch's finished runs already spent (a resumed batch).
+    public static func shareBudget(of batch: BatchRecord, with plans: inout [Int: RunPlan]) {
+        guard let limit = batch.maxTotalCostUSD else { return }
+        let spent = batch.runs.reduce(0) { $0 + ($1.costUSD ?? 0) }
+        let shared = SpendingLimit(limitUSD: limit, alreadySpent: spent)
+        for index in plans.keys { plans[index]?.sharedBudget = shared }
     }
 
     /// report.md and report.html beside batch.json.

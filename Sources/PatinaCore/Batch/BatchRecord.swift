@@ -9,6 +9,8 @@ public enum BatchStatus: String, Codable, Sendable {
     case failed
     /// Stopped by Ctrl-C/SIGTERM: queued runs never started; `patina batch resume` finishes them.
     case interrupted
+    /// `--max-total-cost` was spent: queued runs never started.
+    case budgetExceeded = "budget_exceeded"
 }
 
 /// One planned run of a batch: a task, an attempt number and a model. Items are
@@ -74,6 +76,18 @@ public struct BatchRecord: Codable, Sendable {
     public var inputs: BatchInputs
     /// The record of every run that started, in input order.
     public var runs: [RunRecord]
+    /// `--max-total-cost`: the budget all runs share.
+    public var maxTotalCostUSD: Double?
+
+    /// What the batch's runs cost in all, as their model proxies counted; nil when some
+    /// run's cost is unknown.
+    public var costUSD: Double? {
+        runs.reduce(Double?(0)) { total, run in
+            guard let total else { return nil }
+            if run.requests == nil && run.costUSD == nil { return total }  // never reached the model
+            return run.costUSD.map { total + $0 }
+        }
+    }
 
     public init(id: String, started: Date, jobs: Int, inputs: BatchInputs) {
         self.id = id
@@ -87,6 +101,7 @@ public struct BatchRecord: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case id, status, started, finished, jobs, inputs, runs
         case durationS = "duration_s"
+        case maxTotalCostUSD = "max_total_cost_usd"
     }
 
     public func json() -> String {
@@ -101,7 +116,7 @@ public struct BatchRecord: Codable, Sendable {
             guard let id = inputs.items[index].runID, let run = byID[id] else { return true }
             switch run.status {
             case .interrupted, .running: return true
-            case .failed, .timedOut, .error: return failed
+            case .failed, .timedOut, .error, .budgetExceeded: return failed
             case .succeeded: return false
             }
         }

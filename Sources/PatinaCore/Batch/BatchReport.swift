@@ -102,7 +102,8 @@ public enum BatchReport {
             "runs: \(batch.runs.count)",
             "succeeded: \(batch.runs.filter { $0.status == .succeeded }.count)",
             "check pass rate: " + (rates.isEmpty ? "—" : rates.joined(separator: ", ")),
-            "total spend: " + cost(batch.runs.compactMap(\.costUSD).reduce(0, +)),
+            "total spend: " + (batch.costUSD.map { cost($0) } ?? "unknown (a run's model had no price)")
+                + (batch.maxTotalCostUSD.map { " of a " + cost($0) + " budget" } ?? ""),
             "wall time: " + wallTime(batch),
         ]
     }

@@ -13,6 +13,8 @@ public final class BatchRunner: @unchecked Sendable {
     private var batch: BatchRecord
     private var controls: [String: RunControl] = [:]
     private var stopping = false
+    /// Items that never started because the batch's budget was spent.
+    private var unstartedForBudget = 0
     private let plans: [Int: RunPlan]
     private let store: BatchStore
     private let engine: DockerEngine
@@ -50,6 +52,8 @@ public final class BatchRunner: @unchecked Sendable {
             let unfinished = batch.unfinishedItems(includingFailed: false)
             if stopping || !unfinished.isEmpty && batch.runs.contains(where: { $0.status == .interrupted }) {
                 batch.status = .interrupted
+            } else if unstartedForBudget > 0 {
+                batch.status = .budgetExceeded
             } else if batch.runs.contains(where: { $0.createdNothing }) || !unfinished.isEmpty {
                 batch.status = .failed
             } else {
@@ -77,6 +81,20 @@ public final class BatchRunner: @unchecked Sendable {
         var requeues: [RequeueRecord] = []
         while true {
             await gate.acquire()
+            if let budget = plan.sharedBudget, budget.isReached {
+                // The batch's budget is spent: this item never starts (`batch resume` can run it later).
+                let first = lock.withLock { () -> Bool in
+                    unstartedForBudget += 1
+                    return unstartedForBudget == 1
+                }
+                if first {
+                    Progress(runID: plan.id, handler: handler).warn(String(
+                        format: "the batch's budget (--max-total-cost $%.2f) is spent ($%.4f): queued runs do not start",
+                        budget.limitUSD, budget.spentUSD))
+                }
+                await gate.release()
+                return
+            }
             let control = RunControl(engine: engine)
             let startedRun = lock.withLock { () -> Bool in
                 guard !stopping else { return false }

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaModelProxy
 
 /// A repository's own configuration: `.patina/config.json`, committed with the
 /// project. Every field is optional; flags on the command line win.
@@ -38,6 +39,10 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
     /// Allowed names whose answers may be private addresses (an internal mirror), as long as
     /// they are what this machine itself resolves the name to.
     public var acceptPrivateDNS: [String]?
+    /// The run's budget in US dollars (`--max-cost` wins).
+    public var maxCost: Double?
+    /// Prices added to or replacing the shipped table (templates/model-prices.json), by model id.
+    public var modelPrices: [String: ModelPrice]?
 
     public init() {}
 
@@ -49,9 +54,11 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
         case agentBinary = "agent_binary"
         case caCertificates = "ca_certificates"
         case acceptPrivateDNS = "accept_private_dns"
+        case maxCost = "max_cost"
+        case modelPrices = "model_prices"
     }
 
-    public struct Invalid: Error, CustomStringConvertible {
+    public struct Invalid: BadInput, CustomStringConvertible {
         public let path: String
         public let reason: String
         public var description: String { "cannot use \(path): \(reason)" }

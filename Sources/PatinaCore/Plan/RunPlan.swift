@@ -1,5 +1,6 @@
 import Foundation
 import PatinaGit
+import PatinaModelProxy
 import PatinaSandbox
 import PatinaTemplates
 
@@ -47,6 +48,13 @@ public struct RunPlan: @unchecked Sendable {
     /// Set for `patina resume`: the conversation this run continues, on the earlier
     /// run's branch and worktree.
     public internal(set) var resume: ResumeSource? = nil
+    /// The run's budget in US dollars (`--max-cost`, `max_cost`): the model proxy refuses
+    /// requests once the run's answers cost this much.
+    public let maxCostUSD: Double?
+    /// What answers cost: the shipped table with the repository's `model_prices` on top.
+    public let prices: PriceTable
+    /// A budget shared with the other runs of a batch (`--max-total-cost`).
+    public var sharedBudget: SpendingLimit?
     /// Set for `patina shell`: the user's command instead of the agent, on an earlier
     /// run's branch and worktree. No record is kept and no credential enters.
     public internal(set) var shell: ShellRequest? = nil
@@ -158,13 +166,18 @@ public enum Planner {
         let sandbox = try await SandboxSetup.plan(
             options: options, config: config, repositoryRoot: root, environment: environment,
             firewallEnabled: !options.noFirewall, explicitPresets: presets)
+        let maxCost = try options.maxCost.map { try Budget.parse($0, setting: "--max-cost") }
+            ?? config.maxCost.map { try Budget.check($0, setting: "max_cost in .patina/config.json") }
+        let prices = try loadPrices(templates: templates, config: config)
+        let model = options.model ?? config.model
+        if maxCost != nil, let model { try requirePrice(of: model, in: prices, budget: "--max-cost") }
 
         let (uid, gid) = agentIDs()
         return RunPlan(
             id: id, task: task, repository: repository, repositoryRoot: root, baseCommit: baseCommit,
             branch: branch, store: store, runDirectory: store.runDirectory(id), worktree: store.worktree(id),
             config: config, templates: templates, timeoutSeconds: timeout,
-            model: options.model ?? config.model, maxTurns: options.maxTurns ?? config.maxTurns,
+            model: model, maxTurns: options.maxTurns ?? config.maxTurns,
             baseImage: baseImage, sandbox: sandbox, credentials: credentials,
             agentUID: uid, agentGID: gid, limits: limits,
             firewallEnabled: !options.noFirewall,
@@ -174,7 +187,27 @@ public enum Planner {
             options: options,
             check: check, checkTimeoutSeconds: checkTimeout,
             batchID: nil, attempt: nil, name: nil,
-            claudeMaxRetries: environment["CLAUDE_CODE_MAX_RETRIES"].flatMap { Int($0) })
+            claudeMaxRetries: environment["CLAUDE_CODE_MAX_RETRIES"].flatMap { Int($0) },
+            maxCostUSD: maxCost, prices: prices, sharedBudget: nil)
+    }
+
+    /// With a budget, a model must have a price: its spending could not be counted otherwise.
+    static func requirePrice(of model: String, in prices: PriceTable, budget: String) throws {
+        guard prices.price(for: model) == nil else { return }
+        throw PlanError("\(budget) needs the price of model \(model), which patina does not know; add it under \"model_prices\" in .patina/config.json")
+    }
+
+    /// The shipped price table (a repository may override the file in .patina/templates/)
+    /// with `model_prices` from .patina/config.json on top.
+    static func loadPrices(templates: TemplateSet, config: PatinaConfig) throws -> PriceTable {
+        let file = "templates/model-prices.json"
+        do {
+            var table = try PriceTable.parse(Data(try templates.read(file).utf8), source: try templates.url(for: file).path)
+            if let extra = config.modelPrices { try table.add(extra, source: ".patina/config.json model_prices") }
+            return table
+        } catch let error as PriceTable.Invalid {
+            throw PlanError(error.description)
+        }
     }
 
     /// A run id no other run of this process, branch or run directory holds.

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaModelProxy
 
 /// What the user asked for on the command line, before validation.
 public struct YoloOptions: Sendable, Codable, Equatable {
@@ -23,6 +24,8 @@ public struct YoloOptions: Sendable, Codable, Equatable {
     public var noAutoPresets = false
     /// `--no-host-ca`: the image does not trust this machine's CA certificates.
     public var noHostCA = false
+    /// `--max-cost USD`: the run's budget, as typed.
+    public var maxCost: String?
 
     public static let defaultCheckTimeout = "10m"
 
@@ -69,6 +72,7 @@ public struct YoloOptions: Sendable, Codable, Equatable {
             throw PlanError("--check is empty: give the command that tells whether the task is done, e.g. --check 'make test'")
         }
         if let checkTimeout { _ = try DurationParser.seconds(checkTimeout) }
+        if let maxCost { _ = try Budget.parse(maxCost, setting: "--max-cost") }
     }
 }
 
@@ -83,41 +87,50 @@ public struct PlanError: BadInput, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// The credentials and endpoint Claude Code gets, by name only: values stay in
-/// patina's environment and reach the container through `docker run -e NAME`.
-public struct Credentials: Sendable, Equatable {
-    public static let secretNames = ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"]
-    public static let passThroughNames = secretNames + ["ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL"]
+/// The credential patina forwards to the model API, and the endpoint it forwards to.
+/// The value stays in patina: the sandbox gets a placeholder under the same variable
+/// name (so Claude Code sends the same kind of header), and patina's model proxy puts
+/// the real one on each request it forwards.
+public struct Credentials: Sendable {
+    /// In the order they are used when several are set (Claude Code's own order).
+    public static let secretNames = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"]
+    /// Not secret: passed into the sandbox by name when set.
+    public static let passThroughNames = ["ANTHROPIC_MODEL"]
 
-    /// Names of the variables that are set (non-empty) in the environment.
-    public let present: [String]
-    public let baseURL: URL?
+    /// The variable whose value is forwarded, and that the sandbox holds a placeholder in.
+    public let variable: String
+    public let upstream: UpstreamCredential
+    /// The real model endpoint: ANTHROPIC_BASE_URL, else the Anthropic API.
+    public let baseURL: URL
     public let usesOAuth: Bool
-    /// The secret values themselves, only to redact them from what patina writes.
+    /// Names from `passThroughNames` that are set.
+    public let passThrough: [String]
+    /// Every credential value in the environment, to redact from what patina writes and prints.
     public let secretValues: [String]
 
     /// `required: false` (`patina detect`): plans without credentials too.
     public init(environment: [String: String], required: Bool = true) throws {
-        present = Self.passThroughNames.filter { !(environment[$0] ?? "").isEmpty }
-        secretValues = Self.secretNames.compactMap { environment[$0] }.filter { $0.count >= 8 }
-        guard present.contains(where: Self.secretNames.contains) || !required else {
+        let found = Self.secretNames.first(where: { !(environment[$0] ?? "").isEmpty })
+        guard found != nil || !required else {
             throw PlanError("no credentials for Claude Code: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN (and ANTHROPIC_BASE_URL for another endpoint)")
         }
-        usesOAuth = present.contains("CLAUDE_CODE_OAUTH_TOKEN") && !present.contains("ANTHROPIC_API_KEY")
+        let variable = found ?? "ANTHROPIC_API_KEY"
+        let value = environment[variable] ?? ""
+        self.variable = variable
+        upstream = UpstreamCredential(scheme: variable == "ANTHROPIC_API_KEY" ? .apiKey : .bearer, value: value)
+        usesOAuth = variable == "CLAUDE_CODE_OAUTH_TOKEN"
+        passThrough = Self.passThroughNames.filter { !(environment[$0] ?? "").isEmpty }
+        secretValues = Self.secretNames.compactMap { environment[$0] }.filter { $0.count >= 8 }
         if let raw = environment["ANTHROPIC_BASE_URL"], !raw.isEmpty {
-            guard let url = URL(string: raw), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
-                throw PlanError("ANTHROPIC_BASE_URL \"\(raw)\" is not an http(s) URL")
+            guard let url = URL(string: raw), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
+                  let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil
+            else {
+                throw PlanError("ANTHROPIC_BASE_URL \"\(raw)\" is not an http(s) URL (e.g. https://api.anthropic.com)")
             }
             baseURL = url
         } else {
-            baseURL = nil
+            baseURL = ModelProxyConfiguration.defaultUpstream
         }
-    }
-
-    /// host:port of the endpoint the agent must reach.
-    public var endpoint: (host: String, port: Int) {
-        guard let baseURL, let host = baseURL.host else { return ("api.anthropic.com", 443) }
-        return (host, baseURL.port ?? (baseURL.scheme == "https" ? 443 : 80))
     }
 }
 
@@ -142,8 +155,30 @@ extension YoloOptions {
         o.devcontainer = flags.devcontainer ?? devcontainer
         o.noAutoPresets = noAutoPresets || flags.noAutoPresets
         o.noHostCA = noHostCA || flags.noHostCA
+        o.maxCost = flags.maxCost ?? maxCost
         o.quiet = flags.quiet
         o.json = flags.json
         return o
+    }
+}
+
+/// Budgets in US dollars: `--max-cost`, `--max-total-cost`, `max_cost`.
+public enum Budget {
+    /// A positive amount, written `2.50` or `$2.50`.
+    public static func parse(_ text: String, setting: String) throws -> Double {
+        var trimmed = text.trimmingCharacters(in: .whitespaces)
+        if trimmed.hasPrefix("$") { trimmed.removeFirst() }
+        guard let value = Double(trimmed), value.isFinite, value > 0,
+              trimmed.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }) else {
+            throw PlanError("\(setting) must be a positive number of US dollars, e.g. 2.50 (got \"\(text)\")")
+        }
+        return value
+    }
+
+    public static func check(_ value: Double, setting: String) throws -> Double {
+        guard value.isFinite, value > 0 else {
+            throw PlanError("\(setting) must be a positive number of US dollars, e.g. 2.50 (got \(value))")
+        }
+        return value
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaModelProxy
 import PatinaSandbox
 
 /// How a run ended.
@@ -10,6 +11,8 @@ public enum RunStatus: String, Codable, Sendable {
     /// Stopped by the user (Ctrl-C, SIGTERM) or by a batch being stopped; collected.
     case interrupted
     case error
+    /// The model proxy refused a request because the run's (or the batch's) budget was spent; collected.
+    case budgetExceeded = "budget_exceeded"
 
     /// The run ended and will not change any more.
     public var isFinal: Bool { self != .running }
@@ -87,6 +90,13 @@ public struct TokenCounts: Codable, Sendable, Equatable {
 
     public init() {}
 
+    public init(input: Int, output: Int, cacheRead: Int, cacheCreation: Int) {
+        self.input = input
+        self.output = output
+        self.cacheRead = cacheRead
+        self.cacheCreation = cacheCreation
+    }
+
     enum CodingKeys: String, CodingKey {
         case input, output
         case cacheRead = "cache_read"
@@ -107,6 +117,30 @@ public struct LifecycleResult: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case label
         case exitCode = "exit_code"
+    }
+}
+
+/// What Claude Code itself said the run cost (its `result` line): kept to compare with
+/// what the model proxy counted. Anything in the sandbox can print such a line, so
+/// nothing patina decides rests on it.
+public struct AgentReport: Codable, Sendable, Equatable {
+    public var costUSD: Double?
+    public var numTurns: Int?
+    public var tokens: TokenCounts?
+    public var durationMS: Double?
+
+    public init(costUSD: Double?, numTurns: Int?, tokens: TokenCounts?, durationMS: Double?) {
+        self.costUSD = costUSD
+        self.numTurns = numTurns
+        self.tokens = tokens
+        self.durationMS = durationMS
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case tokens
+        case costUSD = "cost_usd"
+        case numTurns = "num_turns"
+        case durationMS = "duration_ms"
     }
 }
 
@@ -134,7 +168,10 @@ public struct RunRecord: Codable, Sendable {
     public var started: Date
     public var finished: Date?
     public var durationS: Double?
+    /// What the run's answers cost, counted by the model proxy (api.jsonl); nil when some
+    /// answer's model or kind of usage has no price (see `unpriced`).
     public var costUSD: Double?
+    /// The model's answers to the agent loop's requests, counted by the model proxy.
     public var numTurns: Int?
     public var tokens: TokenCounts?
     public var filesChanged: [FileChangeRecord] = []
@@ -159,8 +196,22 @@ public struct RunRecord: Codable, Sendable {
     public var check: CheckResult?
     /// The agent's final message (its `result` text), for reports. Written by the agent: data, never markup.
     public var lastMessage: String?
-    /// HTTP status of the API error the agent stopped on (429, 529, ...), if any.
+    /// HTTP status of the API error the agent stopped on (429, 529, ...), if any, as the
+    /// model proxy saw it.
     public var apiErrorStatus: Int?
+    /// Requests the model proxy answered, and how many answers were 429 (rate limited)
+    /// and 529 (overloaded).
+    public var requests: Int?
+    public var rateLimited: Int?
+    public var overloaded: Int?
+    /// Why `cost_usd` is null: each answer without a price, once.
+    public var unpriced: [String]?
+    /// The run's budget (`--max-cost`), if it had one.
+    public var maxCostUSD: Double?
+    /// The real model endpoint the proxy forwarded to (never a credential).
+    public var modelEndpoint: String?
+    /// What Claude Code's own result line said, for comparison.
+    public var agentReported: AgentReport?
     public var requeues: [RequeueRecord]?
     /// What the run was asked with (flags and task), so `patina resume` and `patina shell`
     /// can rebuild the same sandbox. Absent in records written before it existed.
@@ -232,6 +283,12 @@ public struct RunRecord: Codable, Sendable {
         case autoPresets = "auto_presets"
         case hostCA = "host_ca"
         case dnsPinned = "dns_pinned"
+        case requests, unpriced
+        case rateLimited = "rate_limited"
+        case overloaded
+        case maxCostUSD = "max_cost_usd"
+        case modelEndpoint = "model_endpoint"
+        case agentReported = "agent_reported"
     }
 
     public static let encoder: JSONEncoder = {
@@ -258,4 +315,11 @@ public struct RunRecord: Codable, Sendable {
 
     public var additions: Int { filesChanged.reduce(0) { $0 + $1.additions } }
     public var deletions: Int { filesChanged.reduce(0) { $0 + $1.deletions } }
+}
+
+extension TokenCounts {
+    /// The record's counts of what the model proxy added up.
+    init(_ usage: APIUsage) {
+        self.init(input: usage.inputTokens, output: usage.outputTokens, cacheRead: usage.cacheReadTokens, cacheCreation: usage.cacheWriteTokens)
+    }
 }

@@ -399,7 +399,7 @@ public enum SessionMarkdown {
             if let reason = record.reason { out.append("- **Reason**: " + text(reason, 300)) }
             out.append("- **Check**: " + check())
             out.append("- **Agent**: " + usage())
-            if let status = record.apiErrorStatus { out.append("- **Model API**: stopped on HTTP \(status)") }
+            if let api = modelAPI() { out.append("- **Model API**: " + api) }
             if let requeues = record.requeues, !requeues.isEmpty {
                 out.append("- **Requeued**: \(requeues.count) time\(requeues.count == 1 ? "" : "s") (rate limited)")
             }
@@ -421,6 +421,27 @@ public enum SessionMarkdown {
                 line += "; last output: " + text(String(last), 160)
             }
             return line
+        }
+
+        /// What the run's model proxy saw (requests, rate limits, the budget), and the status
+        /// the agent stopped on.
+        func modelAPI() -> String? {
+            var parts: [String] = []
+            if let requests = record.requests {
+                parts.append("\(requests) request\(requests == 1 ? "" : "s") through patina's model proxy"
+                    + (record.modelEndpoint.map { " to " + code($0, 120) } ?? ""))
+            }
+            if let limited = record.rateLimited, limited > 0 { parts.append("429 (rate limited) ×\(limited)") }
+            if let overloaded = record.overloaded, overloaded > 0 { parts.append("529 (overloaded) ×\(overloaded)") }
+            if let budget = record.maxCostUSD { parts.append(String(format: "budget $%.2f", budget)) }
+            if let unpriced = record.unpriced, !unpriced.isEmpty {
+                parts.append("no price for: " + unpriced.map { text($0, 120) }.joined(separator: "; "))
+            }
+            if let status = record.apiErrorStatus { parts.append("stopped on HTTP \(status)") }
+            if let agent = record.agentReported?.costUSD, record.requests != nil {
+                parts.append(String(format: "Claude Code's own count $%.4f (not used)", agent))
+            }
+            return parts.isEmpty ? nil : parts.joined(separator: " · ")
         }
 
         func usage() -> String {

@@ -12,13 +12,30 @@ public struct SandboxExtras: Sendable, Equatable {
     }
 }
 
+/// How the agent reaches the model: its run's proxy, with a placeholder credential
+/// that is worth nothing anywhere else.
+public struct ModelAccess: Sendable, Equatable {
+    /// The proxy's URL, the sandbox's ANTHROPIC_BASE_URL.
+    public var baseURL: String
+    /// The variable Claude Code reads the credential from (the one the user set).
+    public var variable: String
+    public var placeholder: String
+
+    public init(baseURL: String, variable: String, placeholder: String) {
+        self.baseURL = baseURL
+        self.variable = variable
+        self.placeholder = placeholder
+    }
+}
+
 /// The agent's container as a value: no capabilities, no new privileges, the
 /// seccomp profile, read-only root, limits, non-root; only the run's own paths
 /// mounted. The probe and check containers start from this same spec.
 public enum AgentSandbox {
+    /// `model`: the run's model proxy; nil for containers that never talk to the model.
     public static func spec(
         plan: RunPlan, layout: RunLayout, image: String, network: String?, labels: [String: String],
-        extras: SandboxExtras = SandboxExtras()
+        extras: SandboxExtras = SandboxExtras(), model: ModelAccess? = nil
     ) -> ContainerSpec {
         var spec = ContainerSpec(name: "patina-\(plan.id)-agent", image: image)
         spec.labels = labels.merging(["patina.role": "agent"]) { $1 }
@@ -49,7 +66,14 @@ public enum AgentSandbox {
         ]) { $1 }
         if let retries = plan.claudeMaxRetries { spec.environment["CLAUDE_CODE_MAX_RETRIES"] = String(retries) }
         // Proxy variables by name too: a proxy URL may hold a password.
-        spec.passEnvironment = plan.credentials.present + plan.sandbox.trust.passedVariables
+        spec.passEnvironment = plan.credentials.passThrough + plan.sandbox.trust.passedVariables
+        if let model {
+            // The placeholder goes by name too: on a command line, any local user could read it
+            // and spend through the proxy while the run lasts.
+            spec.environment["ANTHROPIC_BASE_URL"] = model.baseURL
+            spec.passEnvironment.append(model.variable)
+            spec.passedValues[model.variable] = model.placeholder
+        }
         spec.pidsLimit = plan.limits.pids
         spec.memory = plan.limits.memory
         spec.cpus = plan.limits.cpus
@@ -73,8 +97,12 @@ public enum AgentSandbox {
         }
         let workspace = spec.mounts.first { $0.target == RunLayout.workspace }!
         let others = spec.mounts.filter { $0.target != RunLayout.workspace }.map(\.argument)
+        // The credential is never referenced: the run's placeholder is dead once the run
+        // ended, and the real one must not reach a container started from this file.
         var remoteEnv: [String: String] = [:]
-        for name in spec.passEnvironment { remoteEnv[name] = "${localEnv:\(name)}" }
+        for name in spec.passEnvironment where spec.passedValues[name] == nil && !Credentials.secretNames.contains(name) {
+            remoteEnv[name] = "${localEnv:\(name)}"
+        }
         let context: [String: Any] = [
             "run_id": plan.id,
             "image_json": json(spec.image),

@@ -64,10 +64,9 @@ final class Protections: @unchecked Sendable {
         entries += try Preset.load(names: presets, templates: plan.templates)
         entries += try plan.sandbox.trust.proxyAllowEntries()
         allowEntries = entries
-        agentEndpoints = try ClaudeEndpoints.entries(
-            baseURL: plan.credentials.baseURL?.absoluteString, auth: plan.credentials.usesOAuth ? .oauthToken : .apiKey)
         try pinNamesToHostResolution()
         // Render once now so a bad template or setting fails before anything exists.
+        // The agent's one model endpoint, its run's proxy, is added once it listens.
         _ = try makeFirewallPlan(gateway: nil, selfTest: SelfTestTargets()).render(templates: plan.templates)
     }
 
@@ -129,11 +128,12 @@ final class Protections: @unchecked Sendable {
     }
 
     /// Network holder -> firewall applied from outside the agent -> probes.
-    func startSandbox(images: SandboxImages, labels: [String: String], progress: Progress) async throws {
+    /// `modelProxy`: the run's model proxy URL, the agent's only model endpoint.
+    func startSandbox(images: SandboxImages, labels: [String: String], gateway: String, modelProxy: String?, progress: Progress) async throws {
         var selfTest = SelfTestTargets()
+        agentEndpoints = try modelProxy.map { [try ClaudeEndpoints.modelProxy(url: $0)] } ?? []
         if plan.firewallEnabled {
             guard let netguard = images.netguard else { throw SandboxFailure("the firewall image is missing") }
-            let gateway = try await engine.bridgeGateway()
             let canary = try Canary(address: gateway)
             self.canary = canary
             selfTest = try SelfTestTargets.canary(address: gateway, tcpPort: canary.tcpPort, udpPort: canary.udpPort, dnsPort: canary.udpPort)

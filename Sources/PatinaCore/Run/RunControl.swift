@@ -5,6 +5,17 @@ import PatinaSandbox
 public enum StopReason: Sendable, Equatable {
     case timeout
     case interrupted
+    /// The run's model proxy could not reach the model API, for good.
+    case modelUnreachable
+
+    /// The status of a run stopped for this reason.
+    var runStatus: RunStatus {
+        switch self {
+        case .timeout: .timedOut
+        case .interrupted: .interrupted
+        case .modelUnreachable: .error
+        }
+    }
 }
 
 /// Shared stop state of one run: the timer and the Ctrl-C handler ask for a
@@ -45,10 +56,10 @@ public actor RunControl {
         running = nil
     }
 
-    /// The check has its own timeout: a timeout of the agent must not stop it,
-    /// while a user's stop still does.
-    public func resetTimeout() {
-        if reason == .timeout { reason = nil }
+    /// The check has its own timeout: what stopped the agent (its timeout, the model
+    /// API out of reach) must not stop it, while a user's stop still does.
+    public func resetAgentStop() {
+        if reason != .interrupted { reason = nil }
         killedAgent = false
     }
 }

@@ -20,6 +20,9 @@ public enum RunEvent: Sendable {
     case agentText(String)
     /// The agent stopped on an API error it could not retry past (429/529: rate limit, overload).
     case apiError(status: Int)
+    /// The model API answered the run's proxy with 429 (rate limit) or 529 (overload): the
+    /// status and the run's counts so far.
+    case modelAPI(status: Int, rateLimited: Int, overloaded: Int)
     case finished(RunRecord)
 }
 
@@ -37,12 +40,28 @@ public typealias RunEventHandler = @Sendable (RunEventEnvelope) -> Void
 /// A run's event emitter: stamps each event with the run's id and elapsed time.
 public final class Progress: Sendable {
     public let runID: String
-    private let start = Date()
+    private let start: Date
     private let handler: RunEventHandler
 
     public init(runID: String, handler: @escaping RunEventHandler) {
         self.runID = runID
         self.handler = handler
+        self.start = Date()
+    }
+
+    private init(runID: String, start: Date, handler: @escaping RunEventHandler) {
+        self.runID = runID
+        self.start = start
+        self.handler = handler
+    }
+
+    /// The same progress, every event's text redacted before anyone sees it.
+    public func redacting(_ redactor: Redactor) -> Progress {
+        guard !redactor.isEmpty else { return self }
+        let handler = self.handler
+        return Progress(runID: runID, start: start) { envelope in
+            handler(RunEventEnvelope(runID: envelope.runID, elapsed: envelope.elapsed, event: redactor.event(envelope.event)))
+        }
     }
 
     public var elapsed: Double { Date().timeIntervalSince(start) }

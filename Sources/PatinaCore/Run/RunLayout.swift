@@ -16,6 +16,8 @@ public struct RunLayout: Sendable {
     /// What the sandbox resolver logged, and the destinations the firewall rejected.
     public var resolverLog: URL { runDirectory.appendingPathComponent("resolver.log") }
     public var transcript: URL { runDirectory.appendingPathComponent("transcript.jsonl") }
+    /// One line per request the run's model proxy answered: the source of cost and tokens.
+    public var apiLog: URL { runDirectory.appendingPathComponent("api.jsonl") }
     public var agentStderr: URL { runDirectory.appendingPathComponent("agent-stderr.log") }
     public var rendered: URL { runDirectory.appendingPathComponent("config") }
     public var dockerfile: URL { rendered.appendingPathComponent("Dockerfile") }
@@ -41,6 +43,12 @@ public struct RunLayout: Sendable {
     public var checkWorkspace: URL { sandbox.appendingPathComponent("check-workspace") }
     public var checkHome: URL { sandbox.appendingPathComponent("check-home") }
     public var checkLog: URL { runDirectory.appendingPathComponent("check.log") }
+
+    /// The logs patina writes into the run directory (session.md aside, which is rendered
+    /// redacted): swept for credential values once the run is collected.
+    public var logs: [URL] {
+        [sessionLog, transcript, agentStderr, stepLog, checkLog, resolverLog, firewallReport, probeReport, apiLog]
+    }
 
     public static let workspace = "/workspace"
     public static let containerHome = "/home/agent"

@@ -1,6 +1,8 @@
 import Foundation
 import PatinaGit
+import PatinaModelProxy
 import PatinaSandbox
+import Synchronization
 
 /// One run, from plan to collected branch. The steps, each in its own file
 /// under Run/Steps: image → branch → render → sandbox → agent → collect
@@ -20,6 +22,8 @@ public final class RunLifecycle: @unchecked Sendable {
     let control: RunControl
     let layout: RunLayout
     let steps: StepLog
+    /// Every credential value patina knows, kept out of what the run writes and prints.
+    let redactor: Redactor
     var record: RunRecord
     var protections: Protections
     var agentStarted = false
@@ -29,14 +33,20 @@ public final class RunLifecycle: @unchecked Sendable {
     var claudeSettings = ""
     /// The warm caches this run holds, from the render step until collection.
     var caches: CacheLease?
+    /// The run's model endpoint outside the sandbox, from the sandbox step until the agent ends.
+    var modelProxy: ModelProxy?
+    /// What the agent's container is told about the proxy.
+    var modelAccess: ModelAccess?
 
     public init(plan: RunPlan, engine: DockerEngine = DockerEngine(), progress: Progress, control: RunControl) {
         self.plan = plan
         self.engine = engine
-        self.progress = progress
+        let redactor = Redactor(secrets: plan.credentials.secretValues)
+        self.redactor = redactor
+        self.progress = progress.redacting(redactor)
         self.control = control
         self.layout = RunLayout(runDirectory: plan.runDirectory)
-        self.steps = StepLog(url: nil)
+        self.steps = StepLog(url: nil, redactor: redactor)
         self.protections = Protections(plan: plan, layout: RunLayout(runDirectory: plan.runDirectory), engine: engine)
         self.record = RunRecord(
             id: plan.id, task: plan.task, status: .running, reason: nil, branch: plan.branch,
@@ -67,6 +77,10 @@ public final class RunLifecycle: @unchecked Sendable {
         record.autoPresets = setup.autoPresets.isEmpty ? nil : setup.autoPresets
         record.hostCA = setup.trust.caFiles.isEmpty ? nil : setup.trust.caFiles
         record.proxies = setup.trust.proxies.isEmpty ? nil : setup.trust.proxies.map(\.endpoint)
+        if plan.shell == nil {
+            record.maxCostUSD = plan.maxCostUSD
+            record.modelEndpoint = plan.credentials.baseURL.absoluteString
+        }
     }
 
     var containerLabels: [String: String] {
@@ -95,7 +109,7 @@ public final class RunLifecycle: @unchecked Sendable {
         do {
             progress.phase(.branch)
             try FileManager.default.createDirectory(at: layout.runDirectory, withIntermediateDirectories: true)
-            if plan.shell == nil { try plan.store.save(record) }
+            if plan.shell == nil { try plan.store.save(redactor(record)) }
             try await steps.time("branch") { try createBranch() }
         } catch {
             cleanUpBranch()
@@ -109,7 +123,12 @@ public final class RunLifecycle: @unchecked Sendable {
             try await steps.time("render") { try render(images: images) }
             try await checkInterrupted()
             progress.phase(.sandbox)
-            try await steps.time("sandbox") { try await protections.startSandbox(images: images, labels: containerLabels, progress: progress) }
+            try await steps.time("sandbox") {
+                let gateway = try await engine.bridgeGateway()
+                let proxy = try startModelProxy(gateway: gateway)
+                try await protections.startSandbox(images: images, labels: containerLabels, gateway: gateway, modelProxy: proxy, progress: progress)
+            }
+            record.allowList = protections.allowListSummary
             try await checkInterrupted()
             if let lifecycle = plan.sandbox.devcontainer?.lifecycle, !lifecycle.isEmpty, plan.shell == nil {
                 try await steps.time("lifecycle") { try await runLifecycleCommands(lifecycle, image: images.agent) }
@@ -118,7 +137,7 @@ public final class RunLifecycle: @unchecked Sendable {
             progress.phase(.agent)
             try await steps.time("agent") { try await runAgent(image: images.agent) }
         } catch let stop as Stopped {
-            record.status = stop.reason == .timeout ? .timedOut : .interrupted
+            record.status = stop.reason.runStatus
             record.reason = stop.description
         } catch {
             record.status = .error
@@ -129,6 +148,8 @@ public final class RunLifecycle: @unchecked Sendable {
         // an unstructured task is not cancelled with it.
         let collection = Task { await self.collectAndCheck(image: images.agent) }
         await collection.value
+        for log in layout.logs { redactor.scrub(log) }
+        record = redactor(record)
         record.finished = Date()
         record.durationS = (record.finished!.timeIntervalSince(started) * 1000).rounded() / 1000
         record.steps = steps.steps
@@ -136,7 +157,7 @@ public final class RunLifecycle: @unchecked Sendable {
             // The session log people read, from session.jsonl and the record: for every
             // run that got this far, whatever its outcome.
             do {
-                try SessionMarkdown.write(record: record, repository: plan.repository, secrets: plan.credentials.secretValues)
+                try SessionMarkdown.write(record: record, repository: plan.repository, secrets: redactor.secrets)
             } catch {
                 progress.warn("could not write session.md: \(error)")
             }
@@ -197,7 +218,7 @@ public final class RunLifecycle: @unchecked Sendable {
     /// The record of a run that created nothing (or removed what it created).
     private func finishWithoutBranch(_ error: Error, started: Date) -> RunRecord {
         if let stop = error as? Stopped {
-            record.status = stop.reason == .timeout ? .timedOut : .interrupted
+            record.status = stop.reason.runStatus
             record.reason = stop.description
         } else {
             record.status = .error
@@ -205,6 +226,7 @@ public final class RunLifecycle: @unchecked Sendable {
         }
         record.createdNothing = true
         record.headCommit = nil
+        record = redactor(record)
         record.finished = Date()
         record.durationS = (record.finished!.timeIntervalSince(started) * 1000).rounded() / 1000
         record.steps = steps.steps
@@ -213,11 +235,61 @@ public final class RunLifecycle: @unchecked Sendable {
         return record
     }
 
+    /// Starts the run's model proxy on the bridge gateway (none for `patina shell`, which
+    /// holds no credential): the agent's only model endpoint. Returns its URL.
+    func startModelProxy(gateway: String) throws -> String? {
+        guard plan.shell == nil else { return nil }
+        let credentials = plan.credentials
+        let placeholder = ModelProxyConfiguration.makePlaceholder(scheme: credentials.upstream.scheme)
+        let configuration = ModelProxyConfiguration(
+            listenAddress: gateway, upstream: credentials.baseURL, credential: credentials.upstream, placeholder: placeholder,
+            prices: plan.prices, maxCostUSD: plan.maxCostUSD, sharedLimit: plan.sharedBudget,
+            apiLog: layout.apiLog, secrets: credentials.secretValues)
+        let proxy = try ModelProxy(configuration: configuration, onEvent: Self.proxyEventHandler(progress: progress, control: control))
+        modelProxy = proxy
+        modelAccess = ModelAccess(baseURL: proxy.baseURL, variable: credentials.variable, placeholder: placeholder)
+        progress.step("model proxy on \(proxy.baseURL) → \(credentials.baseURL.absoluteString)"
+            + (plan.maxCostUSD.map { String(format: ", budget $%.2f", $0) } ?? "")
+            + "; the sandbox holds a placeholder, not the credential")
+        return proxy.baseURL
+    }
+
+    /// What the proxy reports, as the run's events: rate limits and overloads, answers
+    /// without a price and a spent budget (each once), an endpoint out of reach (which
+    /// stops the agent).
+    static func proxyEventHandler(progress: Progress, control: RunControl) -> @Sendable (ModelProxyEvent) -> Void {
+        let said = Mutex(Set<String>())
+        @Sendable func once(_ key: String) -> Bool { said.withLock { $0.insert(key).inserted } }
+        return { event in
+            switch event {
+            case .answered(let entry, let totals):
+                if entry.status == 429 || entry.status == 529 {
+                    progress.emit(.modelAPI(status: entry.status, rateLimited: totals.rateLimited, overloaded: totals.overloaded))
+                }
+                if let unpriced = entry.unpriced, once("unpriced " + unpriced) {
+                    progress.warn("the run's cost is unknown: \(unpriced); add it under \"model_prices\" in .patina/config.json")
+                }
+                if entry.refused == "budget", let why = totals.budgetExceeded, once("budget") {
+                    progress.warn(why + "; the model proxy refuses further requests")
+                }
+                if entry.refused == "unpriced_model", let why = totals.refusedUnpriced, once("unpriced_model") {
+                    progress.warn(why)
+                }
+            case .unreachable(let why):
+                progress.warn("the model API at \(why); stopping the agent")
+                Task { await control.stop(.modelUnreachable) }
+            }
+        }
+    }
+
     struct Stopped: Error, CustomStringConvertible {
         let reason: StopReason
         var description: String {
-            reason == .timeout ? "timed out before the agent started"
-                : "interrupted before the agent started; nothing was left behind"
+            switch reason {
+            case .timeout: "timed out before the agent started"
+            case .interrupted: "interrupted before the agent started; nothing was left behind"
+            case .modelUnreachable: "the model API could not be reached"
+            }
         }
     }
 

@@ -8,6 +8,7 @@ public final class StepLog: @unchecked Sendable {
     private let lock = NSLock()
     /// What was written before the log had a file: written first once it has one.
     private var pending = ""
+    private let redactor: Redactor
 
     /// Starts writing to `url`, including what was recorded so far.
     public func attach(_ url: URL) {
@@ -23,8 +24,9 @@ public final class StepLog: @unchecked Sendable {
             + (step.detail.map { "  \($0)" } ?? "") + "\n"
     }
 
-    public init(url: URL?) {
+    public init(url: URL?, redactor: Redactor = Redactor(secrets: [])) {
         self.url = url
+        self.redactor = redactor
     }
 
     /// Times `body` and records it under `name`, also when it throws.
@@ -42,7 +44,7 @@ public final class StepLog: @unchecked Sendable {
 
     public func record(_ name: String, _ seconds: Double, _ detail: String?) {
         lock.withLock {
-            let step = StepTiming(name: name, seconds: seconds, detail: detail)
+            let step = StepTiming(name: name, seconds: seconds, detail: detail.map { redactor($0) })
             steps.append(step)
             append(Self.line(step))
         }

@@ -1,8 +1,9 @@
 import Foundation
 
-/// Receives the agent's stream-json lines: writes every line unchanged to
-/// session.jsonl, keeps the summary for the run record and drives the live
-/// progress lines.
+/// Receives the agent's stream-json lines: writes every line to session.jsonl
+/// (unchanged but for credential values, redacted), keeps the agent's own summary
+/// (`agent_reported` in the record) and drives the live progress lines. Nothing here
+/// decides the run's cost or tokens: the model proxy counts those.
 public final class SessionRecorder: @unchecked Sendable {
     public private(set) var sessionID: String?
     public private(set) var model: String?
@@ -11,35 +12,34 @@ public final class SessionRecorder: @unchecked Sendable {
     public private(set) var sawInit = false
     /// Status of the last API error Claude Code retried (429, 529, ...).
     public private(set) var lastRetryStatus: Int?
-    private var usageByMessage: [String: (String?, TokenCounts)] = [:]
-    private var messageOrder: [String] = []
+    private var messageIDs: Set<String> = []
     private let handle: FileHandle?
     private let progress: Progress?
+    private let redactor: Redactor
+    private let costSoFar: @Sendable () -> Double
     private let lock = NSLock()
 
-    public init(sessionLog: URL, progress: Progress?) throws {
+    /// `costSoFar`: the run's spending as the model proxy counted it, for the live lines.
+    public init(sessionLog: URL, progress: Progress?, redactor: Redactor = Redactor(secrets: []),
+                costSoFar: @escaping @Sendable () -> Double = { 0 }) throws {
         _ = FileManager.default.createFile(atPath: sessionLog.path, contents: nil)
         handle = try FileHandle(forWritingTo: sessionLog)
         self.progress = progress
+        self.redactor = redactor
+        self.costSoFar = costSoFar
     }
 
-    /// Number of distinct assistant messages so far: the agent's turns.
-    public var turns: Int { lock.withLock { messageOrder.count } }
+    /// Number of distinct assistant messages so far: the agent's turns, for the live lines.
+    public var turns: Int { lock.withLock { messageIDs.count } }
 
-    public var estimatedCost: Double {
-        lock.withLock { usageByMessage.values.reduce(0) { $0 + PriceTable.estimate(model: $1.0, $1.1) } }
-    }
-
-    public func receive(_ line: String) {
+    public func receive(_ raw: String) {
+        let line = redactor(raw)
         lock.withLock {
             try? handle?.write(contentsOf: Data((line + "\n").utf8))
         }
         let (events, usage) = StreamEvent.decode(line)
         if let usage {
-            lock.withLock {
-                if usageByMessage[usage.messageID] == nil { messageOrder.append(usage.messageID) }
-                usageByMessage[usage.messageID] = (usage.model, usage.tokens)
-            }
+            _ = lock.withLock { messageIDs.insert(usage.messageID) }
         }
         for event in events {
             switch event {
@@ -49,7 +49,7 @@ public final class SessionRecorder: @unchecked Sendable {
                 sawInit = true
                 progress?.emit(.agentStarted(model: model))
             case .toolUse(_, let name, let summary):
-                progress?.tool(turn: max(turns, 1), name: name, summary: summary, cost: estimatedCost)
+                progress?.tool(turn: max(turns, 1), name: name, summary: summary, cost: costSoFar())
             case .toolResult(_, let isError, let text) where isError:
                 progress?.emit(.toolError(StreamEvent.oneLine(text, limit: 80)))
             case .assistantText(let text):
@@ -58,8 +58,8 @@ public final class SessionRecorder: @unchecked Sendable {
                 result = summary
                 if sessionID == nil { sessionID = summary.sessionID }
             case .apiRetry(let status):
+                // What the API answered is reported by the model proxy; this is the agent's word.
                 lastRetryStatus = status
-                if let status { progress?.note("model API answered \(status); Claude Code retries") }
             case .malformed:
                 malformedLines += 1
             default:

@@ -184,16 +184,3 @@ public enum StreamEvent: Sendable, Equatable {
         return nil
     }
 }
-
-/// Rough list prices (USD per million tokens) for the live "cost so far"; the
-/// recorded cost always comes from Claude Code's own result line.
-enum PriceTable {
-    static func estimate(model: String?, _ t: TokenCounts) -> Double {
-        let m = (model ?? "").lowercased()
-        let (input, output): (Double, Double) =
-            m.contains("haiku") ? (1, 5) : m.contains("opus-4-1") || m.contains("opus-4-0") ? (15, 75) : m.contains("opus") ? (5, 25) : (3, 15)
-        let tokens = Double(t.input) * input + Double(t.output) * output
-            + Double(t.cacheRead) * input * 0.1 + Double(t.cacheCreation) * input * 1.25
-        return tokens / 1_000_000
-    }
-}

@@ -44,6 +44,9 @@ public struct ContainerSpec: Sendable, Equatable {
     /// Names passed through from patina's own environment (`-e NAME`): the value
     /// never appears on a command line, in a rendered file or in a log.
     public var passEnvironment: [String] = []
+    /// Values for some `passEnvironment` names, set in the environment of the `docker run`
+    /// process itself (not patina's own), so they too stay off every command line.
+    public var passedValues: [String: String] = [:]
     /// Non-secret values (`-e NAME=VALUE`).
     public var environment: [String: String] = [:]
     public var pidsLimit: Int?

@@ -107,10 +107,12 @@ extension Command {
     /// collected with a limit. A non-zero exit is data, not an error.
     public static func stream(
         _ arguments: [String],
+        environment: [String: String?] = [:],
         onLine: @escaping (String) -> Void
     ) async throws -> CommandResult {
+        let env = environment.isEmpty ? Environment.inherit : Environment.inherit.updating(Self.keys(environment))
         let result = try await Subprocess.run(
-            executable(arguments), arguments: Arguments(Array(arguments.dropFirst())), environment: .inherit,
+            executable(arguments), arguments: Arguments(Array(arguments.dropFirst())), environment: env,
             platformOptions: ownProcessGroup, input: .none, output: .sequence, error: .string(limit: outputLimit)
         ) { execution in
             // JSON lines end at "\n" only; other Unicode line breaks may sit inside a line.

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaModelProxy
 import PatinaSandbox
 
 /// Step "agent": Claude Code headless in the sandbox, every stream-json line
@@ -7,40 +8,54 @@ extension RunLifecycle {
     func runAgent(image: String) async throws {
         if let shell = plan.shell { return try await runShell(shell, image: image) }
         let spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork,
-                                     labels: containerLabels, extras: sandboxExtras)
-        let recorder = try SessionRecorder(sessionLog: layout.sessionLog, progress: progress)
+                                     labels: containerLabels, extras: sandboxExtras, model: modelAccess)
+        let proxy = modelProxy
+        let recorder = try SessionRecorder(sessionLog: layout.sessionLog, progress: progress, redactor: redactor,
+                                           costSoFar: { proxy?.usage.costUSD ?? 0 })
         defer { recorder.close() }
         progress.step("agent running (timeout \(DurationParser.format(plan.timeoutSeconds)))")
         agentStarted = true
         let timeout = plan.timeoutSeconds
         let (result, state) = try await runWatched(spec, timeout: timeout) { line in recorder.receive(line) }
-        try? Data(result.standardError.utf8).write(to: layout.agentStderr)
+        // The agent is gone: nothing may use the proxy any more (not the check, not a
+        // process the agent left behind), and its counts are final.
+        proxy?.stop()
+        try? Data(redactor(result.standardError).utf8).write(to: layout.agentStderr)
         record.exitCode = state?.exitCode ?? Int(result.exitCode)
         record.claudeSessionID = recorder.sessionID
         if record.model == nil { record.model = recorder.model }
         let stopReason = await control.killedAgent || recorder.result == nil ? await control.reason : nil
         if let summary = recorder.result {
-            record.costUSD = summary.costUSD
-            record.numTurns = summary.numTurns
-            record.tokens = summary.tokens
+            record.agentReported = AgentReport(costUSD: summary.costUSD, numTurns: summary.numTurns, tokens: summary.tokens, durationMS: summary.durationMS)
             record.lastMessage = summary.text.map { String($0.prefix(4000)) }
-        } else {
-            record.numTurns = recorder.turns
         }
+        let usage = proxy?.usage
+        if let usage { recordModelUsage(usage) }
         let outcome = RunOutcome.decide(
             stopReason: stopReason, result: recorder.result, exitCode: record.exitCode,
             oomKilled: state?.oomKilled == true, lastRetryStatus: recorder.lastRetryStatus,
-            lastStderrLine: result.standardError.split(separator: "\n").last.map(String.init) ?? "",
-            timeout: timeout, memoryLimit: plan.limits.memory)
+            lastStderrLine: redactor(result.standardError.split(separator: "\n").last.map(String.init) ?? ""),
+            timeout: timeout, memoryLimit: plan.limits.memory, model: usage)
         record.status = outcome.status
         record.reason = outcome.reason
-        if stopReason == nil, let status = RunOutcome.retryableAPIStatus(result: recorder.result, lastRetryStatus: recorder.lastRetryStatus) {
+        if stopReason == nil, let status = RunOutcome.retryableAPIStatus(status: record.status, model: usage) {
             record.apiErrorStatus = status
             progress.emit(.apiError(status: status))
         }
         if !recorder.sawInit && record.status != .timedOut {
             progress.warn("the agent produced no init line; see \(layout.agentStderr.path)")
         }
+    }
+
+    /// The trusted numbers of run.json: what the model proxy counted.
+    func recordModelUsage(_ usage: ModelUsage) {
+        record.costUSD = usage.costUSD
+        record.numTurns = usage.turns
+        record.tokens = TokenCounts(usage.usage)
+        record.requests = usage.requests
+        record.rateLimited = usage.rateLimited
+        record.overloaded = usage.overloaded
+        record.unpriced = usage.unpriced.isEmpty ? nil : usage.unpriced
     }
 
     /// `patina shell`: the user's command (or an interactive shell) in the agent's
@@ -100,7 +115,7 @@ extension RunLifecycle {
         defer { timer.cancel() }
         let result: CommandResult
         do {
-            result = try await Command.stream([engine.executable] + spec.runArguments, onLine: onLine)
+            result = try await Command.stream([engine.executable] + spec.runArguments, environment: spec.passedValues, onLine: onLine)
         } catch {
             await control.containerFinished()
             throw error

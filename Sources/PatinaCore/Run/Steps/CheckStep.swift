@@ -14,7 +14,7 @@ extension RunLifecycle {
                         durationS: Date().timeIntervalSince(start), outputTail: "", error: why)
         }
         // The agent's timeout does not stop the check; a user's stop does.
-        await control.resetTimeout()
+        await control.resetAgentStop()
         if await control.reason == .interrupted { return failed("not run: the run was interrupted") }
         let fm = FileManager.default
         do {
@@ -51,7 +51,9 @@ extension RunLifecycle {
         let result: CommandResult
         let state: (exitCode: Int, oomKilled: Bool)?
         do {
-            (result, state) = try await runWatched(spec, timeout: timeout) { line in
+            let redactor = self.redactor
+            (result, state) = try await runWatched(spec, timeout: timeout) { raw in
+                let line = redactor(raw)
                 try? log?.write(contentsOf: Data((line + "\n").utf8))
                 tail.append(line)
             }
@@ -59,8 +61,9 @@ extension RunLifecycle {
             return failed("the check's container could not run: \(error)")
         }
         if !result.standardError.isEmpty {
-            try? log?.write(contentsOf: Data(result.standardError.utf8))
-            for line in result.standardError.split(separator: "\n") { tail.append(String(line)) }
+            let errors = redactor(result.standardError)
+            try? log?.write(contentsOf: Data(errors.utf8))
+            for line in errors.split(separator: "\n") { tail.append(String(line)) }
         }
         let stopped = await control.reason
         let exitCode = state?.exitCode ?? Int(result.exitCode)

@@ -18,6 +18,9 @@ extension RunLifecycle {
     func collectAndCheck(image: String) async {
         progress.phase(.collect)
         let start = Date()
+        // Whatever happened, the proxy stops before anything else runs in this run's network.
+        modelProxy?.stop()
+        if let usage = modelProxy?.usage, agentStarted, record.requests == nil { recordModelUsage(usage) }
         let collection = self.collection
         await protections.captureReports()
         // Nothing in the sandbox may change the tree while it is read: the agent's

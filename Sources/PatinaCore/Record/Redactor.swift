@@ -1,0 +1,61 @@
+import Foundation
+
+/// Replaces every credential value patina knows with `[redacted]`: in every line it
+/// writes (session.jsonl, steps.log, check.log, run.json, the transcript copy) and every
+/// event it prints. The sandbox never holds a credential; this is the second line.
+public struct Redactor: Sendable {
+    public let secrets: [String]
+    public static let replacement = "[redacted]"
+
+    public init(secrets: [String]) {
+        // A value and its JSON-escaped spelling (a key with a quote or backslash in it).
+        var all: [String] = []
+        for secret in secrets where !secret.isEmpty {
+            all.append(secret)
+            if let data = try? JSONSerialization.data(withJSONObject: [secret], options: [.withoutEscapingSlashes]) {
+                let escaped = String(decoding: data, as: UTF8.self).dropFirst(2).dropLast(2)
+                if escaped != secret { all.append(String(escaped)) }
+            }
+        }
+        self.secrets = all
+    }
+
+    public var isEmpty: Bool { secrets.isEmpty }
+
+    public func callAsFunction(_ text: String) -> String {
+        guard !secrets.isEmpty, secrets.contains(where: text.contains) else { return text }
+        return Escaping.redact(text, secrets: secrets, replacement: Self.replacement)
+    }
+
+    /// A record with every string in it redacted (its JSON, redacted, read back).
+    public func callAsFunction(_ record: RunRecord) -> RunRecord {
+        guard !secrets.isEmpty, let data = try? RunRecord.encoder.encode(record) else { return record }
+        let text = String(decoding: data, as: UTF8.self)
+        guard secrets.contains(where: text.contains),
+              var redacted = try? RunRecord.decoder.decode(RunRecord.self, from: Data(self(text).utf8)) else { return record }
+        redacted.createdNothing = record.createdNothing
+        return redacted
+    }
+
+    /// Rewrites a file in place when it holds a secret; files that do not are left alone.
+    public func scrub(_ url: URL) {
+        guard !secrets.isEmpty, let data = try? Data(contentsOf: url) else { return }
+        let text = String(decoding: data, as: UTF8.self)
+        guard secrets.contains(where: text.contains) else { return }
+        try? Data(self(text).utf8).write(to: url, options: .atomic)
+    }
+
+    public func event(_ event: RunEvent) -> RunEvent {
+        guard !secrets.isEmpty else { return event }
+        switch event {
+        case .step(let s): return .step(self(s))
+        case .warning(let s): return .warning(self(s))
+        case .note(let s): return .note(self(s))
+        case .tool(let turn, let name, let summary, let cost): return .tool(turn: turn, name: self(name), summary: self(summary), cost: cost)
+        case .toolError(let s): return .toolError(self(s))
+        case .agentText(let s): return .agentText(self(s))
+        case .finished(let record): return .finished(self(record))
+        case .phase, .agentStarted, .apiError, .modelAPI: return event
+        }
+    }
+}

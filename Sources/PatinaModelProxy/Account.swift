@@ -1,0 +1,157 @@
+import Foundation
+import Synchronization
+
+/// A budget shared by several runs (a batch's `--max-total-cost`): every run's proxy
+/// adds what its answers cost, and refuses new requests once the total reached the limit.
+public final class SpendingLimit: Sendable {
+    public let limitUSD: Double
+    private let state: Mutex<(spent: Double, unknown: Bool)>
+
+    /// `alreadySpent`: what earlier runs counted against this limit (a resumed batch).
+    public init(limitUSD: Double, alreadySpent: Double = 0) {
+        self.limitUSD = limitUSD
+        state = Mutex((alreadySpent, false))
+    }
+
+    public var spentUSD: Double { state.withLock { $0.spent } }
+
+    /// True once the spending reached the limit, or some spending could not be priced.
+    public var isReached: Bool { state.withLock { $0.spent >= limitUSD || $0.unknown } }
+
+    func add(_ cost: Double?) {
+        state.withLock {
+            if let cost { $0.spent += cost } else { $0.unknown = true }
+        }
+    }
+}
+
+/// A run's model API use as the proxy counted it: the numbers in run.json. Nothing the
+/// sandbox prints changes them.
+public struct ModelUsage: Sendable, Equatable {
+    /// Every request the proxy answered (forwarded or refused).
+    public var requests = 0
+    /// Messages API answers (HTTP 200) to a request that offered tools: the agent's model turns.
+    public var turns = 0
+    public var usage = APIUsage()
+    /// The sum of every answer's cost; nil once an answer had no price.
+    public var costUSD: Double? = 0
+    /// Why some answer had no price (model names, missing rates), each once.
+    public var unpriced: [String] = []
+    /// HTTP status → how many answers had it (upstream answers only).
+    public var statuses: [Int: Int] = [:]
+    /// Requests the proxy refused because a budget was reached.
+    public var refusedForBudget = 0
+    /// Requests with a wrong or missing placeholder credential.
+    public var refusedCredential = 0
+    /// The last HTTP status the upstream answered a Messages request with.
+    public var lastStatus: Int?
+    /// Set when the upstream could not be reached, for good (see `ModelProxy`).
+    public var unreachable: String?
+    /// Set once a request was refused for the budget: why.
+    public var budgetExceeded: String?
+    /// Set once a request was refused because, under a budget, its model has no price: why.
+    public var refusedUnpriced: String?
+
+    public var rateLimited: Int { statuses[429] ?? 0 }
+    public var overloaded: Int { statuses[529] ?? 0 }
+}
+
+/// What the proxy decides before it forwards a Messages request.
+enum Admission: Equatable {
+    case forward
+    case refuse(status: Int, type: String, message: String)
+}
+
+/// The per-run ledger behind the proxy: counts, cost, budgets. Thread-safe.
+final class Account: Sendable {
+    let prices: PriceTable
+    let maxCostUSD: Double?
+    let sharedLimit: SpendingLimit?
+    private let state = Mutex(ModelUsage())
+
+    init(prices: PriceTable, maxCostUSD: Double?, sharedLimit: SpendingLimit?) {
+        self.prices = prices
+        self.maxCostUSD = maxCostUSD
+        self.sharedLimit = sharedLimit
+    }
+
+    var snapshot: ModelUsage { state.withLock { $0 } }
+
+    func countRequest() {
+        state.withLock { $0.requests += 1 }
+    }
+
+    func countRefusedCredential() {
+        state.withLock { $0.refusedCredential += 1 }
+    }
+
+    /// Before forwarding a Messages request for `model`: refuse once a budget is reached.
+    /// With a budget, a model without a price is refused too: its cost could not be counted.
+    func admit(model: String?) -> Admission {
+        let budgeted = maxCostUSD != nil || sharedLimit != nil
+        var refusal: String?
+        state.withLock { usage in
+            if let maxCostUSD {
+                if let cost = usage.costUSD, cost >= maxCostUSD {
+                    refusal = String(format: "the run's budget (--max-cost $%.2f) is spent: $%.4f so far", maxCostUSD, cost)
+                } else if usage.costUSD == nil {
+                    refusal = String(format: "the run's budget (--max-cost $%.2f) cannot be kept: an answer had no price (%@)",
+                                     maxCostUSD, usage.unpriced.joined(separator: "; "))
+                }
+            }
+            if refusal == nil, let sharedLimit, sharedLimit.isReached {
+                refusal = String(format: "the batch's budget (--max-total-cost $%.2f) is spent: $%.4f so far", sharedLimit.limitUSD, sharedLimit.spentUSD)
+            }
+            if refusal != nil {
+                usage.refusedForBudget += 1
+                if usage.budgetExceeded == nil { usage.budgetExceeded = refusal }
+            }
+        }
+        if let refusal {
+            return .refuse(status: 402, type: "billing_error", message: "patina: \(refusal); no further requests are forwarded")
+        }
+        if budgeted, let model, prices.price(for: model) == nil {
+            let message = "patina: no price for model \(model), so its cost cannot be counted against the budget; add it under \"model_prices\" in .patina/config.json"
+            state.withLock { if $0.refusedUnpriced == nil { $0.refusedUnpriced = message } }
+            return .refuse(status: 400, type: "invalid_request_error", message: message)
+        }
+        return .forward
+    }
+
+    /// Records an upstream answer; returns its cost (nil: no price) and, when it has none, why.
+    func record(status: Int, isMessages: Bool, offeredTools: Bool, summary: AnswerSummary, requestedModel: String?) -> (cost: Double?, unpriced: String?) {
+        var cost: Double? = 0
+        var unpriced: String?
+        if isMessages, let usage = summary.usage {
+            switch prices.cost(model: summary.model ?? requestedModel, usage: usage) {
+            case .success(let value): cost = value
+            case .failure(let why):
+                cost = nil
+                unpriced = why.description
+            }
+        }
+        state.withLock { account in
+            account.statuses[status, default: 0] += 1
+            if isMessages {
+                account.lastStatus = status
+                if status == 200 && offeredTools { account.turns += 1 }
+            }
+            if let usage = summary.usage, isMessages {
+                account.usage.inputTokens += usage.inputTokens
+                account.usage.outputTokens += usage.outputTokens
+                account.usage.cacheReadTokens += usage.cacheReadTokens
+                account.usage.cacheWriteTokens += usage.cacheWriteTokens
+                account.usage.cacheWrite1hTokens += usage.cacheWrite1hTokens
+                account.usage.webSearchRequests += usage.webSearchRequests
+                if let cost, let total = account.costUSD { account.costUSD = total + cost } else { account.costUSD = nil }
+                if let unpriced, !account.unpriced.contains(unpriced) { account.unpriced.append(unpriced) }
+            }
+        }
+        if isMessages, summary.usage != nil { sharedLimit?.add(cost) }
+        return (cost, unpriced)
+    }
+
+    func markUnreachable(_ reason: String) {
+        state.withLock { if $0.unreachable == nil { $0.unreachable = reason } }
+    }
+}
