@@ -33,7 +33,7 @@ struct DNSPinTests {
     func plan(pinned: [PinnedName]) throws -> FirewallPlan {
         try FirewallPlan(
             entries: AllowList.parse(["pypi.org:443/tcp", "mirror.corp:443/tcp", "other.example:443/tcp"], source: "--allow"),
-            agentEndpoints: ClaudeEndpoints.entries(baseURL: "http://172.17.0.1:4321", auth: .apiKey),
+            agentEndpoints: [try ClaudeEndpoints.modelProxy(url: "http://172.17.0.1:4321")],
             upstreamDNS: ["10.255.255.53"], hostAddresses: ["192.168.1.20"], gateway: "172.17.0.1",
             selfTest: .canary(address: "172.17.0.1", tcpPort: 18080, udpPort: 18081, dnsPort: 18053), pinned: pinned)
     }

@@ -20,18 +20,23 @@ struct RunCollection: Sendable {
     /// Removes the run's containers (all but `keeping`) and confirms they are gone,
     /// retrying; returns the ones still there. Nothing reads the agent's tree before
     /// this returns empty: a live container could change it while it is read.
-    static func removeContainers(engine: DockerEngine, runID: String, keeping: String?) async -> [String] {
+    /// A daemon that is restarting gets up to `daemonWait` seconds to answer again.
+    static func removeContainers(engine: DockerEngine, runID: String, keeping: String?, daemonWait: Double = 60) async -> [String] {
         var left: [String] = []
-        for attempt in 0..<5 {
+        var removals = 0
+        let deadline = Date().addingTimeInterval(daemonWait)
+        while removals < 5 {
             guard let names = try? await engine.containers(label: "patina.run=\(runID)") else {
-                left = ["(docker did not answer)"]
-                try? await Task.sleep(nanoseconds: UInt64(200_000_000 * (attempt + 1)))
+                left = ["(the Docker daemon did not answer for \(Int(daemonWait)) s)"]
+                if Date() >= deadline { return left }
+                try? await Task.sleep(nanoseconds: 500_000_000)
                 continue
             }
             left = names.filter { $0 != keeping }
             if left.isEmpty { return [] }
             await engine.remove(left)
-            try? await Task.sleep(nanoseconds: UInt64(100_000_000 * attempt))
+            removals += 1
+            try? await Task.sleep(nanoseconds: UInt64(100_000_000 * removals))
         }
         return left
     }
