@@ -228,19 +228,18 @@ final class Protections: @unchecked Sendable {
     /// and the allow sets as the run left them.
     func captureReports() async {
         guard plan.firewallEnabled, firewallPlan != nil else { return }
+        // The holder's log, and in one exec its allow sets (when names are allowed) and what
+        // the firewall rejected (xt_recent, by destination): both at once, they are independent.
+        var script = ""
+        if firewallPlan?.allEntries.contains(where: \.isNamed) == true {
+            script += "echo '== allow sets at the end of the run (addresses added as names were resolved)'; ipset list; "
+        }
+        script += RejectedDestinations.lists.map { "echo \"\(RejectedDestinations.header) \($0)\"; cat /proc/net/xt_recent/\($0)" }.joined(separator: "; ")
+        async let logs = try? engine.run(["logs", holderName])
+        async let state = try? engine.run(["exec", holderName, "sh", "-c", script])
         var text = ""
-        if let logs = try? await engine.run(["logs", holderName]), logs.succeeded {
-            text += logs.standardOutput + logs.standardError
-        }
-        if firewallPlan?.allEntries.contains(where: \.isNamed) == true,
-           let sets = try? await engine.run(["exec", holderName, "ipset", "list"]), sets.succeeded {
-            text += "\n== allow sets at the end of the run (addresses added as names were resolved)\n" + sets.standardOutput
-        }
-        // What the agent tried to reach and the firewall rejected (xt_recent, by destination).
-        let show = RejectedDestinations.lists.map { "echo \"\(RejectedDestinations.header) \($0)\"; cat /proc/net/xt_recent/\($0)" }.joined(separator: "; ")
-        if let rejected = try? await engine.run(["exec", holderName, "sh", "-c", show]), rejected.succeeded {
-            text += "\n" + rejected.standardOutput
-        }
+        if let logs = await logs, logs.succeeded { text += logs.standardOutput + logs.standardError }
+        if let state = await state, state.succeeded { text += "\n" + state.standardOutput }
         if !text.isEmpty {
             try? Data(text.utf8).write(to: layout.runDirectory.appendingPathComponent("resolver.log"))
         }

@@ -34,7 +34,8 @@ struct RunCollection: Sendable {
             }
             left = names.filter { $0 != keeping }
             if left.isEmpty { return [] }
-            await engine.remove(left)
+            // `docker rm --force` exits 0 only once every container is gone.
+            if await engine.remove(left) { return [] }
             removals += 1
             try? await Task.sleep(nanoseconds: UInt64(100_000_000 * removals))
         }

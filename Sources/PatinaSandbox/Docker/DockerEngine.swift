@@ -118,9 +118,11 @@ public struct DockerEngine: Sendable {
     }
 
     /// Removes containers by name, ignoring ones that are already gone.
-    public func remove(_ names: [String]) async {
-        guard !names.isEmpty else { return }
-        _ = try? await Command.run([executable, "rm", "--force", "--volumes"] + names)
+    /// True when docker removed every one (or there was none to remove).
+    @discardableResult
+    public func remove(_ names: [String]) async -> Bool {
+        guard !names.isEmpty else { return true }
+        return (try? await Command.run([executable, "rm", "--force", "--volumes"] + names))?.succeeded ?? false
     }
 
     /// Sends SIGKILL; true when a running container was killed.
