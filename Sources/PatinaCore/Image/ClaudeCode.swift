@@ -142,11 +142,27 @@ public enum ClaudeCodeLocator {
         }
     }
 
-    /// `claude --version` ("2.1.29 (Claude Code)"): the version part, or nil.
+    /// `claude --version` ("2.1.29 (Claude Code)"): the version part, or nil. Starting the
+    /// binary costs a good part of a run's launch, so the answer is kept in patina's cache,
+    /// keyed by the file's path, inode, size and change time (a new binary is asked again).
     static func version(of binary: URL) async -> String? {
+        var info = stat()
+        let cache = RunStore.home().appendingPathComponent("cache/claude-versions")
+        var key: String?
+        if stat(binary.path, &info) == 0 {
+            key = "\(info.st_dev)-\(info.st_ino)-\(info.st_size)-\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)"
+            if let cached = try? String(contentsOf: cache.appendingPathComponent(key!), encoding: .utf8), !cached.isEmpty {
+                return cached
+            }
+        }
         guard let result = try? await Command.run(["timeout", "10", binary.path, "--version"]), result.succeeded else { return nil }
         let text = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
         guard let range = text.range(of: #"^[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]*"#, options: .regularExpression) else { return nil }
-        return String(text[range])
+        let version = String(text[range])
+        if let key {
+            try? FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+            try? Data(version.utf8).write(to: cache.appendingPathComponent(key), options: .atomic)
+        }
+        return version
     }
 }
