@@ -61,7 +61,7 @@ public enum BatchReport {
     static func cells(_ r: RunRecord) -> [(text: String, value: Double?)] {
         let tokens = r.tokens.map { $0.input + $0.output }
         return [
-            (clip(r.name ?? r.task, 120), nil),
+            (Escaping.clip(r.name ?? r.task, 120), nil),
             (r.attempt.map(String.init) ?? "—", r.attempt.map(Double.init)),
             (r.model ?? "default", nil),
             (r.status.rawValue, nil),
@@ -78,7 +78,6 @@ public enum BatchReport {
 
     public static func checkText(_ r: RunRecord) -> String { r.check.map { $0.passed ? "passed" : "failed" } ?? "—" }
     public static func cost(_ value: Double?) -> String { value.map { String(format: "$%.4f", $0) } ?? "—" }
-    static func clip(_ s: String, _ n: Int) -> String { Escaping.clip(s, n) }
     public static func shortID(_ id: String) -> String { String((id.split(separator: "-").last ?? Substring(id)).suffix(4)) }
 
     static func wallTime(_ b: BatchRecord) -> String {
@@ -108,25 +107,19 @@ public enum BatchReport {
         ]
     }
 
-    // MARK: Escaping (shared with the session log: see `Escaping`)
-
-    static func visible(_ s: String, keepLines: Bool = false) -> String { Escaping.visible(s, keepLines: keepLines) }
-    static func md(_ s: String) -> String { Escaping.markdown(s) }
-    static func h(_ s: String, keepLines: Bool = false) -> String { Escaping.html(s, keepLines: keepLines) }
-
     // MARK: Markdown
 
     public static func markdown(_ batch: BatchRecord) -> String {
         let best = bestRunIDs(batch)
         var out = [
-            "# Batch \(md(batch.id))", "",
+            "# Batch \(Escaping.markdown(batch.id))", "",
             "Status: **\(batch.status.rawValue)** · started \(batch.started.formatted(.iso8601)) · wall time \(wallTime(batch)) · jobs \(batch.jobs)",
         ]
         for group in groups(batch) {
-            out += ["", "## \(md(group.label))", "", "| " + columns.joined(separator: " | ") + " |",
+            out += ["", "## \(Escaping.markdown(group.label))", "", "| " + columns.joined(separator: " | ") + " |",
                     "|" + String(repeating: "---|", count: columns.count)]
             for r in group.runs {
-                var c = cells(r).map { md($0.text) }
+                var c = cells(r).map { Escaping.markdown($0.text) }
                 if best.contains(r.id) { c[0] += " ★ best" }
                 out.append("| " + c.joined(separator: " | ") + " |")
             }
@@ -134,13 +127,13 @@ public enum BatchReport {
             let notes = group.runs.filter { $0.reason != nil || $0.lastMessage != nil }
             if !notes.isEmpty { out.append("") }
             for r in notes {
-                var line = "- run \(md(shortID(r.id)))"
-                if let reason = r.reason { line += " — reason: " + md(clip(reason, 300)) }
-                if let message = r.lastMessage { line += " — last message: " + md(clip(message, 300)) }
+                var line = "- run \(Escaping.markdown(shortID(r.id)))"
+                if let reason = r.reason { line += " — reason: " + Escaping.markdown(Escaping.clip(reason, 300)) }
+                if let message = r.lastMessage { line += " — last message: " + Escaping.markdown(Escaping.clip(message, 300)) }
                 out.append(line)
             }
         }
-        out += ["", "## Totals", ""] + totals(batch).map { "- " + md($0) }
+        out += ["", "## Totals", ""] + totals(batch).map { "- " + Escaping.markdown($0) }
         return out.joined(separator: "\n") + "\n"
     }
 
@@ -150,32 +143,32 @@ public enum BatchReport {
         let best = bestRunIDs(batch)
         var body: [String] = []
         for group in groups(batch) {
-            body.append("<tbody><tr class=\"group\"><th colspan=\"\(columns.count)\">\(h(group.label))</th></tr>")
+            body.append("<tbody><tr class=\"group\"><th colspan=\"\(columns.count)\">\(Escaping.html(group.label))</th></tr>")
             for r in group.runs {
                 let isBest = best.contains(r.id)
                 let tds = cells(r).enumerated().map { i, c in
                     let star = i == 0 && isBest ? "<span class=\"star\" title=\"best\">★</span> " : ""
-                    return "<td\(c.value.map { " data-v=\"\($0)\"" } ?? "")>\(star)\(h(c.text))</td>"
+                    return "<td\(c.value.map { " data-v=\"\($0)\"" } ?? "")>\(star)\(Escaping.html(c.text))</td>"
                 }
-                body.append("<tr class=\"run\(isBest ? " best" : "")\" data-run-id=\"\(h(r.id))\">\(tds.joined())</tr>")
-                body.append("<tr class=\"more\"><td colspan=\"\(columns.count)\"><details><summary>\(h(r.id))</summary>\n\(details(r, diff: diffs[r.id]))\n</details></td></tr>")
+                body.append("<tr class=\"run\(isBest ? " best" : "")\" data-run-id=\"\(Escaping.html(r.id))\">\(tds.joined())</tr>")
+                body.append("<tr class=\"more\"><td colspan=\"\(columns.count)\"><details><summary>\(Escaping.html(r.id))</summary>\n\(details(r, diff: diffs[r.id]))\n</details></td></tr>")
             }
             body.append("</tbody>")
         }
-        let head = columns.map { "<th>\(h($0))</th>" }.joined()
+        let head = columns.map { "<th>\(Escaping.html($0))</th>" }.joined()
         return """
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8">
             <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
-            <title>Batch \(h(batch.id))</title>
+            <title>Batch \(Escaping.html(batch.id))</title>
             <style>\(css)</style></head><body>
-            <h1>Batch \(h(batch.id))</h1>
+            <h1>Batch \(Escaping.html(batch.id))</h1>
             <p class="meta">Status <b>\(batch.status.rawValue)</b> · started \(batch.started.formatted(.iso8601)) · wall time \(wallTime(batch)) · jobs \(batch.jobs)</p>
             <table id="runs"><thead><tr>\(head)</tr></thead>
             \(body.joined(separator: "\n"))
             </table>
             <h2>Totals</h2>
-            <ul>\(totals(batch).map { "<li>\(h($0))</li>" }.joined())</ul>
+            <ul>\(totals(batch).map { "<li>\(Escaping.html($0))</li>" }.joined())</ul>
             <script>\(script)</script>
             </body></html>
 
@@ -183,16 +176,16 @@ public enum BatchReport {
     }
 
     static func details(_ r: RunRecord, diff: String?) -> String {
-        var parts = ["<p><b>Task</b></p><pre>\(h(r.task, keepLines: true))</pre>"]
-        if let reason = r.reason { parts.append("<p><b>Reason:</b> \(h(reason))</p>") }
+        var parts = ["<p><b>Task</b></p><pre>\(Escaping.html(r.task, keepLines: true))</pre>"]
+        if let reason = r.reason { parts.append("<p><b>Reason:</b> \(Escaping.html(reason))</p>") }
         if let c = r.check {
             let how = (c.passed ? "passed" : "failed") + (c.exitCode.map { " (exit \($0))" } ?? "") + (c.timedOut ? ", timed out" : "")
-            parts.append("<p><b>Check</b> <code>\(h(c.command))</code>: \(how)\(c.error.map { " — " + h($0) } ?? "")</p>")
-            if !c.outputTail.isEmpty { parts.append("<pre>\(h(c.outputTail, keepLines: true))</pre>") }
+            parts.append("<p><b>Check</b> <code>\(Escaping.html(c.command))</code>: \(how)\(c.error.map { " — " + Escaping.html($0) } ?? "")</p>")
+            if !c.outputTail.isEmpty { parts.append("<pre>\(Escaping.html(c.outputTail, keepLines: true))</pre>") }
         }
-        if let message = r.lastMessage { parts.append("<p><b>Last message</b></p><pre>\(h(message, keepLines: true))</pre>") }
+        if let message = r.lastMessage { parts.append("<p><b>Last message</b></p><pre>\(Escaping.html(message, keepLines: true))</pre>") }
         if let diff, !diff.isEmpty { parts.append("<pre class=\"diff\">\(diffHTML(diff))</pre>") }
-        parts.append("<p>Branch <code>\(h(r.branch))</code></p>")
+        parts.append("<p>Branch <code>\(Escaping.html(r.branch))</code></p>")
         return parts.joined(separator: "\n")
     }
 
@@ -211,7 +204,7 @@ public enum BatchReport {
             else if line.hasPrefix("+") { new -= 1; kind = "add" }
             else if line.hasPrefix("-") { old -= 1; kind = "del" }
             else { old -= 1; new -= 1; kind = "ctx" }
-            return "<span class=\"\(kind)\">\(h(String(line), keepLines: true))</span>"
+            return "<span class=\"\(kind)\">\(Escaping.html(String(line), keepLines: true))</span>"
         }
         if lines.count > limit { out.append("<span class=\"hdr\">… \(lines.count - limit) more lines</span>") }
         return out.joined()
@@ -272,8 +265,8 @@ public enum BatchReport {
         var rows = [["  RUN", "TASK", "ATT", "MODEL", "STATUS", "CHECK", "FILES", "+/-", "TURNS", "COST", "TIME"]]
         for r in groups(batch).flatMap(\.runs) {
             rows.append([
-                (best.contains(r.id) ? "* " : "  ") + visible(shortID(r.id)), clip(visible(r.name ?? r.task), 30),
-                r.attempt.map(String.init) ?? "—", clip(visible(r.model ?? "default"), 24), r.status.rawValue,
+                (best.contains(r.id) ? "* " : "  ") + Escaping.visible(shortID(r.id)), Escaping.clip(Escaping.visible(r.name ?? r.task), 30),
+                r.attempt.map(String.init) ?? "—", Escaping.clip(Escaping.visible(r.model ?? "default"), 24), r.status.rawValue,
                 checkText(r), "\(r.filesChanged.count)", "+\(r.additions)/-\(r.deletions)",
                 r.numTurns.map(String.init) ?? "—", cost(r.costUSD), r.durationS.map { DurationParser.format($0) } ?? "—",
             ])
@@ -283,6 +276,6 @@ public enum BatchReport {
             zip(row, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }
                 .joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
         }
-        return (lines + ["", totals(batch).map { visible($0) }.joined(separator: " · ")]).joined(separator: "\n") + "\n"
+        return (lines + ["", totals(batch).map { Escaping.visible($0) }.joined(separator: " · ")]).joined(separator: "\n") + "\n"
     }
 }

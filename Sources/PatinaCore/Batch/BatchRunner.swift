@@ -119,7 +119,7 @@ public final class BatchRunner: @unchecked Sendable {
                 let wait = backoff * pow(2, Double(requeues.count))
                 requeues.append(RequeueRecord(at: Date(), reason: "run \(plan.id): the model API answered \(status)", backoffS: wait))
                 progress.warn("the model API answered \(status) (rate limit/overload): back in the queue in \(DurationParser.format(wait)) as \(replanned.id)")
-                discard(plan)
+                discard(record, plan: plan)
                 await gate.lower()
                 try? await Task.sleep(nanoseconds: UInt64(wait * 1_000_000_000))
                 plan = replanned
@@ -141,10 +141,9 @@ public final class BatchRunner: @unchecked Sendable {
         }
     }
 
-    /// Removes a run that did nothing: its worktree, branch and directory.
-    private func discard(_ plan: RunPlan) {
-        try? plan.repository.removeWorktree(name: plan.id, path: plan.worktree)
-        if plan.repository.branchExists(plan.branch) { try? plan.repository.deleteBranch(plan.branch) }
+    /// Removes a run that did nothing: its worktree, branch, session tags and directory.
+    private func discard(_ record: RunRecord, plan: RunPlan) {
+        _ = try? Review(repository: plan.repository, store: plan.store).removeGitState(of: record)
         try? FileManager.default.removeItem(at: plan.runDirectory)
     }
 

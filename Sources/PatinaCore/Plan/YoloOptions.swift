@@ -108,6 +108,11 @@ public struct Credentials: Sendable {
     /// Every credential value in the environment, to redact from what patina writes and prints.
     public let secretValues: [String]
 
+    /// The credential values set in `environment`, to redact (short ones would match everywhere).
+    public static func secretValues(in environment: [String: String]) -> [String] {
+        secretNames.compactMap { environment[$0] }.filter { $0.count >= 8 }
+    }
+
     /// `required: false` (`patina detect`): plans without credentials too.
     public init(environment: [String: String], required: Bool = true) throws {
         let found = Self.secretNames.first(where: { !(environment[$0] ?? "").isEmpty })
@@ -120,7 +125,7 @@ public struct Credentials: Sendable {
         upstream = UpstreamCredential(scheme: variable == "ANTHROPIC_API_KEY" ? .apiKey : .bearer, value: value)
         usesOAuth = variable == "CLAUDE_CODE_OAUTH_TOKEN"
         passThrough = Self.passThroughNames.filter { !(environment[$0] ?? "").isEmpty }
-        secretValues = Self.secretNames.compactMap { environment[$0] }.filter { $0.count >= 8 }
+        secretValues = Self.secretValues(in: environment)
         if let raw = environment["ANTHROPIC_BASE_URL"], !raw.isEmpty {
             guard let url = URL(string: raw), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
                   let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil

@@ -55,9 +55,7 @@ public enum Recovery {
             // Stopped before the agent ran (maybe halfway through creating the worktree):
             // the branch holds nothing of the agent's; remove what this run created.
             if record.resumedFrom == nil {
-                let worktree = URL(fileURLWithPath: record.worktree)
-                try? repository.removeWorktree(name: worktree.lastPathComponent, path: worktree)
-                if repository.branchExists(record.branch) { try? repository.deleteBranch(record.branch) }
+                _ = try? Review(repository: repository, store: store).removeGitState(of: record)
             }
             try? FileManager.default.removeItem(at: layout.sandbox)
             record.headCommit = nil
@@ -72,10 +70,10 @@ public enum Recovery {
         record.reason = ([record.reason].compactMap { $0 } + reasons).joined(separator: "; ")
         record.finished = now
         record.durationS = ((now.timeIntervalSince(record.started)) * 1000).rounded() / 1000
-        for url in [layout.hostObjectsSnapshot, layout.checkWorkspace, layout.checkHome] {
+        for url in layout.scratch {
             try? FileManager.default.removeItem(at: url)
         }
-        let secrets = Credentials.secretNames.compactMap { ProcessInfo.processInfo.environment[$0] }.filter { $0.count >= 8 }
+        let secrets = Credentials.secretValues(in: ProcessInfo.processInfo.environment)
         _ = try? SessionMarkdown.write(record: record, repository: repository, secrets: secrets)
         do {
             try store.save(record)

@@ -43,6 +43,8 @@ public struct RunLayout: Sendable {
     public var checkWorkspace: URL { sandbox.appendingPathComponent("check-workspace") }
     public var checkHome: URL { sandbox.appendingPathComponent("check-home") }
     public var checkLog: URL { runDirectory.appendingPathComponent("check.log") }
+    /// What of the sandbox goes once the run is collected (the agent's home stays, for review).
+    public var scratch: [URL] { [hostObjectsSnapshot, checkWorkspace, checkHome] }
 
     /// The logs patina writes into the run directory (session.md aside, which is rendered
     /// redacted): swept for credential values once the run is collected.

@@ -84,7 +84,7 @@ extension RunLifecycle {
         releaseWarmCaches()
         await protections.tearDown()
         // The agent's home stays (its transcript, for review); the rest of the sandbox goes.
-        for url in [layout.hostObjectsSnapshot, layout.checkWorkspace, layout.checkHome] {
+        for url in layout.scratch {
             try? FileManager.default.removeItem(at: url)
         }
     }
