@@ -1,8 +1,23 @@
 #!/bin/bash
-# Runs inside a container started exactly like the agent's (same user, same
-# capabilities, same seccomp profile, same network namespace) before Claude
-# Code starts. Prints PASS/FAIL lines; exits 1 if anything failed.
+# The protections' proof, run as the first thing in every sandbox container (the
+# agent's, a shell's, the lifecycle commands', the check's), as that container's user,
+# with its capabilities, seccomp profile and network namespace, before its command.
+#
+#   probe.sh                               prints PASS/FAIL lines; exits 1 if any failed
+#   probe.sh --handshake DIR -- COMMAND..  writes them to DIR/report (whole, at once),
+#                                          then waits for patina's answer on the FIFO
+#                                          DIR/go: "go" execs COMMAND, anything else
+#                                          (or no answer in 120 s) exits 97. Exits 97 at
+#                                          once when a probe failed: COMMAND never runs.
+handshake=
+if [ "${1:-}" = --handshake ]; then
+  handshake=$2
+  shift 3
+  exec 8>&1 7>&2 > "$handshake/report.tmp" 2>&1
+fi
 fails=0
+# Which container ran these checks (docker names its hostname after the container's id).
+echo "INFO container $(cat /etc/hostname)"
 pass() { echo "PASS $1 $2"; }
 fail() { echo "FAIL $1 $2"; fails=$((fails + 1)); }
 field() { awk -v k="$1:" '$1 == k { print $2 }' /proc/self/status; }
@@ -53,4 +68,18 @@ fi
 if [ -f /patina/firewall/selftest.sh ]; then
   bash /patina/firewall/selftest.sh || fails=$((fails + 1))
 fi
-[ "$fails" -eq 0 ]
+if [ -z "$handshake" ]; then
+  [ "$fails" -eq 0 ]
+  exit
+fi
+
+# Opened read-write, the FIFO never blocks here and patina can write as soon as the
+# report is there; patina checks what it can see from outside (the canary) first.
+exec 9<>"$handshake/go" 1>&8 2>&7 8>&- 7>&-
+mv "$handshake/report.tmp" "$handshake/report"
+[ "$fails" -eq 0 ] || exit 97
+read -r -t 120 -u 9 answer || answer="no answer"
+exec 9<&-
+[ "$answer" = go ] || { echo "patina: the protection checks were not accepted ($answer)" >&2; exit 97; }
+unset PATINA_EXPECTED_CAPBND PATINA_SECCOMP_RELAXED PATINA_DENIED_SYSCALLS
+exec "$@"

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaCore
 import PatinaTestSupport
 import Testing
 
@@ -78,7 +79,7 @@ struct HardeningEndToEndTests {
         let mountPoints = Set((out["MOUNT-POINTS"] ?? "").split(separator: " ").map(String.init))
             .filter { !["/proc", "/sys", "/dev"].contains(where: $0.hasPrefix) }
         let needed: Set = ["/", "/tmp", "/workspace", "/workspace/.git", "/patina/git", "/patina/host-objects", "/home/agent",
-                           "/patina/command-limits.sh",
+                           "/patina/command-limits.sh", "/patina/probe.sh", "/patina/handshake", "/patina/firewall/selftest.sh",
                            "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/sbin/docker-init", "/usr/sbin/docker-init"]
         #expect(!mountPoints.isEmpty && mountPoints.isSubset(of: needed), "mounted: \(mountPoints.subtracting(needed))")
 
@@ -91,6 +92,69 @@ struct HardeningEndToEndTests {
         #expect(!imageText.contains("sk-ant-test-not-a-real-key"))
         try expectCollected(run, repo: repo)
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
+    }
+
+    /// The probes prove the agent's own container (they run in it, before Claude Code is
+    /// exec'd), and the network holder, which applied the firewall itself, kept only what
+    /// its resolver and its reports need: the agent, meanwhile, sees neither the holder's
+    /// folder nor a way to answer the probe handshake.
+    @Test func probesRunInTheAgentsContainerAndTheHolderGaveUpItsCapabilities() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [
+            .bash(#"""
+            echo "HOST:$(cat /etc/hostname)"
+            ls /patina/netguard >/dev/null 2>&1; echo "NETGUARD-VISIBLE:$?"
+            ls /patina/firewall | tr '\n' ' ' | sed 's/^/FIREWALL-FILES:/'; echo
+            timeout 2 sh -c 'echo go > /patina/handshake/go' 2>&1; echo "HANDSHAKE-ANSWER:$?"
+            timeout 4 tail -f /dev/null; echo "WAITED:$?"
+            """#),
+            .text("Looked around."),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path,
+                                        "--base-image", TestEnvironment.baseImage, "--json", "look around"])
+        // While the agent waits, every process in the holder as the kernel sees it.
+        let key = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git")).repositoryKey
+        func running(_ role: String) -> String {
+            (try? ProcessRunner.check(["docker", "ps", "--filter", "label=patina.repo=\(key)", "--filter", "label=patina.role=\(role)",
+                                       "--format", "{{.Names}}"])) ?? ""
+        }
+        var holderProcesses = ""
+        while process.isRunning && holderProcesses.isEmpty {
+            let holders = running("network")
+            let agents = running("agent")
+            if let holder = holders.split(separator: "\n").first, !agents.isEmpty {
+                holderProcesses = (try? ProcessRunner.check(["docker", "exec", String(holder), "sh", "-c",
+                    #"for p in /proc/[0-9]*; do echo "$(cat $p/comm) $(awk '/^CapBnd:/ { print $2 }' $p/status)"; done"#])) ?? ""
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+
+        let out = markers(in: commandOutputs(model))
+        // The probe report names the container it ran in: the agent's own.
+        let home = repo.home.appendingPathComponent("repos")
+        let probes = try #require(FileManager.default.enumerator(at: home, includingPropertiesForKeys: nil)?
+            .compactMap { $0 as? URL }.first { $0.lastPathComponent == "probes.txt" })
+        let report = try String(contentsOf: probes, encoding: .utf8)
+        let host = try #require(out["HOST"])
+        #expect(report.contains("INFO container \(host)\n"), "probes ran elsewhere: \(report.prefix(200)) vs \(host)")
+        #expect(!report.contains("FAIL"), "\(report)")
+        #expect(out["NETGUARD-VISIBLE"] == "2", "the holder's folder is visible: \(out)")
+        #expect(out["FIREWALL-FILES"] == "selftest.sh", "\(out)")
+        #expect(out["HANDSHAKE-ANSWER"] != "0" && out["WAITED"] != nil, "\(out)")
+
+        // The resolver keeps NET_ADMIN (its sets) and NET_BIND_SERVICE (port 53); the holder's
+        // own loop NET_ADMIN only; NET_RAW and SETPCAP, which applying needed, are gone.
+        var bounding: [String: String] = [:]
+        for line in holderProcesses.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2 { bounding[String(parts[0]), default: String(parts[1])] = String(parts[1]) }
+        }
+        #expect(bounding["dnsmasq"] == "0000000000001400", "\(holderProcesses)")
+        let loop = holderProcesses.split(separator: "\n").filter { $0.hasPrefix("bash ") }
+        #expect(loop == ["bash 0000000000001000"], "\(holderProcesses)")
     }
 
     /// Denied calls and their x86_64 numbers, with arguments that make most of them

@@ -3,8 +3,8 @@ import PatinaSandbox
 import PatinaTemplates
 
 /// The protections around the agent: the seccomp profile, the egress
-/// firewall (holder + helper, pod pattern) and the probes that prove both
-/// before Claude Code starts. Any protection that fails to apply stops the
+/// firewall (a network holder that applies it, pod pattern) and the probes that
+/// prove both inside each sandbox container before its command starts (ProbeGate). Any protection that fails to apply stops the
 /// run: the agent never runs less protected than configured.
 final class Protections: @unchecked Sendable {
     let plan: RunPlan
@@ -19,11 +19,13 @@ final class Protections: @unchecked Sendable {
     /// Allowed names answered with this machine's own addresses for them, and why others were not.
     private(set) var pinnedNames: [PinnedName] = []
     private(set) var dnsNotes: [String] = []
-    /// The run's warm caches, mounted into the probe container too (set before the sandbox starts).
-    var extras = SandboxExtras()
     private var canary: Canary?
     private var firewallPlan: FirewallPlan?
     private var applyOutput = ""
+    private var holderRequests = 0
+    /// patina's deny list as this architecture's numbers, relaxed calls left out: the
+    /// probe calls each one.
+    private(set) var deniedSyscallNumbers = ""
 
     init(plan: RunPlan, layout: RunLayout, engine: DockerEngine) {
         self.plan = plan
@@ -127,122 +129,144 @@ final class Protections: @unchecked Sendable {
         }
     }
 
-    /// Network holder -> firewall applied from outside the agent -> probes.
+    /// The network holder, which applies the firewall before any other container joins
+    /// its namespace. The probes run later, in each sandbox container (`gate`/`admit`).
     /// `modelProxy`: the run's model proxy URL, the agent's only model endpoint.
     func startSandbox(images: SandboxImages, labels: [String: String], gateway: String, modelProxy: String?, progress: Progress) async throws {
-        var selfTest = SelfTestTargets()
         agentEndpoints = try modelProxy.map { [try ClaudeEndpoints.modelProxy(url: $0)] } ?? []
-        if plan.firewallEnabled {
-            guard let netguard = images.netguard else { throw SandboxFailure("the firewall image is missing") }
-            let canary = try Canary(address: gateway)
-            self.canary = canary
-            selfTest = try SelfTestTargets.canary(address: gateway, tcpPort: canary.tcpPort, udpPort: canary.udpPort, dnsPort: canary.udpPort)
-            let firewall = try makeFirewallPlan(gateway: gateway, selfTest: selfTest)
-            firewallPlan = firewall
-            try firewall.render(templates: plan.templates).write(to: layout.firewallDirectory)
+        deniedSyscallNumbers = try SeccompProfile.nativeNumbers(
+            of: try SeccompProfile.deniedSyscalls(templates: probeTemplates).filter { !seccompRelaxed.contains($0) }).joined(separator: " ")
+        guard plan.firewallEnabled else { return }
+        guard let netguard = images.netguard else { throw SandboxFailure("the firewall image is missing") }
+        let canary = try Canary(address: gateway)
+        self.canary = canary
+        let selfTest = try SelfTestTargets.canary(address: gateway, tcpPort: canary.tcpPort, udpPort: canary.udpPort, dnsPort: canary.udpPort)
+        let firewall = try makeFirewallPlan(gateway: gateway, selfTest: selfTest)
+        firewallPlan = firewall
+        try firewall.render(templates: plan.templates).write(to: layout.firewallDirectory)
+        try prepareNetguardState()
 
-            var holder = ContainerSpec(name: holderName, image: netguard)
-            holder.labels = labels.merging(["patina.role": "network"]) { $1 }
-            holder.network = "bridge"
-            holder.dns = [Netguard.holderDNS]
-            holder.capDrop = ["ALL"]
-            holder.capAdd = Netguard.holderCapabilities
-            holder.mounts = [Mount(source: layout.firewallDirectory.path, target: Netguard.mountPath, readOnly: true)]
-            holder.command = Netguard.holderCommand
-            holder.initProcess = true
-            try await engine.start(holder)
+        var holder = ContainerSpec(name: holderName, image: netguard)
+        holder.labels = labels.merging(["patina.role": "network"]) { $1 }
+        holder.network = "bridge"
+        holder.dns = [Netguard.holderDNS]
+        holder.capDrop = ["ALL"]
+        holder.capAdd = Netguard.holderCapabilities
+        holder.mounts = [
+            Mount(source: layout.firewallDirectory.path, target: Netguard.mountPath, readOnly: true),
+            Mount(source: layout.netguardState.path, target: Netguard.statePath, readOnly: false),
+        ]
+        holder.command = Netguard.holderCommand
+        holder.initProcess = true
+        try await engine.start(holder)
 
-            var helper = ContainerSpec(name: "patina-\(plan.id)-firewall", image: netguard)
-            helper.labels = labels.merging(["patina.role": "firewall"]) { $1 }
-            helper.network = "container:\(holderName)"
-            helper.capDrop = ["ALL"]
-            helper.capAdd = Netguard.helperCapabilities
-            helper.mounts = holder.mounts
-            helper.command = Netguard.helperCommand
-            let applied = try await engine.runToCompletion(helper)
-            applyOutput = applied.standardOutput + applied.standardError
-            try? Data(FirewallReport(plan: firewall, applyOutput: applyOutput, selfTestOutput: "").text.utf8).write(to: layout.firewallReport)
-            guard applied.succeeded else {
-                throw SandboxFailure("the firewall could not be applied: " + (applied.standardError.split(separator: "\n").last.map(String.init) ?? "exit \(applied.exitCode)"))
-            }
-            progress.step("firewall applied: \(firewall.allEntries.count) allow-list entries, default deny (IPv4 + IPv6)")
+        let status = try await awaitHolder(file: "applied", what: "applying the firewall")
+        applyOutput = (try? String(contentsOf: layout.netguardState.appendingPathComponent("apply.out"), encoding: .utf8)) ?? ""
+        try? Data(FirewallReport(plan: firewall, applyOutput: applyOutput, selfTestOutput: "").text.utf8).write(to: layout.firewallReport)
+        guard status == "0" else {
+            throw SandboxFailure("the firewall could not be applied: "
+                + (applyOutput.split(separator: "\n").last.map(String.init) ?? "exit \(status)"))
         }
-        try await runProbes(images: images, labels: labels, progress: progress)
+        progress.step("firewall applied: \(firewall.allEntries.count) allow-list entries, default deny (IPv4 + IPv6)")
     }
 
-    /// A container started exactly like the agent's runs the hardening probes
-    /// and the firewall self-test as the agent's user.
-    private func runProbes(images: SandboxImages, labels: [String: String], progress: Progress) async throws {
-        var probe = AgentSandbox.spec(plan: plan, layout: layout, image: images.agent, network: agentNetwork, labels: labels, extras: extras)
-        probe.name = "patina-\(plan.id)-probe"
-        probe.labels["patina.role"] = "probe"
-        probe.mounts.append(Mount(source: layout.probeScript.path, target: RunLayout.containerProbe, readOnly: true))
-        if plan.firewallEnabled {
-            probe.mounts.append(Mount(source: layout.firewallDirectory.path, target: Netguard.mountPath, readOnly: true))
+    /// The holder's report folder (mounted in the holder only) with its request FIFO.
+    private func prepareNetguardState() throws {
+        let fm = FileManager.default
+        try? fm.removeItem(at: layout.netguardState)
+        try fm.createDirectory(at: layout.netguardState, withIntermediateDirectories: true)
+        let fifo = layout.netguardState.appendingPathComponent(Netguard.requestsFIFO)
+        guard mkfifo(fifo.path, 0o600) == 0 else {
+            throw SandboxFailure("could not create \(fifo.path): \(String(cString: strerror(errno)))")
         }
-        probe.passEnvironment = []
-        probe.environment["PATINA_EXPECTED_CAPBND"] = Capabilities.mask(plan.capAdd)
-        probe.environment["PATINA_SECCOMP_RELAXED"] = seccompRelaxed.joined(separator: " ")
-        let denied = try SeccompProfile.deniedSyscalls(templates: probeTemplates).filter { !seccompRelaxed.contains($0) }
-        probe.environment["PATINA_DENIED_SYSCALLS"] = try SeccompProfile.nativeNumbers(of: denied).joined(separator: " ")
-        probe.command = ["bash", RunLayout.containerProbe]
-        let result = try await engine.runToCompletion(probe)
-        if result.exitCode == 125 {
-            throw SandboxFailure("docker could not start the probe container: "
-                + (result.standardError.split(separator: "\n").first.map(String.init) ?? "exit 125"))
+        if getuid() != 0 {
+            // The holder's root has no DAC_OVERRIDE: it writes here as "other".
+            try fm.setAttributes([.posixPermissions: 0o777], ofItemAtPath: layout.netguardState.path)
+            try fm.setAttributes([.posixPermissions: 0o666], ofItemAtPath: fifo.path)
         }
-        let output = result.standardOutput + result.standardError
-        try? Data(output.utf8).write(to: layout.probeReport)
-        var failures = output.split(separator: "\n").filter { $0.hasPrefix("FAIL") }.map(String.init)
+    }
+
+    /// Waits for the holder to write `file` into its report folder and returns its
+    /// content; throws when the holder stopped or did not answer within 60 s.
+    private func awaitHolder(file: String, what: String, deadline seconds: Double = 60) async throws -> String {
+        let url = layout.netguardState.appendingPathComponent(file)
+        let deadline = Date().addingTimeInterval(seconds)
+        var nextLivenessCheck = Date().addingTimeInterval(1)
+        while true {
+            if let text = try? String(contentsOf: url, encoding: .utf8) {
+                return text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            if Date() >= nextLivenessCheck {
+                nextLivenessCheck = Date().addingTimeInterval(1)
+                if await !engine.isRunning(holderName) {
+                    let code = await engine.exitState(holderName).map { "exit \($0.exitCode)" } ?? "gone"
+                    let logs = (try? await engine.run(["logs", "--tail", "5", holderName])).map { $0.standardOutput + $0.standardError } ?? ""
+                    throw SandboxFailure("the network holder stopped (\(code)) while \(what): "
+                        + (logs.split(separator: "\n").last.map(String.init) ?? "no output"))
+                }
+            }
+            guard Date() < deadline else { throw SandboxFailure("the network holder did not finish \(what) in \(Int(seconds)) s") }
+            try? await Task.sleep(nanoseconds: 5_000_000)
+        }
+    }
+
+    /// What the host sees of a container's probes: nothing they sent to a blocked
+    /// target reached the canary, and the firewall's self-test (when it ran) passed as planned.
+    func hostSideFailures(selfTestOutput output: String?) async -> [String] {
+        var failures: [String] = []
         if let canary {
-            // The probe container has exited, so anything it sent has landed; the
-            // canary's poll thread records it at once. A short grace covers scheduling.
+            // The self-test has finished, so anything it sent has landed; the canary's
+            // poll thread records it at once. A short grace covers scheduling.
             try? await Task.sleep(nanoseconds: 20_000_000)
             let arrived = canary.received
             if !arrived.isEmpty { failures.append("FAIL canary blocked traffic reached the host: \(arrived.joined(separator: "; "))") }
         }
-        if let firewallPlan {
+        if let firewallPlan, let output {
             let report = FirewallReport(plan: firewallPlan, applyOutput: applyOutput, selfTestOutput: output)
             var text = report.text
             if let canary { text += "\ncanary on the host (\(canary.address) tcp \(canary.tcpPort), udp \(canary.udpPort)): \(canary.received.isEmpty ? "nothing arrived" : canary.received.joined(separator: "; "))\n" }
             try? Data(text.utf8).write(to: layout.firewallReport)
             if let reason = report.failureReason, failures.isEmpty { failures.append("FAIL firewall \(reason)") }
         }
-        guard result.succeeded, failures.isEmpty else {
-            let first = failures.first ?? "probe container exited \(result.exitCode)"
-            throw SandboxFailure("a protection check failed before the agent started: \(first.dropFirst(5))")
-        }
-        if plan.firewallEnabled {
-            // The self-test's own blocked attempts are not the agent's: forget them.
-            let flush = RejectedDestinations.lists.map { "echo / > /proc/net/xt_recent/\($0)" }.joined(separator: " && ")
-            let flushed = try await engine.run(["exec", holderName, "sh", "-c", flush])
-            guard flushed.succeeded else {
-                throw SandboxFailure("could not reset the firewall's record of rejected destinations: " + flushed.standardError.trimmingCharacters(in: .whitespacesAndNewlines))
-            }
-        }
-        let passed = output.split(separator: "\n").filter { $0.hasPrefix("PASS") }.count
-        progress.step("probes passed (\(passed) checks: seccomp, no-new-privs, no capabilities, firewall self-test)")
+        return failures
     }
 
-    /// Saves what the resolver saw (queries, addresses added to the allow set)
-    /// and the allow sets as the run left them.
+    /// The self-test's own blocked attempts are not the agent's: the holder forgets them.
+    func forgetRejectedDestinations() async throws {
+        let status = try await askHolder("flush", deadline: 30)
+        guard status.trimmingCharacters(in: .whitespacesAndNewlines) == "0" else {
+            let why = (try? String(contentsOf: layout.netguardState.appendingPathComponent("flush-\(holderRequests).err"), encoding: .utf8)) ?? ""
+            throw SandboxFailure("could not reset the firewall's record of rejected destinations: \(why.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
+
+    /// Writes "VERB NUMBER" to the holder's request FIFO and returns its answer.
+    private func askHolder(_ verb: String, deadline: Double) async throws -> String {
+        holderRequests += 1
+        let fifo = layout.netguardState.appendingPathComponent(Netguard.requestsFIFO)
+        let fd = open(fifo.path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw SandboxFailure("the network holder is not listening for requests (\(String(cString: strerror(errno))))") }
+        let line = Array("\(verb) \(holderRequests)\n".utf8)
+        let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard written == line.count else { throw SandboxFailure("could not write to the network holder's requests") }
+        return try await awaitHolder(file: "\(verb)-\(holderRequests)", what: "answering \(verb)", deadline: deadline)
+    }
+
+    /// Saves what the resolver saw (queries, addresses added to the allow set), the
+    /// allow sets as the run left them (when names are allowed) and what the firewall
+    /// rejected, by destination, into resolver.log. Best effort: a holder that stopped
+    /// leaves the resolver's log and a note.
     func captureReports() async {
         guard plan.firewallEnabled, firewallPlan != nil else { return }
-        // The holder's log, and in one exec its allow sets (when names are allowed) and what
-        // the firewall rejected (xt_recent, by destination): both at once, they are independent.
-        var script = ""
-        if firewallPlan?.allEntries.contains(where: \.isNamed) == true {
-            script += "echo '== allow sets at the end of the run (addresses added as names were resolved)'; ipset list; "
+        var text = (try? String(contentsOf: layout.netguardState.appendingPathComponent(Netguard.resolverLog), encoding: .utf8)) ?? ""
+        let verb = firewallPlan?.allEntries.contains(where: \.isNamed) == true ? "report-sets" : "report"
+        do {
+            text += "\n" + (try await askHolder(verb, deadline: 10))
+        } catch {
+            text += "\n== the firewall's record of rejected destinations could not be read: \(error)\n"
         }
-        script += RejectedDestinations.lists.map { "echo \"\(RejectedDestinations.header) \($0)\"; cat /proc/net/xt_recent/\($0)" }.joined(separator: "; ")
-        async let logs = try? engine.run(["logs", holderName])
-        async let state = try? engine.run(["exec", holderName, "sh", "-c", script])
-        var text = ""
-        if let logs = await logs, logs.succeeded { text += logs.standardOutput + logs.standardError }
-        if let state = await state, state.succeeded { text += "\n" + state.standardOutput }
-        if !text.isEmpty {
-            try? Data(text.utf8).write(to: layout.runDirectory.appendingPathComponent("resolver.log"))
-        }
+        try? Data(text.utf8).write(to: layout.runDirectory.appendingPathComponent("resolver.log"))
     }
 
     func tearDown() async {

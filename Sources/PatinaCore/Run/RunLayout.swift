@@ -26,7 +26,10 @@ public struct RunLayout: Sendable {
     public var seccompProfile: URL { rendered.appendingPathComponent("seccomp.json") }
     public var firewallDirectory: URL { rendered.appendingPathComponent("firewall") }
     public var firewallReport: URL { runDirectory.appendingPathComponent("firewall.txt") }
+    /// The probes' report of the sandbox container that ran last before collection (the
+    /// agent's, a shell's, the lifecycle commands'); the check's has its own.
     public var probeReport: URL { runDirectory.appendingPathComponent("probes.txt") }
+    public var checkProbeReport: URL { runDirectory.appendingPathComponent("check-probes.txt") }
     public var probeScript: URL { rendered.appendingPathComponent("probe.sh") }
     public var commandLimits: URL { rendered.appendingPathComponent("command-limits.sh") }
     /// The devcontainer's lifecycle commands as the script that runs them.
@@ -39,17 +42,21 @@ public struct RunLayout: Sendable {
     public var gitFile: URL { sandbox.appendingPathComponent("gitfile") }
     /// The host's objects as they were when the run started (hard links), mounted read-only.
     public var hostObjectsSnapshot: URL { sandbox.appendingPathComponent("host-objects") }
+    /// Each sandbox container's probe handshake (its report, patina's answer), by role.
+    public var handshakes: URL { sandbox.appendingPathComponent("probes") }
+    /// The network holder's reports to patina (mounted in the holder only).
+    public var netguardState: URL { sandbox.appendingPathComponent("netguard") }
     /// The clean checkout of the collected head that the check runs on, and the check's home.
     public var checkWorkspace: URL { sandbox.appendingPathComponent("check-workspace") }
     public var checkHome: URL { sandbox.appendingPathComponent("check-home") }
     public var checkLog: URL { runDirectory.appendingPathComponent("check.log") }
     /// What of the sandbox goes once the run is collected (the agent's home stays, for review).
-    public var scratch: [URL] { [hostObjectsSnapshot, checkWorkspace, checkHome] }
+    public var scratch: [URL] { [hostObjectsSnapshot, checkWorkspace, checkHome, handshakes, netguardState] }
 
     /// The logs patina writes into the run directory (session.md aside, which is rendered
     /// redacted): swept for credential values once the run is collected.
     public var logs: [URL] {
-        [sessionLog, transcript, agentStderr, stepLog, checkLog, resolverLog, firewallReport, probeReport, apiLog]
+        [sessionLog, transcript, agentStderr, stepLog, checkLog, resolverLog, firewallReport, probeReport, checkProbeReport, apiLog]
     }
 
     public static let workspace = "/workspace"

@@ -37,6 +37,8 @@ public final class RunLifecycle: @unchecked Sendable {
     var modelProxy: ModelProxy?
     /// What the agent's container is told about the proxy.
     var modelAccess: ModelAccess?
+    /// The default bridge's gateway address, looked up while planning.
+    var bridgeGateway: String?
 
     public init(plan: RunPlan, engine: DockerEngine = DockerEngine(), progress: Progress, control: RunControl) {
         self.plan = plan
@@ -124,7 +126,8 @@ public final class RunLifecycle: @unchecked Sendable {
             try await checkInterrupted()
             progress.phase(.sandbox)
             try await steps.time("sandbox") {
-                let gateway = try await engine.bridgeGateway()
+                var gateway = bridgeGateway ?? ""
+                if gateway.isEmpty { gateway = try await engine.bridgeGateway() }
                 let proxy = try startModelProxy(gateway: gateway)
                 try await protections.startSandbox(images: images, labels: containerLabels, gateway: gateway, modelProxy: proxy, progress: progress)
             }
@@ -187,7 +190,11 @@ public final class RunLifecycle: @unchecked Sendable {
         record.dnsPinned = protections.pinnedNames.isEmpty ? nil : protections.pinnedNames
         announceSandboxSetup()
         progress.phase(.image)
+        // The bridge's gateway (where the model proxy and the canary listen) is looked up
+        // while the images are.
+        async let gateway = engine.bridgeGateway()
         let images = try await steps.time("image") { try await buildImages() }
+        bridgeGateway = try await gateway
         progress.step("run \(plan.id)")
         record.image = images.agent
         record.baseImage = images.base

@@ -146,6 +146,11 @@ public struct DockerEngine: Sendable {
         return (code, parts[1].hasPrefix("true"))
     }
 
+    /// True while the container is running.
+    public func isRunning(_ name: String) async -> Bool {
+        (try? await run(["inspect", "--format", "{{.State.Running}}", name]))?.standardOutput.hasPrefix("true") ?? false
+    }
+
     /// The default bridge's gateway address, e.g. 172.17.0.1. Older engines
     /// leave the gateway out of the IPAM config: then it is the address of the
     /// bridge interface on this machine.

@@ -3,7 +3,7 @@ import PatinaTemplates
 
 /// The sandbox's egress firewall for one run: what is allowed, which resolver
 /// answers, what is closed, and what the self-test tries. Rendered from the
-/// templates in `firewall/` into the files the helper and probe containers run.
+/// templates in `firewall/` into the files the network holder and the probes run.
 ///
 /// Rule order (first match wins; see `firewall/rules.v4.mustache`):
 /// loopback and replies; DNS only from the resolver (uid 0) to its upstreams, all

@@ -1,5 +1,5 @@
 /// What the firewall of one run looked like and how its self-test went: read from the
-/// helper's output (the applied rules) and the self-test's, saved with the run (it is
+/// holder's apply.sh output (the applied rules) and the self-test's, saved with the run (it is
 /// Codable) and summarised by `patina show`.
 public struct FirewallReport: Codable, Sendable, Equatable {
     public struct Check: Codable, Sendable, Equatable, CustomStringConvertible {
@@ -79,7 +79,7 @@ public struct FirewallReport: Codable, Sendable, Equatable {
 
     /// One line saying why the run must stop, or nil when it may go on.
     public var failureReason: String? {
-        if rulesV4.isEmpty || rulesV6.isEmpty { return "the firewall was not applied (no rules listed by the helper)" }
+        if rulesV4.isEmpty || rulesV6.isEmpty { return "the firewall was not applied (no rules listed by apply.sh)" }
         if !failures.isEmpty {
             let shown = failures.prefix(3).map { "\($0.name) \($0.target): \($0.detail)" }.joined(separator: "; ")
             let checked = checks.filter { $0.status != .skip }.count

@@ -1,7 +1,8 @@
 import Foundation
 
 /// The rendered firewall files of one run, by name. Mounted read-only at
-/// `/patina/firewall/` in the holder, helper and probe containers.
+/// `/patina/firewall/` in the network holder and in every sandbox container (whose
+/// probes run `selftest.sh`).
 public struct RenderedFirewall: Sendable, Equatable {
     /// File name -> template, rendered in this order.
     public static let templates: [(name: String, template: String)] = [
@@ -9,6 +10,7 @@ public struct RenderedFirewall: Sendable, Equatable {
         ("rules.v6", "firewall/rules.v6.mustache"),
         ("ipsets", "firewall/ipsets.mustache"),
         ("dnsmasq.conf", "firewall/dnsmasq.conf.mustache"),
+        ("holder.sh", "firewall/holder.sh.mustache"),
         ("apply.sh", "firewall/apply.sh.mustache"),
         ("selftest.sh", "firewall/selftest.sh.mustache"),
     ]

@@ -13,10 +13,11 @@ extension RunLifecycle {
         let recorder = try SessionRecorder(sessionLog: layout.sessionLog, progress: progress, redactor: redactor,
                                            costSoFar: { proxy?.usage.costUSD ?? 0 })
         defer { recorder.close() }
-        progress.step("agent running (timeout \(DurationParser.format(plan.timeoutSeconds)))")
-        agentStarted = true
         let timeout = plan.timeoutSeconds
-        let (result, state) = try await runWatched(spec, timeout: timeout) { line in recorder.receive(line) }
+        let (result, state) = try await runWatched(spec, role: "agent", timeout: timeout, admitted: {
+            self.agentStarted = true
+            self.progress.step("agent running (timeout \(DurationParser.format(timeout)))")
+        }) { line in recorder.receive(line) }
         // The agent is gone: nothing may use the proxy any more (not the check, not a
         // process the agent left behind), and its counts are final.
         proxy?.stop()
@@ -69,9 +70,9 @@ extension RunLifecycle {
         spec.environment = sandboxExtras.environment.merging(
             ["HOME": RunLayout.containerHome, "PATINA_RUN_ID": shell.runID, "PATINA_SHELL": "1"]) { $1 }
         spec.command = shell.command.isEmpty ? ["bash", "-l"] : shell.command
+        let handshake = try protections.gate(&spec, role: "shell")
         var arguments = spec.runArguments
         arguments.insert(contentsOf: isatty(0) == 1 && shell.command.isEmpty ? ["--interactive", "--tty"] : ["--interactive"], at: 1)
-        agentStarted = true
         await control.containerStarted(spec.name)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -85,12 +86,25 @@ extension RunLifecycle {
             }
         }
         defer { watchdog.cancel() }
-        let status: Int32 = await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                process.waitUntilExit()
-                continuation.resume(returning: process.terminationStatus)
+        let ended = EndFlag()
+        let exited = Task<Int32, Never> {
+            let status: Int32 = await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    process.waitUntilExit()
+                    continuation.resume(returning: process.terminationStatus)
+                }
             }
+            ended.set()
+            return status
         }
+        do {
+            try await admit(handshake, ended: ended, container: spec.name) { self.agentStarted = true }
+        } catch {
+            _ = await exited.value
+            await control.containerFinished()
+            throw error
+        }
+        let status = await exited.value
         await control.containerFinished()
         record.exitCode = Int(status)
         record.status = status == 0 ? .succeeded : .failed
@@ -99,9 +113,14 @@ extension RunLifecycle {
     /// Runs a container to its end, streaming its stdout lines; the watchdog asks
     /// for a stop at the deadline and repeats the kill until the container is gone
     /// (a kill sent before `docker run` has created it would miss it).
+    /// The container proves the protections first (`Protections.gate`): its command starts
+    /// only once its probes passed, and `admitted` is called then.
     func runWatched(
-        _ spec: ContainerSpec, timeout: Double, onLine: @escaping (String) -> Void
+        _ spec: ContainerSpec, role: String, timeout: Double, admitted: @escaping @Sendable () -> Void = {},
+        onLine: @escaping @Sendable (String) -> Void
     ) async throws -> (CommandResult, (exitCode: Int, oomKilled: Bool)?) {
+        var spec = spec
+        let handshake = try protections.gate(&spec, role: role)
         await control.containerStarted(spec.name)
         let control = self.control
         let timer = Task {
@@ -113,14 +132,38 @@ extension RunLifecycle {
             }
         }
         defer { timer.cancel() }
+        let ended = EndFlag()
+        let arguments = [engine.executable] + spec.runArguments
+        let environment = spec.passedValues
+        let container = Task {
+            defer { ended.set() }
+            return try await Command.stream(arguments, environment: environment, onLine: onLine)
+        }
         let result: CommandResult
         do {
-            result = try await Command.stream([engine.executable] + spec.runArguments, environment: spec.passedValues, onLine: onLine)
+            try await admit(handshake, ended: ended, container: spec.name, admitted: admitted)
+            result = try await container.value
         } catch {
+            _ = try? await container.value
             await control.containerFinished()
             throw error
         }
         await control.containerFinished()
-        return (result, await engine.exitState(spec.name))
+        // How it ended, beyond the exit code, matters only when it failed (an OOM kill).
+        return (result, result.exitCode == 0 ? (0, false) : await engine.exitState(spec.name))
+    }
+
+    /// Lets the gated container's command start once its probes passed. When they did not
+    /// (or a stop was asked for meanwhile) the command never starts: the probe exits on
+    /// patina's "stop", and the container is killed in case it does not.
+    private func admit(_ handshake: ProbeHandshake, ended: EndFlag, container: String, admitted: () -> Void) async throws {
+        do {
+            try await protections.admit(handshake, containerEnded: { ended.value }, progress: progress)
+        } catch {
+            if !ended.value { _ = await engine.kill(container) }
+            if let reason = await control.reason { throw Stopped(reason: reason) }
+            throw error
+        }
+        admitted()
     }
 }

@@ -52,7 +52,7 @@ extension RunLifecycle {
         let state: (exitCode: Int, oomKilled: Bool)?
         do {
             let redactor = self.redactor
-            (result, state) = try await runWatched(spec, timeout: timeout) { raw in
+            (result, state) = try await runWatched(spec, role: "check", timeout: timeout) { raw in
                 let line = redactor(raw)
                 try? log?.write(contentsOf: Data((line + "\n").utf8))
                 tail.append(line)

@@ -22,18 +22,24 @@ extension RunLifecycle {
         modelProxy?.stop()
         if let usage = modelProxy?.usage, agentStarted, record.requests == nil { recordModelUsage(usage) }
         let collection = self.collection
-        await protections.captureReports()
         // Nothing in the sandbox may change the tree while it is read: the agent's
         // containers are confirmed gone first. The firewall's holder (patina's own
-        // container, which mounts none of the agent's tree) stays up for the check.
-        let keepNetwork = plan.check != nil && agentStarted && protections.agentNetwork != nil
-        let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: keepNetwork ? protections.holderName : nil)
+        // container, which mounts none of the agent's tree) is read meanwhile, then goes
+        // while the tree is collected, or stays up for the check.
+        let holder = protections.agentNetwork != nil ? protections.holderName : nil
+        async let reports: Void = protections.captureReports()
+        let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: holder)
+        await reports
+        let keepNetwork = plan.check != nil && agentStarted
+        let engine = self.engine
+        let holderRemoval = holder.flatMap { name in keepNetwork ? nil : Task { await engine.remove([name]) } }
         if !left.isEmpty {
             record.status = .error
             record.reason = ([record.reason].compactMap { $0 } + [
                 "collection stopped: the run's containers \(left.joined(separator: ", ")) could not be removed, so the agent's tree was not read; remove them (docker rm -f) and the branch stays at its base",
             ]).joined(separator: "; ")
             progress.warn(record.reason!)
+            _ = await holderRemoval?.value
             await protections.tearDown()
             return
         }
@@ -43,6 +49,7 @@ extension RunLifecycle {
             // The agent never ran: the branch holds nothing; remove it and its worktree.
             cleanUpBranch()
             record.headCommit = nil
+            _ = await holderRemoval?.value
             _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
             releaseWarmCaches()
             try? FileManager.default.removeItem(at: layout.sandbox)
@@ -53,6 +60,7 @@ extension RunLifecycle {
         if plan.shell != nil {
             collectShell()
             collection.reclaimOwnership()
+            _ = await holderRemoval?.value
             _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
             releaseWarmCaches()
             await protections.tearDown()
@@ -80,6 +88,7 @@ extension RunLifecycle {
             record.check = check
             steps.record("check", check.durationS, check.passed ? "passed" : "failed" + (check.error.map { ": \($0)" } ?? ""))
         }
+        _ = await holderRemoval?.value
         _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
         releaseWarmCaches()
         await protections.tearDown()

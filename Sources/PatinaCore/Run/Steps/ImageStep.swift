@@ -1,6 +1,13 @@
 import Foundation
 import PatinaSandbox
 
+extension Optional where Wrapped: Sendable {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let value = self else { return nil }
+        return try await transform(value)
+    }
+}
+
 /// The images a run's sandbox is made of.
 struct SandboxImages: Sendable {
     var agent: String
@@ -30,14 +37,14 @@ extension RunLifecycle {
                 progress.step("building the \(what) image \(tag) (once; reused while nothing changes)")
             }
         }
-        let agent = try await cache.ensure(recipe, labels: ["patina.image": "agent"], beforeBuilding: prepareBuild("agent", base: base))
-        var netguard: String?
-        if plan.firewallEnabled {
-            netguard = try await cache.ensure(
-                ImageRecipe(repository: "patina-netguard", dockerfile: try protections.netguardDockerfile()),
-                labels: ["patina.image": "netguard"], beforeBuilding: prepareBuild("firewall", base: plan.baseImage))
+        // The two images are independent: looked up (or built) at the same time.
+        let netguardRecipe = plan.firewallEnabled
+            ? ImageRecipe(repository: "patina-netguard", dockerfile: try protections.netguardDockerfile()) : nil
+        async let netguard = netguardRecipe.asyncMap { recipe in
+            try await cache.ensure(recipe, labels: ["patina.image": "netguard"], beforeBuilding: prepareBuild("firewall", base: plan.baseImage))
         }
-        return SandboxImages(agent: agent, netguard: netguard, agentDockerfile: recipe.dockerfile, base: base)
+        let agent = try await cache.ensure(recipe, labels: ["patina.image": "agent"], beforeBuilding: prepareBuild("agent", base: base))
+        return SandboxImages(agent: agent, netguard: try await netguard, agentDockerfile: recipe.dockerfile, base: base)
     }
 
     /// The devcontainer's image (its `image`, or built from its Dockerfile or by the

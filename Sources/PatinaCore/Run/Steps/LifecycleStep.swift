@@ -21,7 +21,7 @@ extension RunLifecycle {
         let tail = LineTail(limit: 20)
         let outcome = LifecycleOutcome(commands: commands)
         let steps = self.steps
-        let (result, state) = try await runWatched(spec, timeout: plan.timeoutSeconds) { line in
+        let (result, state) = try await runWatched(spec, role: "lifecycle", timeout: plan.timeoutSeconds) { line in
             if let event = LifecycleScript.event(line) {
                 outcome.record(event)
                 steps.note(line)

@@ -63,7 +63,6 @@ extension RunLifecycle {
         let lease = try CacheStore(store: plan.store).lease(
             plan.sandbox.caches, privateRoot: layout.sandbox.appendingPathComponent("caches"), uid: plan.agentUID, gid: plan.agentGID)
         caches = lease
-        protections.extras = sandboxExtras
         record.caches = lease.used
         steps.note("warm caches: " + lease.mounts.map { "\($0.target) ← \($0.source)" }.joined(separator: ", "))
         for note in lease.notes {

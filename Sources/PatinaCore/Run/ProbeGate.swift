@@ -1,0 +1,130 @@
+import Foundation
+import PatinaSandbox
+
+/// One sandbox container's protection checks, run inside that very container before its
+/// command: `probe.sh --handshake` writes its report into `directory` (mounted at
+/// `containerPath`), then waits on the FIFO `go` for patina's answer.
+struct ProbeHandshake: Sendable {
+    /// On the host: the run's sandbox folder, one per container role.
+    let directory: URL
+    /// "agent", "shell", "lifecycle", "check".
+    let role: String
+    /// Where the container's probe report is kept in the run directory.
+    let reportFile: URL
+    /// Whether the firewall's self-test runs too (not in the check's container: the agent's
+    /// proved the same namespace, and the model endpoint it would reach is closed by then).
+    let selfTest: Bool
+
+    static let containerPath = "/patina/handshake"
+    var report: URL { directory.appendingPathComponent("report") }
+    var answer: URL { directory.appendingPathComponent("go") }
+}
+
+/// A flag one task sets and another reads.
+final class EndFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ended = false
+    func set() { lock.withLock { ended = true } }
+    var value: Bool { lock.withLock { ended } }
+}
+
+extension Protections {
+    /// Makes `spec` prove the protections before its command runs: `probe.sh` becomes its
+    /// first process (same user, capabilities, seccomp profile and network namespace as
+    /// the command: the container itself is proven, not a look-alike), with the firewall's
+    /// self-test mounted. The command starts only once `admit` says go.
+    func gate(_ spec: inout ContainerSpec, role: String) throws -> ProbeHandshake {
+        let handshake = ProbeHandshake(
+            directory: layout.handshakes.appendingPathComponent(role), role: role,
+            reportFile: role == "check" ? layout.checkProbeReport : layout.probeReport,
+            selfTest: plan.firewallEnabled && role != "check")
+        let fm = FileManager.default
+        try? fm.removeItem(at: handshake.directory)
+        try fm.createDirectory(at: handshake.directory, withIntermediateDirectories: true)
+        guard mkfifo(handshake.answer.path, 0o600) == 0 else {
+            throw SandboxFailure("could not create the probe handshake \(handshake.answer.path): \(String(cString: strerror(errno)))")
+        }
+        if getuid() == 0 {
+            for url in [handshake.directory, handshake.answer] { Ownership.change(url, uid: plan.agentUID, gid: plan.agentGID) }
+        }
+        spec.mounts.append(Mount(source: layout.probeScript.path, target: RunLayout.containerProbe, readOnly: true))
+        spec.mounts.append(Mount(source: handshake.directory.path, target: ProbeHandshake.containerPath, readOnly: false))
+        if handshake.selfTest {
+            // The self-test only: the rest of the firewall's files are the holder's.
+            spec.mounts.append(Mount(source: layout.firewallDirectory.appendingPathComponent("selftest.sh").path,
+                                     target: Netguard.mountPath + "/selftest.sh", readOnly: true))
+        }
+        spec.environment["PATINA_EXPECTED_CAPBND"] = Capabilities.mask(plan.capAdd)
+        spec.environment["PATINA_SECCOMP_RELAXED"] = seccompRelaxed.joined(separator: " ")
+        spec.environment["PATINA_DENIED_SYSCALLS"] = deniedSyscallNumbers
+        spec.command = ["bash", RunLayout.containerProbe, "--handshake", ProbeHandshake.containerPath, "--"] + spec.command
+        return handshake
+    }
+
+    /// Waits for the container's probe report, checks it and what only the host can see
+    /// (nothing reached the canary), has the holder forget the self-test's rejected
+    /// destinations, then lets the command start. Any failure throws, and the command
+    /// never starts (the probe exits 97). `containerEnded`: the container's `docker run`
+    /// has returned.
+    func admit(_ handshake: ProbeHandshake, containerEnded: @Sendable () -> Bool, progress: Progress) async throws {
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: handshake.report.path) {
+            if containerEnded() {
+                throw SandboxFailure("the \(handshake.role) container exited before its protection checks finished")
+            }
+            guard Date() < deadline else {
+                answer(handshake, "stop")
+                throw SandboxFailure("the \(handshake.role) container's protection checks did not finish in 120 s")
+            }
+            try? await Task.sleep(nanoseconds: 5_000_000)
+        }
+        let output = Self.readReport(handshake.report)
+        try? Data(output.utf8).write(to: handshake.reportFile)
+        var failures = output.split(separator: "\n").filter { $0.hasPrefix("FAIL") }.map(String.init)
+        failures += await hostSideFailures(selfTestOutput: handshake.selfTest ? output : nil)
+        if failures.isEmpty, handshake.selfTest {
+            do { try await forgetRejectedDestinations() } catch { failures.append("FAIL \(error)") }
+        }
+        guard failures.isEmpty, output.contains("PASS") else {
+            answer(handshake, "stop")
+            let first = failures.first ?? "FAIL no probe passed"
+            let what = handshake.role == "agent" ? "the agent" : "the \(handshake.role) command"
+            throw SandboxFailure("a protection check failed before \(what) started: \(first.dropFirst(5))")
+        }
+        guard answer(handshake, "go") else {
+            throw SandboxFailure("the \(handshake.role) container stopped waiting for its go-ahead")
+        }
+        let passed = output.split(separator: "\n").filter { $0.hasPrefix("PASS") }.count
+        progress.step("probes passed in the \(handshake.role) container (\(passed) checks: seccomp, no-new-privs, no capabilities, firewall self-test)")
+    }
+
+    /// Writes `word` to the waiting probe. The probe holds the FIFO open, so this never
+    /// blocks; false when nothing waits any more (the container is gone).
+    @discardableResult
+    private func answer(_ handshake: ProbeHandshake, _ word: String) -> Bool {
+        let fd = open(handshake.answer.path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO else { return false }
+        let line = Array("\(word)\n".utf8)
+        return line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == line.count
+    }
+
+    /// The report as the probe left it: a regular file (never a link), at most 1 MiB.
+    private static func readReport(_ url: URL) -> String {
+        let fd = open(url.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return "FAIL probe-report unreadable: \(String(cString: strerror(errno)))\n" }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return "FAIL probe-report not a regular file\n" }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while data.count < 1 << 20 {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            data.append(contentsOf: buffer[0..<n])
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
