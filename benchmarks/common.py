@@ -267,10 +267,9 @@ def container_timeline(since, until, run_id):
 def sandbox_parts(timeline):
     """Splits the sandbox step with docker's own event times.
 
-    holder: create -> start of the network holder (namespace + resolver);
-    firewall: create -> die of the helper that runs apply.sh;
-    probe: create -> die of the probe container (hardening probes + self-test);
-    agent_container: create -> die of the agent's container;
+    holder: create -> start of the network holder (namespace + resolver; it then
+    applies the firewall itself, before any other container joins);
+    agent_container: create -> die of the agent's container (its probes, then Claude Code);
     teardown (part of collect): the agent's exit -> the last container removed.
     """
     parts = {}
@@ -280,8 +279,6 @@ def sandbox_parts(timeline):
             return t[b] - t[a]
         return None
     parts["holder"] = span("network", "create", "start")
-    parts["firewall_helper"] = span("firewall", "create", "die")
-    parts["probe_container"] = span("probe", "create", "die")
     parts["agent_container"] = span("agent", "create", "die")
     # Part of collect: from the agent's exit until the last container is gone.
     ends = [t["destroy"] for t in timeline.values() if "destroy" in t]

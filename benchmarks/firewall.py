@@ -12,7 +12,8 @@ Configurations, run round-robin (the order rotates every round) in the same run:
                    rules only, nothing is sent there (the self-test skips blocks)
 
 Per configuration: the whole launch (wall), the `sandbox` step, the firewall's
-cost = sandbox step - sandbox step of the no-firewall run of the same round
+cost = (sandbox + probes steps) - the same of the no-firewall run of the same round
+(the self-test runs in the agent's container, in its probes step)
 (median of the per-round differences), its share of the whole launch, and the
 parts from firewall.txt (apply ms, self-test ms) and docker's container events
 (network holder up, firewall helper create->exit).
@@ -153,7 +154,9 @@ def main():
     results = {}
     for name in names:
         items = runs[name]
-        cost = [i["steps"]["sandbox"] - base[i["round"]]["steps"]["sandbox"] for i in items]
+        def guarded(i):
+            return i["steps"]["sandbox"] + i["steps"].get("probes", 0)
+        cost = [guarded(i) - guarded(base[i["round"]]) for i in items]
         share = [c / i["wall"] for c, i in zip(cost, items)]
         launch_diff = [i["wall"] - base[i["round"]]["wall"] for i in items]
         results[name] = {
@@ -167,8 +170,7 @@ def main():
             "apply_ms": common.summary([i["report"].get("apply_ms") for i in items]),
             "selftest_ms": common.summary([i["report"].get("selftest_ms") for i in items]),
             "holder": common.summary([i["parts"].get("holder") for i in items]),
-            "firewall_helper": common.summary([i["parts"].get("firewall_helper") for i in items]),
-            "probe_container": common.summary([i["parts"].get("probe_container") for i in items]),
+            "probes": common.summary([i["steps"].get("probes") for i in items]),
             "rules_v4": items[0]["report"].get("rules_v4"),
             "rules_v6": items[0]["report"].get("rules_v6"),
             "entries": items[0]["report"].get("entries", 0),
@@ -184,15 +186,15 @@ def main():
         rules = f"{r['rules_v4']}+{r['rules_v6']}" if r["rules_v4"] is not None else "-"
         rows.append([name, r["entries"], rules, r["selftest_checks"] or "-", m(r["wall"]), m(r["sandbox"]),
                      m(r["firewall_cost"]), m(r["firewall_share"], "%"), m(r["launch_diff"]),
-                     m(r["holder"], "ms"), m(r["firewall_helper"], "ms"),
+                     m(r["holder"], "ms"),
                      f"{r['apply_ms']['median']:.0f} ms" if r["apply_ms"] else "-",
                      f"{r['selftest_ms']['median']:.0f} ms" if r["selftest_ms"] else "-",
-                     m(r["probe_container"], "ms")])
+                     m(r["probes"], "ms")])
     print()
-    print(f"medians of {args.rounds} rounds (configurations interleaved); firewall cost = sandbox step - "
+    print(f"medians of {args.rounds} rounds (configurations interleaved); firewall cost = sandbox + probes steps - "
           "sandbox step of the same round's --no-firewall run")
     print(common.table(["config", "entries", "rules v4+v6", "checks", "launch", "sandbox", "fw cost", "of launch", "launch +",
-                        "holder up", "helper", "apply", "self-test", "probe ctr"], rows))
+                        "holder up", "apply", "self-test", "probes"], rows))
     print("entries include the one patina adds for ANTHROPIC_BASE_URL; launch + = launch - the same round's "
           "--no-firewall launch (also counts removing the holder at collect)")
     print(f"listener connections accepted (self-test reach checks): {listeners.accepted}")

@@ -67,13 +67,19 @@ def measure_kind(args, ws, kind, fresh_home):
 
     patina_walls = [p["patina"]["wall"] for p in pairs]
     steps = {name: common.summary([p["patina"]["steps"].get(name) for p in pairs]) for name in common.STEP_NAMES}
-    unaccounted = [p["patina"]["wall"] - sum(p["patina"]["steps"].values()) for p in pairs]
+    # "probes" is part of the agent step (the agent's container starting and proving the
+    # protections before Claude Code is exec'd): not added to the sum.
+    unaccounted = [p["patina"]["wall"] - sum(p["patina"]["steps"].get(n, 0) for n in common.STEP_NAMES) for p in pairs]
     for p in pairs:
         sp = p["patina"]["sandbox_parts"]
-        if all(k in sp for k in ("holder", "firewall_helper", "probe_container")):
-            sp["sandbox_other"] = p["patina"]["steps"]["sandbox"] - sp["holder"] - sp["firewall_helper"] - sp["probe_container"]
+        st = p["patina"]["steps"]
+        if "holder" in sp:
+            sp["sandbox_other"] = st["sandbox"] - sp["holder"]
+        if "probes" in st:
+            sp["agent_probes"] = st["probes"]
+            sp["agent_claude"] = st["agent"] - st["probes"]
         if "teardown" in sp:
-            sp["collect_other"] = p["patina"]["steps"]["collect"] - sp["teardown"]
+            sp["after_agent"] = sp["teardown"]
     part_names = sorted({k for p in pairs for k in p["patina"]["sandbox_parts"]})
     parts = {name: common.summary([p["patina"]["sandbox_parts"].get(name) for p in pairs]) for name in part_names}
     return {
@@ -105,11 +111,11 @@ def report(kind, r):
         if s:
             rows.append([name, fmt(s["median"]), fmt(s["median"] / pw, "%")])
     parts = r["sandbox_parts"]
-    for name, label in [("holder", "sandbox: network holder up"), ("firewall_helper", "sandbox: firewall helper (apply.sh)"),
-                        ("probe_container", "sandbox: probe container (probes + self-test)"),
-                        ("sandbox_other", "sandbox: rest (docker CLI, canary, render)"),
-                        ("teardown", "collect: containers removed"),
-                        ("collect_other", "collect: rest (resolver log, libgit2 import, diffstat)")]:
+    for name, label in [("holder", "sandbox: network holder create->start"),
+                        ("sandbox_other", "sandbox: rest (firewall applied in the holder, docker CLI, canary)"),
+                        ("agent_probes", "agent: container start + probes, until go"),
+                        ("agent_claude", "agent: Claude Code, until its container exits"),
+                        ("after_agent", "agent exit -> last container removed")]:
         s = parts.get(name)
         if s:
             rows.append(["  " + label, fmt(s["median"]), fmt(s["median"] / pw, "%")])

@@ -15,6 +15,7 @@ if [ "${1:-}" = --handshake ]; then
   shift 3
   exec 8>&1 7>&2 > "$handshake/report.tmp" 2>&1
 fi
+started=${EPOCHREALTIME/./}
 fails=0
 # Which container ran these checks (docker names its hostname after the container's id).
 echo "INFO container $(cat /etc/hostname)"
@@ -68,6 +69,7 @@ fi
 if [ -f /patina/firewall/selftest.sh ]; then
   bash /patina/firewall/selftest.sh || fails=$((fails + 1))
 fi
+echo "INFO probes took $(( (${EPOCHREALTIME/./} - started) / 1000 )) ms"
 if [ -z "$handshake" ]; then
   [ "$fails" -eq 0 ]
   exit

@@ -158,14 +158,22 @@ public enum Planner {
         let checkTimeout = try DurationParser.seconds(options.checkTimeout ?? YoloOptions.defaultCheckTimeout)
         let check = options.check?.trimmingCharacters(in: .whitespacesAndNewlines)
 
-        if checkEngine { try await engine.ensureAvailable() }
+        // Asked while the rest is planned; its answer counts before anything is created.
+        let engineCheck = Task { if checkEngine { try await engine.ensureAvailable() } }
         let baseImage = options.baseImage ?? config.baseImage ?? RunPlan.defaultBaseImage
-        try validateImageReference(baseImage)
-
         let presets = (config.presets ?? []) + options.presets
-        let sandbox = try await SandboxSetup.plan(
-            options: options, config: config, repositoryRoot: root, environment: environment,
-            firewallEnabled: !options.noFirewall, explicitPresets: presets)
+        let sandbox: SandboxSetup
+        do {
+            try validateImageReference(baseImage)
+            sandbox = try await SandboxSetup.plan(
+                options: options, config: config, repositoryRoot: root, environment: environment,
+                firewallEnabled: !options.noFirewall, explicitPresets: presets)
+        } catch {
+            // Nothing is left running behind the first error.
+            _ = await engineCheck.result
+            throw error
+        }
+        try await engineCheck.value
         let maxCost = try options.maxCost.map { try Budget.parse($0, setting: "--max-cost") }
             ?? config.maxCost.map { try Budget.check($0, setting: "max_cost in .patina/config.json") }
         let prices = try loadPrices(templates: templates, config: config)

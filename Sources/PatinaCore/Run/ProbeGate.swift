@@ -65,8 +65,9 @@ extension Protections {
     /// (nothing reached the canary), has the holder forget the self-test's rejected
     /// destinations, then lets the command start. Any failure throws, and the command
     /// never starts (the probe exits 97). `containerEnded`: the container's `docker run`
-    /// has returned.
-    func admit(_ handshake: ProbeHandshake, containerEnded: @Sendable () -> Bool, progress: Progress) async throws {
+    /// has returned. Returns how long probe.sh itself took, in ms, as it reported.
+    @discardableResult
+    func admit(_ handshake: ProbeHandshake, containerEnded: @Sendable () -> Bool, progress: Progress) async throws -> Int? {
         let deadline = Date().addingTimeInterval(120)
         while !FileManager.default.fileExists(atPath: handshake.report.path) {
             if containerEnded() {
@@ -94,8 +95,11 @@ extension Protections {
         guard answer(handshake, "go") else {
             throw SandboxFailure("the \(handshake.role) container stopped waiting for its go-ahead")
         }
-        let passed = output.split(separator: "\n").filter { $0.hasPrefix("PASS") }.count
-        progress.step("probes passed in the \(handshake.role) container (\(passed) checks: seccomp, no-new-privs, no capabilities, firewall self-test)")
+        let lines = output.split(separator: "\n")
+        let passed = lines.filter { $0.hasPrefix("PASS") }.count
+        progress.step("probes passed in the \(handshake.role) container (\(passed) checks: seccomp, no-new-privs, no capabilities"
+            + (handshake.selfTest ? ", firewall self-test)" : ")"))
+        return lines.last { $0.hasPrefix("INFO probes took ") }.flatMap { Int($0.split(separator: " ")[3]) }
     }
 
     /// Writes `word` to the waiting probe. The probe holds the FIFO open, so this never

@@ -21,7 +21,13 @@ struct RunCollection: Sendable {
     /// retrying; returns the ones still there. Nothing reads the agent's tree before
     /// this returns empty: a live container could change it while it is read.
     /// A daemon that is restarting gets up to `daemonWait` seconds to answer again.
-    static func removeContainers(engine: DockerEngine, runID: String, keeping: String?, daemonWait: Double = 60) async -> [String] {
+    /// `known`: the containers the run started; when removing exactly those succeeds, no
+    /// listing is needed (a later call without `known` confirms nothing else is left).
+    static func removeContainers(
+        engine: DockerEngine, runID: String, keeping: String?, known: [String] = [], daemonWait: Double = 60
+    ) async -> [String] {
+        let named = known.filter { $0 != keeping }
+        if !named.isEmpty, await engine.remove(named) { return [] }
         var left: [String] = []
         var removals = 0
         let deadline = Date().addingTimeInterval(daemonWait)

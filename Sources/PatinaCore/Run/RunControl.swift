@@ -28,6 +28,8 @@ public actor RunControl {
     public private(set) var killedAgent = false
     /// The container running now (the agent's, then the check's): what a stop kills.
     private var running: String?
+    /// Every sandbox container this run started, in order.
+    public private(set) var started: [String] = []
     private let engine: DockerEngine
 
     public init(engine: DockerEngine) {
@@ -49,6 +51,7 @@ public actor RunControl {
 
     public func containerStarted(_ name: String) async {
         running = name
+        if !started.contains(name) { started.append(name) }
         await killContainerIfStopping()
     }
 

@@ -108,12 +108,17 @@ public final class RunLifecycle: @unchecked Sendable {
         // From here on something exists on disk: collection always runs. The record is
         // written before the branch, so a patina killed at any later moment leaves a
         // record that the next patina command finds and collects (Recovery).
+        // The sandbox (model proxy, canary, the network holder applying the firewall) needs
+        // nothing of the branch or the render step: it starts now and they run meanwhile.
+        var sandbox: Task<Void, Error>?
         do {
             progress.phase(.branch)
             try FileManager.default.createDirectory(at: layout.runDirectory, withIntermediateDirectories: true)
             if plan.shell == nil { try plan.store.save(redactor(record)) }
+            sandbox = Task { try await self.steps.time("sandbox") { try await self.startSandbox(images: images) } }
             try await steps.time("branch") { try createBranch() }
         } catch {
+            await abandonSandbox(sandbox)
             cleanUpBranch()
             try? FileManager.default.removeItem(at: layout.runDirectory)
             return finishWithoutBranch(error, started: started)
@@ -125,12 +130,7 @@ public final class RunLifecycle: @unchecked Sendable {
             try await steps.time("render") { try render(images: images) }
             try await checkInterrupted()
             progress.phase(.sandbox)
-            try await steps.time("sandbox") {
-                var gateway = bridgeGateway ?? ""
-                if gateway.isEmpty { gateway = try await engine.bridgeGateway() }
-                let proxy = try startModelProxy(gateway: gateway)
-                try await protections.startSandbox(images: images, labels: containerLabels, gateway: gateway, modelProxy: proxy, progress: progress)
-            }
+            try await sandbox?.value
             record.allowList = protections.allowListSummary
             try await checkInterrupted()
             if let lifecycle = plan.sandbox.devcontainer?.lifecycle, !lifecycle.isEmpty, plan.shell == nil {
@@ -147,10 +147,12 @@ public final class RunLifecycle: @unchecked Sendable {
             record.reason = "\(error)"
             progress.warn("run stopped: \(error)")
         }
+        // No container may start after collection has removed the run's containers.
+        _ = await sandbox?.result
         // Collection must finish even when the task running this run is cancelled:
         // an unstructured task is not cancelled with it.
         let collection = Task { await self.collectAndCheck(image: images.agent) }
-        await collection.value
+        let teardown = await collection.value
         for log in layout.logs { redactor.scrub(log) }
         record = redactor(record)
         record.finished = Date()
@@ -169,6 +171,8 @@ public final class RunLifecycle: @unchecked Sendable {
             // A shell leaves no run behind: its commits are on the branch, the rest goes.
             try? FileManager.default.removeItem(at: layout.runDirectory)
         }
+        // The last containers' removal went on while the record was written.
+        await teardown.value
         progress.phase(.done)
         progress.emit(.finished(record))
         return record
@@ -177,11 +181,31 @@ public final class RunLifecycle: @unchecked Sendable {
     /// Checks, renders what can be rendered without side effects, builds or finds the images.
     private func prepare() async throws -> SandboxImages {
         progress.phase(.planning)
-        try await steps.time("protections") { try protections.prepare() }
-        // Every template is read now, so a broken override fails before anything exists.
-        _ = try AgentImage.recipe(plan: plan, base: plan.baseImage)
-        claudeSettings = try plan.templates.render("templates/claude-settings.json.mustache", ["include_co_authored_by": "false"])
-        _ = try plan.templates.render("templates/devcontainer.json.mustache", [:])
+        // The protections are compiled and checked while the images are looked up (an
+        // image is built only once they passed); their errors come first.
+        let protections = self.protections, steps = self.steps
+        let protectionsChecked = Task { try await steps.time("protections") { try protections.prepare() } }
+        do {
+            // Every template is read now, so a broken override fails before anything exists.
+            _ = try AgentImage.recipe(plan: plan, base: plan.baseImage)
+            claudeSettings = try plan.templates.render("templates/claude-settings.json.mustache", ["include_co_authored_by": "false"])
+            _ = try plan.templates.render("templates/devcontainer.json.mustache", [:])
+        } catch {
+            try await protectionsChecked.value
+            throw error
+        }
+        progress.phase(.image)
+        // The bridge's gateway (where the model proxy and the canary listen) too.
+        async let gateway = engine.bridgeGateway()
+        let images: SandboxImages
+        do {
+            images = try await steps.time("image") { try await buildImages(beforeBuilding: { try await protectionsChecked.value }) }
+        } catch {
+            try await protectionsChecked.value
+            throw error
+        }
+        try await protectionsChecked.value
+        bridgeGateway = try await gateway
         if !plan.firewallEnabled {
             progress.warn("--no-firewall: the agent can reach any address this machine can; recorded in run.json")
         }
@@ -189,12 +213,6 @@ public final class RunLifecycle: @unchecked Sendable {
         record.seccompRelaxed = protections.seccompRelaxed
         record.dnsPinned = protections.pinnedNames.isEmpty ? nil : protections.pinnedNames
         announceSandboxSetup()
-        progress.phase(.image)
-        // The bridge's gateway (where the model proxy and the canary listen) is looked up
-        // while the images are.
-        async let gateway = engine.bridgeGateway()
-        let images = try await steps.time("image") { try await buildImages() }
-        bridgeGateway = try await gateway
         progress.step("run \(plan.id)")
         record.image = images.agent
         record.baseImage = images.base
@@ -223,6 +241,24 @@ public final class RunLifecycle: @unchecked Sendable {
     }
 
     /// The record of a run that created nothing (or removed what it created).
+    /// The model proxy, the canary and the network holder, which applies the firewall.
+    private func startSandbox(images: SandboxImages) async throws {
+        var gateway = bridgeGateway ?? ""
+        if gateway.isEmpty { gateway = try await engine.bridgeGateway() }
+        let proxy = try startModelProxy(gateway: gateway)
+        try await protections.startSandbox(images: images, labels: containerLabels, gateway: gateway, modelProxy: proxy, progress: progress)
+    }
+
+    /// A sandbox started for a run that stops before its branch exists: waited for, then
+    /// its container removed and its listeners closed.
+    private func abandonSandbox(_ sandbox: Task<Void, Error>?) async {
+        guard let sandbox else { return }
+        _ = await sandbox.result
+        modelProxy?.stop()
+        _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
+        await protections.tearDown()
+    }
+
     private func finishWithoutBranch(_ error: Error, started: Date) -> RunRecord {
         if let stop = error as? Stopped {
             record.status = stop.reason.runStatus

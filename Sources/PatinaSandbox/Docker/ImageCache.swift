@@ -90,8 +90,7 @@ public struct ImageCache: Sendable {
     }
 
     public static func sha256(text: String) async throws -> String {
-        let out = try await Command.check(["sha256sum", "-"], input: text)
-        return String(out.standardOutput.prefix(64))
+        SHA256.hex(of: Array(text.utf8))
     }
 
     private func sha256(file: URL, remember: Bool) async throws -> String {
@@ -102,8 +101,10 @@ public struct ImageCache: Sendable {
         let cacheFile = cacheDirectory.appendingPathComponent("hashes.json")
         var cache = (try? JSONDecoder().decode([String: String].self, from: Data(contentsOf: cacheFile))) ?? [:]
         if let hit = cache[key] { return hit }
-        let out = try await Command.check(["sha256sum", file.path])
-        let digest = String(out.standardOutput.prefix(64))
+        // Small files in-process; a large one (Claude Code's binary) through sha256sum, once.
+        let digest = size >= 0 && size < 16 << 20
+            ? SHA256.hex(of: try Data(contentsOf: file))
+            : String(try await Command.check(["sha256sum", file.path]).standardOutput.prefix(64))
         guard remember else { return digest }
         cache[key] = digest
         try? FileManager.default.createDirectory(at: cacheDirectory, withIntermediateDirectories: true)

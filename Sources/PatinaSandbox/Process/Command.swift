@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Subprocess
 #if canImport(System)
 import System
@@ -77,8 +78,23 @@ public enum Command {
 
     static func executable(_ arguments: [String]) -> Executable {
         precondition(!arguments.isEmpty)
-        return arguments[0].contains("/") ? .path(FilePath(arguments[0])) : .name(arguments[0])
+        if arguments[0].contains("/") { return .path(FilePath(arguments[0])) }
+        return resolved(arguments[0]).map { .path(FilePath($0)) } ?? .name(arguments[0])
     }
+
+    /// Where PATH finds `name`, looked up once per process: a name would otherwise be tried
+    /// in every PATH directory on every call (docker is called dozens of times per run).
+    private static func resolved(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let key = name + "\u{0}" + path
+        if let hit = pathCache.withLock({ $0[key] }) { return hit }
+        let found = path.split(separator: ":").map { ($0.isEmpty ? "." : String($0)) + "/" + name }
+            .first { access($0, X_OK) == 0 }
+        if let found { pathCache.withLock { $0[key] = found } }
+        return found
+    }
+
+    private static let pathCache = Mutex<[String: String]>([:])
 
     static var ownProcessGroup: PlatformOptions {
         var options = PlatformOptions()

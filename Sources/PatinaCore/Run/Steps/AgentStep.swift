@@ -157,8 +157,11 @@ extension RunLifecycle {
     /// (or a stop was asked for meanwhile) the command never starts: the probe exits on
     /// patina's "stop", and the container is killed in case it does not.
     private func admit(_ handshake: ProbeHandshake, ended: EndFlag, container: String, admitted: () -> Void) async throws {
+        let started = Date()
         do {
-            try await protections.admit(handshake, containerEnded: { ended.value }, progress: progress)
+            let took = try await protections.admit(handshake, containerEnded: { ended.value }, progress: progress)
+            steps.record("probes", Date().timeIntervalSince(started),
+                         "\(handshake.role) container started and proven" + (took.map { "; probe.sh \($0) ms" } ?? ""))
         } catch {
             if !ended.value { _ = await engine.kill(container) }
             if let reason = await control.reason { throw Stopped(reason: reason) }

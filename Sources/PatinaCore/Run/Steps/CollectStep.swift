@@ -15,7 +15,10 @@ extension RunLifecycle {
     /// What the agent's uid must own during the run when patina runs as root.
     var sandboxOwnedPaths: [URL] { collection.sandboxOwnedPaths }
 
-    func collectAndCheck(image: String) async {
+    /// Returns what is left to do once the run's record can be written: the holder's
+    /// removal (under way), a last listing that confirms no container of the run is left,
+    /// the warm caches handed back, the canary closed, the sandbox's scratch removed.
+    func collectAndCheck(image: String) async -> Task<Void, Never> {
         progress.phase(.collect)
         let start = Date()
         // Whatever happened, the proxy stops before anything else runs in this run's network.
@@ -28,7 +31,7 @@ extension RunLifecycle {
         // while the tree is collected, or stays up for the check.
         let holder = protections.agentNetwork != nil ? protections.holderName : nil
         async let reports: Void = protections.captureReports()
-        let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: holder)
+        let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: holder, known: await control.started)
         await reports
         let keepNetwork = plan.check != nil && agentStarted
         let engine = self.engine
@@ -41,7 +44,7 @@ extension RunLifecycle {
             progress.warn(record.reason!)
             _ = await holderRemoval?.value
             await protections.tearDown()
-            return
+            return Task {}
         }
         collection.copyTranscript(into: &record)
         guard agentStarted else {
@@ -49,22 +52,13 @@ extension RunLifecycle {
             // The agent never ran: the branch holds nothing; remove it and its worktree.
             cleanUpBranch()
             record.headCommit = nil
-            _ = await holderRemoval?.value
-            _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
-            releaseWarmCaches()
-            try? FileManager.default.removeItem(at: layout.sandbox)
             steps.record("collect", Date().timeIntervalSince(start), "agent never started; branch removed")
-            await protections.tearDown()
-            return
+            return teardown(after: holderRemoval, removing: [layout.sandbox])
         }
         if plan.shell != nil {
             collectShell()
             collection.reclaimOwnership()
-            _ = await holderRemoval?.value
-            _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
-            releaseWarmCaches()
-            await protections.tearDown()
-            return
+            return teardown(after: holderRemoval, removing: [])
         }
         // Read while the tree is still the agent's: its stat data then matches the index
         // refreshed at render, so only what the agent changed is read. Handed back after.
@@ -88,13 +82,17 @@ extension RunLifecycle {
             record.check = check
             steps.record("check", check.durationS, check.passed ? "passed" : "failed" + (check.error.map { ": \($0)" } ?? ""))
         }
-        _ = await holderRemoval?.value
-        _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
-        releaseWarmCaches()
-        await protections.tearDown()
         // The agent's home stays (its transcript, for review); the rest of the sandbox goes.
-        for url in layout.scratch {
-            try? FileManager.default.removeItem(at: url)
+        return teardown(after: holderRemoval, removing: layout.scratch)
+    }
+
+    private func teardown(after holderRemoval: Task<Bool, Never>?, removing scratch: [URL]) -> Task<Void, Never> {
+        Task {
+            _ = await holderRemoval?.value
+            _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
+            releaseWarmCaches()
+            await protections.tearDown()
+            for url in scratch { try? FileManager.default.removeItem(at: url) }
         }
     }
 

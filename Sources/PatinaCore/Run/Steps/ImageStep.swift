@@ -26,13 +26,15 @@ extension RunLifecycle {
         ImageCache(engine: engine, cacheDirectory: RunStore.home().appendingPathComponent("cache/images"))
     }
 
-    func buildImages() async throws -> SandboxImages {
+    /// `beforeBuilding`: what must hold before any image is built (the protections checked).
+    func buildImages(beforeBuilding: @escaping @Sendable () async throws -> Void = {}) async throws -> SandboxImages {
         let cache = imageCache
-        let (base, baseID) = try await agentBaseImage(cache: cache)
+        let (base, baseID) = try await agentBaseImage(cache: cache, beforeBuilding: beforeBuilding)
         let recipe = try AgentImage.recipe(plan: plan, base: base, baseID: baseID)
         // Only a build needs the base image; say so before the (long) build starts.
         func prepareBuild(_ what: String, base: String) -> @Sendable (String) async throws -> Void {
             { [self] tag in
+                try await beforeBuilding()
                 try await ensureImage(base)
                 progress.step("building the \(what) image \(tag) (once; reused while nothing changes)")
             }
@@ -49,9 +51,10 @@ extension RunLifecycle {
 
     /// The devcontainer's image (its `image`, or built from its Dockerfile or by the
     /// devcontainer CLI, then with its id), else patina's base image.
-    func agentBaseImage(cache: ImageCache) async throws -> (String, String?) {
+    func agentBaseImage(cache: ImageCache, beforeBuilding: @Sendable () async throws -> Void = {}) async throws -> (String, String?) {
         guard let devcontainer = plan.sandbox.devcontainer else { return (plan.baseImage, nil) }
         if let cli = plan.sandbox.devcontainerCLI {
+            try await beforeBuilding()
             return try await DevcontainerImage.buildWithCLI(devcontainer, cli: cli, repositoryRoot: plan.repositoryRoot, engine: engine) { [self] tag in
                 progress.step("building the devcontainer's image \(tag) with the devcontainer CLI")
             }
@@ -62,6 +65,7 @@ extension RunLifecycle {
         case .build(let build):
             let tag = try await DevcontainerImage.tag(for: build)
             if await engine.imageExists(tag) { return (tag, nil) }
+            try await beforeBuilding()
             try await ImageBuilds.shared.once(tag) { [self] in
                 if await engine.imageExists(tag) { return }
                 progress.step("building the devcontainer's image \(tag) from \(devcontainer.path) (once; reused while nothing changes)")
