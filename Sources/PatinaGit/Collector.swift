@@ -130,9 +130,10 @@ public enum Collector {
     /// `head`, and moves the branch there (only if it is still at `head`); the worktree
     /// ends clean at the branch head. `Leftovers.commit` is `nil` when nothing was left.
     ///
-    /// The index is reset to `head`'s tree, then every file is added as `git add -A`
-    /// would (.gitignore honoured, deletions included), except what `Leftovers.skipped`
-    /// lists. Submodule entries stay as in `head`. Author: the agent (`Identity.agent`),
+    /// The index is reset to `head`'s tree (keeping the stat data of entries that did not
+    /// change, so only files whose stat changed are read), then every file is added as
+    /// `git add -A` would (.gitignore honoured, deletions included), except what
+    /// `Leftovers.skipped` lists. Submodule entries stay as in `head`. Author: the agent (`Identity.agent`),
     /// which wrote these changes; not the user, whose config would otherwise name them.
     /// Committer: patina (`Identity.patina`).
     ///
@@ -179,11 +180,10 @@ public enum Collector {
         let filter = LeftoverFilter(workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: unreadable)
         let payload = Unmanaged.passUnretained(filter).toOpaque()
         try withExtendedLifetime(filter) { () throws(GitError) in
-            try check(
+            // One walk: libgit2's add-all also removes what the worktree no longer has.
+            _ = try check(
                 git_index_add_all(index.pointer, nil, GIT_INDEX_ADD_DEFAULT.rawValue, leftoverFilterCallback, payload),
                 "adding the worktree's files")
-            try check(git_index_update_all(index.pointer, nil, leftoverFilterCallback, payload),
-                      "recording the worktree's deletions")
         }
         try restore(gitlinks, to: index)
 

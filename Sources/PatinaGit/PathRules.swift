@@ -18,4 +18,21 @@ enum PathRules {
         if folded == ".git" || folded == "git~1" { return true }
         return isSymbolicLink && (folded == ".gitmodules" || folded.hasPrefix("gitmod~"))
     }
+
+    /// A quick look at a component's bytes: `false` only when `isRefused` is certainly false
+    /// (ASCII, not "." or "..", no "git" in any case). Every refused name has "git" in it
+    /// once HFS-ignorable (non-ASCII) characters are dropped.
+    static func mayBeRefused<Bytes: Collection>(_ name: Bytes) -> Bool where Bytes.Element == CChar {
+        if name.isEmpty || name.elementsEqual([0x2e]) || name.elementsEqual([0x2e, 0x2e]) { return true }
+        var previous2: UInt8 = 0, previous1: UInt8 = 0
+        for signed in name {
+            let byte = UInt8(bitPattern: signed)
+            if byte >= 0x80 || byte == 0 || byte == 0x2f { return true }
+            let lower = byte | 0x20
+            if previous2 == UInt8(ascii: "g") && previous1 == UInt8(ascii: "i") && lower == UInt8(ascii: "t") { return true }
+            previous2 = previous1
+            previous1 = lower
+        }
+        return false
+    }
 }

@@ -2,46 +2,61 @@ import CGit2
 import Foundation
 
 extension Repository {
-    /// Brings the stat data of linked worktree `name`'s index up to date with its files,
-    /// reading no file's content: each entry whose file is still the same kind, size and
-    /// modification time takes the file's inode, device, change time and owner from
-    /// `lstat`. Anything else is left for git to hash when it next looks.
+    /// Hands linked worktree `name`'s files to `owner` and records, in the same pass, the
+    /// new stat data of every file that had not changed since its index entry was written,
+    /// reading no file's content. "Not changed": same kind, size, modification and change
+    /// time and inode as the entry records, checked before the chown; anything else is left
+    /// for git to hash when it next looks.
     ///
-    /// Handing a checkout to the agent's uid and back (patina running as root) changes
-    /// every file's owner and ctime, which makes git re-read every file: this keeps
-    /// collection proportional to what the agent changed. Only for a tree nothing else
-    /// is writing (before the agent starts; after its containers are gone). Returns the
-    /// number of entries refreshed.
+    /// A chown changes every file's change time, which makes git re-read every file: this
+    /// keeps collection (and the agent's git, which starts from a copy of this index)
+    /// proportional to what the agent changed. Only for a tree nothing else is writing
+    /// (before the agent starts; after its containers are gone). Links are never followed
+    /// (`Ownership`). Returns the number of entries refreshed.
     @discardableResult
-    public func refreshWorktreeIndexStat(name: String, worktree: URL) throws(GitError) -> Int {
+    public func handOverWorktree(name: String, worktree: URL, to owner: FileOwner) throws(GitError) -> Int {
         let indexPath = worktreeGitDirectory(name: name).appendingPathComponent("index").path
-        guard FileSystem.exists(indexPath) else { return 0 }
-        let index = try IndexHandle.make("opening the worktree's index") { git_index_open(&$0, indexPath) }
-        let root = worktree.standardizedFileURL.path
+        let index = FileSystem.exists(indexPath)
+            ? try IndexHandle.make("opening the worktree's index") { git_index_open(&$0, indexPath) } : nil
         var refreshed = 0
-        for position in 0..<git_index_entrycount(index.pointer) {
-            guard var entry = git_index_get_byindex(index.pointer, position)?.pointee, let cPath = entry.path else { continue }
-            let path = root + "/" + String(cString: cPath)
-            var info = stat()
-            guard lstat(path, &info) == 0 else { continue }
-            let kind = info.st_mode & S_IFMT
-            let expected: mode_t = entry.mode == GIT_FILEMODE_LINK.rawValue ? S_IFLNK : S_IFREG
-            guard kind == expected,
-                  UInt64(info.st_size) == UInt64(entry.file_size),
-                  Int64(info.st_mtim.tv_sec) == Int64(entry.mtime.seconds),
-                  entry.mtime.nanoseconds == 0 || Int64(info.st_mtim.tv_nsec) == Int64(entry.mtime.nanoseconds)
-            else { continue }
-            entry.ctime.seconds = Int32(truncatingIfNeeded: info.st_ctim.tv_sec)
-            entry.ctime.nanoseconds = UInt32(truncatingIfNeeded: info.st_ctim.tv_nsec)
-            entry.ino = UInt32(truncatingIfNeeded: info.st_ino)
-            entry.dev = UInt32(truncatingIfNeeded: info.st_dev)
-            entry.uid = info.st_uid
-            entry.gid = info.st_gid
-            try check(git_index_add(index.pointer, &entry), "refreshing the index entry of \(String(cString: cPath))")
-            refreshed += 1
+        var failure: GitError?
+        Ownership.change(worktree, uid: owner.uid, gid: owner.gid) { directory, name, relative in
+            var before = stat()
+            let found = fstatat(directory, name, &before, AT_SYMLINK_NOFOLLOW) == 0
+            let recorded = index.flatMap { git_index_get_bypath($0.pointer, relative, 0)?.pointee }
+            _ = fchownat(directory, name, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW)
+            guard found, let index, failure == nil, var entry = recorded, Self.statMatches(entry, before) else { return }
+            var after = stat()
+            guard fstatat(directory, name, &after, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+            entry.ctime.seconds = Int32(truncatingIfNeeded: after.st_ctim.tv_sec)
+            entry.ctime.nanoseconds = UInt32(truncatingIfNeeded: after.st_ctim.tv_nsec)
+            entry.uid = after.st_uid
+            entry.gid = after.st_gid
+            do throws(GitError) {
+                try check(git_index_add(index.pointer, &entry), "refreshing the index entry of \(WorktreeCheckout.display(relative))")
+                refreshed += 1
+            } catch {
+                failure = error
+            }
         }
-        try check(git_index_write(index.pointer), "writing the worktree's index")
+        if let failure { throw failure }
+        if let index { try check(git_index_write(index.pointer), "writing the worktree's index") }
         return refreshed
+    }
+
+    /// Whether `entry`'s stat data is `info`'s (owner and device aside): git's own test for
+    /// "unchanged" without reading the file.
+    static func statMatches(_ entry: git_index_entry, _ info: stat) -> Bool {
+        let kind = info.st_mode & S_IFMT
+        let expected: mode_t = entry.mode == GIT_FILEMODE_LINK.rawValue ? S_IFLNK : S_IFREG
+        return kind == expected
+            && entry.mode != GIT_FILEMODE_COMMIT.rawValue
+            && UInt32(truncatingIfNeeded: info.st_size) == entry.file_size
+            && Int32(truncatingIfNeeded: info.st_mtim.tv_sec) == entry.mtime.seconds
+            && UInt32(truncatingIfNeeded: info.st_mtim.tv_nsec) == entry.mtime.nanoseconds
+            && Int32(truncatingIfNeeded: info.st_ctim.tv_sec) == entry.ctime.seconds
+            && UInt32(truncatingIfNeeded: info.st_ctim.tv_nsec) == entry.ctime.nanoseconds
+            && UInt32(truncatingIfNeeded: info.st_ino) == entry.ino
     }
 }
 

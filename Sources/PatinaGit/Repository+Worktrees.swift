@@ -3,8 +3,10 @@ import Foundation
 
 extension Repository {
     /// Checks out `branch` into a new linked worktree at `path` (which must not exist),
-    /// registered as `<common>/worktrees/<name>`.
-    public func addWorktree(name: String, path: URL, branch: String) throws(GitError) {
+    /// registered as `<common>/worktrees/<name>`; its files belong to `owner` when given
+    /// (patina as root). libgit2 registers the worktree; patina writes the files and the
+    /// index with their stat data itself (`WorktreeCheckout`).
+    public func addWorktree(name: String, path: URL, branch: String, owner: FileOwner? = nil) throws(GitError) {
         try Self.validateWorktreeName(name)
         let target = path.standardizedFileURL
         if FileSystem.exists(target.path) { throw .worktreePathExists(target.path) }
@@ -18,10 +20,19 @@ extension Repository {
             git_worktree_add_options_init(&options, UInt32(GIT_WORKTREE_ADD_OPTIONS_VERSION)),
             "preparing the worktree options")
         options.ref = reference.pointer
+        // Registered only: libgit2's checkout looks up every file's attributes (two
+        // realpath calls a file) even when no filter can apply.
+        options.checkout_options.checkout_strategy = GIT_CHECKOUT_NONE.rawValue
+        options.checkout_options.checkout_strategy |= GIT_CHECKOUT_DONT_WRITE_INDEX.rawValue
         _ = try withExtendedLifetime(reference) { () throws(GitError) -> WorktreeHandle in
             try WorktreeHandle.make("adding worktree '\(name)' at \(target.path)", parent: handle) {
                 git_worktree_add(&$0, pointer, name, target.path, &options)
             }
+        }
+        guard let tip = git_reference_target(reference.pointer) else { throw .branchNotFound(branch) }
+        try WorktreeCheckout.write(host: self, name: name, worktree: target, commit: ObjectID(tip.pointee), owner: owner)
+        if let owner {
+            for path in [target.path, target.appendingPathComponent(".git").path] { _ = lchown(path, owner.uid, owner.gid) }
         }
     }
 

@@ -82,6 +82,35 @@ struct YoloEndToEndTests {
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
     }
 
+    /// A repository of a few thousand files (executables, links, eol and ident filters):
+    /// patina's own checkout and its stat-based collection give the branch git gives for the
+    /// same work, and leave the worktree clean and root's.
+    @Test func fewThousandFilesGiveTheBranchGitGives() throws {
+        var files = [".gitattributes": "*.crlf text eol=crlf\n*.id ident\n", "kept.id": "$Id$\n", "note.crlf": "a\nb\n"]
+        for i in 0..<3_000 { files["src/d\(i % 13)/f\(i).txt"] = "file \(i)\n" }
+        let repo = try TemporaryRepository(files: files)
+        _ = try ProcessRunner.check(["sh", "-c", "cd \(repo.path.path) && printf '#!/bin/sh\\n' > tool.sh && chmod +x tool.sh && ln -s src/d1/f1.txt link && git add -A && git -c user.name=t -c user.email=t@x.invalid commit -qm tools"])
+        let main = try repo.git("rev-parse", "main")
+        let work = "echo changed >> src/d2/f2.txt && git commit -qam one && rm src/d3/f3.txt && echo new > src/d4/new.txt && chmod +x src/d5/f5.txt && chmod -x tool.sh && ln -sf src/d6/f6.txt link && printf 'c\\n' >> note.crlf"
+        let model = try FakeModel(script: [.bash(work), .text("Done.")])
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("change a few files"))
+        #expect(run.status == "succeeded", "\(run.output.stderr)")
+
+        // git's answer: the same work in a worktree git checked out, then `git add -A`.
+        let reference = repo.path.deletingLastPathComponent().appendingPathComponent("reference-\(UUID().uuidString)")
+        defer { _ = try? ProcessRunner.check(["git", "-C", repo.path.path, "worktree", "remove", "--force", reference.path]) }
+        _ = try repo.git("worktree", "add", "-q", "--detach", reference.path, main)
+        _ = try ProcessRunner.check(["sh", "-c", "cd \(reference.path) && git config user.name t && git config user.email t@x.invalid && \(work) && git add -A"])
+        let expected = try ProcessRunner.check(["git", "-C", reference.path, "write-tree"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try repo.git("rev-parse", "\(run.branch)^{tree}") == expected)
+        #expect(try repo.git("show", "\(run.branch):kept.id") == "$Id$")
+        try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
+        if getuid() == 0 {
+            let notRoot = try ProcessRunner.check(["find", run.worktree.path, "!", "-user", "0"])
+            #expect(notRoot.isEmpty, "left to the agent's uid: \(notRoot)")
+        }
+    }
+
     @Test func failingAgentIsCollected() throws {
         let repo = try TemporaryRepository()
         let main = try repo.git("rev-parse", "main")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import PatinaCore
+import PatinaGit
 
 /// Handing the agent's tree back never follows a link the agent left, at any depth.
 @Suite struct OwnershipTests {

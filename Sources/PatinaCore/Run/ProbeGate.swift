@@ -1,4 +1,5 @@
 import Foundation
+import PatinaGit
 import PatinaSandbox
 
 /// One sandbox container's protection checks, run inside that very container before its

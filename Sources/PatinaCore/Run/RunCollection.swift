@@ -48,13 +48,15 @@ struct RunCollection: Sendable {
         return left
     }
 
-    /// Hands the agent's paths back to root, never following a link the agent left,
-    /// then brings the worktree index's stat data up to date (the owner and ctime of every
-    /// file changed), so the next reader does not re-read every file.
+    /// Hands the agent's paths back to root, never following a link the agent left; the
+    /// worktree index's stat data is brought up to date in the same pass (the owner and
+    /// ctime of every file change), so the next reader does not re-read every file.
     func reclaimOwnership() {
         guard getuid() == 0 else { return }
-        for url in sandboxOwnedPaths { Ownership.change(url, uid: 0, gid: 0) }
-        _ = try? repository.refreshWorktreeIndexStat(name: worktree.lastPathComponent, worktree: worktree)
+        for url in sandboxOwnedPaths where url != worktree { Ownership.change(url, uid: 0, gid: 0) }
+        if (try? repository.handOverWorktree(name: worktree.lastPathComponent, worktree: worktree, to: FileOwner(uid: 0, gid: 0))) == nil {
+            Ownership.change(worktree, uid: 0, gid: 0)
+        }
     }
 
     /// The agent's commits, then whatever it left uncommitted, onto the branch; the

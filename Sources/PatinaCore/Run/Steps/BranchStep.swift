@@ -23,7 +23,10 @@ extension RunLifecycle {
         try plan.repository.createBranch(plan.branch, at: plan.baseCommit)
         branchCreated = true
         try FileManager.default.createDirectory(at: plan.worktree.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try plan.repository.addWorktree(name: plan.worktreeName, path: plan.worktree, branch: plan.branch)
+        // As root, the files are created for the agent's uid, their stat data recorded as
+        // created: render has nothing to hand over for the worktree.
+        let owner = getuid() == 0 ? FileOwner(uid: plan.agentUID, gid: plan.agentGID) : nil
+        try plan.repository.addWorktree(name: plan.worktreeName, path: plan.worktree, branch: plan.branch, owner: owner)
         progress.step("branch \(plan.branch) at \(plan.baseCommit.short), worktree \(plan.worktree.path)")
     }
 

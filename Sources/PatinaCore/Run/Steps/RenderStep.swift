@@ -26,12 +26,14 @@ extension RunLifecycle {
             try Data(contentsOf: resume.transcript).write(to: projects.appendingPathComponent("\(resume.sessionID).jsonl"))
         }
 
-        if getuid() == 0 {
-            Ownership.change(plan.worktree, uid: plan.agentUID, gid: plan.agentGID)
-            // The chown changed every file's owner and ctime: record them in the index, so
-            // collection (and the agent's own git, which starts from a copy of this index)
-            // reads only what changes from here on.
-            try plan.repository.refreshWorktreeIndexStat(name: plan.worktreeName, worktree: plan.worktree)
+        // A worktree this run checked out already belongs to the agent (BranchStep); a
+        // resumed run's was handed back to root at its collection.
+        if getuid() == 0 && !branchCreated {
+            // The chown changes every file's owner and ctime: they are recorded in the index as
+            // it goes, so collection (and the agent's own git, which starts from a copy of this
+            // index) reads only what changes from here on.
+            try plan.repository.handOverWorktree(
+                name: plan.worktreeName, worktree: plan.worktree, to: FileOwner(uid: plan.agentUID, gid: plan.agentGID))
         }
 
         // The agent's git directory: its own refs, config and hooks; the host's

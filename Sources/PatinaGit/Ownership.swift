@@ -1,0 +1,65 @@
+import Foundation
+
+/// Hands directories to the agent's uid for the run and back afterwards, when
+/// patina runs as root (the agent itself never runs as root). The tree is the
+/// agent's: it is walked through directory descriptors opened with O_NOFOLLOW and
+/// changed with fchownat(AT_SYMLINK_NOFOLLOW), so no link the agent planted, at any
+/// depth, makes patina change a file outside the tree.
+public enum Ownership {
+    public static func change(_ url: URL, uid: UInt32, gid: UInt32) {
+        change(url, uid: uid, gid: gid, eachFile: nil)
+    }
+
+    /// A file (anything but a directory) met by the walk: its directory's descriptor, its
+    /// name there, its path relative to the root (no leading slash, NUL-terminated).
+    typealias FileVisitor = (_ directory: Int32, _ name: UnsafePointer<CChar>, _ relative: [CChar]) -> Void
+
+    /// With `eachFile`, files are not changed by the walk: `eachFile` is called instead
+    /// (and changes them itself); directories are changed as usual.
+    static func change(_ url: URL, uid: UInt32, gid: UInt32, eachFile: FileVisitor?) {
+        let fd = open(url.path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            // A file (the gitfile) or a link: lchown never follows the last component,
+            // and the parents are patina's own run directory.
+            _ = lchown(url.path, uid, gid)
+            return
+        }
+        _ = fchown(fd, uid, gid)
+        walk(fd, prefix: [], uid: uid, gid: gid, depth: 0, eachFile: eachFile)
+        close(fd)
+    }
+
+    private static func walk(_ directory: Int32, prefix: [CChar], uid: UInt32, gid: UInt32, depth: Int, eachFile: FileVisitor?) {
+        guard depth < 512 else { return }
+        let copy = dup(directory)
+        guard copy >= 0, let stream = fdopendir(copy) else {
+            if copy >= 0 { close(copy) }
+            return
+        }
+        defer { closedir(stream) }
+        while let entry = readdir(stream) {
+            let type = entry.pointee.d_type
+            withUnsafePointer(to: entry.pointee.d_name) { tuple in
+                tuple.withMemoryRebound(to: CChar.self, capacity: 256) { name in
+                    if strcmp(name, ".") == 0 || strcmp(name, "..") == 0 { return }
+                    let mayBeDirectory = type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN)
+                    if let eachFile, !mayBeDirectory {
+                        eachFile(directory, name, prefix + UnsafeBufferPointer(start: name, count: strlen(name) + 1))
+                        return
+                    }
+                    _ = fchownat(directory, name, uid, gid, AT_SYMLINK_NOFOLLOW)
+                    guard mayBeDirectory else { return }
+                    let child = openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                    guard child >= 0 else {
+                        // DT_UNKNOWN and not a directory after all.
+                        if let eachFile { eachFile(directory, name, prefix + UnsafeBufferPointer(start: name, count: strlen(name) + 1)) }
+                        return
+                    }
+                    let childPrefix = eachFile == nil ? [] : prefix + UnsafeBufferPointer(start: name, count: strlen(name)) + [CChar(bitPattern: UInt8(ascii: "/"))]
+                    walk(child, prefix: childPrefix, uid: uid, gid: gid, depth: depth + 1, eachFile: eachFile)
+                    close(child)
+                }
+            }
+        }
+    }
+}
