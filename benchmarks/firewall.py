@@ -191,8 +191,8 @@ def main():
                      f"{r['selftest_ms']['median']:.0f} ms" if r["selftest_ms"] else "-",
                      m(r["probes"], "ms")])
     print()
-    print(f"medians of {args.rounds} rounds (configurations interleaved); firewall cost = sandbox + probes steps - "
-          "sandbox step of the same round's --no-firewall run")
+    print(f"medians of {args.rounds} rounds (configurations interleaved); firewall cost = sandbox + probes steps - the same steps of "
+          "the same round's --no-firewall run")
     print(common.table(["config", "entries", "rules v4+v6", "checks", "launch", "sandbox", "fw cost", "of launch", "launch +",
                         "holder up", "apply", "self-test", "probes"], rows))
     print("entries include the one patina adds for ANTHROPIC_BASE_URL; launch + = launch - the same round's "
