@@ -29,6 +29,57 @@ public enum Ownership {
         close(fd)
     }
 
+    /// The same walk on `lanes` threads at once: the root's files on the calling thread,
+    /// its subdirectories shared out between the lanes. `eachFile` gets the lane's number
+    /// and must be safe to call from several threads at once (one lane each).
+    static func change(
+        _ url: URL, uid: UInt32, gid: UInt32, lanes: Int,
+        eachFile: @escaping @Sendable (_ lane: Int, _ directory: Int32, _ name: UnsafePointer<CChar>, _ relative: [CChar]) -> Void
+    ) {
+        let fd = open(url.path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            _ = lchown(url.path, uid, gid)
+            return
+        }
+        defer { close(fd) }
+        _ = fchown(fd, uid, gid)
+        // The root's entries: files visited here, directories (opened with O_NOFOLLOW, so a
+        // link is never one) handed to the lanes.
+        var subdirectories: [(fd: Int32, prefix: [CChar])] = []
+        let copy = dup(fd)
+        guard copy >= 0, let stream = fdopendir(copy) else {
+            if copy >= 0 { close(copy) }
+            return
+        }
+        while let entry = readdir(stream) {
+            let type = entry.pointee.d_type
+            withUnsafePointer(to: entry.pointee.d_name) { tuple in
+                tuple.withMemoryRebound(to: CChar.self, capacity: 256) { name in
+                    if strcmp(name, ".") == 0 || strcmp(name, "..") == 0 { return }
+                    let relative = Array(UnsafeBufferPointer(start: name, count: strlen(name) + 1))
+                    let mayBeDirectory = type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN)
+                    guard mayBeDirectory else { return eachFile(0, fd, name, relative) }
+                    let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                    guard child >= 0 else { return eachFile(0, fd, name, relative) }
+                    _ = fchownat(fd, name, uid, gid, AT_SYMLINK_NOFOLLOW)
+                    subdirectories.append((child, relative.dropLast() + [CChar(bitPattern: UInt8(ascii: "/"))]))
+                }
+            }
+        }
+        closedir(stream)
+        let shares = (0..<max(1, lanes)).map { lane in
+            stride(from: lane, to: subdirectories.count, by: max(1, lanes)).map { subdirectories[$0] }
+        }
+        DispatchQueue.concurrentPerform(iterations: shares.count) { lane in
+            for (child, prefix) in shares[lane] {
+                walk(child, prefix: prefix, uid: uid, gid: gid, depth: 1) { directory, name, relative in
+                    eachFile(lane, directory, name, relative)
+                }
+                close(child)
+            }
+        }
+    }
+
     private static func walk(_ directory: Int32, prefix: [CChar], uid: UInt32, gid: UInt32, depth: Int, eachFile: FileVisitor?) {
         guard depth < 512 else { return }
         let copy = dup(directory)

@@ -18,29 +18,38 @@ extension Repository {
         let indexPath = worktreeGitDirectory(name: name).appendingPathComponent("index").path
         let index = FileSystem.exists(indexPath)
             ? try IndexHandle.make("opening the worktree's index") { git_index_open(&$0, indexPath) } : nil
-        var refreshed = 0
-        var failure: GitError?
-        Ownership.change(worktree, uid: owner.uid, gid: owner.gid) { directory, name, relative in
+        // The walk and its system calls run on two lanes; each lane only reads the index
+        // (sorted first, so a lookup never sorts it) and keeps its own list of refreshed
+        // entries, which are written into the index afterwards, on this thread.
+        if let index { _ = git_index_get_bypath(index.pointer, "", 0) }
+        let lanes = 2
+        let found = RefreshedEntries(lanes: lanes)
+        let indexPointer = index.map { UnsafeSendable($0.pointer) }
+        Ownership.change(worktree, uid: owner.uid, gid: owner.gid, lanes: lanes) { lane, directory, name, relative in
             var before = stat()
-            let found = fstatat(directory, name, &before, AT_SYMLINK_NOFOLLOW) == 0
-            let recorded = index.flatMap { git_index_get_bypath($0.pointer, relative, 0)?.pointee }
+            let present = fstatat(directory, name, &before, AT_SYMLINK_NOFOLLOW) == 0
+            let recorded = indexPointer.flatMap { git_index_get_bypath($0.value, relative, 0)?.pointee }
             _ = fchownat(directory, name, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW)
-            guard found, let index, failure == nil, var entry = recorded, Self.statMatches(entry, before) else { return }
+            guard present, var entry = recorded, Self.statMatches(entry, before) else { return }
             var after = stat()
             guard fstatat(directory, name, &after, AT_SYMLINK_NOFOLLOW) == 0 else { return }
             entry.ctime.seconds = Int32(truncatingIfNeeded: after.st_ctim.tv_sec)
             entry.ctime.nanoseconds = UInt32(truncatingIfNeeded: after.st_ctim.tv_nsec)
             entry.uid = after.st_uid
             entry.gid = after.st_gid
-            do throws(GitError) {
-                try check(git_index_add(index.pointer, &entry), "refreshing the index entry of \(WorktreeCheckout.display(relative))")
-                refreshed += 1
-            } catch {
-                failure = error
-            }
+            found.append(lane: lane, entry: entry, path: relative)
         }
-        if let failure { throw failure }
-        if let index { try check(git_index_write(index.pointer), "writing the worktree's index") }
+        guard let index else { return 0 }
+        var refreshed = 0
+        for (entry, path) in found.all {
+            var entry = entry
+            try path.withUnsafeBufferPointer { (path) throws(GitError) in
+                entry.path = path.baseAddress
+                try check(git_index_add(index.pointer, &entry), "refreshing the index entry of \(WorktreeCheckout.display(Array(path)))")
+            }
+            refreshed += 1
+        }
+        try check(git_index_write(index.pointer), "writing the worktree's index")
         return refreshed
     }
 
@@ -73,4 +82,32 @@ extension Repository {
         try check(git_config_add_file_ondisk(config.pointer, file.path, GIT_CONFIG_LEVEL_APP, pointer, 1),
                   "overriding core.trustctime")
     }
+}
+
+/// A value handed to the walk's lanes that only read it.
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// The index entries each lane found unchanged, with their new stat data; each lane
+/// appends only to its own list.
+/// (Separate storage per lane, reached through a pointer: no lane touches another's.)
+final class RefreshedEntries: @unchecked Sendable {
+    private let lists: UnsafeMutablePointer<[(git_index_entry, [CChar])]>
+    private let lanes: Int
+    init(lanes: Int) {
+        self.lanes = lanes
+        lists = .allocate(capacity: lanes)
+        lists.initialize(repeating: [], count: lanes)
+    }
+    deinit {
+        lists.deinitialize(count: lanes)
+        lists.deallocate()
+    }
+    func append(lane: Int, entry: git_index_entry, path: [CChar]) {
+        lists[lane].append((entry, path))
+    }
+    /// Once every lane has finished.
+    var all: [(git_index_entry, [CChar])] { (0..<lanes).flatMap { lists[$0] } }
 }

@@ -31,7 +31,8 @@ extension RunLifecycle {
         // while the tree is collected, or stays up for the check.
         let holder = protections.agentNetwork != nil ? protections.holderName : nil
         async let reports: Void = protections.captureReports()
-        let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: holder, known: await control.started)
+        let removedFirst = await control.started
+        let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: holder, known: removedFirst)
         await reports
         let keepNetwork = plan.check != nil && agentStarted
         let engine = self.engine
@@ -55,12 +56,12 @@ extension RunLifecycle {
             cleanUpBranch()
             record.headCommit = nil
             steps.record("collect", Date().timeIntervalSince(start), "agent never started; branch removed")
-            return teardown(after: holderRemoval, removing: [layout.sandbox])
+            return teardown(after: holderRemoval, removing: [layout.sandbox], removedFirst: removedFirst)
         }
         if plan.shell != nil {
             collectShell()
             collection.reclaimOwnership()
-            return teardown(after: holderRemoval, removing: [])
+            return teardown(after: holderRemoval, removing: [], removedFirst: removedFirst)
         }
         // Read while the tree is still the agent's: its stat data then matches the index
         // refreshed at render, so only what the agent changed is read. Handed back after.
@@ -88,13 +89,19 @@ extension RunLifecycle {
             steps.record("check", check.durationS, check.passed ? "passed" : "failed" + (check.error.map { ": \($0)" } ?? ""))
         }
         // The agent's home stays (its transcript, for review); the rest of the sandbox goes.
-        return teardown(after: holderRemoval, removing: layout.scratch)
+        return teardown(after: holderRemoval, removing: layout.scratch, removedFirst: removedFirst)
     }
 
-    private func teardown(after holderRemoval: Task<Bool, Never>?, removing scratch: [URL]) -> Task<Void, Never> {
+    /// The run's last containers go: when the holder's removal succeeded and no container
+    /// started after the first removal (the check's), every container the run made is
+    /// known gone and no listing is needed; otherwise what is left is listed and removed.
+    private func teardown(after holderRemoval: Task<Bool, Never>?, removing scratch: [URL], removedFirst: [String]) -> Task<Void, Never> {
         Task {
-            _ = await holderRemoval?.value
-            _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
+            let holderGone = await holderRemoval?.value ?? (protections.agentNetwork == nil)
+            let later = await control.started.filter { !removedFirst.contains($0) }
+            if !holderGone || !later.isEmpty {
+                _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
+            }
             releaseWarmCaches()
             await protections.tearDown()
             for url in scratch { try? FileManager.default.removeItem(at: url) }

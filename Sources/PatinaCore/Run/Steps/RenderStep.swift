@@ -82,30 +82,49 @@ extension RunLifecycle {
     /// packs land in the host's objects directory) stay out of this run's sight.
     /// Objects never change once written, so links are safe and cost no copying.
     func snapshotHostObjects() throws {
-        let fm = FileManager.default
-        let source = plan.repository.objectsDirectory
         let target = layout.hostObjectsSnapshot
-        try fm.createDirectory(at: target, withIntermediateDirectories: true)
-        guard let walker = fm.enumerator(at: source, includingPropertiesForKeys: [.isDirectoryKey, .isSymbolicLinkKey], options: []) else { return }
-        let base = source.standardizedFileURL.path
+        try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
         var copied = 0
-        for case let url as URL in walker {
-            let relative = String(url.standardizedFileURL.path.dropFirst(base.count + 1))
-            // A temporary object being written by a concurrent git process is not an object yet.
-            if relative.hasPrefix("tmp_") || relative.contains("/tmp_") || relative.hasPrefix("incoming-") { continue }
-            let values = try url.resourceValues(forKeys: [.isDirectoryKey, .isSymbolicLinkKey])
-            let destination = target.appendingPathComponent(relative)
-            if values.isSymbolicLink == true { continue }
-            if values.isDirectory == true {
-                try fm.createDirectory(at: destination, withIntermediateDirectories: true)
-            } else if link(url.path, destination.path) != 0 {
-                // Another filesystem: copy (reported in the step log, as it costs disk).
-                try fm.copyItem(at: url, to: destination)
-                copied += 1
-            }
-        }
+        try Self.linkTree(from: plan.repository.objectsDirectory.standardizedFileURL.path, to: target.path, copied: &copied)
         if copied > 0 {
             steps.record("objects", 0, "copied \(copied) object files (PATINA_HOME is on another filesystem than the repository)")
+        }
+    }
+
+    /// Hard-links every file under `source` (the host's own objects directory) into
+    /// `target`, directories recreated, links skipped; a file on another filesystem is
+    /// copied. One readdir per directory: a repository's loose objects can be many.
+    private static func linkTree(from source: String, to target: String, copied: inout Int) throws {
+        guard let stream = opendir(source) else { return }
+        defer { closedir(stream) }
+        while let entry = readdir(stream) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            // A temporary object being written by a concurrent git process is not an object yet.
+            if name == "." || name == ".." || name.hasPrefix("tmp_") || name.hasPrefix("incoming-") { continue }
+            let from = source + "/" + name, to = target + "/" + name
+            var type = entry.pointee.d_type
+            if type == UInt8(DT_UNKNOWN) {
+                var info = stat()
+                guard lstat(from, &info) == 0 else { continue }
+                type = (info.st_mode & S_IFMT) == S_IFDIR ? UInt8(DT_DIR) : (info.st_mode & S_IFMT) == S_IFLNK ? UInt8(DT_LNK) : UInt8(DT_REG)
+            }
+            switch type {
+            case UInt8(DT_LNK):
+                continue
+            case UInt8(DT_DIR):
+                guard mkdir(to, 0o755) == 0 || errno == EEXIST else {
+                    throw PlanError("could not create \(to): \(String(cString: strerror(errno)))")
+                }
+                try linkTree(from: from, to: to, copied: &copied)
+            default:
+                if link(from, to) != 0 {
+                    // Another filesystem: copy (reported in the step log, as it costs disk).
+                    try FileManager.default.copyItem(atPath: from, toPath: to)
+                    copied += 1
+                }
+            }
         }
     }
 }
