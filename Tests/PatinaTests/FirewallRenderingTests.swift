@@ -27,6 +27,22 @@ struct FirewallRenderingTests {
         lines.firstIndex { line in fragments.allSatisfy { line.contains($0) } }
     }
 
+    /// A repository may change its firewall's rules (`.patina/firewall/`), not the holder's
+    /// script: how it reports to patina and gives up its capabilities is patina's.
+    @Test func theHoldersScriptIsAlwaysPatinas() throws {
+        let overrides = FileManager.default.temporaryDirectory.appendingPathComponent("patina-fw-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: overrides) }
+        try FileManager.default.createDirectory(at: overrides.appendingPathComponent("firewall"), withIntermediateDirectories: true)
+        for name in ["holder.sh", "rules.v4"] {
+            try "# the repository's \(name)\n".write(to: overrides.appendingPathComponent("firewall/\(name).mustache"), atomically: true, encoding: .utf8)
+        }
+        let repository = TemplateSet(dataDirectory: firewallDataDirectory, overrideDirectory: overrides)
+        let rendered = try plan([]).render(templates: repository, mechanism: templates)
+        #expect(rendered["rules.v4"] == "# the repository's rules.v4\n", "the rules are the repository's to change")
+        #expect(rendered["holder.sh"] == (try plan([]).render(templates: templates))["holder.sh"])
+        #expect(rendered["holder.sh"]?.contains("setpriv --bounding-set") == true)
+    }
+
     @Test func rulesAreInOrder() throws {
         let rendered = try plan(["10.1.2.3:8080/tcp", "10.20.0.0/16", "pypi.org:443/tcp", "*.example.com"]).render(templates: templates)
         let v4 = lines(rendered["rules.v4"])

@@ -36,7 +36,7 @@ final class Protections: @unchecked Sendable {
     var holderName: String { "patina-\(plan.id)-net" }
 
     /// The probes prove the protections, so a repository cannot override them:
-    /// they always come from patina's own data.
+    /// they always come from patina's own data (the holder's script too).
     var probeTemplates: TemplateSet { TemplateSet(dataDirectory: plan.templates.dataDirectory, overrideDirectory: nil) }
     var agentNetwork: String? { plan.firewallEnabled ? "container:\(holderName)" : nil }
     var allowListSummary: [String] { plan.firewallEnabled ? (agentEndpoints + allowEntries).map(\.description) : [] }
@@ -69,7 +69,7 @@ final class Protections: @unchecked Sendable {
         try pinNamesToHostResolution()
         // Render once now so a bad template or setting fails before anything exists.
         // The agent's one model endpoint, its run's proxy, is added once it listens.
-        _ = try makeFirewallPlan(gateway: nil, selfTest: SelfTestTargets()).render(templates: plan.templates)
+        _ = try makeFirewallPlan(gateway: nil, selfTest: SelfTestTargets()).render(templates: plan.templates, mechanism: probeTemplates)
     }
 
     /// On networks that answer public names with their own addresses, the resolver's
@@ -143,7 +143,7 @@ final class Protections: @unchecked Sendable {
         let selfTest = try SelfTestTargets.canary(address: gateway, tcpPort: canary.tcpPort, udpPort: canary.udpPort, dnsPort: canary.udpPort)
         let firewall = try makeFirewallPlan(gateway: gateway, selfTest: selfTest)
         firewallPlan = firewall
-        try firewall.render(templates: plan.templates).write(to: layout.firewallDirectory)
+        try firewall.render(templates: plan.templates, mechanism: probeTemplates).write(to: layout.firewallDirectory)
         try prepareNetguardState()
 
         var holder = ContainerSpec(name: holderName, image: netguard)

@@ -65,11 +65,14 @@ public struct FirewallPlan: Sendable {
     /// Claude Code's endpoints first, then the allow-list.
     public var allEntries: [AllowEntry] { agentEndpoints + entries }
 
-    public func render(templates: TemplateSet) throws -> RenderedFirewall {
+    /// `mechanism`: where the holder's own script comes from (patina's data: a repository
+    /// may change its firewall's rules, not how the holder reports to patina or gives up
+    /// its capabilities); `templates` when nil.
+    public func render(templates: TemplateSet, mechanism: TemplateSet? = nil) throws -> RenderedFirewall {
         let context = self.context()
         var files: [String: String] = [:]
         for (name, template) in RenderedFirewall.templates {
-            files[name] = try templates.render(template, context)
+            files[name] = try (RenderedFirewall.mechanism.contains(name) ? mechanism ?? templates : templates).render(template, context)
         }
         return RenderedFirewall(files: files)
     }

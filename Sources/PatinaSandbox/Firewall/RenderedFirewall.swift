@@ -15,6 +15,8 @@ public struct RenderedFirewall: Sendable, Equatable {
         ("selftest.sh", "firewall/selftest.sh.mustache"),
     ]
     public static var fileNames: [String] { templates.map(\.name) }
+    /// Files that are patina's mechanism rather than the firewall's policy.
+    public static let mechanism: Set<String> = ["holder.sh"]
 
     public let files: [String: String]
 
