@@ -60,7 +60,8 @@ public struct HostTrust: Sendable, Equatable {
                     throw PlanError("ca_certificates in .patina/config.json: \(file) holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
                 }
                 trust.caFiles.append(file)
-                for block in blocks where !trust.certificates.contains(block) { trust.certificates.append(block) }
+                var seen = Set(trust.certificates)
+                for block in blocks where seen.insert(block).inserted { trust.certificates.append(block) }
             }
         }
         trust.proxies = try proxies(environment: environment, notes: &trust.notes)
@@ -72,24 +73,33 @@ public struct HostTrust: Sendable, Equatable {
     }
 
     /// The PEM CERTIFICATE blocks of a bundle, normalised (other blocks and text dropped).
+    /// Read as bytes: a system bundle has ~150 certificates and is read on every run.
     static func certificates(in text: String) -> [String] {
+        let begin = Array("-----BEGIN CERTIFICATE-----".utf8), end = Array("-----END CERTIFICATE-----".utf8)
+        func isBase64(_ byte: UInt8) -> Bool {
+            (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39)
+                || byte == 0x2B || byte == 0x2F || byte == 0x3D
+        }
         var blocks: [String] = []
-        var current: [Substring]?
-        // "\r\n" is one Character: split the text's scalars, not its characters.
-        for rawLine in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = String(String.UnicodeScalarView(rawLine)).replacingOccurrences(of: "\r", with: "").trimmingCharacters(in: .whitespaces)
-            if line == "-----BEGIN CERTIFICATE-----" {
-                current = [Substring(line)]
-            } else if line == "-----END CERTIFICATE-----", var lines = current {
-                lines.append(Substring(line))
-                if lines.count > 2 { blocks.append(lines.joined(separator: "\n")) }
+        var current: [ArraySlice<UInt8>]?
+        let bytes = Array(text.utf8)
+        for rawLine in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            // Carriage returns anywhere and surrounding blanks do not count.
+            var line = rawLine.contains(0x0D) ? ArraySlice(rawLine.filter { $0 != 0x0D }) : rawLine
+            while let first = line.first, first == 0x20 || first == 0x09 { line = line.dropFirst() }
+            while let last = line.last, last == 0x20 || last == 0x09 { line = line.dropLast() }
+            if line.elementsEqual(begin) {
+                current = [line]
+            } else if line.elementsEqual(end), var lines = current {
+                lines.append(line)
+                if lines.count > 2 { blocks.append(String(decoding: Array(lines.joined(separator: [0x0A])), as: UTF8.self)) }
                 current = nil
             } else if current != nil {
-                guard line.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+/=".contains($0)) }) else {
+                guard line.allSatisfy(isBase64) else {
                     current = nil  // not base64: not a certificate
                     continue
                 }
-                if !line.isEmpty { current?.append(Substring(line)) }
+                if !line.isEmpty { current?.append(line) }
             }
         }
         return blocks
