@@ -63,6 +63,26 @@ struct ProbeConfigurationTests {
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 
+    /// The agent's container is the one its probes run in: when docker cannot even start it
+    /// (a limit this engine refuses), the run says so in docker's words, and nothing is left.
+    @Test func aContainerDockerRefusesStopsTheRunWithDockersReason() throws {
+        let repo = try TemporaryRepository(files: [
+            "README.md": "# demo\n",
+            ".patina/config.json": #"{"limits": {"cpus": "4096"}}"#,
+        ])
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [.bash("echo should-never-run > x.txt"), .text("Done.")])
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("never runs"))
+        #expect(run.output.status != 0)
+        #expect(run.status == "error")
+        let reason = run.record["reason"] as? String ?? ""
+        #expect(reason.hasPrefix("docker could not start the agent container: ") && reason.contains("CPU"), "\(reason)")
+        #expect(model.requests().isEmpty, "the agent must not have started")
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
+        #expect(try repo.git("rev-parse", "main") == main)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
     @Test func unknownCapabilityIsBadInput() throws {
         let repo = try TemporaryRepository(files: ["README.md": "# demo\n", ".patina/config.json": #"{"cap_add": ["WARP_DRIVE"]}"#])
         let output = try PatinaRunner(repository: repo, baseURL: "http://127.0.0.1:9").run(["yolo", "x"])

@@ -144,8 +144,13 @@ extension RunLifecycle {
             try await admit(handshake, ended: ended, container: spec.name, admitted: admitted)
             result = try await container.value
         } catch {
-            _ = try? await container.value
+            let ended = try? await container.value
             await control.containerFinished()
+            // docker itself could not start the container: its own words say why.
+            if let ended, ended.exitCode == 125, error is SandboxFailure,
+               let line = ended.standardError.split(separator: "\n").first {
+                throw SandboxFailure("docker could not start the \(role) container: \(redactor(String(line)))")
+            }
             throw error
         }
         await control.containerFinished()
