@@ -68,7 +68,7 @@ public struct SandboxSetup: Sendable {
         }
         var cli: String?
         if let devcontainer, let first = devcontainer.registryFeatures.first {
-            cli = findExecutable("devcontainer", environment: environment)
+            cli = Command.which("devcontainer", environment: environment)
             if cli == nil {
                 throw DevcontainerError("\(devcontainer.path): feature \(first) comes from a registry, which needs the devcontainer CLI: install it (npm install -g @devcontainers/cli), or vendor the feature into the repository and name it ./PATH")
             }
@@ -99,13 +99,5 @@ public struct SandboxSetup: Sendable {
         return SandboxSetup(
             devcontainer: devcontainer, devcontainerCLI: cli, toolchains: toolchains, installed: installed,
             autoPresets: autoPresets, caches: caches, claude: claude, trust: trust)
-    }
-
-    static func findExecutable(_ name: String, environment: [String: String]) -> String? {
-        for dir in (environment["PATH"] ?? "").split(separator: ":") where dir.hasPrefix("/") {
-            let path = "\(dir)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return nil
     }
 }

@@ -107,13 +107,20 @@ extension Protections {
     /// blocks; false when nothing waits any more (the container is gone).
     @discardableResult
     private func answer(_ handshake: ProbeHandshake, _ word: String) -> Bool {
-        let fd = open(handshake.answer.path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return false }
+        Self.writeLine(word, toFIFO: handshake.answer) == nil
+    }
+
+    /// Writes `line` and a newline to the FIFO at `url` without blocking: only while a
+    /// reader holds it open, never through a link, never into anything but a FIFO.
+    /// Returns why it could not, or nil.
+    static func writeLine(_ line: String, toFIFO url: URL) -> String? {
+        let fd = open(url.path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return String(cString: strerror(errno)) }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO else { return false }
-        let line = Array("\(word)\n".utf8)
-        return line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == line.count
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO else { return "not a FIFO" }
+        let bytes = Array("\(line)\n".utf8)
+        return bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count ? nil : "a short write"
     }
 
     /// The report as the probe left it: a regular file (never a link), at most 1 MiB.

@@ -49,6 +49,8 @@ final class Protections: @unchecked Sendable {
         seccompReport = try profile.compile(capabilities: Set(plan.capAdd))
         seccompJSON = profile.dockerJSON()
         seccompRelaxed = profile.relaxations
+        deniedSyscallNumbers = try SeccompProfile.nativeNumbers(
+            of: try SeccompProfile.deniedSyscalls(templates: probeTemplates).filter { !seccompRelaxed.contains($0) }).joined(separator: " ")
         _ = try probeTemplates.read("templates/probe.sh")
         _ = try probeTemplates.read("templates/command-limits.sh")
 
@@ -134,8 +136,6 @@ final class Protections: @unchecked Sendable {
     /// `modelProxy`: the run's model proxy URL, the agent's only model endpoint.
     func startSandbox(images: SandboxImages, labels: [String: String], gateway: String, modelProxy: String?, progress: Progress) async throws {
         agentEndpoints = try modelProxy.map { [try ClaudeEndpoints.modelProxy(url: $0)] } ?? []
-        deniedSyscallNumbers = try SeccompProfile.nativeNumbers(
-            of: try SeccompProfile.deniedSyscalls(templates: probeTemplates).filter { !seccompRelaxed.contains($0) }).joined(separator: " ")
         guard plan.firewallEnabled else { return }
         guard let netguard = images.netguard else { throw SandboxFailure("the firewall image is missing") }
         let canary = try Canary(address: gateway)
@@ -244,12 +244,9 @@ final class Protections: @unchecked Sendable {
     private func askHolder(_ verb: String, deadline: Double) async throws -> String {
         holderRequests += 1
         let fifo = layout.netguardState.appendingPathComponent(Netguard.requestsFIFO)
-        let fd = open(fifo.path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw SandboxFailure("the network holder is not listening for requests (\(String(cString: strerror(errno))))") }
-        let line = Array("\(verb) \(holderRequests)\n".utf8)
-        let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        guard written == line.count else { throw SandboxFailure("could not write to the network holder's requests") }
+        if let why = Self.writeLine("\(verb) \(holderRequests)", toFIFO: fifo) {
+            throw SandboxFailure("the network holder is not listening for requests (\(why))")
+        }
         return try await awaitHolder(file: "\(verb)-\(holderRequests)", what: "answering \(verb)", deadline: deadline)
     }
 
@@ -275,10 +272,10 @@ final class Protections: @unchecked Sendable {
     }
 }
 
-/// The firewall's record of rejected destinations (rules.v4/v6: `-m recent --rdest`),
-/// kept by the kernel per network namespace and read from the network holder.
+/// The firewall's record of rejected destinations (rules.v4/v6: `-m recent --rdest`,
+/// lists patina_rejected and patina_rejected6), kept by the kernel per network namespace
+/// and reported by the network holder.
 public enum RejectedDestinations {
-    public static let lists = ["patina_rejected", "patina_rejected6"]
     /// Starts each list's section in resolver.log.
     public static let header = "== rejected destinations"
 }

@@ -37,8 +37,6 @@ public final class RunLifecycle: @unchecked Sendable {
     var modelProxy: ModelProxy?
     /// What the agent's container is told about the proxy.
     var modelAccess: ModelAccess?
-    /// The default bridge's gateway address, looked up while planning.
-    var bridgeGateway: String?
 
     public init(plan: RunPlan, engine: DockerEngine = DockerEngine(), progress: Progress, control: RunControl) {
         self.plan = plan
@@ -96,10 +94,11 @@ public final class RunLifecycle: @unchecked Sendable {
         let started = Date()
         record.started = started
         let images: SandboxImages
+        let gateway: String
         do {
             // Everything that can fail without side effects comes first: protections are
             // rendered and checked, images are built or found.
-            images = try await prepare()
+            (images, gateway) = try await prepare()
             try await checkInterrupted()
         } catch {
             return finishWithoutBranch(error, started: started)
@@ -115,7 +114,7 @@ public final class RunLifecycle: @unchecked Sendable {
             progress.phase(.branch)
             try FileManager.default.createDirectory(at: layout.runDirectory, withIntermediateDirectories: true)
             if plan.shell == nil { try plan.store.save(redactor(record)) }
-            sandbox = Task { try await self.steps.time("sandbox") { try await self.startSandbox(images: images) } }
+            sandbox = Task { try await self.steps.time("sandbox") { try await self.startSandbox(images: images, gateway: gateway) } }
             try await steps.time("branch") { try createBranch() }
         } catch {
             await abandonSandbox(sandbox)
@@ -179,7 +178,9 @@ public final class RunLifecycle: @unchecked Sendable {
     }
 
     /// Checks, renders what can be rendered without side effects, builds or finds the images.
-    private func prepare() async throws -> SandboxImages {
+    /// Returns the images and the default bridge's gateway address (where the model proxy
+    /// and the canary listen).
+    private func prepare() async throws -> (SandboxImages, String) {
         progress.phase(.planning)
         // The protections are compiled and checked while the images are looked up (an
         // image is built only once they passed); their errors come first.
@@ -205,7 +206,7 @@ public final class RunLifecycle: @unchecked Sendable {
             throw error
         }
         try await protectionsChecked.value
-        bridgeGateway = try await gateway
+        let gatewayAddress = try await gateway
         if !plan.firewallEnabled {
             progress.warn("--no-firewall: the agent can reach any address this machine can; recorded in run.json")
         }
@@ -216,7 +217,7 @@ public final class RunLifecycle: @unchecked Sendable {
         progress.step("run \(plan.id)")
         record.image = images.agent
         record.baseImage = images.base
-        return images
+        return (images, gatewayAddress)
     }
 
     /// What the sandbox is made of, once: in the step log (kept once the run directory
@@ -242,9 +243,7 @@ public final class RunLifecycle: @unchecked Sendable {
 
     /// The record of a run that created nothing (or removed what it created).
     /// The model proxy, the canary and the network holder, which applies the firewall.
-    private func startSandbox(images: SandboxImages) async throws {
-        var gateway = bridgeGateway ?? ""
-        if gateway.isEmpty { gateway = try await engine.bridgeGateway() }
+    private func startSandbox(images: SandboxImages, gateway: String) async throws {
         let proxy = try startModelProxy(gateway: gateway)
         try await protections.startSandbox(images: images, labels: containerLabels, gateway: gateway, modelProxy: proxy, progress: progress)
     }

@@ -112,11 +112,6 @@ public struct DockerEngine: Sendable {
         return try await check(spec.runArguments).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Runs a container to completion and returns its result (non-zero exit is data).
-    public func runToCompletion(_ spec: ContainerSpec) async throws -> CommandResult {
-        try await run(spec.runArguments)
-    }
-
     /// Removes containers by name, ignoring ones that are already gone.
     /// True when docker removed every one (or there was none to remove).
     @discardableResult

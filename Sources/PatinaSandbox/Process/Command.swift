@@ -85,13 +85,20 @@ public enum Command {
     /// Where PATH finds `name`, looked up once per process: a name would otherwise be tried
     /// in every PATH directory on every call (docker is called dozens of times per run).
     private static func resolved(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let key = name + "\u{0}" + path
+        let environment = ProcessInfo.processInfo.environment
+        let key = name + "\u{0}" + (environment["PATH"] ?? "")
         if let hit = pathCache.withLock({ $0[key] }) { return hit }
-        let found = path.split(separator: ":").map { ($0.isEmpty ? "." : String($0)) + "/" + name }
-            .first { access($0, X_OK) == 0 }
+        let found = which(name, environment: environment)
         if let found { pathCache.withLock { $0[key] = found } }
         return found
+    }
+
+    /// The executable `name` in `environment`'s PATH, its absolute directories only (a
+    /// relative one would resolve against the repository patina runs in).
+    public static func which(_ name: String, environment: [String: String]) -> String? {
+        (environment["PATH"] ?? "").split(separator: ":").lazy.filter { $0.hasPrefix("/") }
+            .map { "\($0)/\(name)" }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
     private static let pathCache = Mutex<[String: String]>([:])
