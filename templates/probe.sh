@@ -57,6 +57,19 @@ if [ -n "${PATINA_DENIED_SYSCALLS:-}" ]; then
 else
   fail denied-calls "no deny list given to the probe"
 fi
+# No file may be made setuid or setgid: through the worktree's idmapped view it would be
+# root's on the host. (Skipped when the repository relaxed chmod.)
+if [[ "$relaxed" != *" chmod "* ]]; then
+  probe_file=$(mktemp /tmp/patina-probe.XXXXXX)
+  if chmod u+s "$probe_file" 2>/dev/null || chmod g+s "$probe_file" 2>/dev/null; then
+    fail no-setuid "chmod u+s or g+s succeeded"
+  elif ! chmod 0755 "$probe_file" 2>/dev/null; then
+    fail no-setuid "chmod 0755 refused too"
+  else
+    pass no-setuid "chmod u+s and g+s refused"
+  fi
+  rm -f "$probe_file"
+fi
 if touch /patina-probe 2>/dev/null; then rm -f /patina-probe; fail read-only-root "/ is writable"; else pass read-only-root "/ is read-only"; fi
 if [ -w /workspace ] && [ -w /tmp ] && [ -w "$HOME" ]; then pass writable "/workspace, /tmp, \$HOME"; else fail writable "/workspace, /tmp or \$HOME is not writable"; fi
 [ -S /var/run/docker.sock ] || [ -S /run/docker.sock ] && fail docker-socket "docker socket is mounted" || pass docker-socket "absent"

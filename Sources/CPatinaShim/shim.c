@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "patina_shim.h"
 
 #include <git2.h>
@@ -8,6 +9,11 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <linux/mount.h>
 
 uint32_t patina_scmp_act_errno(uint16_t err) { return SCMP_ACT_ERRNO(err); }
 uint32_t patina_scmp_act_allow(void) { return SCMP_ACT_ALLOW; }
@@ -78,4 +84,92 @@ int patina_git_set_search_path_empty(int level) {
 
 int patina_git_repository_set_index(struct git_repository *repo, struct git_index *index) {
     return git_repository_set_index(repo, index);
+}
+
+// Writes `text` to a /proc file of `pid`; 0 or an errno.
+static int patina_write_proc(pid_t pid, const char *file, const char *text) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    size_t length = strlen(text);
+    ssize_t written = write(fd, text, length);
+    int saved = errno;
+    close(fd);
+    return written == (ssize_t)length ? 0 : (written < 0 ? saved : EIO);
+}
+
+int patina_idmapped_mount(const char *source, const char *target,
+                          uint32_t disk_uid, uint32_t disk_gid, uint32_t view_uid, uint32_t view_gid,
+                          int *stage) {
+    *stage = PATINA_IDMAP_USERNS;
+    // A child in a new user namespace whose only ids are disk_uid/gid, seen by the
+    // kernel as view_uid/gid; its namespace file is all the mount needs.
+    int ready[2], release[2];
+    if (pipe2(ready, O_CLOEXEC) != 0) return errno;
+    if (pipe2(release, O_CLOEXEC) != 0) { int e = errno; close(ready[0]); close(ready[1]); return e; }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(ready[0]); close(ready[1]); close(release[0]); close(release[1]);
+        return e;
+    }
+    if (pid == 0) {
+        // Only async-signal-safe calls in the child of a multithreaded process.
+        char status = unshare(CLONE_NEWUSER) == 0 ? 0 : 1;
+        (void)!write(ready[1], &status, 1);
+        char byte;
+        close(release[1]);
+        (void)!read(release[0], &byte, 1);
+        _exit(0);
+    }
+    close(ready[1]);
+    close(release[0]);
+    char status = 1;
+    int rc = 0;
+    if (read(ready[0], &status, 1) != 1 || status != 0) rc = EPERM;
+    int userns = -1;
+    if (rc == 0) {
+        char map[64];
+        snprintf(map, sizeof map, "%u %u 1\n", disk_uid, view_uid);
+        *stage = PATINA_IDMAP_MAP;
+        rc = patina_write_proc(pid, "uid_map", map);
+        if (rc == 0) {
+            snprintf(map, sizeof map, "%u %u 1\n", disk_gid, view_gid);
+            rc = patina_write_proc(pid, "gid_map", map);
+        }
+        if (rc == 0) {
+            char path[64];
+            snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+            userns = open(path, O_RDONLY | O_CLOEXEC);
+            if (userns < 0) rc = errno;
+        }
+    }
+    close(release[1]);
+    close(ready[0]);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+    if (rc != 0) { if (userns >= 0) close(userns); return rc; }
+
+    *stage = PATINA_IDMAP_CLONE;
+    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+    if (tree < 0) { rc = errno; close(userns); return rc; }
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    attr.userns_fd = (uint64_t)userns;
+    *stage = PATINA_IDMAP_SETATTR;
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) rc = errno;
+    close(userns);
+    if (rc == 0) {
+        *stage = PATINA_IDMAP_MOVE;
+        if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0) rc = errno;
+    }
+    close(tree);
+    return rc;
+}
+
+int patina_detach_mount(const char *target) {
+    // <sys/mount.h> (umount2, its flags) and <linux/mount.h> clash in glibc 2.36.
+    const long detach = 2, nofollow = 8;
+    return syscall(SYS_umount2, target, detach | nofollow) == 0 ? 0 : errno;
 }

@@ -3,10 +3,9 @@ import Foundation
 
 extension Repository {
     /// Checks out `branch` into a new linked worktree at `path` (which must not exist),
-    /// registered as `<common>/worktrees/<name>`; its files belong to `owner` when given
-    /// (patina as root). libgit2 registers the worktree; patina writes the files and the
+    /// registered as `<common>/worktrees/<name>`. libgit2 registers the worktree; patina writes the files and the
     /// index with their stat data itself (`WorktreeCheckout`).
-    public func addWorktree(name: String, path: URL, branch: String, owner: FileOwner? = nil) throws(GitError) {
+    public func addWorktree(name: String, path: URL, branch: String) throws(GitError) {
         try Self.validateWorktreeName(name)
         let target = path.standardizedFileURL
         if FileSystem.exists(target.path) { throw .worktreePathExists(target.path) }
@@ -30,10 +29,7 @@ extension Repository {
             }
         }
         guard let tip = git_reference_target(reference.pointer) else { throw .branchNotFound(branch) }
-        try WorktreeCheckout.write(host: self, name: name, worktree: target, commit: ObjectID(tip.pointee), owner: owner)
-        if let owner {
-            for path in [target.path, target.appendingPathComponent(".git").path] { _ = lchown(path, owner.uid, owner.gid) }
-        }
+        try WorktreeCheckout.write(host: self, name: name, worktree: target, commit: ObjectID(tip.pointee))
     }
 
     /// Deletes the worktree's directory and its metadata in `<common>/worktrees/<name>`.

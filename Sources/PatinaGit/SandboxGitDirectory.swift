@@ -83,12 +83,16 @@ public enum SandboxGitDirectory {
         "gitdir: \(path)\n"
     }
 
+    /// `checkStat = minimal`: the index's stat data was taken on the host, where an
+    /// idmapped worktree's files are root's; seen from the sandbox they are the agent's,
+    /// and git would otherwise take every file for changed (owner) and re-read it.
     static let config = """
         [core]
         \trepositoryformatversion = 0
         \tfilemode = true
         \tbare = false
         \tlogallrefupdates = true
+        \tcheckStat = minimal
         [user]
         \tname = \(Identity.agent.name)
         \temail = \(Identity.agent.email)

@@ -27,8 +27,6 @@ public struct FileOwner: Sendable, Equatable {
 /// up every file's attributes, resolving its path twice (realpath), which is most of what
 /// it costs over git.
 ///
-/// With `owner` (patina as root), every file, link and directory is created for the agent's
-/// uid (fchown before its stat is recorded): no later chown and index refresh.
 /// The work is spread over up to four threads, each with its own repository handle.
 enum WorktreeCheckout {
     struct Entry {
@@ -39,7 +37,7 @@ enum WorktreeCheckout {
     }
 
     static func write(
-        host: Repository, name: String, worktree: URL, commit: ObjectID, owner: FileOwner?
+        host: Repository, name: String, worktree: URL, commit: ObjectID
     ) throws(GitError) {
         let root = worktree.standardizedFileURL.path
         let indexPath = host.worktreeGitDirectory(name: name).appendingPathComponent("index").path
@@ -57,14 +55,14 @@ enum WorktreeCheckout {
             // The filters look attributes up in the index: it must be on disk for the workers.
             try check(git_index_write(index.pointer), "writing the worktree's index")
         }
-        try makeDirectories(root: root, entries: entries, owner: owner)
+        try makeDirectories(root: root, entries: entries)
 
         let workers = entries.count < 2_000 ? 1 : min(max(ProcessInfo.processInfo.activeProcessorCount, 1), 4)
         var handles: [Repository] = []
         for _ in 0..<workers {
             handles.append(try workerHandle(host: host, root: root, indexPath: indexPath, filters: settings.filters))
         }
-        let work = Work(entries: entries, handles: handles, root: root, settings: settings, owner: owner)
+        let work = Work(entries: entries, handles: handles, root: root, settings: settings)
         defer { work.written.deallocate() }
         DispatchQueue.concurrentPerform(iterations: workers) { work.run(worker: $0) }
         let failures = work.failures
@@ -88,25 +86,23 @@ enum WorktreeCheckout {
         try check(git_index_write(index.pointer), "writing the worktree's index")
     }
 
-    /// One checkout's shared state. `@unchecked Sendable`: `entries`, `root`, `settings` and
-    /// `owner` are only read; worker `n` uses only `handles[n]` and writes only the
+    /// One checkout's shared state. `@unchecked Sendable`: `entries`, `root` and `settings`
+    /// are only read; worker `n` uses only `handles[n]` and writes only the
     /// positions of `written` of its own chunks; `failures` has its own lock.
     private final class Work: @unchecked Sendable {
         let entries: [Entry]
         let handles: [Repository]
         let root: String
         let settings: CheckoutSettings
-        let owner: FileOwner?
         let written: UnsafeMutableBufferPointer<stat>
         let failures = Failures()
         static let chunk = 256
 
-        init(entries: [Entry], handles: [Repository], root: String, settings: CheckoutSettings, owner: FileOwner?) {
+        init(entries: [Entry], handles: [Repository], root: String, settings: CheckoutSettings) {
             self.entries = entries
             self.handles = handles
             self.root = root
             self.settings = settings
-            self.owner = owner
             written = .allocate(capacity: max(entries.count, 1))
             written.initialize(repeating: stat())
         }
@@ -117,8 +113,7 @@ enum WorktreeCheckout {
             while start < entries.count, !failures.any {
                 for position in start..<min(start + Self.chunk, entries.count) {
                     do throws(GitError) {
-                        if let info = try writeEntry(entries[position], root: root, repository: repository,
-                                                     settings: settings, owner: owner) {
+                        if let info = try writeEntry(entries[position], root: root, repository: repository, settings: settings) {
                             written[position] = info
                         }
                     } catch {
@@ -156,7 +151,7 @@ enum WorktreeCheckout {
 
     /// Every directory the entries need (and a submodule's own, left empty as git leaves it),
     /// parents first.
-    private static func makeDirectories(root: String, entries: [Entry], owner: FileOwner?) throws(GitError) {
+    private static func makeDirectories(root: String, entries: [Entry]) throws(GitError) {
         let slash = CChar(bitPattern: UInt8(ascii: "/"))
         var made = Set<ArraySlice<CChar>>()
         let rootBytes = Array(root.utf8CString.dropLast()) + [slash]
@@ -171,7 +166,6 @@ enum WorktreeCheckout {
                 if mkdir(full, 0o777) != 0 && errno != EEXIST {
                     throw failure("create the directory", full)
                 }
-                if let owner { _ = lchown(full, owner.uid, owner.gid) }
                 made.insert(directory)
             }
         }
@@ -188,7 +182,7 @@ enum WorktreeCheckout {
 
     /// Writes one entry; returns its stat once written (nil for a submodule).
     private static func writeEntry(
-        _ entry: Entry, root: String, repository: Repository, settings: CheckoutSettings, owner: FileOwner?
+        _ entry: Entry, root: String, repository: Repository, settings: CheckoutSettings
     ) throws(GitError) -> stat? {
         guard entry.mode != GIT_FILEMODE_COMMIT.rawValue else { return nil }
         let full = Array(root.utf8CString.dropLast()) + [CChar(bitPattern: UInt8(ascii: "/"))] + entry.path
@@ -201,7 +195,6 @@ enum WorktreeCheckout {
         if entry.mode == GIT_FILEMODE_LINK.rawValue, settings.symbolicLinks {
             let target = Array(raw.prefix { $0 != 0 }.map { CChar(bitPattern: $0) }) + [0]
             guard symlink(target, full) == 0 else { throw failure("create the symbolic link", full) }
-            if let owner { _ = fchownat(AT_FDCWD, full, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) }
             guard lstat(full, &info) == 0 else { throw failure("stat", full) }
             return info
         }
@@ -220,7 +213,6 @@ enum WorktreeCheckout {
         } else {
             try writeAll(fd, raw, full)
         }
-        if let owner { _ = fchown(fd, owner.uid, owner.gid) }
         guard fstat(fd, &info) == 0 else { throw failure("stat", full) }
         return info
     }

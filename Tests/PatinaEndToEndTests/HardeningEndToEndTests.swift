@@ -283,7 +283,8 @@ struct HardeningEndToEndTests {
         #expect(objects.count == 1 && objects.allSatisfy {
             $0.contains("/sandbox/host-objects@/patina/host-objects@ro")
         }, "\(objects)")
-        #expect(out["MODE"] == "6755")
+        // The profile refuses setuid and setgid modes: the shell stays a plain file.
+        #expect(out["SETUID-PLANT"] != nil && out["SETUID-PLANT"] != "0" && out["MODE"] == "755", "\(transcript)")
 
         // No planted command ran on the host, during the run or collection.
         expectNoMarker(hostMarker, testMarker)
@@ -376,6 +377,59 @@ struct HardeningEndToEndTests {
         let transcript = run.runDir.appendingPathComponent("transcript.jsonl")
         #expect((try? fm.destinationOfSymbolicLink(atPath: transcript.path)) == nil, "transcript.jsonl is a link")
         #expect(!((try? allText(under: run.runDir)) ?? "").contains(secret), "a host file was copied into the run directory")
+        try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
+    }
+
+    /// As root, the agent works through an idmapped view of its worktree: its uid sees root's
+    /// files as its own, what it creates is root's on the host, and nothing it does can leave
+    /// a setuid or setgid file there (the profile refuses those modes; the probe checks it).
+    @Test(.enabled(if: getuid() == 0, "the idmapped view is how patina running as root lends the worktree"))
+    func theWorktreeStaysRootsAndNothingSetuidReachesTheHost() throws {
+        let repo = try TemporaryRepository()
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [
+            .bash(#"""
+            echo "OWNER-SEEN:$(stat -c %u:%g README.md)"
+            echo more >> README.md; echo "EDIT:$?"
+            mkdir -p made/deep && echo new > made/deep/file; echo "CREATE:$?"
+            cp /bin/true planted-suid; chmod 4755 planted-suid 2>&1; echo "CHMOD-SUID:$?"
+            chmod g+s planted-suid 2>&1; echo "CHMOD-SGID:$?"
+            chmod 2775 made 2>&1; echo "CHMOD-SGID-DIR:$?"
+            install -m 4755 /bin/true installed-suid 2>&1; echo "INSTALL-SUID:$?"
+            perl -e 'use Fcntl; sysopen(my $f, "opened-suid", O_WRONLY|O_CREAT|O_EXCL, 04755) or exit 1' 2>&1; echo "OPEN-SUID:$?"
+            chmod 0755 planted-suid; echo "CHMOD-PLAIN:$?"
+            echo "SETUID-IN-WORKSPACE:$(find . -perm /6000 | wc -l)"
+            git add -A && git commit -qm "the agent's files" && echo "COMMIT:0"
+            """#),
+            .text("Files made."),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let run = try FinishedRun(patina.yolo("make files"))
+        let transcript = commandOutputs(model).joined(separator: "\n---\n")
+        let out = markers(in: commandOutputs(model))
+        #expect(run.status == "succeeded", "\(run.record)")
+        expectProbesPassed(run)
+        #expect((run.file("probes.txt") ?? "").contains("PASS no-setuid "))
+        // Inside, the files are the agent's: it edits, creates, commits.
+        #expect(out["OWNER-SEEN"] == "1000:1000", "\(transcript)")
+        for name in ["EDIT", "CREATE", "CHMOD-PLAIN", "COMMIT"] { #expect(out[name] == "0", "\(name): \(transcript)") }
+        // Every way to a setuid or setgid file is refused.
+        for name in ["CHMOD-SUID", "CHMOD-SGID", "CHMOD-SGID-DIR", "INSTALL-SUID", "OPEN-SUID"] {
+            #expect(out[name] != nil && out[name] != "0", "\(name): \(transcript)")
+        }
+        #expect(out["SETUID-IN-WORKSPACE"] == "0", "\(transcript)")
+        #expect(try repo.git("show", "\(run.branch):made/deep/file") == "new")
+
+        // On the host: every file of the worktree is root's (none changed owner, what the agent
+        // made is root's), none is setuid or setgid, and the view is gone.
+        let notRoots = try ProcessRunner.check(["find", run.worktree.path, "(", "!", "-user", "0", "-o", "!", "-group", "0", ")", "-print"])
+        #expect(notRoots == "", "not root's: \(notRoots)")
+        let setuid = try ProcessRunner.check(["find", run.worktree.path, "-perm", "/6000", "-print"])
+        #expect(setuid == "", "setuid or setgid on the host: \(setuid)")
+        let views = run.runDir.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("views")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: views.path)) ?? []).isEmpty)
+        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        #expect(!mounts.contains(views.path), "a view is still mounted: \(mounts)")
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
     }
 

@@ -111,6 +111,29 @@ struct YoloEndToEndTests {
         }
     }
 
+    /// Where the worktree's filesystem has no idmapped mounts (ramfs here), patina running as
+    /// root lends the worktree the old way: every file handed to the agent's uid, then back.
+    @Test(.enabled(if: getuid() == 0, "only root lends the worktree to another uid"))
+    func withoutIdmappedMountsTheWorktreeIsHandedOverAndBack() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "src/a.txt": "a\n"])
+        _ = try ProcessRunner.check(["mount", "-t", "ramfs", "patina-test", repo.home.path])
+        defer { _ = try? ProcessRunner.check(["umount", "-l", repo.home.path]) }
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [
+            .bash("echo \"OWNER-SEEN:$(stat -c %u README.md)\"; echo more >> src/a.txt && mkdir -p new/dir && echo n > new/dir/f && git add -A && git commit -qm work && echo x > left.txt"),
+            .text("Done."),
+        ])
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("change files"))
+        #expect(run.status == "succeeded", "\(run.output.stderr)")
+        #expect(run.file("steps.log")?.contains("no idmapped view of the worktree") == true, "\(run.file("steps.log") ?? "")")
+        #expect(model.requests().contains { ($0["tool_results"] as? [Any] ?? []).description.contains("OWNER-SEEN:1000") })
+        let changed = Set(try repo.git("diff", "--name-status", main, run.branch).split(separator: "\n").map(String.init))
+        #expect(changed == ["M\tsrc/a.txt", "A\tnew/dir/f", "A\tleft.txt"])
+        let notRoot = try ProcessRunner.check(["find", run.worktree.path, "(", "!", "-user", "0", "-o", "!", "-group", "0", ")", "-print"])
+        #expect(notRoot.isEmpty, "left to the agent's uid: \(notRoot)")
+        try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
+    }
+
     @Test func failingAgentIsCollected() throws {
         let repo = try TemporaryRepository()
         let main = try repo.git("rev-parse", "main")

@@ -103,6 +103,29 @@ struct SeccompProfileTests {
         #expect(clone3.action == "SCMP_ACT_ERRNO" && clone3.errnoRet == 38)
     }
 
+    @Test func modesAreSetWithoutSetuidOrSetgid() throws {
+        let profile = try SeccompTestData.defaultProfile()
+        // Where the mode is: (call, argument index). open and openat also pass when they
+        // create nothing (no O_CREAT, no O_TMPFILE): their mode is then unused.
+        let modes: [(String, UInt)] = [("chmod", 1), ("fchmod", 1), ("fchmodat", 2), ("fchmodat2", 2), ("creat", 1),
+                                       ("mknod", 1), ("mknodat", 2), ("open", 2), ("openat", 3)]
+        for (name, index) in modes {
+            #expect(!profile.permitsUnconditionally(name), "\(name)")
+            let rules = profile.syscalls.filter { $0.names.contains(name) }
+            #expect(rules.allSatisfy { $0.action == "SCMP_ACT_ALLOW" && $0.args?.count == 1 }, "\(name)")
+            #expect(rules.contains { rule in
+                rule.args?.first.map { $0.index == index && $0.op == "SCMP_CMP_MASKED_EQ" && $0.value == 0o6000 && ($0.valueTwo ?? 0) == 0 } ?? false
+            }, "\(name)")
+        }
+        for (name, index) in [("open", UInt(1)), ("openat", UInt(2))] {
+            let rules = profile.syscalls.filter { $0.names.contains(name) }
+            #expect(rules.count == 2)
+            #expect(rules.contains { $0.args?.first.map { $0.index == index && $0.value == 0o100 | 0o20000000 } ?? false }, "\(name)")
+        }
+        let openat2 = try #require(profile.syscalls.first { $0.names.contains("openat2") })
+        #expect(openat2.action == "SCMP_ACT_ERRNO" && openat2.errnoRet == 38)
+    }
+
     @Test func socketAndPersonalityAllowOnlyExactValues() throws {
         let profile = try SeccompTestData.defaultProfile()
         let socket = profile.syscalls.filter { $0.names.contains("socket") }
@@ -119,7 +142,7 @@ struct SeccompProfileTests {
 
     @Test func normalWorkloadCallsAreAllowed() throws {
         let profile = try SeccompTestData.defaultProfile()
-        for name in ["read", "write", "openat", "execve", "mmap", "futex", "epoll_wait", "epoll_pwait",
+        for name in ["read", "write", "execve", "mmap", "futex", "epoll_wait", "epoll_pwait",
                      "connect", "accept4", "socketpair", "pipe2", "wait4", "rseq", "set_robust_list",
                      "getrandom", "statx", "rename", "unlinkat", "fork", "vfork", "prctl", "seccomp"] {
             #expect(profile.permitsUnconditionally(name), "\(name)")

@@ -156,14 +156,17 @@ struct WorktreeCheckoutTests {
     }
 
     @Test(.enabled(if: getuid() == 0, "needs root to hand files to another uid"))
-    func createsFilesForTheAgentsUID() throws {
+    func handingTheWorktreeOverKeepsItsStatDataUsable() throws {
+        // Where no idmapped view can be mounted, the run hands every file to the agent's
+        // uid (and back): the index must follow, or git re-reads every file.
         let fixture = try repository(.attributes)
         let host = try Repository.discover(from: fixture.repo)
         let base = try host.resolveCommit("HEAD")
         try host.createBranch("patina/run", at: base)
         let ours = fixture.url("ours")
         let owner = FileOwner(uid: 1000, gid: 1000)
-        try host.addWorktree(name: "ours", path: ours, branch: "patina/run", owner: owner)
+        try host.addWorktree(name: "ours", path: ours, branch: "patina/run")
+        _ = try host.handOverWorktree(name: "ours", worktree: ours, to: owner)
         let owners = try fixture.run(["find", ours.path, "!", "-user", "1000", "-o", "!", "-group", "1000"]).output
         #expect(owners == "", "not handed to the agent's uid: \(owners)")
         let debug = try fixture.checked(["git", "-c", "safe.directory=*", "ls-files", "--debug"], in: ours, environment: fixture.environment)

@@ -49,4 +49,17 @@ struct git_repository;
 struct git_index;
 int patina_git_repository_set_index(struct git_repository *repo, struct git_index *index);
 
+// An idmapped view of the directory `source` at `target` (an empty directory):
+// through it, what disk_uid/gid own on disk belongs to view_uid/gid, and what
+// view_uid/gid create is owned by disk_uid/gid; nosuid, nodev. Needs root and a
+// filesystem that supports idmapped mounts. Returns 0 or an errno, with the step
+// that failed in *stage.
+enum { PATINA_IDMAP_USERNS = 1, PATINA_IDMAP_MAP, PATINA_IDMAP_CLONE, PATINA_IDMAP_SETATTR, PATINA_IDMAP_MOVE };
+int patina_idmapped_mount(const char *source, const char *target,
+                          uint32_t disk_uid, uint32_t disk_gid, uint32_t view_uid, uint32_t view_gid,
+                          int *stage);
+
+// umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW): 0 or an errno.
+int patina_detach_mount(const char *target);
+
 #endif

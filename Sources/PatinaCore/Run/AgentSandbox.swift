@@ -33,9 +33,11 @@ public struct ModelAccess: Sendable, Equatable {
 /// mounted. The probe and check containers start from this same spec.
 public enum AgentSandbox {
     /// `model`: the run's model proxy; nil for containers that never talk to the model.
+    /// `worktree`: what is mounted at /workspace (the run's idmapped view of its worktree
+    /// when there is one; the worktree itself by default).
     public static func spec(
         plan: RunPlan, layout: RunLayout, image: String, network: String?, labels: [String: String],
-        extras: SandboxExtras = SandboxExtras(), model: ModelAccess? = nil
+        extras: SandboxExtras = SandboxExtras(), model: ModelAccess? = nil, worktree: URL? = nil
     ) -> ContainerSpec {
         var spec = ContainerSpec(name: "patina-\(plan.id)-agent", image: image)
         spec.labels = labels.merging(["patina.role": "agent"]) { $1 }
@@ -48,7 +50,7 @@ public enum AgentSandbox {
         spec.readOnlyRoot = true
         spec.tmpfs = ["/tmp:rw,nosuid,nodev,size=\(plan.limits.tmp)"]
         spec.mounts = [
-            Mount(source: plan.worktree.path, target: RunLayout.workspace, readOnly: false),
+            Mount(source: (worktree ?? plan.worktree).path, target: RunLayout.workspace, readOnly: false),
             Mount(source: layout.gitFile.path, target: RunLayout.workspace + "/.git", readOnly: true),
             Mount(source: layout.privateGit.path, target: RunLayout.containerGit, readOnly: false),
             Mount(source: layout.hostObjectsSnapshot.path, target: RunLayout.containerHostObjects, readOnly: true),

@@ -47,6 +47,7 @@ public enum Recovery {
         }
         let collection = RunCollection(repository: repository, layout: layout, worktree: URL(fileURLWithPath: record.worktree),
                                        branch: record.branch, base: base, runID: record.id)
+        collection.releaseWorktreeView()
         collection.copyTranscript(into: &record)
         defer { collection.reclaimOwnership() }
         var reasons = ["patina (pid \(record.pid.map(String.init) ?? "unknown")) stopped before it collected the run; a later patina command collected it"]

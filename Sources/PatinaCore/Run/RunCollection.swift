@@ -14,8 +14,9 @@ struct RunCollection: Sendable {
     let base: ObjectID
     let runID: String
 
-    /// What the agent's uid owned during the run (patina running as root hands it back).
-    var sandboxOwnedPaths: [URL] { [worktree, layout.privateGit, layout.home, layout.gitFile] }
+    /// What the agent's uid owns during the run besides the worktree (patina running as
+    /// root hands it back).
+    var sandboxOwnedPaths: [URL] { [layout.privateGit, layout.home, layout.gitFile] }
 
     /// Removes the run's containers (all but `keeping`) and confirms they are gone,
     /// retrying; returns the ones still there. Nothing reads the agent's tree before
@@ -48,12 +49,23 @@ struct RunCollection: Sendable {
         return left
     }
 
-    /// Hands the agent's paths back to root, never following a link the agent left; the
-    /// worktree index's stat data is brought up to date in the same pass (the owner and
-    /// ctime of every file change), so the next reader does not re-read every file.
+    /// The idmapped view of the worktree goes once no container of the run can use it
+    /// (the worktree itself stays). Never removed recursively: the files under a view
+    /// that is still mounted are the worktree's.
+    func releaseWorktreeView() {
+        IdmappedMount.detach(layout.worktreeView)
+        rmdir(layout.worktreeView.path)
+    }
+
+    /// Hands the agent's paths back to root, never following a link the agent left. The
+    /// worktree only when it was handed to the agent (no idmapped view: its root is not
+    /// root's); its index's stat data is brought up to date in the same pass (the owner
+    /// and ctime of every file change), so the next reader does not re-read every file.
     func reclaimOwnership() {
         guard getuid() == 0 else { return }
-        for url in sandboxOwnedPaths where url != worktree { Ownership.change(url, uid: 0, gid: 0) }
+        for url in sandboxOwnedPaths { Ownership.change(url, uid: 0, gid: 0) }
+        var root = stat()
+        guard lstat(worktree.path, &root) == 0, root.st_uid != 0 || root.st_gid != 0 else { return }
         if (try? repository.handOverWorktree(name: worktree.lastPathComponent, worktree: worktree, to: FileOwner(uid: 0, gid: 0))) == nil {
             Ownership.change(worktree, uid: 0, gid: 0)
         }

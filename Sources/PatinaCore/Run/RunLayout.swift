@@ -50,6 +50,14 @@ public struct RunLayout: Sendable {
     public var checkWorkspace: URL { sandbox.appendingPathComponent("check-workspace") }
     public var checkHome: URL { sandbox.appendingPathComponent("check-home") }
     public var checkLog: URL { runDirectory.appendingPathComponent("check.log") }
+    /// Where the agent's view of its worktree is mounted when patina runs as root (an
+    /// idmapped mount: the agent's uid sees root's files as its own). Beside the runs, in
+    /// `views/`, never inside a directory patina removes recursively: removing the files
+    /// under a mounted view would remove the worktree's.
+    public var worktreeView: URL {
+        runDirectory.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("views").appendingPathComponent(runDirectory.lastPathComponent)
+    }
     /// What of the sandbox goes once the run is collected (the agent's home stays, for review).
     public var scratch: [URL] { [hostObjectsSnapshot, checkWorkspace, checkHome, handshakes, netguardState] }
 

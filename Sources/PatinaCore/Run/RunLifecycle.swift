@@ -31,6 +31,9 @@ public final class RunLifecycle: @unchecked Sendable {
     var branchCreated = false
     /// Rendered while planning checks every template, written at the render step.
     var claudeSettings = ""
+    /// What the agent's containers mount at /workspace: the idmapped view of the worktree
+    /// when patina runs as root (BranchStep), else the worktree itself.
+    var agentWorktree: URL?
     /// The warm caches this run holds, from the render step until collection.
     var caches: CacheLease?
     /// The run's model endpoint outside the sandbox, from the sandbox step until the agent ends.

@@ -98,6 +98,14 @@ public enum SeccompProbe {
             DeniedCall(name: "open_by_handle_at", syscall: "open_by_handle_at", args: [-1, 0, 0]),
             DeniedCall(name: "modify_ldt", syscall: "modify_ldt", args: [0, 0, 0]),
             DeniedCall(name: "ptrace(PTRACE_TRACEME)", syscall: "ptrace", args: [0, 0, 0, 0]),
+            // Setuid and setgid modes, on a missing path: let through, the kernel says ENOENT.
+            DeniedCall(name: "chmod(04755)", syscall: "chmod", args: [missingPath, 0o4755]),
+            DeniedCall(name: "fchmodat(02755)", syscall: "fchmodat", args: [Int(AT_FDCWD), missingPath, 0o2755]),
+            DeniedCall(name: "openat(O_CREAT, 04755)", syscall: "openat", args: [Int(AT_FDCWD), missingPath, Int(O_CREAT | O_WRONLY), 0o4755]),
+            DeniedCall(name: "openat(O_CREAT, 1<<32 | 04755)", syscall: "openat", args: [Int(AT_FDCWD), missingPath, Int(O_CREAT | O_WRONLY), (1 << 32) | 0o4755]),
+            DeniedCall(name: "creat(06755)", syscall: "creat", args: [missingPath, 0o6755]),
+            DeniedCall(name: "mknodat(S_IFREG | 04755)", syscall: "mknodat", args: [Int(AT_FDCWD), missingPath, Int(S_IFREG) | 0o4755, 0]),
+            DeniedCall(name: "openat2", syscall: "openat2", args: [Int(AT_FDCWD), missingPath, 0, 0], expected: ENOSYS),
         ]
     }
 
@@ -130,7 +138,7 @@ public enum SeccompProbe {
 
     static let workload: [WorkloadStep] = [
         WorkloadStep(name: "exec /bin/true (posix_spawn)", run: spawnTrue),
-        WorkloadStep(name: "file write, read, rename, unlink", run: fileRoundTrip),
+        WorkloadStep(name: "file write, rename, chmod, read, unlink", run: fileRoundTrip),
         WorkloadStep(name: "4 threads started and joined", run: threads),
         WorkloadStep(name: "TCP on 127.0.0.1", run: tcpLoopback),
         WorkloadStep(name: "AF_UNIX socketpair", run: unixSocketPair),
@@ -176,6 +184,7 @@ public enum SeccompProbe {
         guard written == text.count, synced == 0 else { return failed("write") }
         guard rename(first, second) == 0 else { unlink(first); return failed("rename") }
         defer { unlink(second) }
+        guard chmod(second, 0o755) == 0 else { return failed("chmod 0755") }
         let input = open(second, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { return failed("open for reading") }
         var buffer = [UInt8](repeating: 0, count: 64)

@@ -8,7 +8,8 @@ extension RunLifecycle {
     func runAgent(image: String) async throws {
         if let shell = plan.shell { return try await runShell(shell, image: image) }
         let spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork,
-                                     labels: containerLabels, extras: sandboxExtras, model: modelAccess)
+                                     labels: containerLabels, extras: sandboxExtras, model: modelAccess,
+                                     worktree: agentWorktree)
         let proxy = modelProxy
         let recorder = try SessionRecorder(sessionLog: layout.sessionLog, progress: progress, redactor: redactor,
                                            costSoFar: { proxy?.usage.costUSD ?? 0 })
@@ -63,7 +64,7 @@ extension RunLifecycle {
     /// sandbox, attached to patina's own terminal; no credential is passed in.
     func runShell(_ shell: ShellRequest, image: String) async throws {
         var spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork,
-                                     labels: containerLabels, extras: sandboxExtras)
+                                     labels: containerLabels, extras: sandboxExtras, worktree: agentWorktree)
         spec.name = "patina-\(plan.id)-shell"
         spec.labels["patina.role"] = "shell"
         spec.passEnvironment = plan.sandbox.trust.passedVariables

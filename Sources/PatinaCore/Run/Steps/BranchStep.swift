@@ -1,5 +1,6 @@
 import Foundation
 import PatinaGit
+import PatinaSandbox
 
 /// Step "branch": `patina/<id>` at the base commit and a worktree outside the repository.
 extension RunLifecycle {
@@ -14,6 +15,7 @@ extension RunLifecycle {
                 throw PlanError("the worktree of run \(earlier) is gone (\(plan.worktree.path)); it cannot be resumed")
             }
             progress.step("continuing run \(earlier) on \(plan.branch) at \(plan.baseCommit.short), worktree \(plan.worktree.path)")
+            try giveWorktreeToAgent()
             return
         }
         // A branch of that name belongs to someone else (an id collision): never touch it.
@@ -23,16 +25,40 @@ extension RunLifecycle {
         try plan.repository.createBranch(plan.branch, at: plan.baseCommit)
         branchCreated = true
         try FileManager.default.createDirectory(at: plan.worktree.deletingLastPathComponent(), withIntermediateDirectories: true)
-        // As root, the files are created for the agent's uid, their stat data recorded as
-        // created: render has nothing to hand over for the worktree.
-        let owner = getuid() == 0 ? FileOwner(uid: plan.agentUID, gid: plan.agentGID) : nil
-        try plan.repository.addWorktree(name: plan.worktreeName, path: plan.worktree, branch: plan.branch, owner: owner)
+        try plan.repository.addWorktree(name: plan.worktreeName, path: plan.worktree, branch: plan.branch)
         progress.step("branch \(plan.branch) at \(plan.baseCommit.short), worktree \(plan.worktree.path)")
+        try giveWorktreeToAgent()
+    }
+
+    /// As root, the worktree's files stay root's: the agent's containers mount an idmapped
+    /// view of it (RunLayout.worktreeView) through which the agent's uid owns them and what
+    /// it creates is root's, so no file changes owner before or after the run. Where the
+    /// kernel or the filesystem has no idmapped mounts, every file is handed to the agent's
+    /// uid instead (its index stat data refreshed as it goes) and back at collection.
+    func giveWorktreeToAgent() throws {
+        guard getuid() == 0 else { return }
+        let view = layout.worktreeView
+        do {
+            let views = view.deletingLastPathComponent()
+            // Only root may pass: through a view, root's files are the agent uid's.
+            guard mkdir(views.path, 0o700) == 0 || errno == EEXIST, chmod(views.path, 0o700) == 0,
+                  mkdir(view.path, 0o700) == 0 else {
+                throw IdmappedMount.Failure(step: "creating \(view.path)", errno: errno)
+            }
+            try IdmappedMount.mount(plan.worktree, at: view, disk: (0, 0), view: (plan.agentUID, plan.agentGID))
+            agentWorktree = view
+        } catch {
+            rmdir(view.path)
+            steps.note("no idmapped view of the worktree (\(error)): its files are handed to uid \(plan.agentUID) for the run")
+            try plan.repository.handOverWorktree(
+                name: plan.worktreeName, worktree: plan.worktree, to: FileOwner(uid: plan.agentUID, gid: plan.agentGID))
+        }
     }
 
     /// Only for runs whose agent never started: the branch holds nothing. Only
     /// what this run created is removed.
     func cleanUpBranch() {
+        collection.releaseWorktreeView()
         guard branchCreated else { return }
         try? plan.repository.removeWorktree(name: plan.worktreeName, path: plan.worktree)
         if plan.repository.branchExists(plan.branch) { try? plan.repository.deleteBranch(plan.branch) }

@@ -49,6 +49,7 @@ extension RunLifecycle {
             await protections.tearDown()
             return Task {}
         }
+        collection.releaseWorktreeView()
         collection.copyTranscript(into: &record)
         guard agentStarted else {
             collection.reclaimOwnership()

@@ -10,7 +10,7 @@ extension RunLifecycle {
     func runLifecycleCommands(_ commands: [LifecycleCommand], image: String) async throws {
         try Data(LifecycleScript.render(commands).utf8).write(to: layout.lifecycleScript)
         var spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork,
-                                     labels: containerLabels, extras: sandboxExtras)
+                                     labels: containerLabels, extras: sandboxExtras, worktree: agentWorktree)
         spec.name = "patina-\(plan.id)-lifecycle"
         spec.labels["patina.role"] = "lifecycle"
         spec.passEnvironment = plan.sandbox.trust.passedVariables

@@ -26,16 +26,6 @@ extension RunLifecycle {
             try Data(contentsOf: resume.transcript).write(to: projects.appendingPathComponent("\(resume.sessionID).jsonl"))
         }
 
-        // A worktree this run checked out already belongs to the agent (BranchStep); a
-        // resumed run's was handed back to root at its collection.
-        if getuid() == 0 && !branchCreated {
-            // The chown changes every file's owner and ctime: they are recorded in the index as
-            // it goes, so collection (and the agent's own git, which starts from a copy of this
-            // index) reads only what changes from here on.
-            try plan.repository.handOverWorktree(
-                name: plan.worktreeName, worktree: plan.worktree, to: FileOwner(uid: plan.agentUID, gid: plan.agentGID))
-        }
-
         // The agent's git directory: its own refs, config and hooks; the host's
         // objects borrowed read-only. The host's .git is never mounted.
         let hostIndex = plan.repository.commonDirectory.appendingPathComponent("worktrees/\(plan.worktreeName)/index")
@@ -52,7 +42,7 @@ extension RunLifecycle {
         try Data(AgentSandbox.devcontainerJSON(spec, plan: plan).utf8).write(to: layout.devcontainer)
 
         if getuid() == 0 {
-            for url in sandboxOwnedPaths where url != plan.worktree {
+            for url in sandboxOwnedPaths {
                 Ownership.change(url, uid: plan.agentUID, gid: plan.agentGID)
             }
         }
