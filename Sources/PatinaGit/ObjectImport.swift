@@ -64,6 +64,9 @@ enum ObjectImport {
     static func missingObjects(
         from head: ObjectID, staging: Repository, stagingObjects: OdbHandle, hostObjects: OdbHandle
     ) throws(GitError) -> [(id: ObjectID, path: String)] {
+        // Packs written since the host's handle was opened (a `git gc` meanwhile moves loose
+        // objects into one): without them every object would look missing and be copied.
+        try check(git_odb_refresh(hostObjects.pointer), "rereading the host's packs")
         var pending: [(id: ObjectID, kind: Kind, path: String)] = [(head, .commit, "")]
         var seen = Set<ObjectID>()
         var missing = [(id: ObjectID, path: String)]()

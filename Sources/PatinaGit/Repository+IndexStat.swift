@@ -18,37 +18,28 @@ extension Repository {
         let indexPath = worktreeGitDirectory(name: name).appendingPathComponent("index").path
         let index = FileSystem.exists(indexPath)
             ? try IndexHandle.make("opening the worktree's index") { git_index_open(&$0, indexPath) } : nil
-        // The walk and its system calls run on two lanes; each lane only reads the index
-        // (sorted first, so a lookup never sorts it) and keeps its own list of refreshed
-        // entries, which are written into the index afterwards, on this thread.
+        // The walk and its system calls run on two lanes. Each lane updates the entries of
+        // the files it meets in place (sorted first, so a lookup never sorts it; no two lanes
+        // meet the same file): git_index_add would invalidate the tree cache.
         if let index { _ = git_index_get_bypath(index.pointer, "", 0) }
         let lanes = 2
-        let found = RefreshedEntries(lanes: lanes)
-        let indexPointer = index.map { UnsafeSendable($0.pointer) }
+        let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: lanes)
+        counts.initialize(repeating: 0)
+        defer { counts.deallocate() }
+        let shared = UnsafeSendable((index: index?.pointer, counts: counts))
         Ownership.change(worktree, uid: owner.uid, gid: owner.gid, lanes: lanes) { lane, directory, name, relative in
             var before = stat()
             let present = fstatat(directory, name, &before, AT_SYMLINK_NOFOLLOW) == 0
-            let recorded = indexPointer.flatMap { git_index_get_bypath($0.value, relative, 0)?.pointee }
+            let stored = shared.value.index.flatMap { git_index_get_bypath($0, relative, 0) }
             _ = fchownat(directory, name, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW)
-            guard present, var entry = recorded, Self.statMatches(entry, before) else { return }
+            guard present, let stored, Self.statMatches(stored.pointee, before) else { return }
             var after = stat()
             guard fstatat(directory, name, &after, AT_SYMLINK_NOFOLLOW) == 0 else { return }
-            entry.ctime.seconds = Int32(truncatingIfNeeded: after.st_ctim.tv_sec)
-            entry.ctime.nanoseconds = UInt32(truncatingIfNeeded: after.st_ctim.tv_nsec)
-            entry.uid = after.st_uid
-            entry.gid = after.st_gid
-            found.append(lane: lane, entry: entry, path: relative)
+            WorktreeCheckout.record(after, in: UnsafeMutablePointer(mutating: stored))
+            shared.value.counts[lane] += 1
         }
         guard let index else { return 0 }
-        var refreshed = 0
-        for (entry, path) in found.all {
-            var entry = entry
-            try path.withUnsafeBufferPointer { (path) throws(GitError) in
-                entry.path = path.baseAddress
-                try check(git_index_add(index.pointer, &entry), "refreshing the index entry of \(WorktreeCheckout.display(Array(path)))")
-            }
-            refreshed += 1
-        }
+        let refreshed = counts.reduce(0, +)
         try check(git_index_write(index.pointer), "writing the worktree's index")
         return refreshed
     }
@@ -84,30 +75,8 @@ extension Repository {
     }
 }
 
-/// A value handed to the walk's lanes that only read it.
+/// A value handed to the walk's lanes (each lane writes only what is its own).
 struct UnsafeSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
-}
-
-/// The index entries each lane found unchanged, with their new stat data; each lane
-/// appends only to its own list.
-/// (Separate storage per lane, reached through a pointer: no lane touches another's.)
-final class RefreshedEntries: @unchecked Sendable {
-    private let lists: UnsafeMutablePointer<[(git_index_entry, [CChar])]>
-    private let lanes: Int
-    init(lanes: Int) {
-        self.lanes = lanes
-        lists = .allocate(capacity: lanes)
-        lists.initialize(repeating: [], count: lanes)
-    }
-    deinit {
-        lists.deinitialize(count: lanes)
-        lists.deallocate()
-    }
-    func append(lane: Int, entry: git_index_entry, path: [CChar]) {
-        lists[lane].append((entry, path))
-    }
-    /// Once every lane has finished.
-    var all: [(git_index_entry, [CChar])] { (0..<lanes).flatMap { lists[$0] } }
 }

@@ -69,21 +69,27 @@ enum WorktreeCheckout {
         let written = work.written
         if let failure = failures.error { throw failure }
 
+        // The stat data goes into the entries in place: git_index_add would invalidate the
+        // tree cache read_tree built, and without it every `git commit` in the sandbox
+        // writes every tree again (and collection imports them all).
         for position in entries.indices where entries[position].mode != GIT_FILEMODE_COMMIT.rawValue {
-            guard var entry = git_index_get_byindex(index.pointer, position)?.pointee else { continue }
-            let info = written[position]
-            entry.ctime.seconds = Int32(truncatingIfNeeded: info.st_ctim.tv_sec)
-            entry.ctime.nanoseconds = UInt32(truncatingIfNeeded: info.st_ctim.tv_nsec)
-            entry.mtime.seconds = Int32(truncatingIfNeeded: info.st_mtim.tv_sec)
-            entry.mtime.nanoseconds = UInt32(truncatingIfNeeded: info.st_mtim.tv_nsec)
-            entry.dev = UInt32(truncatingIfNeeded: info.st_dev)
-            entry.ino = UInt32(truncatingIfNeeded: info.st_ino)
-            entry.uid = info.st_uid
-            entry.gid = info.st_gid
-            entry.file_size = UInt32(truncatingIfNeeded: info.st_size)
-            try check(git_index_add(index.pointer, &entry), "recording the stat data of \(display(entries[position].path))")
+            guard let stored = git_index_get_byindex(index.pointer, position) else { continue }
+            Self.record(written[position], in: UnsafeMutablePointer(mutating: stored))
         }
         try check(git_index_write(index.pointer), "writing the worktree's index")
+    }
+
+    /// Writes a file's stat data into its index entry (path, id, mode and flags untouched).
+    static func record(_ info: stat, in entry: UnsafeMutablePointer<git_index_entry>) {
+        entry.pointee.ctime.seconds = Int32(truncatingIfNeeded: info.st_ctim.tv_sec)
+        entry.pointee.ctime.nanoseconds = UInt32(truncatingIfNeeded: info.st_ctim.tv_nsec)
+        entry.pointee.mtime.seconds = Int32(truncatingIfNeeded: info.st_mtim.tv_sec)
+        entry.pointee.mtime.nanoseconds = UInt32(truncatingIfNeeded: info.st_mtim.tv_nsec)
+        entry.pointee.dev = UInt32(truncatingIfNeeded: info.st_dev)
+        entry.pointee.ino = UInt32(truncatingIfNeeded: info.st_ino)
+        entry.pointee.uid = info.st_uid
+        entry.pointee.gid = info.st_gid
+        entry.pointee.file_size = UInt32(truncatingIfNeeded: info.st_size)
     }
 
     /// One checkout's shared state. `@unchecked Sendable`: `entries`, `root` and `settings`

@@ -155,6 +155,30 @@ struct WorktreeCheckoutTests {
         #expect(checked > 2_500)
     }
 
+    /// The index keeps the tree cache read_tree built: git in the sandbox then writes only
+    /// the trees a commit changes (without it, every tree of the repository, each one then
+    /// imported at collection).
+    @Test func theIndexKeepsAValidTreeCache() throws {
+        let fixture = try repository(.attributes)
+        let host = try Repository.discover(from: fixture.repo)
+        let base = try host.resolveCommit("HEAD")
+        try host.createBranch("patina/run", at: base)
+        let ours = fixture.url("ours")
+        try host.addWorktree(name: "ours", path: ours, branch: "patina/run")
+        let index = try Data(contentsOf: host.worktreeGitDirectory(name: "ours").appendingPathComponent("index"))
+        // The TREE extension's root entry: "", NUL, entry count (-1 when invalid), space,
+        // subtree count, newline, the tree's id.
+        let marker = try #require(index.range(of: Data("TREE".utf8)))
+        let body = index[(marker.upperBound + 4)...]
+        #expect(body.first == 0)
+        let header = String(decoding: body.dropFirst().prefix { $0 != 0x0A }, as: UTF8.self)
+        let count = try #require(Int(header.split(separator: " ").first ?? ""))
+        #expect(count > 2_500, "root entry: \(header)")
+        let id = body.dropFirst(1 + header.utf8.count + 1).prefix(20)
+        let tree = try fixture.git("rev-parse", "HEAD^{tree}").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(id.map { String(format: "%02x", $0) }.joined() == tree, "\(header)")
+    }
+
     @Test(.enabled(if: getuid() == 0, "needs root to hand files to another uid"))
     func handingTheWorktreeOverKeepsItsStatDataUsable() throws {
         // Where no idmapped view can be mounted, the run hands every file to the agent's
