@@ -17,6 +17,16 @@ public struct Leftovers: Sendable, Equatable {
     }
 }
 
+/// What collection reads of the worktree.
+public enum WorktreeScope: Sendable, Equatable {
+    /// Every file (a `git add -A`).
+    case everything
+    /// Only these paths (relative, as bytes; a directory stands for everything under it)
+    /// can differ from `base`, whose tree and stat data the worktree's index holds: what a
+    /// `WorktreeWatch` saw while the agent ran.
+    case changed(Set<[UInt8]>, since: ObjectID)
+}
+
 /// The run's branch after collection.
 public struct CollectedBranch: Sendable, Equatable {
     public var branch: String
@@ -47,7 +57,8 @@ public enum Collector {
         worktree: URL,
         branch: String,
         base: ObjectID,
-        leftoversMessage: String
+        leftoversMessage: String,
+        scope: WorktreeScope = .everything
     ) throws(GitError) -> CollectedBranch {
         var agentHead: ObjectID?
         var importFailure: GitError?
@@ -66,7 +77,7 @@ public enum Collector {
             try host.setBranch(branch, to: tip, message: "patina: collect the agent's commits")
         }
         let leftovers = try commitLeftovers(
-            in: host, worktree: worktree, branch: branch, head: tip, message: leftoversMessage)
+            in: host, worktree: worktree, branch: branch, head: tip, message: leftoversMessage, scope: scope)
         return CollectedBranch(
             branch: branch, base: base, agentHead: agentHead, importFailure: importFailure,
             leftovers: leftovers, head: leftovers.commit ?? tip)
@@ -151,13 +162,13 @@ public enum Collector {
         branch: String,
         head: ObjectID,
         message: String,
+        scope: WorktreeScope = .everything,
         author: Identity = .agent,
         committer: Identity = .patina
     ) throws(GitError) -> Leftovers {
         let name = try host.worktreeName(at: worktree)
         let worktreeGitDirectory = host.worktreeGitDirectory(name: name)
         let workdir = worktree.standardizedFileURL
-        let unreadable = try WorktreeCheck.verify(workdir)
         restoreGitfile(in: workdir, pointingTo: worktreeGitDirectory)
 
         let staging = try Repository.openGitDirectory(host.commonDirectory)
@@ -168,24 +179,24 @@ public enum Collector {
             git_index_open(&$0, indexPath)
         }
         try check(patina_git_repository_set_index(staging.pointer, index.pointer), "attaching the worktree's index")
-
         let headCommit = try staging.commit(head)
         let headTree = try staging.tree(of: headCommit)
-        try check(git_index_read_tree(index.pointer, headTree.pointer), "resetting the index to \(head.short)")
 
-        // Submodule entries stay as `head` has them. They are out of the index while the
-        // worktree is read: with one in it, libgit2 parses the worktree's .gitmodules as
-        // a config file (includes followed, FIFOs blocked on).
-        let gitlinks = try removeGitlinks(from: index)
-        let filter = LeftoverFilter(workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: unreadable)
-        let payload = Unmanaged.passUnretained(filter).toOpaque()
-        try withExtendedLifetime(filter) { () throws(GitError) in
-            // One walk: libgit2's add-all also removes what the worktree no longer has.
-            _ = try check(
-                git_index_add_all(index.pointer, nil, GIT_INDEX_ADD_DEFAULT.rawValue, leftoverFilterCallback, payload),
-                "adding the worktree's files")
+        // Only what changed, when the watch knows it: the index stays as the checkout wrote
+        // it (base's tree, every file's stat data) and the worktree is read at the paths the
+        // agent touched and those its commits changed, nowhere else.
+        var filter: LeftoverFilter
+        if let paths = try scopedPaths(scope, staging: staging, index: index, headTree: headTree) {
+            filter = try stage(index, workdir: workdir, paths: paths)
+            if filter.sawHardLink {
+                // A file with two names: a write through one is reported under that one only.
+                try check(git_index_read_tree(index.pointer, headTree.pointer), "resetting the index to \(head.short)")
+                filter = try stage(index, workdir: workdir, paths: nil)
+            }
+        } else {
+            try check(git_index_read_tree(index.pointer, headTree.pointer), "resetting the index to \(head.short)")
+            filter = try stage(index, workdir: workdir, paths: nil)
         }
-        try restore(gitlinks, to: index)
 
         var treeOID = git_oid()
         try check(git_index_write_tree(&treeOID, index.pointer), "writing the leftovers tree")
@@ -211,6 +222,61 @@ public enum Collector {
         try staging.moveBranch(branch, from: head, to: commit, message: "patina: commit the agent's leftovers")
         try check(git_index_write(index.pointer), "writing the worktree's index")
         return Leftovers(commit: commit, skipped: filter.skipped)
+    }
+
+    /// The paths to read in `scoped` mode, or nil to read everything: when the index does
+    /// not hold `base`'s tree (its tree cache says so at no cost) or a submodule changed.
+    private static func scopedPaths(
+        _ scope: WorktreeScope, staging: Repository, index: IndexHandle, headTree: TreeHandle
+    ) throws(GitError) -> [[UInt8]]? {
+        guard case .changed(let touched, let base) = scope else { return nil }
+        let baseTree = try staging.tree(of: staging.commit(base))
+        var indexTree = git_oid()
+        guard git_index_write_tree(&indexTree, index.pointer) == 0,
+              ObjectID(indexTree) == ObjectID(git_tree_id(baseTree.pointer)) else { return nil }
+        let committed = try staging.changedPaths(from: baseTree, to: headTree)
+        for path in committed {
+            for tree in [baseTree, headTree] {
+                var entry: OpaquePointer?
+                let found = LiteralPathspec.withCString(path) { git_tree_entry_bypath(&entry, tree.pointer, $0) } == 0
+                defer { git_tree_entry_free(entry) }
+                if found, git_tree_entry_filemode(entry) == GIT_FILEMODE_COMMIT { return nil }
+            }
+        }
+        let paths = touched.union(committed).sorted { $0.lexicographicallyPrecedes($1) }
+        // A name libgit2 would not read as itself: everything is read instead.
+        return LiteralPathspec(paths) == nil ? nil : paths
+    }
+
+    /// `git add -A`, at `paths` only when given (a directory stands for everything under
+    /// it). Submodule entries stay as the index has them: they are out of it while the
+    /// worktree is read (with one in it, libgit2 parses the worktree's .gitmodules as a
+    /// config file, includes followed, FIFOs blocked on). What must hold first (rule files,
+    /// unreadable directories) is checked where libgit2 will read.
+    private static func stage(_ index: IndexHandle, workdir: URL, paths: [[UInt8]]?) throws(GitError) -> LeftoverFilter {
+        let unreadable = try WorktreeCheck.verify(workdir, only: paths)
+        let gitlinks = try removeGitlinks(from: index)
+        let filter = LeftoverFilter(workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: unreadable)
+        let payload = Unmanaged.passUnretained(filter).toOpaque()
+        try withExtendedLifetime(filter) { () throws(GitError) in
+            // One walk: libgit2's add-all also removes what the worktree no longer has.
+            guard let paths else {
+                _ = try check(
+                    git_index_add_all(index.pointer, nil, GIT_INDEX_ADD_DEFAULT.rawValue, leftoverFilterCallback, payload),
+                    "adding the worktree's files")
+                return
+            }
+            guard !paths.isEmpty else { return }
+            guard let literal = LiteralPathspec(paths) else { throw .fileSystem("a changed path cannot be named to libgit2") }
+            try literal.withStrarray { (pathspec) throws(GitError) in
+                var pathspec = pathspec
+                _ = try check(
+                    git_index_add_all(index.pointer, &pathspec, GIT_INDEX_ADD_DISABLE_PATHSPEC_MATCH.rawValue, leftoverFilterCallback, payload),
+                    "adding the changed files")
+            }
+        }
+        try restore(gitlinks, to: index)
+        return filter
     }
 
     private static func removeGitlinks(from index: IndexHandle) throws(GitError) -> [(path: String, id: ObjectID)] {
@@ -261,6 +327,9 @@ private final class LeftoverFilter {
     let gitlinks: [String]
     let unreadable: [String]
     var skipped: [String] = []
+    /// A regular file with more than one name was met (a write through one name is
+    /// reported under that name only).
+    var sawHardLink = false
 
     init(workdir: String, gitlinks: [String], unreadable: [String]) {
         self.workdir = workdir.hasSuffix("/") ? workdir : workdir + "/"
@@ -298,6 +367,7 @@ private final class LeftoverFilter {
             record(path)
             return 1
         }
+        if found, (info.st_mode & S_IFMT) == S_IFREG, info.st_nlink > 1 { sawHardLink = true }
         if found, (info.st_mode & S_IFMT) == S_IFREG, access(full, R_OK) != 0 {
             record(path)
             return 1

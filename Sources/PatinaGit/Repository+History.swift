@@ -142,18 +142,120 @@ extension Repository {
         return commits
     }
 
+    /// The diff limited to the paths `changedPaths` finds: libgit2's own tree-to-tree diff
+    /// reads every entry of both trees, even under subtrees they share.
     private func treeDiff(from: ObjectID, to: ObjectID) throws(GitError) -> DiffHandle {
         let oldTree = try tree(of: commit(from))
         let newTree = try tree(of: commit(to))
         var options = git_diff_options()
         try check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "preparing the diff options")
-        let diff = try DiffHandle.make("diffing \(from.short)..\(to.short)", parent: handle) {
-            git_diff_tree_to_tree(&$0, pointer, oldTree.pointer, newTree.pointer, &options)
+        // An empty pathspec means "every path": equal trees get one path instead, which then
+        // matches nothing that differs (nothing does). A name libgit2 would not read as
+        // itself: no pathspec, the whole trees are read.
+        let changed = try changedPaths(from: oldTree, to: newTree)
+        let pathspec = LiteralPathspec(changed.isEmpty ? [[0xFF, 0xFF]] : changed) ?? LiteralPathspec.everything
+        if !pathspec.isEmpty { options.flags |= GIT_DIFF_DISABLE_PATHSPEC_MATCH.rawValue }
+        let diff = try pathspec.withStrarray { (paths) throws(GitError) -> DiffHandle in
+            options.pathspec = paths
+            return try DiffHandle.make("diffing \(from.short)..\(to.short)", parent: handle) {
+                git_diff_tree_to_tree(&$0, pointer, oldTree.pointer, newTree.pointer, &options)
+            }
         }
         var find = git_diff_find_options()
         try check(git_diff_find_options_init(&find, UInt32(GIT_DIFF_FIND_OPTIONS_VERSION)), "preparing rename detection")
         find.flags = GIT_DIFF_FIND_RENAMES.rawValue
         try check(git_diff_find_similar(diff.pointer, &find), "detecting renames")
         return diff
+    }
+
+    /// The paths whose entries differ between two trees, as bytes, never looking inside a
+    /// subtree both share (same id). Where one side has a subtree and the other does not,
+    /// the subtree's own path stands for everything under it.
+    func changedPaths(from old: TreeHandle, to new: TreeHandle) throws(GitError) -> [[UInt8]] {
+        var paths: [[UInt8]] = []
+        try compareTrees(old.pointer, new.pointer, prefix: [], into: &paths)
+        return paths
+    }
+
+    private func compareTrees(_ old: OpaquePointer, _ new: OpaquePointer, prefix: [UInt8], into paths: inout [[UInt8]]) throws(GitError) {
+        let oldCount = git_tree_entrycount(old), newCount = git_tree_entrycount(new)
+        var i = 0, j = 0
+        while i < oldCount || j < newCount {
+            let a = i < oldCount ? git_tree_entry_byindex(old, i) : nil
+            let b = j < newCount ? git_tree_entry_byindex(new, j) : nil
+            let order: Int32 = a == nil ? 1 : b == nil ? -1 : git_tree_entry_cmp(a, b)
+            if order < 0 {
+                paths.append(Self.entryPath(prefix, a!))
+                i += 1
+            } else if order > 0 {
+                paths.append(Self.entryPath(prefix, b!))
+                j += 1
+            } else {
+                i += 1
+                j += 1
+                let modeA = git_tree_entry_filemode(a), modeB = git_tree_entry_filemode(b)
+                guard git_oid_equal(git_tree_entry_id(a), git_tree_entry_id(b)) == 0 || modeA != modeB else { continue }
+                let path = Self.entryPath(prefix, a!)
+                guard modeA == GIT_FILEMODE_TREE, modeB == GIT_FILEMODE_TREE else {
+                    paths.append(path)
+                    continue
+                }
+                var oldSub: OpaquePointer?, newSub: OpaquePointer?
+                try check(git_tree_lookup(&oldSub, pointer, git_tree_entry_id(a)), "reading the tree \(String(decoding: path, as: UTF8.self))")
+                defer { git_tree_free(oldSub) }
+                try check(git_tree_lookup(&newSub, pointer, git_tree_entry_id(b)), "reading the tree \(String(decoding: path, as: UTF8.self))")
+                defer { git_tree_free(newSub) }
+                try compareTrees(oldSub!, newSub!, prefix: path + [UInt8(ascii: "/")], into: &paths)
+            }
+        }
+    }
+
+    private static func entryPath(_ prefix: [UInt8], _ entry: OpaquePointer) -> [UInt8] {
+        prefix + Array(UnsafeRawBufferPointer(start: git_tree_entry_name(entry), count: strlen(git_tree_entry_name(entry))))
+    }
+}
+
+/// Paths handed to libgit2 as a literal pathspec (`*_DISABLE_PATHSPEC_MATCH`), as
+/// NUL-terminated C strings in a `git_strarray` that lives as long as the call. libgit2
+/// still parses each as a pattern: it ends one at a newline, reads a leading "!" as a
+/// negation and "#" as a comment, a backslash as an escape, and trims trailing blanks; a
+/// path with any of those is refused (nil), and the caller reads everything instead.
+struct LiteralPathspec {
+    private var storage: [[CChar]]
+
+    /// No path: libgit2 takes an empty pathspec for "every path".
+    static let everything = LiteralPathspec(storage: [])
+
+    var isEmpty: Bool { storage.isEmpty }
+
+    private init(storage: [[CChar]]) { self.storage = storage }
+
+    init?(_ paths: [[UInt8]]) {
+        for path in paths {
+            guard let first = path.first, let last = path.last, first != UInt8(ascii: "!"), first != UInt8(ascii: "#"),
+                  last != UInt8(ascii: " "), last != UInt8(ascii: "\t"),
+                  !path.contains(where: { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\\") })
+            else { return nil }
+        }
+        storage = paths.map { $0.map { CChar(bitPattern: $0) } + [0] }
+    }
+
+    /// One path as a C string, for the length of `body`.
+    static func withCString<T>(_ path: [UInt8], _ body: (UnsafePointer<CChar>) -> T) -> T {
+        (path.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+
+    func withStrarray<T, E: Error>(_ body: (git_strarray) throws(E) -> T) throws(E) -> T {
+        let pointers = UnsafeMutableBufferPointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: max(storage.count, 1))
+        for (position, path) in storage.enumerated() {
+            let copy = UnsafeMutablePointer<CChar>.allocate(capacity: path.count)
+            copy.initialize(from: path, count: path.count)
+            pointers[position] = copy
+        }
+        defer {
+            for position in storage.indices { pointers[position]?.deallocate() }
+            pointers.deallocate()
+        }
+        return try body(git_strarray(strings: pointers.baseAddress, count: storage.count))
     }
 }

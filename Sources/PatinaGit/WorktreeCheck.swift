@@ -13,10 +13,60 @@ enum WorktreeCheck {
     /// (which libgit2 ignores), nor a symbolic link to a regular file inside the worktree.
     /// Returns the directories patina cannot list ("dir/"): libgit2 skips them silently, so
     /// their tracked files would look deleted.
-    static func verify(_ worktree: URL) throws(GitError) -> [String] {
+    ///
+    /// With `paths` (relative, as bytes; a directory stands for everything under it), only
+    /// where libgit2 will read when it is given those paths: the directories on the way to
+    /// each, and all of each directory among them.
+    static func verify(_ worktree: URL, only paths: [[UInt8]]? = nil) throws(GitError) -> [String] {
         let root = FileSystem.canonical(worktree.path)
+        let top = try UntrustedDirectory.open(worktree)
         var unreadable = [String]()
-        var pending: [(directory: UntrustedDirectory, path: String)] = [(try UntrustedDirectory.open(worktree), "")]
+        guard let paths else {
+            try walk(top, path: "", root: root, unreadable: &unreadable)
+            return unreadable.sorted()
+        }
+        var listed: [String: [(name: String, kind: UntrustedDirectory.Kind)]] = [:]
+        func entries(_ directory: UntrustedDirectory, _ path: String) throws(GitError) -> [(name: String, kind: UntrustedDirectory.Kind)] {
+            if let known = listed[path] { return known }
+            let found = try directory.entries()
+            // A nested repository: libgit2 does not look inside.
+            let nested = !path.isEmpty && found.contains { $0.name == ".git" }
+            for (name, kind) in found where !nested && ruleFiles.contains(name) {
+                try verifyRuleFile(path.isEmpty ? name : path + "/" + name, kind: kind, root: root)
+            }
+            listed[path] = found
+            return found
+        }
+        for path in paths {
+            var directory = top, relative = ""
+            let components = path.split(separator: UInt8(ascii: "/"))
+            for (position, component) in components.enumerated() {
+                let name = String(decoding: component, as: UTF8.self)
+                let here = try entries(directory, relative)
+                guard relative.isEmpty || !here.contains(where: { $0.name == ".git" }),
+                      Array(name.utf8) == Array(component),
+                      here.contains(where: { $0.name == name && $0.kind == .directory }) else { break }
+                let child = relative.isEmpty ? name : relative + "/" + name
+                guard directory.canEnter(name) else {
+                    unreadable.append(child + "/")
+                    break
+                }
+                guard let next = try directory.directory(name) else { break }
+                if position == components.count - 1 {
+                    try walk(next, path: child, root: root, unreadable: &unreadable)
+                } else {
+                    directory = next
+                    relative = child
+                }
+            }
+            _ = try entries(directory, relative)
+        }
+        return Array(Set(unreadable)).sorted()
+    }
+
+    /// Every directory under `start` (itself included), as libgit2 would read them.
+    private static func walk(_ start: UntrustedDirectory, path: String, root: String, unreadable: inout [String]) throws(GitError) {
+        var pending: [(directory: UntrustedDirectory, path: String)] = [(start, path)]
         while let (directory, path) = pending.popLast() {
             let entries = try directory.entries()
             // A nested repository: libgit2 does not look inside.
@@ -36,7 +86,6 @@ enum WorktreeCheck {
                 }
             }
         }
-        return unreadable.sorted()
     }
 
     private static func verifyRuleFile(_ relative: String, kind: UntrustedDirectory.Kind, root: String) throws(GitError) {

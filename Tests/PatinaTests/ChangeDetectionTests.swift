@@ -54,12 +54,16 @@ struct ChangeDetectionTests {
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    @Test(arguments: Change.allCases)
-    func foundExactlyAsGitFindsIt(_ change: Change) throws {
+    /// `watched`: a `WorktreeWatch` saw the changes, and collection reads only the paths it
+    /// names (and those the agent's commits changed); otherwise it reads every file.
+    @Test(arguments: Change.allCases, [false, true])
+    func foundExactlyAsGitFindsIt(_ change: Change, watched: Bool) throws {
         // Only root can act as the agent's uid (and read what it locked away).
         if change == .madeUnreadable && getuid() != 0 { return }
         let run = try handedOver()
         let wt = run.worktree
+        let watch: WorktreeWatch? = watched ? WorktreeWatch(worktree: wt) : nil
+        #expect((watch != nil) == watched)
         func path(_ p: String) -> String { wt.appendingPathComponent(p).path }
         var head = run.base
         switch change {
@@ -137,10 +141,16 @@ struct ChangeDetectionTests {
             try run.host.setBranch(run.branch, to: head, message: "test: the agent's commit")
         }
         let expected = try gitsTree(run, head: head)
-        let leftovers = try Collector.commitLeftovers(in: run.host, worktree: wt, branch: run.branch, head: head, message: "leftovers")
+        var scope = WorktreeScope.everything
+        if let watch {
+            guard case .paths(let paths) = watch.finish() else { Issue.record("\(change): the watch gave up"); return }
+            scope = .changed(paths, since: run.base)
+            #expect(paths.isEmpty == (change == .nothing || change == .committedWithoutTouchingTheFile), "\(change): \(paths.count) paths")
+        }
+        let leftovers = try Collector.commitLeftovers(in: run.host, worktree: wt, branch: run.branch, head: head, message: "leftovers", scope: scope)
         let tip = try #require(try run.host.branchTip(run.branch))
         let actual = try run.fixture.git("rev-parse", "\(tip.hex)^{tree}").trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(actual == expected, "\(change): patina's tree differs from git's")
+        #expect(actual == expected, "\(change): patina's tree differs from git's: \((try? run.fixture.git("diff-tree", "-r", expected, actual)) ?? "")")
         let unchanged: Set<Change> = [.nothing, .everyFileTouchedNoneChanged]
         #expect((leftovers.commit == nil) == unchanged.contains(change), "\(change)")
         #expect(leftovers.skipped.isEmpty)

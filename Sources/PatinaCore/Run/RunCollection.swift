@@ -74,7 +74,8 @@ struct RunCollection: Sendable {
     /// The agent's commits, then whatever it left uncommitted, onto the branch; the
     /// record gets the head, diffstat, commit count and sensitive changes. Returns the
     /// head and the problems met (each a clause of the run's reason).
-    func collectBranch(into record: inout RunRecord) -> (head: ObjectID, problems: [String], leftovers: Bool) {
+    /// `scope`: what the run's `WorktreeWatch` saw change (everything when there was none).
+    func collectBranch(into record: inout RunRecord, scope: WorktreeScope = .everything) -> (head: ObjectID, problems: [String], leftovers: Bool) {
         var problems: [String] = []
         var head = base
         var leftovers = false
@@ -82,7 +83,7 @@ struct RunCollection: Sendable {
         do {
             let collected = try Collector.collect(
                 into: repository, privateGitDirectory: layout.privateGit, worktree: worktree,
-                branch: branch, base: base, leftoversMessage: message)
+                branch: branch, base: base, leftoversMessage: message, scope: scope)
             head = collected.head
             if let failure = collected.importFailure {
                 problems.append("could not import the agent's commits: \(failure)")

@@ -34,6 +34,8 @@ public final class RunLifecycle: @unchecked Sendable {
     /// What the agent's containers mount at /workspace: the idmapped view of the worktree
     /// when patina runs as root (BranchStep), else the worktree itself.
     var agentWorktree: URL?
+    /// What changes in the worktree while the run's containers use it (BranchStep to collection).
+    var worktreeWatch: WorktreeWatch?
     /// The warm caches this run holds, from the render step until collection.
     var caches: CacheLease?
     /// The run's model endpoint outside the sandbox, from the sandbox step until the agent ends.

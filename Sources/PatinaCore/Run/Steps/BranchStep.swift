@@ -16,6 +16,7 @@ extension RunLifecycle {
             }
             progress.step("continuing run \(earlier) on \(plan.branch) at \(plan.baseCommit.short), worktree \(plan.worktree.path)")
             try giveWorktreeToAgent()
+            watchWorktree()
             return
         }
         // A branch of that name belongs to someone else (an id collision): never touch it.
@@ -28,6 +29,16 @@ extension RunLifecycle {
         try plan.repository.addWorktree(name: plan.worktreeName, path: plan.worktree, branch: plan.branch)
         progress.step("branch \(plan.branch) at \(plan.baseCommit.short), worktree \(plan.worktree.path)")
         try giveWorktreeToAgent()
+        watchWorktree()
+    }
+
+    /// From here until its containers are gone, what changes in the worktree is watched
+    /// from outside the sandbox, so collection reads that and nothing else (not for a
+    /// shell, whose uncommitted changes stay where they are).
+    func watchWorktree() {
+        guard plan.shell == nil else { return }
+        worktreeWatch = WorktreeWatch(worktree: plan.worktree)
+        if worktreeWatch == nil { steps.note("no watch on the worktree (inotify unavailable): collection reads all of it") }
     }
 
     /// As root, the worktree's files stay root's: the agent's containers mount an idmapped
@@ -58,6 +69,8 @@ extension RunLifecycle {
     /// Only for runs whose agent never started: the branch holds nothing. Only
     /// what this run created is removed.
     func cleanUpBranch() {
+        _ = worktreeWatch?.finish()
+        worktreeWatch = nil
         collection.releaseWorktreeView()
         guard branchCreated else { return }
         try? plan.repository.removeWorktree(name: plan.worktreeName, path: plan.worktree)

@@ -66,7 +66,7 @@ extension RunLifecycle {
         }
         // Read while the tree is still the agent's: its stat data then matches the index
         // refreshed at render, so only what the agent changed is read. Handed back after.
-        let (head, problems, leftovers) = collection.collectBranch(into: &record)
+        let (head, problems, leftovers) = collection.collectBranch(into: &record, scope: watchedScope())
         parts.lap("git")
         collection.reclaimOwnership()
         parts.lap("ownership")
@@ -91,6 +91,21 @@ extension RunLifecycle {
         }
         // The agent's home stays (its transcript, for review); the rest of the sandbox goes.
         return teardown(after: holderRemoval, removing: layout.scratch, removedFirst: removedFirst)
+    }
+
+    /// What the worktree's watch saw, once the containers are gone: the paths to read, or
+    /// everything (with the reason in the step log).
+    private func watchedScope() -> WorktreeScope {
+        guard let watch = worktreeWatch else { return .everything }
+        worktreeWatch = nil
+        switch watch.finish() {
+        case .paths(let paths):
+            steps.note("the worktree's watch saw \(paths.count) path\(paths.count == 1 ? "" : "s") change")
+            return .changed(paths, since: plan.baseCommit)
+        case .everything(let reason):
+            steps.note("collection reads the whole worktree: \(reason)")
+            return .everything
+        }
     }
 
     /// The run's last containers go: when the holder's removal succeeded and no container
