@@ -27,6 +27,31 @@ public enum WorktreeScope: Sendable, Equatable {
     case changed(Set<[UInt8]>, since: ObjectID)
 }
 
+/// A worktree's index, opened for collection on a handle of its own: the host's git
+/// directory opened bare, the worktree attached as its working directory (so the
+/// worktree's `.git` file, which the agent could rewrite, is never followed), change times
+/// trusted. The index is patina's, outside the sandbox: it can be opened while the agent's
+/// containers are still going (on a big repository, reading it is most of what is left).
+public final class WorktreeIndex: @unchecked Sendable {
+    let staging: Repository
+    let index: IndexHandle
+    let workdir: URL
+    let gitDirectory: URL
+
+    public init(host: Repository, worktree: URL) throws(GitError) {
+        gitDirectory = host.worktreeGitDirectory(name: try host.worktreeName(at: worktree))
+        workdir = worktree.standardizedFileURL
+        staging = try Repository.openGitDirectory(host.commonDirectory)
+        try staging.trustChangeTimes()
+        try check(git_repository_set_workdir(staging.pointer, workdir.path, 0), "attaching the worktree \(workdir.path)")
+        let indexPath = gitDirectory.appendingPathComponent("index").path
+        index = try IndexHandle.make("opening the worktree's index", parent: staging.handle) {
+            git_index_open(&$0, indexPath)
+        }
+        try check(patina_git_repository_set_index(staging.pointer, index.pointer), "attaching the worktree's index")
+    }
+}
+
 /// The run's branch after collection.
 public struct CollectedBranch: Sendable, Equatable {
     public var branch: String
@@ -58,7 +83,8 @@ public enum Collector {
         branch: String,
         base: ObjectID,
         leftoversMessage: String,
-        scope: WorktreeScope = .everything
+        scope: WorktreeScope = .everything,
+        prepared: WorktreeIndex? = nil
     ) throws(GitError) -> CollectedBranch {
         var agentHead: ObjectID?
         var importFailure: GitError?
@@ -77,7 +103,7 @@ public enum Collector {
             try host.setBranch(branch, to: tip, message: "patina: collect the agent's commits")
         }
         let leftovers = try commitLeftovers(
-            in: host, worktree: worktree, branch: branch, head: tip, message: leftoversMessage, scope: scope)
+            in: host, worktree: worktree, branch: branch, head: tip, message: leftoversMessage, scope: scope, prepared: prepared)
         return CollectedBranch(
             branch: branch, base: base, agentHead: agentHead, importFailure: importFailure,
             leftovers: leftovers, head: leftovers.commit ?? tip)
@@ -163,22 +189,14 @@ public enum Collector {
         head: ObjectID,
         message: String,
         scope: WorktreeScope = .everything,
+        prepared: WorktreeIndex? = nil,
         author: Identity = .agent,
         committer: Identity = .patina
     ) throws(GitError) -> Leftovers {
-        let name = try host.worktreeName(at: worktree)
-        let worktreeGitDirectory = host.worktreeGitDirectory(name: name)
-        let workdir = worktree.standardizedFileURL
-        restoreGitfile(in: workdir, pointingTo: worktreeGitDirectory)
-
-        let staging = try Repository.openGitDirectory(host.commonDirectory)
-        try staging.trustChangeTimes()
-        try check(git_repository_set_workdir(staging.pointer, workdir.path, 0), "attaching the worktree \(workdir.path)")
-        let indexPath = worktreeGitDirectory.appendingPathComponent("index").path
-        let index = try IndexHandle.make("opening the worktree's index", parent: staging.handle) {
-            git_index_open(&$0, indexPath)
-        }
-        try check(patina_git_repository_set_index(staging.pointer, index.pointer), "attaching the worktree's index")
+        let opened: WorktreeIndex
+        if let prepared { opened = prepared } else { opened = try WorktreeIndex(host: host, worktree: worktree) }
+        let (staging, index, workdir) = (opened.staging, opened.index, opened.workdir)
+        restoreGitfile(in: workdir, pointingTo: opened.gitDirectory)
         let headCommit = try staging.commit(head)
         let headTree = try staging.tree(of: headCommit)
 
@@ -187,19 +205,26 @@ public enum Collector {
         // agent touched and those its commits changed, nowhere else.
         var filter: LeftoverFilter
         if let paths = try scopedPaths(scope, staging: staging, index: index, headTree: headTree) {
-            filter = try stage(index, workdir: workdir, paths: paths)
+            filter = try stage(index, in: staging, workdir: workdir, paths: paths)
             if filter.sawHardLink {
                 // A file with two names: a write through one is reported under that one only.
                 try check(git_index_read_tree(index.pointer, headTree.pointer), "resetting the index to \(head.short)")
-                filter = try stage(index, workdir: workdir, paths: nil)
+                filter = try stage(index, in: staging, workdir: workdir, paths: nil)
             }
         } else {
             try check(git_index_read_tree(index.pointer, headTree.pointer), "resetting the index to \(head.short)")
-            filter = try stage(index, workdir: workdir, paths: nil)
+            filter = try stage(index, in: staging, workdir: workdir, paths: nil)
         }
 
+        // After a scoped stage, the tree is base's with those changes (libgit2 would read
+        // every tree of the result again to rebuild the index's tree cache).
         var treeOID = git_oid()
-        try check(git_index_write_tree(&treeOID, index.pointer), "writing the leftovers tree")
+        if case .changed(_, let base) = scope, let applied = filter.applied,
+           let updated = try? updatedTree(staging.tree(of: staging.commit(base)), with: applied, from: index, in: staging) {
+            treeOID = updated
+        } else {
+            try check(git_index_write_tree(&treeOID, index.pointer), "writing the leftovers tree")
+        }
         guard ObjectID(treeOID) != ObjectID(git_tree_id(headTree.pointer)) else {
             try check(git_index_write(index.pointer), "writing the worktree's index")
             return Leftovers(commit: nil, skipped: filter.skipped)
@@ -253,7 +278,9 @@ public enum Collector {
     /// worktree is read (with one in it, libgit2 parses the worktree's .gitmodules as a
     /// config file, includes followed, FIFOs blocked on). What must hold first (rule files,
     /// unreadable directories) is checked where libgit2 will read.
-    private static func stage(_ index: IndexHandle, workdir: URL, paths: [[UInt8]]?) throws(GitError) -> LeftoverFilter {
+    private static func stage(
+        _ index: IndexHandle, in repository: Repository, workdir: URL, paths: [[UInt8]]?
+    ) throws(GitError) -> LeftoverFilter {
         let unreadable = try WorktreeCheck.verify(workdir, only: paths)
         let gitlinks = try removeGitlinks(from: index)
         let filter = LeftoverFilter(workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: unreadable)
@@ -268,15 +295,70 @@ public enum Collector {
             }
             guard !paths.isEmpty else { return }
             guard let literal = LiteralPathspec(paths) else { throw .fileSystem("a changed path cannot be named to libgit2") }
-            try literal.withStrarray { (pathspec) throws(GitError) in
-                var pathspec = pathspec
-                _ = try check(
-                    git_index_add_all(index.pointer, &pathspec, GIT_INDEX_ADD_DISABLE_PATHSPEC_MATCH.rawValue, leftoverFilterCallback, payload),
-                    "adding the changed files")
-            }
+            try addChanged(index, in: repository, at: literal, filter: filter)
         }
         try restore(gitlinks, to: index)
         return filter
+    }
+
+    /// What `git_index_add_all` does for `paths`, with the worktree read at those paths only
+    /// (libgit2's own add-all reads the whole worktree and applies its pathspec afterwards):
+    /// the index-to-worktree diff limited to them, then each change added or removed.
+    private static func addChanged(
+        _ index: IndexHandle, in repository: Repository, at paths: LiteralPathspec, filter: LeftoverFilter
+    ) throws(GitError) {
+        filter.applied = []
+        var options = git_diff_options()
+        try check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "preparing the diff options")
+        options.flags = GIT_DIFF_INCLUDE_TYPECHANGE.rawValue | GIT_DIFF_INCLUDE_UNTRACKED.rawValue
+            | GIT_DIFF_RECURSE_UNTRACKED_DIRS.rawValue | GIT_DIFF_DISABLE_PATHSPEC_MATCH.rawValue
+        let diff = try paths.withStrarray { (strings) throws(GitError) -> DiffHandle in
+            options.pathspec = strings
+            return try DiffHandle.make("reading the changed files", parent: repository.handle) {
+                git_diff_index_to_workdir(&$0, repository.pointer, index.pointer, &options)
+            }
+        }
+        for position in 0..<git_diff_num_deltas(diff.pointer) {
+            guard let delta = git_diff_get_delta(diff.pointer, position)?.pointee, let path = delta.new_file.path,
+                  filter.decide(String(cString: path)) == 0 else { continue }
+            let exists = delta.new_file.flags & GIT_DIFF_FLAG_EXISTS.rawValue != 0
+            if exists {
+                try check(git_index_add_bypath(index.pointer, path), "adding \(String(cString: path))")
+            } else {
+                try check(git_index_remove_bypath(index.pointer, path), "removing \(String(cString: path)) from the index")
+            }
+            filter.applied?.append((Array(UnsafeBufferPointer(start: path, count: strlen(path) + 1)), exists))
+        }
+    }
+
+    /// `tree` with the index's entries at `changes` (or without them): the leftovers tree
+    /// when the index held `tree` everywhere else. Nil when libgit2 refuses (a file became
+    /// a directory, say): the caller then writes the whole index.
+    private static func updatedTree(
+        _ tree: TreeHandle, with changes: [(path: [CChar], added: Bool)], from index: IndexHandle, in repository: Repository
+    ) -> git_oid? {
+        var updates: [git_tree_update] = []
+        var copies: [UnsafeMutablePointer<CChar>] = []
+        defer { for copy in copies { copy.deallocate() } }
+        for change in changes {
+            var update = git_tree_update()
+            let path = UnsafeMutablePointer<CChar>.allocate(capacity: change.path.count)
+            path.initialize(from: change.path, count: change.path.count)
+            copies.append(path)
+            update.path = UnsafePointer(path)
+            if change.added {
+                guard let entry = git_index_get_bypath(index.pointer, path, 0) else { return nil }
+                update.action = GIT_TREE_UPDATE_UPSERT
+                update.id = entry.pointee.id
+                update.filemode = git_filemode_t(entry.pointee.mode)
+            } else {
+                update.action = GIT_TREE_UPDATE_REMOVE
+            }
+            updates.append(update)
+        }
+        var result = git_oid()
+        let code = git_tree_create_updated(&result, repository.pointer, tree.pointer, updates.count, updates)
+        return code == 0 ? result : nil
     }
 
     private static func removeGitlinks(from index: IndexHandle) throws(GitError) -> [(path: String, id: ObjectID)] {
@@ -327,6 +409,9 @@ private final class LeftoverFilter {
     let gitlinks: [String]
     let unreadable: [String]
     var skipped: [String] = []
+    /// What a scoped stage changed in the index (path with its NUL, added or removed);
+    /// nil after a full one.
+    var applied: [(path: [CChar], added: Bool)]?
     /// A regular file with more than one name was met (a write through one name is
     /// reported under that name only).
     var sawHardLink = false
@@ -384,3 +469,4 @@ private let leftoverFilterCallback: git_index_matched_path_cb = { path, _, paylo
     guard let path, let payload else { return 0 }
     return Unmanaged<LeftoverFilter>.fromOpaque(payload).takeUnretainedValue().decide(String(cString: path))
 }
+

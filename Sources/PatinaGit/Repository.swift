@@ -1,4 +1,5 @@
 import CGit2
+import CPatinaShim
 import Foundation
 
 /// A git repository opened with libgit2.
@@ -58,6 +59,16 @@ public final class Repository: @unchecked Sendable {
         return Repository(try RepositoryHandle.make("opening the git directory \(path)") {
             git_repository_open_bare(&$0, path)
         })
+    }
+
+    /// The same repository from its git directory alone (bare, with an empty index of its
+    /// own): history read there never loads a checkout's index (libgit2 loads the whole of
+    /// it to look for .gitattributes, for every diff it formats) nor its attribute files.
+    public func gitDirectoryOnly() throws(GitError) -> Repository {
+        let bare = try Self.openGitDirectory(commonDirectory)
+        let empty = try IndexHandle.make("creating an empty index", parent: bare.handle) { git_index_new(&$0) }
+        try check(patina_git_repository_set_index(bare.pointer, empty.pointer), "attaching an empty index")
+        return bare
     }
 
     // MARK: Paths

@@ -75,7 +75,10 @@ struct RunCollection: Sendable {
     /// record gets the head, diffstat, commit count and sensitive changes. Returns the
     /// head and the problems met (each a clause of the run's reason).
     /// `scope`: what the run's `WorktreeWatch` saw change (everything when there was none).
-    func collectBranch(into record: inout RunRecord, scope: WorktreeScope = .everything) -> (head: ObjectID, problems: [String], leftovers: Bool) {
+    /// `prepared`: the worktree's index, opened while the containers went.
+    func collectBranch(
+        into record: inout RunRecord, scope: WorktreeScope = .everything, prepared: WorktreeIndex? = nil
+    ) -> (head: ObjectID, problems: [String], leftovers: Bool) {
         var problems: [String] = []
         var head = base
         var leftovers = false
@@ -83,7 +86,7 @@ struct RunCollection: Sendable {
         do {
             let collected = try Collector.collect(
                 into: repository, privateGitDirectory: layout.privateGit, worktree: worktree,
-                branch: branch, base: base, leftoversMessage: message, scope: scope)
+                branch: branch, base: base, leftoversMessage: message, scope: scope, prepared: prepared)
             head = collected.head
             if let failure = collected.importFailure {
                 problems.append("could not import the agent's commits: \(failure)")
@@ -101,10 +104,14 @@ struct RunCollection: Sendable {
         }
         record.headCommit = head.hex
         do {
-            record.filesChanged = try repository.diffStat(from: base, to: head).map {
+            // The branch's diffstat from the git directory alone: the main checkout's
+            // attributes describe its own files, not the run's branch, and loading its index
+            // costs as much as the repository is big.
+            let history = try repository.gitDirectoryOnly()
+            record.filesChanged = try history.diffStat(from: base, to: head).map {
                 FileChangeRecord(path: $0.path, additions: $0.additions, deletions: $0.deletions, status: $0.status.rawValue)
             }
-            record.commits = try repository.commits(from: base, to: head).count
+            record.commits = try history.commits(from: base, to: head).count
             record.sensitiveChanges = RunDiff.markedPaths(record).map(\.path)
         } catch {
             problems.append("could not compute the diffstat: \(error)")

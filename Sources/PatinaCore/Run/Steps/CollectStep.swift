@@ -31,6 +31,9 @@ extension RunLifecycle {
         // while the tree is collected, or stays up for the check.
         let holder = protections.agentNetwork != nil ? protections.holderName : nil
         async let reports: Void = protections.captureReports()
+        // The worktree's index is patina's (never mounted): read while the containers go.
+        let repository = plan.repository, worktree = plan.worktree, wanted = agentStarted && plan.shell == nil
+        let preparing = Task { wanted ? try? WorktreeIndex(host: repository, worktree: worktree) : nil }
         let removedFirst = await control.started
         let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: holder, known: removedFirst)
         await reports
@@ -66,7 +69,8 @@ extension RunLifecycle {
         }
         // Read while the tree is still the agent's: its stat data then matches the index
         // refreshed at render, so only what the agent changed is read. Handed back after.
-        let (head, problems, leftovers) = collection.collectBranch(into: &record, scope: watchedScope())
+        let (head, problems, leftovers) = collection.collectBranch(
+            into: &record, scope: watchedScope(), prepared: await preparing.value)
         parts.lap("git")
         collection.reclaimOwnership()
         parts.lap("ownership")
