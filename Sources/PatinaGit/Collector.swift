@@ -469,4 +469,3 @@ private let leftoverFilterCallback: git_index_matched_path_cb = { path, _, paylo
     guard let path, let payload else { return 0 }
     return Unmanaged<LeftoverFilter>.fromOpaque(payload).takeUnretainedValue().decide(String(cString: path))
 }
-
