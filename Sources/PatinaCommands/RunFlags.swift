@@ -50,6 +50,11 @@ struct RunFlags: ParsableArguments {
         valueName: "usd"))
     var maxCost: String?
 
+    @Option(name: .customLong("sparse"), help: ArgumentHelp(
+        "Check out only DIR (and the files at the top of the repository) into the run's worktree: for a big repository whose task needs a part of it. The rest stays on the branch as it is. Repeatable.",
+        valueName: "dir"))
+    var sparse: [String] = []
+
     @Flag(help: "No progress output (warnings still show).")
     var quiet = false
 
@@ -75,6 +80,7 @@ struct RunFlags: ParsableArguments {
         options.noAutoPresets = noAutoPresets
         options.noHostCA = noHostCA
         options.maxCost = maxCost
+        options.sparse = sparse
         return options
     }
 }

@@ -208,11 +208,11 @@ public enum Collector {
             filter = try stage(index, in: staging, workdir: workdir, paths: paths)
             if filter.sawHardLink {
                 // A file with two names: a write through one is reported under that one only.
-                try check(git_index_read_tree(index.pointer, headTree.pointer), "resetting the index to \(head.short)")
+                try resetIndex(index, to: headTree, head)
                 filter = try stage(index, in: staging, workdir: workdir, paths: nil)
             }
         } else {
-            try check(git_index_read_tree(index.pointer, headTree.pointer), "resetting the index to \(head.short)")
+            try resetIndex(index, to: headTree, head)
             filter = try stage(index, in: staging, workdir: workdir, paths: nil)
         }
 
@@ -283,7 +283,7 @@ public enum Collector {
     ) throws(GitError) -> LeftoverFilter {
         let unreadable = try WorktreeCheck.verify(workdir, only: paths)
         let gitlinks = try removeGitlinks(from: index)
-        let filter = LeftoverFilter(workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: unreadable)
+        let filter = LeftoverFilter(workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: unreadable, index: index.pointer)
         let payload = Unmanaged.passUnretained(filter).toOpaque()
         try withExtendedLifetime(filter) { () throws(GitError) in
             // One walk: libgit2's add-all also removes what the worktree no longer has.
@@ -361,6 +361,24 @@ public enum Collector {
         return code == 0 ? result : nil
     }
 
+    /// The index reset to `tree` (stat data kept where the entry did not change), with the
+    /// skip-worktree marks of a sparse checkout kept too: libgit2's read-tree drops them,
+    /// and a file left out of the checkout would then look deleted.
+    private static func resetIndex(_ index: IndexHandle, to tree: TreeHandle, _ head: ObjectID) throws(GitError) {
+        var skipped: [[CChar]] = []
+        let mark = UInt16(GIT_INDEX_ENTRY_SKIP_WORKTREE.rawValue)
+        for position in 0..<git_index_entrycount(index.pointer) {
+            guard let entry = git_index_get_byindex(index.pointer, position), entry.pointee.flags_extended & mark != 0,
+                  let path = entry.pointee.path else { continue }
+            skipped.append(Array(UnsafeBufferPointer(start: path, count: strlen(path) + 1)))
+        }
+        try check(git_index_read_tree(index.pointer, tree.pointer), "resetting the index to \(head.short)")
+        for path in skipped {
+            guard let entry = git_index_get_bypath(index.pointer, path, 0) else { continue }
+            UnsafeMutablePointer(mutating: entry).pointee.flags_extended |= mark
+        }
+    }
+
     private static func removeGitlinks(from index: IndexHandle) throws(GitError) -> [(path: String, id: ObjectID)] {
         var gitlinks = [(path: String, id: ObjectID)]()
         for position in 0..<git_index_entrycount(index.pointer) {
@@ -416,7 +434,11 @@ private final class LeftoverFilter {
     /// reported under that name only).
     var sawHardLink = false
 
-    init(workdir: String, gitlinks: [String], unreadable: [String]) {
+    /// The index being staged (its skip-worktree entries are absent on purpose).
+    let index: OpaquePointer?
+
+    init(workdir: String, gitlinks: [String], unreadable: [String], index: OpaquePointer?) {
+        self.index = index
         self.workdir = workdir.hasSuffix("/") ? workdir : workdir + "/"
         self.gitlinks = gitlinks
         self.unreadable = unreadable
@@ -443,6 +465,11 @@ private final class LeftoverFilter {
         var info = stat()
         let full = workdir + path
         let found = lstat(full, &info) == 0
+        // Left out of a sparse checkout: absent on purpose, not deleted.
+        if !found, let index, let entry = git_index_get_bypath(index, path, 0),
+           entry.pointee.flags_extended & UInt16(GIT_INDEX_ENTRY_SKIP_WORKTREE.rawValue) != 0 {
+            return 1
+        }
         let isSymbolicLink = found && (info.st_mode & S_IFMT) == S_IFLNK
         // Names git refuses (libgit2 would abort the whole add on "GIT~1"); kept out so
         // the leftovers never hold what the import would refuse.

@@ -5,7 +5,9 @@ extension Repository {
     /// Checks out `branch` into a new linked worktree at `path` (which must not exist),
     /// registered as `<common>/worktrees/<name>`. libgit2 registers the worktree; patina writes the files and the
     /// index with their stat data itself (`WorktreeCheckout`).
-    public func addWorktree(name: String, path: URL, branch: String) throws(GitError) {
+    /// `sparse`: only these directories (and the top level's files) are written
+    /// (`WorktreeCheckout`).
+    public func addWorktree(name: String, path: URL, branch: String, sparse: [String] = []) throws(GitError) {
         try Self.validateWorktreeName(name)
         let target = path.standardizedFileURL
         if FileSystem.exists(target.path) { throw .worktreePathExists(target.path) }
@@ -29,7 +31,7 @@ extension Repository {
             }
         }
         guard let tip = git_reference_target(reference.pointer) else { throw .branchNotFound(branch) }
-        try WorktreeCheckout.write(host: self, name: name, worktree: target, commit: ObjectID(tip.pointee))
+        try WorktreeCheckout.write(host: self, name: name, worktree: target, commit: ObjectID(tip.pointee), sparse: sparse)
     }
 
     /// Deletes the worktree's directory and its metadata in `<common>/worktrees/<name>`.

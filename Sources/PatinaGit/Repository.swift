@@ -61,6 +61,15 @@ public final class Repository: @unchecked Sendable {
         })
     }
 
+    /// Whether `commit`'s tree has a directory at `path` ("src/api").
+    public func isDirectory(_ path: String, in commit: ObjectID) throws(GitError) -> Bool {
+        let root = try tree(of: self.commit(commit))
+        var entry: OpaquePointer?
+        guard git_tree_entry_bypath(&entry, root.pointer, path) == 0 else { return false }
+        defer { git_tree_entry_free(entry) }
+        return git_tree_entry_type(entry) == GIT_OBJECT_TREE
+    }
+
     /// The same repository from its git directory alone (bare, with an empty index of its
     /// own): history read there never loads a checkout's index (libgit2 loads the whole of
     /// it to look for .gitattributes, for every diff it formats) nor its attribute files.

@@ -26,7 +26,8 @@ public enum SandboxGitDirectory {
         branch: String,
         base: ObjectID,
         hostObjectsPathInContainer: String,
-        indexFrom: URL? = nil
+        indexFrom: URL? = nil,
+        sparse: [String] = []
     ) throws(GitError) {
         try host.validateBranchName(branch)
         guard AgentHead.isAcceptableBranchReference("refs/heads/\(branch)") else { throw .invalidName(branch) }
@@ -49,7 +50,10 @@ public enum SandboxGitDirectory {
 
         try FileSystem.write("ref: refs/heads/\(branch)\n", to: directory.appendingPathComponent("HEAD"))
         try FileSystem.write("\(base.hex)\n", to: refDirectory.appendingPathComponent(branchComponents.last ?? branch))
-        try FileSystem.write(config, to: directory.appendingPathComponent("config"))
+        try FileSystem.write(sparse.isEmpty ? config : config + sparseConfig, to: directory.appendingPathComponent("config"))
+        if !sparse.isEmpty {
+            try FileSystem.write(sparsePatterns(sparse), to: directory.appendingPathComponent("info/sparse-checkout"))
+        }
         try FileSystem.write("patina sandbox for \(branch)\n", to: directory.appendingPathComponent("description"))
         try FileSystem.write(
             "\(hostObjectsPathInContainer)\n",
@@ -98,6 +102,30 @@ public enum SandboxGitDirectory {
         \temail = \(Identity.agent.email)
 
         """
+
+    /// A sparse checkout (`--sparse`): the agent's git keeps to the same directories.
+    static let sparseConfig = """
+        [core]
+        \tsparseCheckout = true
+        \tsparseCheckoutCone = true
+
+        """
+
+    /// Cone-mode patterns: the top level's files, each directory whole, and the files
+    /// directly in each directory on the way to one.
+    static func sparsePatterns(_ directories: [String]) -> String {
+        var lines = ["/*", "!/*/"]
+        for directory in directories {
+            let steps = directory.split(separator: "/").map(String.init)
+            for depth in 1..<max(steps.count, 1) {
+                let parent = steps.prefix(depth).joined(separator: "/")
+                for line in ["/\(parent)/", "!/\(parent)/*/"] where !lines.contains(line) { lines.append(line) }
+            }
+            let line = "/\(directory)/"
+            if !lines.contains(line) { lines.append(line) }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
 
     private static func prepareEmptyDirectory(_ directory: URL) throws(GitError) {
         let path = directory.path

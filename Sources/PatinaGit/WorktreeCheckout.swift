@@ -34,10 +34,15 @@ enum WorktreeCheckout {
         var path: [CChar]
         var mode: UInt32
         var id: git_oid
+        /// Outside a sparse checkout's directories: not written, marked skip-worktree.
+        var skipped = false
     }
 
+    /// `sparse`: when not empty, only files at the top level and under these directories
+    /// are written; every other entry is marked skip-worktree (git then takes it as
+    /// unchanged, as in its own sparse checkouts).
     static func write(
-        host: Repository, name: String, worktree: URL, commit: ObjectID
+        host: Repository, name: String, worktree: URL, commit: ObjectID, sparse: [String] = []
     ) throws(GitError) {
         let root = worktree.standardizedFileURL.path
         let indexPath = host.worktreeGitDirectory(name: name).appendingPathComponent("index").path
@@ -49,7 +54,16 @@ enum WorktreeCheckout {
         let index = try IndexHandle.make("creating the worktree's index") { git_index_open(&$0, indexPath) }
         try check(git_index_read_tree(index.pointer, tree.pointer), "reading \(commit.short) into the worktree's index")
 
-        let entries = try readEntries(index)
+        var entries = try readEntries(index)
+        if !sparse.isEmpty {
+            let prefixes = sparse.map { Array($0.utf8CString.dropLast()) + [CChar(bitPattern: UInt8(ascii: "/"))] }
+            let slash = CChar(bitPattern: UInt8(ascii: "/"))
+            for position in entries.indices {
+                let path = entries[position].path.dropLast()
+                let topLevel = !path.contains(slash)
+                entries[position].skipped = !topLevel && !prefixes.contains { path.starts(with: $0) }
+            }
+        }
         let settings = try CheckoutSettings(staging, entries: entries)
         if settings.filters {
             // The filters look attributes up in the index: it must be on disk for the workers.
@@ -74,7 +88,12 @@ enum WorktreeCheckout {
         // writes every tree again (and collection imports them all).
         for position in entries.indices where entries[position].mode != GIT_FILEMODE_COMMIT.rawValue {
             guard let stored = git_index_get_byindex(index.pointer, position) else { continue }
-            Self.record(written[position], in: UnsafeMutablePointer(mutating: stored))
+            let entry = UnsafeMutablePointer(mutating: stored)
+            if entries[position].skipped {
+                entry.pointee.flags_extended |= UInt16(GIT_INDEX_ENTRY_SKIP_WORKTREE.rawValue)
+            } else {
+                Self.record(written[position], in: entry)
+            }
         }
         try check(git_index_write(index.pointer), "writing the worktree's index")
     }
@@ -161,7 +180,7 @@ enum WorktreeCheckout {
         let slash = CChar(bitPattern: UInt8(ascii: "/"))
         var made = Set<ArraySlice<CChar>>()
         let rootBytes = Array(root.utf8CString.dropLast()) + [slash]
-        for entry in entries {
+        for entry in entries where !entry.skipped {
             let relative = entry.path.dropLast()
             var ends = relative.indices.filter { relative[$0] == slash }
             if entry.mode == GIT_FILEMODE_COMMIT.rawValue { ends.append(relative.endIndex) }
@@ -190,7 +209,7 @@ enum WorktreeCheckout {
     private static func writeEntry(
         _ entry: Entry, root: String, repository: Repository, settings: CheckoutSettings
     ) throws(GitError) -> stat? {
-        guard entry.mode != GIT_FILEMODE_COMMIT.rawValue else { return nil }
+        guard entry.mode != GIT_FILEMODE_COMMIT.rawValue, !entry.skipped else { return nil }
         let full = Array(root.utf8CString.dropLast()) + [CChar(bitPattern: UInt8(ascii: "/"))] + entry.path
         var id = entry.id
         let blob = try Handle<BlobKind>.make("reading the blob of \(display(entry.path))", parent: repository.handle) {

@@ -134,6 +134,29 @@ struct YoloEndToEndTests {
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
     }
 
+    /// `--sparse src`: the agent's worktree holds src/ and the top level's files only; its
+    /// work lands on the branch, and everything left out stays there as it was.
+    @Test func aSparseRunChecksOutOnlyItsDirectories() throws {
+        var files = ["README.md": "# demo\n", "src/app.txt": "app\n"]
+        for i in 0..<300 { files["vendor/lib\(i % 5)/f\(i).txt"] = "vendored \(i)\n" }
+        let repo = try TemporaryRepository(files: files)
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [
+            .bash("echo \"SEEN:$(ls | tr '\\n' ' ')\"; echo more >> src/app.txt && echo new > src/new.txt && git add -A && git commit -qm work && echo \"STATUS:$(git status --porcelain | wc -l)\""),
+            .text("Done."),
+        ])
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("work in src", ["--sparse", "src"]))
+        #expect(run.status == "succeeded", "\(run.output.stderr)")
+        let results = model.requests().flatMap { ($0["tool_results"] as? [[String: Any]]) ?? [] }.compactMap { $0["content"] as? String }.joined()
+        #expect(results.contains("SEEN:README.md src "), "\(results)")
+        #expect(results.contains("STATUS:0"), "\(results)")
+        #expect(!FileManager.default.fileExists(atPath: run.worktree.appendingPathComponent("vendor").path))
+        let changed = Set(try repo.git("diff", "--name-status", main, run.branch).split(separator: "\n").map(String.init))
+        #expect(changed == ["M\tsrc/app.txt", "A\tsrc/new.txt"])
+        #expect((run.record["options"] as? [String: Any])?["sparse"] as? [String] == ["src"])
+        try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
+    }
+
     @Test func failingAgentIsCollected() throws {
         let repo = try TemporaryRepository()
         let main = try repo.git("rev-parse", "main")

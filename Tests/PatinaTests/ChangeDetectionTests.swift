@@ -155,4 +155,39 @@ struct ChangeDetectionTests {
         #expect((leftovers.commit == nil) == unchanged.contains(change), "\(change)")
         #expect(leftovers.skipped.isEmpty)
     }
+
+    /// A sparse checkout (`--sparse sub`): what it left out is absent on purpose. Whether
+    /// collection reads everything or only what the watch saw, the branch keeps those files
+    /// as they were and gets the agent's changes; the agent's git and the host's see a clean
+    /// worktree.
+    @Test(arguments: [false, true])
+    func aSparseCheckoutKeepsWhatItLeftOut(watched: Bool) throws {
+        let run = try GitRunFixture(sparse: ["sub"]) { fixture in
+            for i in 0..<50 { try fixture.write("file \(i)\n", to: "many/f\(i).txt") }
+            try fixture.write("a\n", to: "sub/dir/a.txt")
+            try fixture.git("add", "-A")
+            try fixture.git("commit", "-q", "-m", "many files")
+        }
+        let wt = run.worktree
+        #expect(!FileManager.default.fileExists(atPath: wt.appendingPathComponent("many").path))
+        #expect(FileManager.default.fileExists(atPath: wt.appendingPathComponent("sub/dir/a.txt").path))
+        #expect(FileManager.default.fileExists(atPath: wt.appendingPathComponent("README.md").path))
+        #expect(try run.agent("status", "--porcelain") == "")
+        let watch: WorktreeWatch? = watched ? WorktreeWatch(worktree: wt) : nil
+        try run.fixture.write("changed\n", to: "sub/dir/a.txt", in: wt)
+        try run.fixture.write("new\n", to: "sub/new.txt", in: wt)
+        try run.agent("add", "sub/new.txt")
+        try run.agent("commit", "-q", "-am", "work in the cone")
+        let head = try Collector.importAgentCommits(into: run.host, privateGitDirectory: run.sandboxGit, base: run.base)
+        try run.host.setBranch(run.branch, to: head, message: "test: the agent's commit")
+        try run.fixture.write("left\n", to: "sub/left.txt", in: wt)
+        var scope = WorktreeScope.everything
+        if let watch, case .paths(let paths) = watch.finish() { scope = .changed(paths, since: run.base) }
+        _ = try Collector.commitLeftovers(in: run.host, worktree: wt, branch: run.branch, head: head, message: "leftovers", scope: scope)
+        let tip = try #require(try run.host.branchTip(run.branch))
+        let changed = try run.fixture.git("diff", "--name-status", run.base.hex, tip.hex).split(separator: "\n").map(String.init)
+        #expect(changed == ["M\tsub/dir/a.txt", "A\tsub/left.txt", "A\tsub/new.txt"])
+        let status = try run.fixture.checked(["git", "-c", "safe.directory=*", "status", "--porcelain"], in: wt, environment: run.fixture.environment)
+        #expect(status == "")
+    }
 }

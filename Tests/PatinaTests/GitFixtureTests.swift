@@ -125,7 +125,8 @@ final class GitRunFixture {
     let sandboxGit: URL
 
     /// `prepare` shapes the repository before the run starts from its HEAD.
-    init(prepare: (GitFixture) throws -> Void = { _ in }) throws {
+    /// `sparse`: the run checks out only these directories (and the top level's files).
+    init(sparse: [String] = [], prepare: (GitFixture) throws -> Void = { _ in }) throws {
         fixture = try GitFixture()
         try fixture.write("*.log\n", to: ".gitignore")
         try fixture.git("add", ".gitignore")
@@ -136,13 +137,14 @@ final class GitRunFixture {
         worktree = fixture.url("runs/run-1/worktree")
         sandboxGit = fixture.url("runs/run-1/git")
         try host.createBranch(branch, at: base)
-        try host.addWorktree(name: worktreeName, path: worktree, branch: branch)
+        try host.addWorktree(name: worktreeName, path: worktree, branch: branch, sparse: sparse)
         // The container would see the host's objects at a mount point; here the test's git
         // plays the container and reads them where they are.
         try SandboxGitDirectory.create(
             at: sandboxGit, host: host, branch: branch, base: base,
             hostObjectsPathInContainer: host.objectsDirectory.path,
-            indexFrom: host.worktreeGitDirectory(name: worktreeName).appendingPathComponent("index"))
+            indexFrom: host.worktreeGitDirectory(name: worktreeName).appendingPathComponent("index"),
+            sparse: sparse)
     }
 
     /// git as the agent.

@@ -135,6 +135,12 @@ public enum Planner {
         }
         let baseRevision = options.base ?? "HEAD"
         let baseCommit = try repository.resolveCommit(baseRevision)
+        for text in options.sparse {
+            let directory = try YoloOptions.sparseDirectory(text)
+            guard try repository.isDirectory(directory, in: baseCommit) else {
+                throw PlanError("--sparse \(text): \(baseRevision) (\(baseCommit.short)) has no directory \(directory); give a directory it has")
+            }
+        }
 
         let overrides = root.appendingPathComponent(".patina")
         let config = try PatinaConfig.load(from: overrides)

@@ -26,6 +26,8 @@ public struct YoloOptions: Sendable, Codable, Equatable {
     public var noHostCA = false
     /// `--max-cost USD`: the run's budget, as typed.
     public var maxCost: String?
+    /// `--sparse DIR`: only these directories (and the top level's files) are checked out.
+    public var sparse: [String] = []
 
     public static let defaultCheckTimeout = "10m"
 
@@ -35,7 +37,7 @@ public struct YoloOptions: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case task, base, baseImage, agentBinary, model, maxTurns, timeout, allow, presets, noFirewall, quiet, json
-        case check, checkTimeout, devcontainer, noAutoPresets, noHostCA
+        case check, checkTimeout, devcontainer, noAutoPresets, noHostCA, sparse
     }
 
     /// Records written by earlier versions lack the newer keys: each one is optional.
@@ -58,6 +60,7 @@ public struct YoloOptions: Sendable, Codable, Equatable {
         devcontainer = try c.decodeIfPresent(String.self, forKey: .devcontainer)
         noAutoPresets = try c.decodeIfPresent(Bool.self, forKey: .noAutoPresets) ?? false
         noHostCA = try c.decodeIfPresent(Bool.self, forKey: .noHostCA) ?? false
+        sparse = try c.decodeIfPresent([String].self, forKey: .sparse) ?? []
     }
 
     /// The checks that need nothing but the flags themselves; run by the
@@ -73,6 +76,18 @@ public struct YoloOptions: Sendable, Codable, Equatable {
         }
         if let checkTimeout { _ = try DurationParser.seconds(checkTimeout) }
         if let maxCost { _ = try Budget.parse(maxCost, setting: "--max-cost") }
+        for directory in sparse { _ = try Self.sparseDirectory(directory) }
+    }
+
+    /// A `--sparse` directory as a path in the repository ("src/api"): relative, no "." or
+    /// ".." step, a trailing "/" allowed.
+    public static func sparseDirectory(_ text: String) throws -> String {
+        let steps = text.split(separator: "/", omittingEmptySubsequences: false)
+        let trimmed = text.hasSuffix("/") ? steps.dropLast() : steps[...]
+        guard !text.hasPrefix("/"), !trimmed.isEmpty, !trimmed.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+            throw PlanError("--sparse \(text): give a directory of the repository relative to its top, e.g. --sparse src/api")
+        }
+        return trimmed.joined(separator: "/")
     }
 }
 

@@ -26,8 +26,10 @@ extension RunLifecycle {
         try plan.repository.createBranch(plan.branch, at: plan.baseCommit)
         branchCreated = true
         try FileManager.default.createDirectory(at: plan.worktree.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try plan.repository.addWorktree(name: plan.worktreeName, path: plan.worktree, branch: plan.branch)
-        progress.step("branch \(plan.branch) at \(plan.baseCommit.short), worktree \(plan.worktree.path)")
+        let sparse = try plan.options.sparse.map(YoloOptions.sparseDirectory)
+        try plan.repository.addWorktree(name: plan.worktreeName, path: plan.worktree, branch: plan.branch, sparse: sparse)
+        progress.step("branch \(plan.branch) at \(plan.baseCommit.short), worktree \(plan.worktree.path)"
+            + (sparse.isEmpty ? "" : " (sparse: \(sparse.joined(separator: ", ")) and the top level's files)"))
         try giveWorktreeToAgent()
         watchWorktree()
     }

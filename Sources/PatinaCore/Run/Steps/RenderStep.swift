@@ -32,7 +32,8 @@ extension RunLifecycle {
         try SandboxGitDirectory.create(
             at: layout.privateGit, host: plan.repository, branch: plan.branch, base: plan.baseCommit,
             hostObjectsPathInContainer: RunLayout.containerHostObjects,
-            indexFrom: fm.fileExists(atPath: hostIndex.path) ? hostIndex : nil)
+            indexFrom: fm.fileExists(atPath: hostIndex.path) ? hostIndex : nil,
+            sparse: try plan.options.sparse.map(YoloOptions.sparseDirectory))
         try Data("gitdir: \(RunLayout.containerGit)\n".utf8).write(to: layout.gitFile)
         try snapshotHostObjects()
 
