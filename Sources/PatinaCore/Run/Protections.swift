@@ -45,8 +45,8 @@ final class Protections: @unchecked Sendable {
     /// compiled with libseccomp, the allow-list parsed, the firewall rendered once.
     func prepare() throws {
         let overrides = SeccompOverrides(extraDenied: plan.config.seccomp?.deny ?? [], relaxed: plan.config.seccomp?.relax ?? [])
-        let profile = try SeccompProfile.agentDefault(templates: plan.templates, overrides: overrides)
-        seccompReport = try profile.compile(capabilities: Set(plan.capAdd))
+        let (profile, report) = try SeccompProfile.agentDefaultCompiled(templates: plan.templates, overrides: overrides, capabilities: Set(plan.capAdd))
+        seccompReport = report
         seccompJSON = profile.dockerJSON()
         seccompRelaxed = profile.relaxations
         deniedSyscallNumbers = try SeccompProfile.nativeNumbers(
