@@ -30,13 +30,20 @@ extension RunLifecycle {
         // container, which mounts none of the agent's tree) is read meanwhile, then goes
         // while the tree is collected, or stays up for the check.
         let holder = protections.agentNetwork != nil ? protections.holderName : nil
-        async let reports: Void = protections.captureReports()
+        let keepNetwork = plan.check != nil && agentStarted
+        let engine = self.engine, protections = self.protections
+        // The holder goes as soon as its reports are read, while the agent's containers go.
+        let reports = Task { await protections.captureReports() }
+        let holderRemoval = holder.map { name in
+            Task {
+                await reports.value
+                return keepNetwork ? false : await engine.remove([name])
+            }
+        }
         let removedFirst = await control.started
         let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: holder, known: removedFirst)
-        await reports
-        let keepNetwork = plan.check != nil && agentStarted
-        let engine = self.engine
-        let holderRemoval = holder.flatMap { name in keepNetwork ? nil : Task { await engine.remove([name]) } }
+        // resolver.log is written (and later swept for credentials) before anything else runs.
+        await reports.value
         var parts = CollectTimings(start: start)
         parts.lap("containers")
         if !left.isEmpty {
