@@ -23,6 +23,10 @@ final class Protections: @unchecked Sendable {
     private var firewallPlan: FirewallPlan?
     private var applyOutput = ""
     private var holderRequests = 0
+    /// Set once the holder's folders, request FIFO and script exist (`prepareHolder`).
+    private var holderPrepared = false
+    /// Set once the network holder runs (started early, while planning, or by `startSandbox`).
+    private(set) var holderStarted = false
     /// patina's deny list as this architecture's numbers, relaxed calls left out: the
     /// probe calls each one.
     private(set) var deniedSyscallNumbers = ""
@@ -131,20 +135,12 @@ final class Protections: @unchecked Sendable {
         }
     }
 
-    /// The network holder, which applies the firewall before any other container joins
-    /// its namespace. The probes run later, in each sandbox container (`gate`/`admit`).
-    /// `modelProxy`: the run's model proxy URL, the agent's only model endpoint.
-    func startSandbox(images: SandboxImages, labels: [String: String], gateway: String, modelProxy: String?, progress: Progress) async throws {
-        agentEndpoints = try modelProxy.map { [try ClaudeEndpoints.modelProxy(url: $0)] } ?? []
-        guard plan.firewallEnabled else { return }
-        guard let netguard = images.netguard else { throw SandboxFailure("the firewall image is missing") }
-        let canary = try Canary(address: gateway)
-        self.canary = canary
-        let selfTest = try SelfTestTargets.canary(address: gateway, tcpPort: canary.tcpPort, udpPort: canary.udpPort, dnsPort: canary.udpPort)
-        let firewall = try makeFirewallPlan(gateway: gateway, selfTest: selfTest)
-        firewallPlan = firewall
-        try firewall.render(templates: plan.templates, mechanism: probeTemplates).write(to: layout.firewallDirectory)
-        try prepareNetguardState()
+    /// Starts the network holder, which owns the sandbox's network namespace: it needs
+    /// only the netguard image and its own script to start, so it starts while the run is
+    /// still planned; it then waits for the firewall's rules (`startSandbox`) and applies
+    /// them before any other container joins its namespace.
+    func startHolder(netguard: String, labels: [String: String]) async throws {
+        if !holderPrepared { try prepareHolder() }
 
         var holder = ContainerSpec(name: holderName, image: netguard)
         holder.labels = labels.merging(["patina.role": "network"]) { $1 }
@@ -159,7 +155,52 @@ final class Protections: @unchecked Sendable {
         holder.command = Netguard.holderCommand
         holder.initProcess = true
         try await engine.start(holder)
+        holderStarted = true
+    }
 
+    /// The holder's report folder with its request FIFO, and its script: what it needs to start.
+    func prepareHolder() throws {
+        try prepareNetguardState()
+        try FileManager.default.createDirectory(at: layout.firewallDirectory, withIntermediateDirectories: true)
+        let script = layout.firewallDirectory.appendingPathComponent("holder.sh")
+        try Data(try probeTemplates.render("firewall/holder.sh.mustache", [:]).utf8).write(to: script, options: .atomic)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+        holderPrepared = true
+    }
+
+    /// The firewall's rules for the network holder (started now unless it was early), which
+    /// applies them before any other container joins its namespace. The probes run later,
+    /// in each sandbox container (`gate`/`admit`).
+    /// `modelProxy`: the run's model proxy URL, the agent's only model endpoint.
+    /// `earlyHolder`: the holder's early start, if any, to wait for once the rules are handed over.
+    func startSandbox(
+        images: SandboxImages, labels: [String: String], gateway: String, modelProxy: String?, progress: Progress,
+        earlyHolder: () async -> Void = {}
+    ) async throws {
+        agentEndpoints = try modelProxy.map { [try ClaudeEndpoints.modelProxy(url: $0)] } ?? []
+        guard plan.firewallEnabled else { return }
+        guard let netguard = images.netguard else { throw SandboxFailure("the firewall image is missing") }
+        let canary = try Canary(address: gateway)
+        self.canary = canary
+        let selfTest = try SelfTestTargets.canary(address: gateway, tcpPort: canary.tcpPort, udpPort: canary.udpPort, dnsPort: canary.udpPort)
+        let firewall = try makeFirewallPlan(gateway: gateway, selfTest: selfTest)
+        firewallPlan = firewall
+        if !holderPrepared { try prepareHolder() }
+        try firewall.render(templates: plan.templates, mechanism: probeTemplates).write(to: layout.firewallDirectory)
+
+        // Held open until the holder answered: the line waits in the FIFO even when the
+        // holder has not opened it yet.
+        let fifo = layout.netguardState.appendingPathComponent(Netguard.requestsFIFO)
+        let request = open(fifo.path, O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+        guard request >= 0 else { throw SandboxFailure("could not open \(fifo.path): \(String(cString: strerror(errno)))") }
+        defer { close(request) }
+        let line = Array("apply 0\n".utf8)
+        guard line.withUnsafeBytes({ write(request, $0.baseAddress, $0.count) }) == line.count else {
+            throw SandboxFailure("could not hand the firewall to the network holder: \(String(cString: strerror(errno)))")
+        }
+        // The rules wait in the FIFO while the holder starts (usually it is still starting).
+        await earlyHolder()
+        if !holderStarted { try await startHolder(netguard: netguard, labels: labels) }
         let status = try await awaitHolder(file: "applied", what: "applying the firewall")
         applyOutput = (try? String(contentsOf: layout.netguardState.appendingPathComponent("apply.out"), encoding: .utf8)) ?? ""
         try? Data(FirewallReport(plan: firewall, applyOutput: applyOutput, selfTestOutput: "").text.utf8).write(to: layout.firewallReport)
