@@ -27,6 +27,10 @@ final class Protections: @unchecked Sendable {
     private var holderPrepared = false
     /// Set once the network holder runs (started early, while planning, or by `startSandbox`).
     private(set) var holderStarted = false
+    private var holderPreparedAt = Date.distantPast
+    /// How long an early holder waits for its rules (holder.sh gives up after 600 s); one
+    /// older than this (a long image build) is replaced rather than handed rules it may miss.
+    static let holderPatience: TimeInterval = 480
     /// patina's deny list as this architecture's numbers, relaxed calls left out: the
     /// probe calls each one.
     private(set) var deniedSyscallNumbers = ""
@@ -166,6 +170,7 @@ final class Protections: @unchecked Sendable {
         try Data(try probeTemplates.render("firewall/holder.sh.mustache", [:]).utf8).write(to: script, options: .atomic)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
         holderPrepared = true
+        holderPreparedAt = Date()
     }
 
     /// The firewall's rules for the network holder (started now unless it was early), which
@@ -185,6 +190,12 @@ final class Protections: @unchecked Sendable {
         let selfTest = try SelfTestTargets.canary(address: gateway, tcpPort: canary.tcpPort, udpPort: canary.udpPort, dnsPort: canary.udpPort)
         let firewall = try makeFirewallPlan(gateway: gateway, selfTest: selfTest)
         firewallPlan = firewall
+        if holderPrepared, Date().timeIntervalSince(holderPreparedAt) > Self.holderPatience {
+            await earlyHolder()
+            guard await engine.remove([holderName]) else { throw SandboxFailure("could not replace the network holder \(holderName)") }
+            holderStarted = false
+            holderPrepared = false
+        }
         if !holderPrepared { try prepareHolder() }
         try firewall.render(templates: plan.templates, mechanism: probeTemplates).write(to: layout.firewallDirectory)
 
