@@ -268,8 +268,9 @@ final class Protections: @unchecked Sendable {
         var failures: [String] = []
         if let canary {
             // The self-test has finished, so anything it sent has landed; the canary's
-            // poll thread records it at once. A short grace covers scheduling.
-            try? await Task.sleep(nanoseconds: 20_000_000)
+            // poll thread records it at once. A short grace covers scheduling, counted from
+            // the self-test's end (the probe reports it; the same kernel's clock).
+            try? await Task.sleep(nanoseconds: Self.canaryGrace(selfTestEnded: output.flatMap(Self.selfTestEnd)))
             let arrived = canary.received
             if !arrived.isEmpty { failures.append("FAIL canary blocked traffic reached the host: \(arrived.joined(separator: "; "))") }
         }
@@ -281,6 +282,21 @@ final class Protections: @unchecked Sendable {
             if let reason = report.failureReason, failures.isEmpty { failures.append("FAIL firewall \(reason)") }
         }
         return failures
+    }
+
+    /// How long to wait for late arrivals at the canary: 20 ms after the self-test ended
+    /// (all of it when its end is unknown or implausible).
+    static func canaryGrace(selfTestEnded: Date?, now: Date = Date()) -> UInt64 {
+        let grace = 0.020
+        guard let ended = selfTestEnded, ended <= now.addingTimeInterval(0.001) else { return UInt64(grace * 1e9) }
+        return UInt64(max(0, min(grace, grace - now.timeIntervalSince(ended))) * 1e9)
+    }
+
+    /// "INFO self-test ended at MICROSECONDS" from probe.sh.
+    static func selfTestEnd(_ output: String) -> Date? {
+        guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("INFO self-test ended at ") }),
+              let micros = Double(line.dropFirst("INFO self-test ended at ".count)), micros > 0 else { return nil }
+        return Date(timeIntervalSince1970: micros / 1e6)
     }
 
     /// The self-test's own blocked attempts are not the agent's: the holder forgets them.
