@@ -88,6 +88,19 @@ public struct RunStore: Sendable {
         }
     }
 
+    /// The runs recorded as `running`, newest first: what every command's recovery looks
+    /// at. A record without the word is not decoded (with hundreds of runs, decoding them
+    /// all cost every command tens of milliseconds).
+    public func running() -> [RunRecord] {
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: runsDirectory.path)) ?? []
+        let word = Data("\"running\"".utf8)
+        return ids.sorted(by: >).compactMap { id -> RunRecord? in
+            guard RunID.isValid(id), let data = FileManager.default.contents(atPath: recordURL(id).path),
+                  data.range(of: word) != nil else { return nil }
+            return (try? load(id)).flatMap { $0.status == .running ? $0 : nil }
+        }
+    }
+
     /// All runs of the repository, newest first. Unreadable records are skipped.
     public func list() -> [RunRecord] {
         let ids = (try? FileManager.default.contentsOfDirectory(atPath: runsDirectory.path)) ?? []

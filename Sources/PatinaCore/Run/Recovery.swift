@@ -18,7 +18,7 @@ public enum Recovery {
         repository: Repository, store: RunStore, engine: DockerEngine = DockerEngine(), now: Date = Date()
     ) async -> [Recovered] {
         await removeAbandonedSandboxes(store: store, engine: engine)
-        let abandoned = store.list().filter { $0.status == .running && !Review.inFlight($0) }
+        let abandoned = store.running().filter { !Review.inFlight($0) }
         guard !abandoned.isEmpty else { return [] }
         var results: [Recovered] = []
         for record in abandoned {
