@@ -274,6 +274,9 @@ public final class RunLifecycle: @unchecked Sendable {
             try plan.store.markPending(plan.id, pid: getpid())
             try protections.prepareHolder()
         } catch {
+            // Started the usual way at the sandbox step, which says why when it cannot.
+            try? FileManager.default.removeItem(at: layout.runDirectory)
+            plan.store.clearPending(plan.id)
             return nil
         }
         let protections = self.protections, labels = containerLabels
