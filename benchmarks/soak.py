@@ -8,7 +8,10 @@ the user's repository is unchanged except for patina's branches and tags.
     python3 benchmarks/soak.py [--runs 50] [--killed 20]
 
 Each agent commits a file, then (in the killed runs) sleeps in a command, so the
-kill can land in any step: planning, image, branch, render, sandbox, agent.
+kill can land in any step: planning, image, branch, render, sandbox, agent. Another
+E runs (--early-killed) are killed in their first 0.35 s, while the network holder
+starts alongside planning, before the run's record exists: run directories without a
+record and pending marks left over count as leftovers too.
 """
 
 import argparse
@@ -40,6 +43,7 @@ def main():
     add_common_args(parser)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--killed", type=int, default=20)
+    parser.add_argument("--early-killed", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     check_prerequisites(args)
@@ -66,8 +70,8 @@ def main():
     env = fake.env({"PATINA_HOME": str(ws.home), "PATINA_DATA_DIR": str(ROOT)})
     kill_after = []
     not_recovered = 0
-    for i in range(args.killed):
-        delay = random.uniform(0.05, 4.0)
+    for i in range(args.killed + args.early_killed):
+        delay = random.uniform(0.05, 4.0) if i < args.killed else random.uniform(0.0, 0.35)
         kill_after.append(round(delay, 2))
         proc = subprocess.Popen([args.patina, "yolo", "--agent-binary", args.agent_binary, "--base-image", args.base_image,
                                  "--quiet", f"killed run {i}"], cwd=ws.repo, env=env,
@@ -92,13 +96,17 @@ def main():
     key_label = "patina=1"
     containers = docker_names("container", key_label)
     networks = docker_names("network", key_label)
+    store_runs = [d for d in ws.home.glob("repos/*/runs/*") if d.is_dir()]
+    run_dirs_without_record = [d.name for d in store_runs if not (d / "run.json").exists()]
+    pending_left = [p.name for p in ws.home.glob("repos/*/pending/*")]
     after = repo_state(ws)
 
     results = {
         "runs_back_to_back": args.runs, "back_to_back_seconds": round(back_to_back, 1),
-        "back_to_back_failures": failures, "killed": args.killed, "kill_after_s": kill_after,
+        "back_to_back_failures": failures, "killed": args.killed, "early_killed": args.early_killed, "kill_after_s": kill_after,
         "statuses": statuses, "left_running": left_running, "orphan_branches": orphan_branches,
         "containers_left": containers, "networks_left": networks,
+        "run_dirs_without_record": run_dirs_without_record, "pending_left": pending_left,
         "repository_unchanged": before == after,
     }
     log(json.dumps(results, indent=2))

@@ -57,6 +57,27 @@ import Testing
         #expect(loaded.status == .timedOut)
         #expect(loaded.started == Date(timeIntervalSince1970: 1_795_000_000))
     }
+
+    @Test func runningRunsAndPendingMarks() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let store = RunStore(home: home, repositoryCommonDirectory: URL(fileURLWithPath: "/tmp/some/repo/.git"))
+        var running = Self.sample(id: "20261121-060000-live-efgh")
+        running.status = .running
+        var mentions = Self.sample(id: "20261121-070000-word-ijkl")
+        mentions.task = "say \"running\" in the reason"
+        try store.save(Self.sample(id: "20261121-040000-demo-abcd"))
+        try store.save(running)
+        try store.save(mentions)
+        #expect(store.running().map(\.id) == ["20261121-060000-live-efgh"])
+
+        #expect(store.pending().isEmpty)
+        try store.markPending("20261121-080000-early-mnop", pid: 4242)
+        #expect(store.pending().map(\.id) == ["20261121-080000-early-mnop"])
+        #expect(store.pending().first?.pid == 4242)
+        store.clearPending("20261121-080000-early-mnop")
+        #expect(store.pending().isEmpty)
+    }
 }
 
 @Suite struct CredentialsTests {

@@ -64,6 +64,43 @@ public struct RunStore: Sendable {
         }
     }
 
+    /// Runs whose sandbox started before their record exists (the network holder starts
+    /// while the run is planned): one file per run id holding the pid of its patina,
+    /// written before the holder starts, removed once the record exists or the holder is
+    /// gone. The next patina command removes what a dead patina left (Recovery).
+    public var pendingDirectory: URL { root.appendingPathComponent("pending") }
+
+    public func markPending(_ id: String, pid: Int32) throws {
+        try FileManager.default.createDirectory(at: pendingDirectory, withIntermediateDirectories: true)
+        try Data("\(pid)\n".utf8).write(to: pendingDirectory.appendingPathComponent(id), options: .atomic)
+    }
+
+    public func clearPending(_ id: String) {
+        try? FileManager.default.removeItem(at: pendingDirectory.appendingPathComponent(id))
+    }
+
+    /// Every pending run: its id and the pid of the patina that started it (nil when unreadable).
+    public func pending() -> [(id: String, pid: Int32?)] {
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: pendingDirectory.path)) ?? []
+        return ids.filter(RunID.isValid).sorted().map { id in
+            let text = (try? String(contentsOf: pendingDirectory.appendingPathComponent(id), encoding: .utf8)) ?? ""
+            return (id, Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+    }
+
+    /// The runs recorded as `running`, newest first: what every command's recovery looks
+    /// at. A record without the word is not decoded (with hundreds of runs, decoding them
+    /// all cost every command tens of milliseconds).
+    public func running() -> [RunRecord] {
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: runsDirectory.path)) ?? []
+        let word = Data("\"running\"".utf8)
+        return ids.sorted(by: >).compactMap { id -> RunRecord? in
+            guard RunID.isValid(id), let data = FileManager.default.contents(atPath: recordURL(id).path),
+                  data.range(of: word) != nil else { return nil }
+            return (try? load(id)).flatMap { $0.status == .running ? $0 : nil }
+        }
+    }
+
     /// All runs of the repository, newest first. Unreadable records are skipped.
     public func list() -> [RunRecord] {
         let ids = (try? FileManager.default.contentsOfDirectory(atPath: runsDirectory.path)) ?? []

@@ -38,7 +38,12 @@ public struct Review: Sendable {
     /// that runs it is alive.
     public static func inFlight(_ record: RunRecord) -> Bool {
         guard record.status == .running else { return false }
-        guard let pid = record.pid else { return true }
+        return patinaAlive(pid: record.pid)
+    }
+
+    /// Whether `pid` is a live patina process (nil: unknown, counted as alive).
+    static func patinaAlive(pid: Int32?) -> Bool {
+        guard let pid else { return true }
         guard kill(pid, 0) == 0 || errno == EPERM else { return false }
         // The pid may have been reused by another program.
         let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "patina"

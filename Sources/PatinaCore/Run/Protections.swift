@@ -23,6 +23,14 @@ final class Protections: @unchecked Sendable {
     private var firewallPlan: FirewallPlan?
     private var applyOutput = ""
     private var holderRequests = 0
+    /// Set once the holder's folders, request FIFO and script exist (`prepareHolder`).
+    private var holderPrepared = false
+    /// Set once the network holder runs (started early, while planning, or by `startSandbox`).
+    private(set) var holderStarted = false
+    private var holderPreparedAt = Date.distantPast
+    /// How long an early holder waits for its rules (holder.sh gives up after 600 s); one
+    /// older than this (a long image build) is replaced rather than handed rules it may miss.
+    static let holderPatience: TimeInterval = 480
     /// patina's deny list as this architecture's numbers, relaxed calls left out: the
     /// probe calls each one.
     private(set) var deniedSyscallNumbers = ""
@@ -45,8 +53,8 @@ final class Protections: @unchecked Sendable {
     /// compiled with libseccomp, the allow-list parsed, the firewall rendered once.
     func prepare() throws {
         let overrides = SeccompOverrides(extraDenied: plan.config.seccomp?.deny ?? [], relaxed: plan.config.seccomp?.relax ?? [])
-        let profile = try SeccompProfile.agentDefault(templates: plan.templates, overrides: overrides)
-        seccompReport = try profile.compile(capabilities: Set(plan.capAdd))
+        let (profile, report) = try SeccompProfile.agentDefaultCompiled(templates: plan.templates, overrides: overrides, capabilities: Set(plan.capAdd))
+        seccompReport = report
         seccompJSON = profile.dockerJSON()
         seccompRelaxed = profile.relaxations
         deniedSyscallNumbers = try SeccompProfile.nativeNumbers(
@@ -131,20 +139,12 @@ final class Protections: @unchecked Sendable {
         }
     }
 
-    /// The network holder, which applies the firewall before any other container joins
-    /// its namespace. The probes run later, in each sandbox container (`gate`/`admit`).
-    /// `modelProxy`: the run's model proxy URL, the agent's only model endpoint.
-    func startSandbox(images: SandboxImages, labels: [String: String], gateway: String, modelProxy: String?, progress: Progress) async throws {
-        agentEndpoints = try modelProxy.map { [try ClaudeEndpoints.modelProxy(url: $0)] } ?? []
-        guard plan.firewallEnabled else { return }
-        guard let netguard = images.netguard else { throw SandboxFailure("the firewall image is missing") }
-        let canary = try Canary(address: gateway)
-        self.canary = canary
-        let selfTest = try SelfTestTargets.canary(address: gateway, tcpPort: canary.tcpPort, udpPort: canary.udpPort, dnsPort: canary.udpPort)
-        let firewall = try makeFirewallPlan(gateway: gateway, selfTest: selfTest)
-        firewallPlan = firewall
-        try firewall.render(templates: plan.templates, mechanism: probeTemplates).write(to: layout.firewallDirectory)
-        try prepareNetguardState()
+    /// Starts the network holder, which owns the sandbox's network namespace: it needs
+    /// only the netguard image and its own script to start, so it starts while the run is
+    /// still planned; it then waits for the firewall's rules (`startSandbox`) and applies
+    /// them before any other container joins its namespace.
+    func startHolder(netguard: String, labels: [String: String]) async throws {
+        if !holderPrepared { try prepareHolder() }
 
         var holder = ContainerSpec(name: holderName, image: netguard)
         holder.labels = labels.merging(["patina.role": "network"]) { $1 }
@@ -159,7 +159,59 @@ final class Protections: @unchecked Sendable {
         holder.command = Netguard.holderCommand
         holder.initProcess = true
         try await engine.start(holder)
+        holderStarted = true
+    }
 
+    /// The holder's report folder with its request FIFO, and its script: what it needs to start.
+    func prepareHolder() throws {
+        try prepareNetguardState()
+        try FileManager.default.createDirectory(at: layout.firewallDirectory, withIntermediateDirectories: true)
+        let script = layout.firewallDirectory.appendingPathComponent("holder.sh")
+        try Data(try probeTemplates.render("firewall/holder.sh.mustache", [:]).utf8).write(to: script, options: .atomic)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+        holderPrepared = true
+        holderPreparedAt = Date()
+    }
+
+    /// The firewall's rules for the network holder (started now unless it was early), which
+    /// applies them before any other container joins its namespace. The probes run later,
+    /// in each sandbox container (`gate`/`admit`).
+    /// `modelProxy`: the run's model proxy URL, the agent's only model endpoint.
+    /// `earlyHolder`: the holder's early start, if any, to wait for once the rules are handed over.
+    func startSandbox(
+        images: SandboxImages, labels: [String: String], gateway: String, modelProxy: String?, progress: Progress,
+        earlyHolder: () async -> Void = {}
+    ) async throws {
+        agentEndpoints = try modelProxy.map { [try ClaudeEndpoints.modelProxy(url: $0)] } ?? []
+        guard plan.firewallEnabled else { return }
+        guard let netguard = images.netguard else { throw SandboxFailure("the firewall image is missing") }
+        let canary = try Canary(address: gateway)
+        self.canary = canary
+        let selfTest = try SelfTestTargets.canary(address: gateway, tcpPort: canary.tcpPort, udpPort: canary.udpPort, dnsPort: canary.udpPort)
+        let firewall = try makeFirewallPlan(gateway: gateway, selfTest: selfTest)
+        firewallPlan = firewall
+        if holderPrepared, Date().timeIntervalSince(holderPreparedAt) > Self.holderPatience {
+            await earlyHolder()
+            guard await engine.remove([holderName]) else { throw SandboxFailure("could not replace the network holder \(holderName)") }
+            holderStarted = false
+            holderPrepared = false
+        }
+        if !holderPrepared { try prepareHolder() }
+        try firewall.render(templates: plan.templates, mechanism: probeTemplates).write(to: layout.firewallDirectory)
+
+        // Held open until the holder answered: the line waits in the FIFO even when the
+        // holder has not opened it yet.
+        let fifo = layout.netguardState.appendingPathComponent(Netguard.requestsFIFO)
+        let request = open(fifo.path, O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+        guard request >= 0 else { throw SandboxFailure("could not open \(fifo.path): \(String(cString: strerror(errno)))") }
+        defer { close(request) }
+        let line = Array("apply 0\n".utf8)
+        guard line.withUnsafeBytes({ write(request, $0.baseAddress, $0.count) }) == line.count else {
+            throw SandboxFailure("could not hand the firewall to the network holder: \(String(cString: strerror(errno)))")
+        }
+        // The rules wait in the FIFO while the holder starts (usually it is still starting).
+        await earlyHolder()
+        if !holderStarted { try await startHolder(netguard: netguard, labels: labels) }
         let status = try await awaitHolder(file: "applied", what: "applying the firewall")
         applyOutput = (try? String(contentsOf: layout.netguardState.appendingPathComponent("apply.out"), encoding: .utf8)) ?? ""
         try? Data(FirewallReport(plan: firewall, applyOutput: applyOutput, selfTestOutput: "").text.utf8).write(to: layout.firewallReport)
@@ -216,8 +268,9 @@ final class Protections: @unchecked Sendable {
         var failures: [String] = []
         if let canary {
             // The self-test has finished, so anything it sent has landed; the canary's
-            // poll thread records it at once. A short grace covers scheduling.
-            try? await Task.sleep(nanoseconds: 20_000_000)
+            // poll thread records it at once. A short grace covers scheduling, counted from
+            // the self-test's end (the probe reports it; the same kernel's clock).
+            try? await Task.sleep(nanoseconds: Self.canaryGrace(selfTestEnded: output.flatMap(Self.selfTestEnd)))
             let arrived = canary.received
             if !arrived.isEmpty { failures.append("FAIL canary blocked traffic reached the host: \(arrived.joined(separator: "; "))") }
         }
@@ -229,6 +282,21 @@ final class Protections: @unchecked Sendable {
             if let reason = report.failureReason, failures.isEmpty { failures.append("FAIL firewall \(reason)") }
         }
         return failures
+    }
+
+    /// How long to wait for late arrivals at the canary: 20 ms after the self-test ended
+    /// (all of it when its end is unknown or implausible).
+    static func canaryGrace(selfTestEnded: Date?, now: Date = Date()) -> UInt64 {
+        let grace = 0.020
+        guard let ended = selfTestEnded, ended <= now.addingTimeInterval(0.001) else { return UInt64(grace * 1e9) }
+        return UInt64(max(0, min(grace, grace - now.timeIntervalSince(ended))) * 1e9)
+    }
+
+    /// "INFO self-test ended at MICROSECONDS" from probe.sh.
+    static func selfTestEnd(_ output: String) -> Date? {
+        guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("INFO self-test ended at ") }),
+              let micros = Double(line.dropFirst("INFO self-test ended at ".count)), micros > 0 else { return nil }
+        return Date(timeIntervalSince1970: micros / 1e6)
     }
 
     /// The self-test's own blocked attempts are not the agent's: the holder forgets them.

@@ -17,13 +17,30 @@ public enum Recovery {
     public static func collectAbandoned(
         repository: Repository, store: RunStore, engine: DockerEngine = DockerEngine(), now: Date = Date()
     ) async -> [Recovered] {
-        let abandoned = store.list().filter { $0.status == .running && !Review.inFlight($0) }
+        await removeAbandonedSandboxes(store: store, engine: engine)
+        let abandoned = store.running().filter { !Review.inFlight($0) }
         guard !abandoned.isEmpty else { return [] }
         var results: [Recovered] = []
         for record in abandoned {
             results.append(await collect(record, repository: repository, store: store, engine: engine, now: now))
         }
         return results
+    }
+
+    /// Sandboxes started for runs whose patina died before their record existed (the
+    /// network holder starts while the run is planned; `RunStore.pending`): their
+    /// containers are removed, and the run directory with them when it holds no record
+    /// (a run with a record is collected as such). One directory listing when there is
+    /// nothing to do.
+    static func removeAbandonedSandboxes(store: RunStore, engine: DockerEngine) async {
+        for (id, pid) in store.pending() where pid.map({ !Review.patinaAlive(pid: $0) }) ?? true {
+            let left = await RunCollection.removeContainers(engine: engine, runID: id, keeping: nil, daemonWait: 5)
+            guard left.isEmpty else { continue }
+            if !FileManager.default.fileExists(atPath: store.recordURL(id).path) {
+                try? FileManager.default.removeItem(at: store.runDirectory(id))
+            }
+            store.clearPending(id)
+        }
     }
 
     static func collect(_ found: RunRecord, repository: Repository, store: RunStore, engine: DockerEngine, now: Date) async -> Recovered {

@@ -98,6 +98,9 @@ public final class RunLifecycle: @unchecked Sendable {
     public func execute() async -> RunRecord {
         let started = Date()
         record.started = started
+        // The network holder's start is the longest part of the sandbox and needs only the
+        // netguard image: it starts now, while the run is planned, and waits for the rules.
+        let holder = startHolderEarly()
         let images: SandboxImages
         let gateway: String
         do {
@@ -106,6 +109,7 @@ public final class RunLifecycle: @unchecked Sendable {
             (images, gateway) = try await prepare()
             try await checkInterrupted()
         } catch {
+            await discardEarlyHolder(holder)
             return finishWithoutBranch(error, started: started)
         }
 
@@ -118,13 +122,23 @@ public final class RunLifecycle: @unchecked Sendable {
         do {
             progress.phase(.branch)
             try FileManager.default.createDirectory(at: layout.runDirectory, withIntermediateDirectories: true)
-            if plan.shell == nil { try plan.store.save(redactor(record)) }
-            sandbox = Task { try await self.steps.time("sandbox") { try await self.startSandbox(images: images, gateway: gateway) } }
+            if plan.shell == nil {
+                try plan.store.save(redactor(record))
+                // Recovery knows the run by its record from now on.
+                plan.store.clearPending(plan.id)
+            }
+            sandbox = Task {
+                try await self.steps.time("sandbox") {
+                    try await self.startSandbox(images: images, gateway: gateway) { await holder?.value }
+                }
+            }
             try await steps.time("branch") { try createBranch() }
         } catch {
+            if sandbox == nil { await discardEarlyHolder(holder) }
             await abandonSandbox(sandbox)
             cleanUpBranch()
             try? FileManager.default.removeItem(at: layout.runDirectory)
+            plan.store.clearPending(plan.id)
             return finishWithoutBranch(error, started: started)
         }
         steps.attach(layout.stepLog)
@@ -177,6 +191,7 @@ public final class RunLifecycle: @unchecked Sendable {
         }
         // The last containers' removal went on while the record was written.
         await teardown.value
+        plan.store.clearPending(plan.id)
         progress.phase(.done)
         progress.emit(.finished(record))
         return record
@@ -248,9 +263,51 @@ public final class RunLifecycle: @unchecked Sendable {
 
     /// The record of a run that created nothing (or removed what it created).
     /// The model proxy, the canary and the network holder, which applies the firewall.
-    private func startSandbox(images: SandboxImages, gateway: String) async throws {
+    private func startSandbox(images: SandboxImages, gateway: String, earlyHolder: () async -> Void) async throws {
         let proxy = try startModelProxy(gateway: gateway)
-        try await protections.startSandbox(images: images, labels: containerLabels, gateway: gateway, modelProxy: proxy, progress: progress)
+        try await protections.startSandbox(
+            images: images, labels: containerLabels, gateway: gateway, modelProxy: proxy, progress: progress, earlyHolder: earlyHolder)
+    }
+
+    /// Starts the network holder in the background when its image is already there (a
+    /// missing one is built at the image step, and the holder started by the sandbox
+    /// step). Before it starts, the run is marked pending in the store: a patina killed
+    /// before the run's record exists leaves a holder that the next command removes.
+    private func startHolderEarly() -> Task<Void, Never>? {
+        guard plan.firewallEnabled, let recipe = try? netguardRecipe() else { return nil }
+        do {
+            try plan.store.markPending(plan.id, pid: getpid())
+            try protections.prepareHolder()
+        } catch {
+            // Started the usual way at the sandbox step, which says why when it cannot.
+            try? FileManager.default.removeItem(at: layout.runDirectory)
+            plan.store.clearPending(plan.id)
+            return nil
+        }
+        let protections = self.protections, labels = containerLabels
+        let engine = self.engine, cache = imageCache
+        return Task {
+            do {
+                let tag = try await cache.tag(for: recipe, rememberHashes: false)
+                // The Engine API never pulls a missing image; the CLI would try.
+                if engine.api == nil, await !engine.imageExists(tag) { return }
+                try await protections.startHolder(netguard: tag, labels: labels)
+            } catch {
+                // The sandbox step starts it again and says why when it cannot.
+                _ = await engine.remove([protections.holderName])
+            }
+        }
+    }
+
+    /// The holder started early for a run that stops before its sandbox step: waited for,
+    /// removed, and the run's directory with it (nothing else of the run exists yet).
+    private func discardEarlyHolder(_ holder: Task<Void, Never>?) async {
+        guard let holder else { return }
+        await holder.value
+        let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil, known: [protections.holderName])
+        try? FileManager.default.removeItem(at: layout.runDirectory)
+        // A holder docker could not remove stays known to the next command (Recovery).
+        if left.isEmpty { plan.store.clearPending(plan.id) }
     }
 
     /// A sandbox started for a run that stops before its branch exists: waited for, then

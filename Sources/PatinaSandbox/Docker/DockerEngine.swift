@@ -40,12 +40,17 @@ public struct ImageBuildFailure: Error, CustomStringConvertible, Sendable {
     public var description: String { "building \(tag) failed (exit \(exitCode)): \(tail)" }
 }
 
-/// The docker CLI, driven through swift-subprocess.
+/// The docker CLI, driven through swift-subprocess, and the Engine API on the daemon's
+/// socket for the calls that need no terminal (see `DockerAPI`), when the CLI would talk to
+/// that socket too.
 public struct DockerEngine: Sendable {
     public var executable: String
+    /// Nil when the CLI is told to use something else (PATINA_DOCKER, a TCP DOCKER_HOST, a context).
+    public var api: DockerAPI?
 
-    public init(executable: String = ProcessInfo.processInfo.environment["PATINA_DOCKER"] ?? "docker") {
-        self.executable = executable
+    public init(executable: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.executable = executable ?? environment["PATINA_DOCKER"] ?? "docker"
+        self.api = executable == nil ? DockerAPI.daemonSocket(environment: environment).map(DockerAPI.init(socketPath:)) : nil
     }
 
     /// Runs `docker ARGS`, throwing `CommandFailure` on a non-zero exit.
@@ -60,6 +65,18 @@ public struct DockerEngine: Sendable {
 
     /// Fails with one clear line when docker is missing or its daemon is down.
     public func ensureAvailable() async throws {
+        if let api {
+            // The agent's run needs the CLI; the daemon answers on the socket.
+            guard Command.which(executable, environment: ProcessInfo.processInfo.environment) != nil else {
+                throw DockerError.missing(executable)
+            }
+            do {
+                try await api.ping()
+            } catch {
+                throw DockerError.daemonDown("\(error)")
+            }
+            return
+        }
         let result: CommandResult
         do {
             result = try await Command.run([executable, "version", "--format", "{{.Server.Version}}"])
@@ -74,7 +91,8 @@ public struct DockerEngine: Sendable {
     }
 
     public func imageExists(_ reference: String) async -> Bool {
-        (try? await Command.run([executable, "image", "inspect", "--format", "{{.Id}}", reference]).succeeded) ?? false
+        if let api, let exists = await api.imageExists(reference) { return exists }
+        return (try? await Command.run([executable, "image", "inspect", "--format", "{{.Id}}", reference]).succeeded) ?? false
     }
 
     /// `docker build`; a failure throws `ImageBuildFailure` with the end of the build's output.
@@ -107,6 +125,7 @@ public struct DockerEngine: Sendable {
     /// Starts a detached container and returns its id.
     @discardableResult
     public func start(_ spec: ContainerSpec) async throws -> String {
+        if let api, (try? spec.createBody()) != nil { return try await api.run(spec) }
         var spec = spec
         spec.detached = true
         return try await check(spec.runArguments).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -117,23 +136,35 @@ public struct DockerEngine: Sendable {
     @discardableResult
     public func remove(_ names: [String]) async -> Bool {
         guard !names.isEmpty else { return true }
+        if let api {
+            return await withTaskGroup(of: Bool.self) { group in
+                for name in names { group.addTask { await api.remove(name) } }
+                return await group.reduce(true) { $0 && $1 }
+            }
+        }
         return (try? await Command.run([executable, "rm", "--force", "--volumes"] + names))?.succeeded ?? false
     }
 
     /// Sends SIGKILL; true when a running container was killed.
     @discardableResult
     public func kill(_ name: String) async -> Bool {
-        (try? await Command.run([executable, "kill", name]))?.succeeded ?? false
+        if let api { return (try? await api.request("POST", "/containers/\(name)/kill"))?.status == 204 }
+        return (try? await Command.run([executable, "kill", name]))?.succeeded ?? false
     }
 
     /// Names of containers carrying `label` (e.g. `patina.run=<id>`), running or not.
     public func containers(label: String) async throws -> [String] {
-        try await check(["ps", "--all", "--filter", "label=\(label)", "--format", "{{.Names}}"])
+        if let api { return try await api.containers(label: label) }
+        return try await check(["ps", "--all", "--filter", "label=\(label)", "--format", "{{.Names}}"])
             .standardOutput.split(separator: "\n").map(String.init)
     }
 
     /// `docker inspect` fields for a stopped container: exit code and OOM kill.
     public func exitState(_ name: String) async -> (exitCode: Int, oomKilled: Bool)? {
+        if let api {
+            guard let state = await api.inspect(name)?["State"] as? [String: Any], let code = state["ExitCode"] as? Int else { return nil }
+            return (code, state["OOMKilled"] as? Bool ?? false)
+        }
         guard let r = try? await run(["inspect", "--format", "{{.State.ExitCode}} {{.State.OOMKilled}}", name]),
               r.succeeded else { return nil }
         let parts = r.standardOutput.split(separator: " ")
@@ -143,13 +174,27 @@ public struct DockerEngine: Sendable {
 
     /// True while the container is running.
     public func isRunning(_ name: String) async -> Bool {
-        (try? await run(["inspect", "--format", "{{.State.Running}}", name]))?.standardOutput.hasPrefix("true") ?? false
+        if let api { return (await api.inspect(name)?["State"] as? [String: Any])?["Running"] as? Bool ?? false }
+        return (try? await run(["inspect", "--format", "{{.State.Running}}", name]))?.standardOutput.hasPrefix("true") ?? false
     }
 
     /// The default bridge's gateway address, e.g. 172.17.0.1. Older engines
     /// leave the gateway out of the IPAM config: then it is the address of the
     /// bridge interface on this machine.
     public func bridgeGateway() async throws -> String {
+        if let api {
+            let response = try await api.request("GET", "/networks/bridge", timeout: 30)
+            guard response.status == 200, let network = response.json as? [String: Any] else {
+                throw DockerError.daemonDown("the default bridge network: \(response.message)")
+            }
+            let configs = (network["IPAM"] as? [String: Any])?["Config"] as? [[String: Any]] ?? []
+            if let gateway = configs.compactMap({ $0["Gateway"] as? String }).first(where: { !$0.contains(":") && !$0.isEmpty }) {
+                return gateway
+            }
+            let interface = ((network["Options"] as? [String: String])?["com.docker.network.bridge.name"]).flatMap { $0.isEmpty ? nil : $0 } ?? "docker0"
+            if let address = HostNetwork.ipv4Address(of: interface) { return address }
+            throw DockerError.daemonDown("cannot tell the default bridge's gateway address")
+        }
         let format = "{{range .IPAM.Config}}{{.Gateway}} {{end}}|{{index .Options \"com.docker.network.bridge.name\"}}"
         let out = try await check(["network", "inspect", "bridge", "--format", format]).standardOutput
         let parts = out.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|", omittingEmptySubsequences: false)

@@ -54,18 +54,45 @@ extension SeccompProfile {
         var leaks: [String] = []
         for set in try architectureSets() {
             let (filter, _) = try build(set, capabilities: capabilities)
+            leaks += try Self.leaks(in: try filter.exportBPF(), set: set, of: denied)
+        }
+        return leaks
+    }
+
+    /// `compile(capabilities:)` and `leaks(of:)` (with no capabilities) from one
+    /// compilation per architecture set when `capabilities` is empty (the agent's case):
+    /// what a run needs, compiled once instead of twice.
+    public func compileCheckingLeaks(of denied: [String], capabilities: Set<String> = []) throws -> (report: SeccompCompileReport, leaks: [String]) {
+        try validateNames()
+        var reports: [SeccompCompileReport.ArchitectureSet] = []
+        var leaks: [String] = []
+        for set in try architectureSets() {
+            let (filter, built) = try build(set, capabilities: [])
             let program = try filter.exportBPF()
-            for arch in set {
-                // x32 calls reach the filter as x86_64 calls with the x32 bit in their number.
-                let auditArch = arch.description == "x32" ? try SeccompArchitecture("x86_64").token : arch.token
-                for name in denied {
-                    guard let nr = arch.number(of: name), nr >= 0 else { continue }
-                    for args in [[UInt64](repeating: 0, count: 6), [UInt64](repeating: .max, count: 6)] {
-                        let action = try SeccompEvaluator.evaluate(program, .init(nr: UInt32(nr), arch: auditArch, args: args))
-                        if !action.denies {
-                            leaks.append("\(name) (\(arch))")
-                            break
-                        }
+            leaks += try Self.leaks(in: program, set: set, of: denied)
+            let (bpf, report) = capabilities.isEmpty ? (program, built) : try {
+                let (filter, report) = try build(set, capabilities: capabilities)
+                return (try filter.exportBPF(), report)
+            }()
+            reports.append(SeccompCompileReport.ArchitectureSet(
+                architectures: set.map(\.description), instructions: bpf.count / 8, rules: report.rules, skipped: report.skipped))
+        }
+        return (SeccompCompileReport(sets: reports), leaks)
+    }
+
+    /// The names of `denied` that `program`, compiled for `set`, lets through.
+    private static func leaks(in program: [UInt8], set: [SeccompArchitecture], of denied: [String]) throws -> [String] {
+        var leaks: [String] = []
+        for arch in set {
+            // x32 calls reach the filter as x86_64 calls with the x32 bit in their number.
+            let auditArch = arch.description == "x32" ? try SeccompArchitecture("x86_64").token : arch.token
+            for name in denied {
+                guard let nr = arch.number(of: name), nr >= 0 else { continue }
+                for args in [[UInt64](repeating: 0, count: 6), [UInt64](repeating: .max, count: 6)] {
+                    let action = try SeccompEvaluator.evaluate(program, .init(nr: UInt32(nr), arch: auditArch, args: args))
+                    if !action.denies {
+                        leaks.append("\(name) (\(arch))")
+                        break
                     }
                 }
             }

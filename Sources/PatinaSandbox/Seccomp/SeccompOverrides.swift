@@ -28,6 +28,14 @@ extension SeccompProfile {
     /// against patina's deny list, then changed by the repository's overrides.
     /// Every name (profile, deny list, overrides) must resolve on some target architecture.
     public static func agentDefault(templates: TemplateSet, overrides: SeccompOverrides = .none) throws -> SeccompProfile {
+        try agentDefaultCompiled(templates: templates, overrides: overrides, capabilities: nil).profile
+    }
+
+    /// `agentDefault`, and when `capabilities` is given, the profile compiled for a container
+    /// with them (its report): the compiled-filter check and the report from one compilation.
+    public static func agentDefaultCompiled(
+        templates: TemplateSet, overrides: SeccompOverrides = .none, capabilities: Set<String>?
+    ) throws -> (profile: SeccompProfile, report: SeccompCompileReport?) {
         let allowedURL = try templates.url(for: allowedListPath)
         let allowed = try SyscallList.parse(try templates.read(allowedListPath), source: allowedURL.path)
         let denied = try deniedSyscalls(templates: templates)
@@ -45,9 +53,15 @@ extension SeccompProfile {
         try profile.apply(overrides, denied: Set(denied))
         // The rules are not the whole story (a default action, a broad rule elsewhere):
         // what libseccomp compiles must deny every name on the list that is not relaxed.
-        let leaks = try profile.leaks(of: denied.filter { !overrides.relaxed.contains($0) })
+        let stillDenied = denied.filter { !overrides.relaxed.contains($0) }
+        guard let capabilities else {
+            let leaks = try profile.leaks(of: stillDenied)
+            if !leaks.isEmpty { throw SeccompError.compiledFilterAllows(leaks) }
+            return (profile, nil)
+        }
+        let (report, leaks) = try profile.compileCheckingLeaks(of: stillDenied, capabilities: capabilities)
         if !leaks.isEmpty { throw SeccompError.compiledFilterAllows(leaks) }
-        return profile
+        return (profile, report)
     }
 
     func validateOverrideNames(_ overrides: SeccompOverrides) throws {

@@ -30,16 +30,23 @@ extension RunLifecycle {
         // container, which mounts none of the agent's tree) is read meanwhile, then goes
         // while the tree is collected, or stays up for the check.
         let holder = protections.agentNetwork != nil ? protections.holderName : nil
-        async let reports: Void = protections.captureReports()
+        let keepNetwork = plan.check != nil && agentStarted
+        let engine = self.engine, protections = self.protections
+        // The holder goes as soon as its reports are read, while the agent's containers go.
+        let reports = Task { await protections.captureReports() }
+        let holderRemoval = holder.map { name in
+            Task {
+                await reports.value
+                return keepNetwork ? false : await engine.remove([name])
+            }
+        }
         // The worktree's index is patina's (never mounted): read while the containers go.
         let repository = plan.repository, worktree = plan.worktree, wanted = agentStarted && plan.shell == nil
         let preparing = Task { wanted ? try? WorktreeIndex(host: repository, worktree: worktree) : nil }
         let removedFirst = await control.started
         let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: holder, known: removedFirst)
-        await reports
-        let keepNetwork = plan.check != nil && agentStarted
-        let engine = self.engine
-        let holderRemoval = holder.flatMap { name in keepNetwork ? nil : Task { await engine.remove([name]) } }
+        // resolver.log is written (and later swept for credentials) before anything else runs.
+        await reports.value
         var parts = CollectTimings(start: start)
         parts.lap("containers")
         if !left.isEmpty {

@@ -40,13 +40,17 @@ extension RunLifecycle {
             }
         }
         // The two images are independent: looked up (or built) at the same time.
-        let netguardRecipe = plan.firewallEnabled
-            ? ImageRecipe(repository: "patina-netguard", dockerfile: try protections.netguardDockerfile()) : nil
+        let netguardRecipe = plan.firewallEnabled ? try self.netguardRecipe() : nil
         async let netguard = netguardRecipe.asyncMap { recipe in
             try await cache.ensure(recipe, labels: ["patina.image": "netguard"], beforeBuilding: prepareBuild("firewall", base: plan.baseImage))
         }
         let agent = try await cache.ensure(recipe, labels: ["patina.image": "agent"], beforeBuilding: prepareBuild("agent", base: base))
         return SandboxImages(agent: agent, netguard: try await netguard, agentDockerfile: recipe.dockerfile, base: base)
+    }
+
+    /// The firewall's image: patina's netguard Dockerfile on the run's base image.
+    func netguardRecipe() throws -> ImageRecipe {
+        ImageRecipe(repository: "patina-netguard", dockerfile: try protections.netguardDockerfile())
     }
 
     /// The devcontainer's image (its `image`, or built from its Dockerfile or by the
