@@ -11,7 +11,7 @@ struct ChangeDetectionTests {
         case modified, modifiedSameSize, added, deleted, renamed, madeExecutable, symlinkAdded, fileBecameSymlink
         case sameSizeAndMtime, oddNames, nothing, committedWithoutTouchingTheFile
         case madeNotExecutable, nonUTF8Name, newlineInName, directoryBecameFile, fileBecameDirectory
-        case symlinkRetargeted, symlinkBecameFile, everyFileTouchedNoneChanged, madeUnreadable
+        case symlinkRetargeted, symlinkBecameFile, everyFileTouchedNoneChanged, madeUnreadable, hardLinkWrittenThrough
         var testDescription: String { rawValue }
     }
 
@@ -128,6 +128,11 @@ struct ChangeDetectionTests {
             try run.fixture.write("changed, then locked\n", to: "many/f20.txt", in: wt)
             _ = try run.fixture.checked(["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "chmod", "000", path("many/f20.txt")],
                                         in: wt, environment: run.fixture.environment)
+        case .hardLinkWrittenThrough:
+            // A second name for a tracked file, written through: the watch only hears of the
+            // new name, so the scoped collection must notice the link and read everything.
+            #expect(link(path("many/f21.txt"), path("many/alias.txt")) == 0)
+            _ = try run.fixture.run(["sh", "-c", "echo written through the alias > many/alias.txt"], in: wt)
         case .nothing:
             break
         case .committedWithoutTouchingTheFile:
