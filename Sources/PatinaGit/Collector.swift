@@ -204,23 +204,25 @@ public enum Collector {
         // it (base's tree, every file's stat data) and the worktree is read at the paths the
         // agent touched and those its commits changed, nowhere else.
         var filter: LeftoverFilter
-        if let paths = try scopedPaths(scope, staging: staging, index: index, headTree: headTree) {
-            filter = try stage(index, in: staging, workdir: workdir, paths: paths)
+        var scoped = try scopedRead(scope, staging: staging, index: index, headTree: headTree)
+        if let read = scoped {
+            filter = try stage(index, in: staging, workdir: workdir, scoped: read)
             if filter.sawHardLink {
                 // A file with two names: a write through one is reported under that one only.
+                scoped = nil
                 try resetIndex(index, to: headTree, head)
-                filter = try stage(index, in: staging, workdir: workdir, paths: nil)
+                filter = try stage(index, in: staging, workdir: workdir, scoped: nil)
             }
         } else {
             try resetIndex(index, to: headTree, head)
-            filter = try stage(index, in: staging, workdir: workdir, paths: nil)
+            filter = try stage(index, in: staging, workdir: workdir, scoped: nil)
         }
 
         // After a scoped stage, the tree is base's with those changes (libgit2 would read
         // every tree of the result again to rebuild the index's tree cache).
         var treeOID = git_oid()
-        if case .changed(_, let base) = scope, let applied = filter.applied,
-           let updated = try? updatedTree(staging.tree(of: staging.commit(base)), with: applied, from: index, in: staging) {
+        if let scoped, let applied = filter.applied,
+           let updated = updatedTree(scoped.base, with: applied, from: index, in: staging) {
             treeOID = updated
         } else {
             try check(git_index_write_tree(&treeOID, index.pointer), "writing the leftovers tree")
@@ -251,9 +253,20 @@ public enum Collector {
 
     /// The paths to read in `scoped` mode, or nil to read everything: when the index does
     /// not hold `base`'s tree (its tree cache says so at no cost) or a submodule changed.
-    private static func scopedPaths(
+    /// What a scoped stage reads: the paths (sorted; a directory stands for everything
+    /// under it), as libgit2 takes them, and `base`'s tree, which the index holds elsewhere.
+    private struct ScopedRead {
+        let paths: [[UInt8]]
+        let pathspec: LiteralPathspec
+        let base: TreeHandle
+    }
+
+    /// The paths to read in `scoped` mode, or nil to read everything: when the index does
+    /// not hold `base`'s tree (its tree cache says so at no cost), a submodule changed, or
+    /// a name libgit2 would not read as itself.
+    private static func scopedRead(
         _ scope: WorktreeScope, staging: Repository, index: IndexHandle, headTree: TreeHandle
-    ) throws(GitError) -> [[UInt8]]? {
+    ) throws(GitError) -> ScopedRead? {
         guard case .changed(let touched, let base) = scope else { return nil }
         let baseTree = try staging.tree(of: staging.commit(base))
         var indexTree = git_oid()
@@ -269,33 +282,31 @@ public enum Collector {
             }
         }
         let paths = touched.union(committed).sorted { $0.lexicographicallyPrecedes($1) }
-        // A name libgit2 would not read as itself: everything is read instead.
-        return LiteralPathspec(paths) == nil ? nil : paths
+        guard let pathspec = LiteralPathspec(paths) else { return nil }
+        return ScopedRead(paths: paths, pathspec: pathspec, base: baseTree)
     }
 
-    /// `git add -A`, at `paths` only when given (a directory stands for everything under
-    /// it). Submodule entries stay as the index has them: they are out of it while the
+    /// `git add -A`, at `scoped`'s paths only when given (a directory stands for everything
+    /// under it). Submodule entries stay as the index has them: they are out of it while the
     /// worktree is read (with one in it, libgit2 parses the worktree's .gitmodules as a
     /// config file, includes followed, FIFOs blocked on). What must hold first (rule files,
     /// unreadable directories) is checked where libgit2 will read.
     private static func stage(
-        _ index: IndexHandle, in repository: Repository, workdir: URL, paths: [[UInt8]]?
+        _ index: IndexHandle, in repository: Repository, workdir: URL, scoped: ScopedRead?
     ) throws(GitError) -> LeftoverFilter {
-        let unreadable = try WorktreeCheck.verify(workdir, only: paths)
+        let unreadable = try WorktreeCheck.verify(workdir, only: scoped?.paths)
         let gitlinks = try removeGitlinks(from: index)
         let filter = LeftoverFilter(workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: unreadable, index: index.pointer)
         let payload = Unmanaged.passUnretained(filter).toOpaque()
         try withExtendedLifetime(filter) { () throws(GitError) in
             // One walk: libgit2's add-all also removes what the worktree no longer has.
-            guard let paths else {
+            guard let scoped else {
                 _ = try check(
                     git_index_add_all(index.pointer, nil, GIT_INDEX_ADD_DEFAULT.rawValue, leftoverFilterCallback, payload),
                     "adding the worktree's files")
                 return
             }
-            guard !paths.isEmpty else { return }
-            guard let literal = LiteralPathspec(paths) else { throw .fileSystem("a changed path cannot be named to libgit2") }
-            try addChanged(index, in: repository, at: literal, filter: filter)
+            if !scoped.paths.isEmpty { try addChanged(index, in: repository, at: scoped.pathspec, filter: filter) }
         }
         try restore(gitlinks, to: index)
         return filter

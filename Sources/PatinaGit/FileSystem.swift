@@ -89,6 +89,26 @@ enum FileSystem {
         }
     }
 
+    /// Every entry of the open directory `directory` but "." and "..", with its `d_type`
+    /// (DT_UNKNOWN where the filesystem does not say), read through a duplicate descriptor:
+    /// `directory` stays open for `openat` and the like.
+    static func forEachEntry(in directory: Int32, _ body: (_ name: UnsafePointer<CChar>, _ type: UInt8) -> Void) {
+        let copy = dup(directory)
+        guard copy >= 0, let stream = fdopendir(copy) else {
+            if copy >= 0 { close(copy) }
+            return
+        }
+        defer { closedir(stream) }
+        while let entry = readdir(stream) {
+            let type = entry.pointee.d_type
+            withUnsafePointer(to: entry.pointee.d_name) { tuple in
+                tuple.withMemoryRebound(to: CChar.self, capacity: 256) { name in
+                    if strcmp(name, ".") != 0 && strcmp(name, "..") != 0 { body(name, type) }
+                }
+            }
+        }
+    }
+
     static func reason(_ error: any Error) -> String {
         if let error = error as? CocoaError, let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError,
            underlying.domain == NSPOSIXErrorDomain {

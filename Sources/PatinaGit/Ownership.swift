@@ -46,27 +46,15 @@ public enum Ownership {
         // The root's entries: files visited here, directories (opened with O_NOFOLLOW, so a
         // link is never one) handed to the lanes.
         var subdirectories: [(fd: Int32, prefix: [CChar])] = []
-        let copy = dup(fd)
-        guard copy >= 0, let stream = fdopendir(copy) else {
-            if copy >= 0 { close(copy) }
-            return
+        FileSystem.forEachEntry(in: fd) { name, type in
+            let relative = Array(UnsafeBufferPointer(start: name, count: strlen(name) + 1))
+            let mayBeDirectory = type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN)
+            guard mayBeDirectory else { return eachFile(0, fd, name, relative) }
+            let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard child >= 0 else { return eachFile(0, fd, name, relative) }
+            _ = fchownat(fd, name, uid, gid, AT_SYMLINK_NOFOLLOW)
+            subdirectories.append((child, relative.dropLast() + [CChar(bitPattern: UInt8(ascii: "/"))]))
         }
-        while let entry = readdir(stream) {
-            let type = entry.pointee.d_type
-            withUnsafePointer(to: entry.pointee.d_name) { tuple in
-                tuple.withMemoryRebound(to: CChar.self, capacity: 256) { name in
-                    if strcmp(name, ".") == 0 || strcmp(name, "..") == 0 { return }
-                    let relative = Array(UnsafeBufferPointer(start: name, count: strlen(name) + 1))
-                    let mayBeDirectory = type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN)
-                    guard mayBeDirectory else { return eachFile(0, fd, name, relative) }
-                    let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                    guard child >= 0 else { return eachFile(0, fd, name, relative) }
-                    _ = fchownat(fd, name, uid, gid, AT_SYMLINK_NOFOLLOW)
-                    subdirectories.append((child, relative.dropLast() + [CChar(bitPattern: UInt8(ascii: "/"))]))
-                }
-            }
-        }
-        closedir(stream)
         let shares = (0..<max(1, lanes)).map { lane in
             stride(from: lane, to: subdirectories.count, by: max(1, lanes)).map { subdirectories[$0] }
         }
@@ -82,35 +70,23 @@ public enum Ownership {
 
     private static func walk(_ directory: Int32, prefix: [CChar], uid: UInt32, gid: UInt32, depth: Int, eachFile: FileVisitor?) {
         guard depth < 512 else { return }
-        let copy = dup(directory)
-        guard copy >= 0, let stream = fdopendir(copy) else {
-            if copy >= 0 { close(copy) }
-            return
-        }
-        defer { closedir(stream) }
-        while let entry = readdir(stream) {
-            let type = entry.pointee.d_type
-            withUnsafePointer(to: entry.pointee.d_name) { tuple in
-                tuple.withMemoryRebound(to: CChar.self, capacity: 256) { name in
-                    if strcmp(name, ".") == 0 || strcmp(name, "..") == 0 { return }
-                    let mayBeDirectory = type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN)
-                    if let eachFile, !mayBeDirectory {
-                        eachFile(directory, name, prefix + UnsafeBufferPointer(start: name, count: strlen(name) + 1))
-                        return
-                    }
-                    _ = fchownat(directory, name, uid, gid, AT_SYMLINK_NOFOLLOW)
-                    guard mayBeDirectory else { return }
-                    let child = openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                    guard child >= 0 else {
-                        // DT_UNKNOWN and not a directory after all.
-                        if let eachFile { eachFile(directory, name, prefix + UnsafeBufferPointer(start: name, count: strlen(name) + 1)) }
-                        return
-                    }
-                    let childPrefix = eachFile == nil ? [] : prefix + UnsafeBufferPointer(start: name, count: strlen(name)) + [CChar(bitPattern: UInt8(ascii: "/"))]
-                    walk(child, prefix: childPrefix, uid: uid, gid: gid, depth: depth + 1, eachFile: eachFile)
-                    close(child)
-                }
+        FileSystem.forEachEntry(in: directory) { name, type in
+            let mayBeDirectory = type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN)
+            if let eachFile, !mayBeDirectory {
+                eachFile(directory, name, prefix + UnsafeBufferPointer(start: name, count: strlen(name) + 1))
+                return
             }
+            _ = fchownat(directory, name, uid, gid, AT_SYMLINK_NOFOLLOW)
+            guard mayBeDirectory else { return }
+            let child = openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard child >= 0 else {
+                // DT_UNKNOWN and not a directory after all.
+                if let eachFile { eachFile(directory, name, prefix + UnsafeBufferPointer(start: name, count: strlen(name) + 1)) }
+                return
+            }
+            let childPrefix = eachFile == nil ? [] : prefix + UnsafeBufferPointer(start: name, count: strlen(name)) + [CChar(bitPattern: UInt8(ascii: "/"))]
+            walk(child, prefix: childPrefix, uid: uid, gid: gid, depth: depth + 1, eachFile: eachFile)
+            close(child)
         }
     }
 }

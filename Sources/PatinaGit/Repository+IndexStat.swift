@@ -12,9 +12,8 @@ extension Repository {
     /// keeps collection (and the agent's git, which starts from a copy of this index)
     /// proportional to what the agent changed. Only for a tree nothing else is writing
     /// (before the agent starts; after its containers are gone). Links are never followed
-    /// (`Ownership`). Returns the number of entries refreshed.
-    @discardableResult
-    public func handOverWorktree(name: String, worktree: URL, to owner: FileOwner) throws(GitError) -> Int {
+    /// (`Ownership`).
+    public func handOverWorktree(name: String, worktree: URL, to owner: FileOwner) throws(GitError) {
         let indexPath = worktreeGitDirectory(name: name).appendingPathComponent("index").path
         let index = FileSystem.exists(indexPath)
             ? try IndexHandle.make("opening the worktree's index") { git_index_open(&$0, indexPath) } : nil
@@ -22,26 +21,19 @@ extension Repository {
         // the files it meets in place (sorted first, so a lookup never sorts it; no two lanes
         // meet the same file): git_index_add would invalidate the tree cache.
         if let index { _ = git_index_get_bypath(index.pointer, "", 0) }
-        let lanes = 2
-        let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: lanes)
-        counts.initialize(repeating: 0)
-        defer { counts.deallocate() }
-        let shared = UnsafeSendable((index: index?.pointer, counts: counts))
-        Ownership.change(worktree, uid: owner.uid, gid: owner.gid, lanes: lanes) { lane, directory, name, relative in
+        let shared = UnsafeSendable(index?.pointer)
+        Ownership.change(worktree, uid: owner.uid, gid: owner.gid, lanes: 2) { _, directory, name, relative in
             var before = stat()
             let present = fstatat(directory, name, &before, AT_SYMLINK_NOFOLLOW) == 0
-            let stored = shared.value.index.flatMap { git_index_get_bypath($0, relative, 0) }
+            let stored = shared.value.flatMap { git_index_get_bypath($0, relative, 0) }
             _ = fchownat(directory, name, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW)
             guard present, let stored, Self.statMatches(stored.pointee, before) else { return }
             var after = stat()
             guard fstatat(directory, name, &after, AT_SYMLINK_NOFOLLOW) == 0 else { return }
             WorktreeCheckout.record(after, in: UnsafeMutablePointer(mutating: stored))
-            shared.value.counts[lane] += 1
         }
-        guard let index else { return 0 }
-        let refreshed = counts.reduce(0, +)
+        guard let index else { return }
         try check(git_index_write(index.pointer), "writing the worktree's index")
-        return refreshed
     }
 
     /// Whether `entry`'s stat data is `info`'s (owner and device aside): git's own test for
@@ -75,7 +67,7 @@ extension Repository {
     }
 }
 
-/// A value handed to the walk's lanes (each lane writes only what is its own).
+/// A value handed to the walk's lanes (each writes only the entries of the files it meets).
 struct UnsafeSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }

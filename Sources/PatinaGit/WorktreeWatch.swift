@@ -70,27 +70,14 @@ public final class WorktreeWatch: @unchecked Sendable {
             return
         }
         directories[wd] = relative
-        let copy = dup(directory)
-        guard copy >= 0, let stream = fdopendir(copy) else {
-            if copy >= 0 { close(copy) }
-            return
-        }
-        defer { closedir(stream) }
-        while let entry = readdir(stream) {
-            let type = entry.pointee.d_type
-            guard type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN) else { continue }
-            let (name, child) = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { name in
-                    let bytes = Array(UnsafeRawBufferPointer(start: name, count: strlen(name)))
-                    let isDots = bytes == [0x2E] || bytes == [0x2E, 0x2E]
-                    return (bytes, isDots ? -1 : openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC))
-                }
-            }
-            guard child >= 0 else { continue }
-            let childRelative = relative.isEmpty ? name : relative + [UInt8(ascii: "/")] + name
-            watchTree(child, path: path + "/" + String(decoding: name, as: UTF8.self), relative: childRelative,
+        FileSystem.forEachEntry(in: directory) { name, type in
+            guard type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN) else { return }
+            let child = openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard child >= 0 else { return }
+            defer { close(child) }
+            let bytes = Array(UnsafeRawBufferPointer(start: name, count: strlen(name)))
+            watchTree(child, path: path + "/" + String(cString: name), relative: relative.isEmpty ? bytes : relative + [0x2F] + bytes,
                       fd: fd, into: &directories, failure: &failure)
-            close(child)
         }
     }
 }

@@ -190,7 +190,7 @@ struct WorktreeCheckoutTests {
         let ours = fixture.url("ours")
         let owner = FileOwner(uid: 1000, gid: 1000)
         try host.addWorktree(name: "ours", path: ours, branch: "patina/run")
-        _ = try host.handOverWorktree(name: "ours", worktree: ours, to: owner)
+        try host.handOverWorktree(name: "ours", worktree: ours, to: owner)
         let owners = try fixture.run(["find", ours.path, "!", "-user", "1000", "-o", "!", "-group", "1000"]).output
         #expect(owners == "", "not handed to the agent's uid: \(owners)")
         let debug = try fixture.checked(["git", "-c", "safe.directory=*", "ls-files", "--debug"], in: ours, environment: fixture.environment)

@@ -55,6 +55,9 @@ public struct RunPlan: @unchecked Sendable {
     public let prices: PriceTable
     /// A budget shared with the other runs of a batch (`--max-total-cost`).
     public var sharedBudget: SpendingLimit?
+    /// `--sparse`: the only directories (with the top level's files) the worktree holds, as
+    /// paths in the repository.
+    public let sparse: [String]
     /// Set for `patina shell`: the user's command instead of the agent, on an earlier
     /// run's branch and worktree. No record is kept and no credential enters.
     public internal(set) var shell: ShellRequest? = nil
@@ -135,11 +138,12 @@ public enum Planner {
         }
         let baseRevision = options.base ?? "HEAD"
         let baseCommit = try repository.resolveCommit(baseRevision)
-        for text in options.sparse {
+        let sparse = try options.sparse.map { text in
             let directory = try YoloOptions.sparseDirectory(text)
             guard try repository.isDirectory(directory, in: baseCommit) else {
                 throw PlanError("--sparse \(text): \(baseRevision) (\(baseCommit.short)) has no directory \(directory); give a directory it has")
             }
+            return directory
         }
 
         let overrides = root.appendingPathComponent(".patina")
@@ -202,7 +206,7 @@ public enum Planner {
             check: check, checkTimeoutSeconds: checkTimeout,
             batchID: nil, attempt: nil, name: nil,
             claudeMaxRetries: environment["CLAUDE_CODE_MAX_RETRIES"].flatMap { Int($0) },
-            maxCostUSD: maxCost, prices: prices, sharedBudget: nil)
+            maxCostUSD: maxCost, prices: prices, sharedBudget: nil, sparse: sparse)
     }
 
     /// With a budget, a model must have a price: its spending could not be counted otherwise.

@@ -26,7 +26,7 @@ extension RunLifecycle {
         try plan.repository.createBranch(plan.branch, at: plan.baseCommit)
         branchCreated = true
         try FileManager.default.createDirectory(at: plan.worktree.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let sparse = try plan.options.sparse.map(YoloOptions.sparseDirectory)
+        let sparse = plan.sparse
         try plan.repository.addWorktree(name: plan.worktreeName, path: plan.worktree, branch: plan.branch, sparse: sparse)
         progress.step("branch \(plan.branch) at \(plan.baseCommit.short), worktree \(plan.worktree.path)"
             + (sparse.isEmpty ? "" : " (sparse: \(sparse.joined(separator: ", ")) and the top level's files)"))

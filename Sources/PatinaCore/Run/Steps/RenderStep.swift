@@ -33,7 +33,7 @@ extension RunLifecycle {
             at: layout.privateGit, host: plan.repository, branch: plan.branch, base: plan.baseCommit,
             hostObjectsPathInContainer: RunLayout.containerHostObjects,
             indexFrom: fm.fileExists(atPath: hostIndex.path) ? hostIndex : nil,
-            sparse: try plan.options.sparse.map(YoloOptions.sparseDirectory))
+            sparse: plan.sparse)
         try Data("gitdir: \(RunLayout.containerGit)\n".utf8).write(to: layout.gitFile)
         try snapshotHostObjects()
 
