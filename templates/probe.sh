@@ -19,10 +19,22 @@ started=${EPOCHREALTIME/./}
 fails=0
 # The firewall's self-test (mostly waiting on the network) runs alongside the checks
 # below; its lines follow theirs. Its end time lets patina count its wait for late
-# arrivals at the canary from then.
+# arrivals at the canary from then. The container may start while the network holder
+# still applies the firewall (nothing here uses the network before the self-test): with
+# a handshake, the self-test first waits for patina's word on the FIFO DIR/firewall.
 selftest=
 if [ -f /patina/firewall/selftest.sh ]; then
-  exec {selftest}< <(bash /patina/firewall/selftest.sh 2>&1; echo "SELFTEST-END $? ${EPOCHREALTIME/./}")
+  exec {selftest}< <(
+    if [ -n "$handshake" ]; then
+      exec {word}<>"$handshake/firewall"
+      read -r -t 60 -u "$word" applied || applied="no answer in 60 s"
+      if [ "$applied" != applied ]; then
+        echo "FAIL firewall-applied patina did not report the firewall applied ($applied)"
+        echo "SELFTEST-END 1 ${EPOCHREALTIME/./}"
+        exit
+      fi
+    fi
+    bash /patina/firewall/selftest.sh 2>&1; echo "SELFTEST-END $? ${EPOCHREALTIME/./}")
 fi
 # Which container ran these checks (docker names its hostname after the container's id).
 read -r hostname < /etc/hostname

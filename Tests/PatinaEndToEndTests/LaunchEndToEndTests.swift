@@ -4,18 +4,88 @@ import PatinaTestSupport
 import Testing
 
 /// The network holder starts while a run is still planned (its start is the longest part
-/// of the sandbox): what that leaves behind when planning fails or patina is killed.
+/// of the sandbox), and the agent's container while the holder applies the firewall: what
+/// each waits for, and what is left behind when planning or the firewall fails or patina
+/// is killed.
 @Suite(.serialized, .requiresDocker, .timeLimit(.minutes(5)))
 struct LaunchEndToEndTests {
     /// docker's own record of the repository's network holders since `since`: "ACTION NAME" lines.
     func holderEvents(_ repo: TemporaryRepository, since: Date) throws -> [String] {
+        try containerEvents(repo, since: since, role: "network", format: "{{.Action}} {{.Actor.Attributes.name}}")
+    }
+
+    func containerEvents(_ repo: TemporaryRepository, since: Date, role: String, format: String) throws -> [String] {
         let key = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git")).repositoryKey
         return try ProcessRunner.check([
             "docker", "events", "--since", String(format: "%.3f", since.timeIntervalSince1970 - 1),
             "--until", String(format: "%.3f", Date().timeIntervalSince1970 + 0.5),
-            "--filter", "type=container", "--filter", "label=patina.repo=\(key)", "--filter", "label=patina.role=network",
-            "--format", "{{.Action}} {{.Actor.Attributes.name}}",
+            "--filter", "type=container", "--filter", "label=patina.repo=\(key)", "--filter", "label=patina.role=\(role)",
+            "--format", format,
         ]).split(separator: "\n").map(String.init)
+    }
+
+    /// When docker says the container with `role` did `action` (seconds since 1970).
+    func eventTime(_ repo: TemporaryRepository, since: Date, role: String, action: String) throws -> Double? {
+        for line in try containerEvents(repo, since: since, role: role, format: "{{.Action}} {{.TimeNano}}") {
+            let words = line.split(separator: " ")
+            if words.count == 2, words[0] == action, let nanoseconds = Double(words[1]) { return nanoseconds / 1e9 }
+        }
+        return nil
+    }
+
+    /// The repository's own apply.sh (its firewall's policy is its to configure): patina's,
+    /// after `prefix`.
+    func slowApply(_ prefix: String) throws -> String {
+        let shipped = try String(contentsOf: TestEnvironment.packageRoot.appendingPathComponent("firewall/apply.sh.mustache"), encoding: .utf8)
+        return shipped.replacingOccurrences(of: "set -euo pipefail\n", with: "set -euo pipefail\n\(prefix)\n")
+    }
+
+    /// The agent's container starts while the holder still applies the firewall (here for
+    /// two seconds): its probe holds the self-test until patina says the rules are in, so the
+    /// self-test proves the applied firewall (run before it, the canary would get its traffic).
+    @Test func theAgentsContainerStartsWhileTheFirewallIsAppliedAndItsSelfTestWaits() throws {
+        let repo = try TemporaryRepository(files: [
+            "README.md": "# demo\n",
+            ".patina/firewall/apply.sh.mustache": try slowApply("sleep 2"),
+        ])
+        let model = try FakeModel(script: [.bash("echo done > done.txt && git add done.txt && git commit -qm done"), .text("Done.")])
+        let since = Date()
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("after a slow firewall"))
+        #expect(run.status == "succeeded", "\(run.output.stderr)")
+        let holderStart = try #require(try eventTime(repo, since: since, role: "network", action: "start"))
+        let agentStart = try #require(try eventTime(repo, since: since, role: "agent", action: "start"))
+        #expect(agentStart - holderStart < 1.5, "the agent's container waited for the firewall: started \(agentStart - holderStart) s after the holder")
+        let probes = run.file("probes.txt") ?? ""
+        #expect(probes.contains("PASS") && !probes.contains("FAIL"), "\(probes)")
+        let endLine = probes.split(separator: "\n").last { $0.hasPrefix("INFO self-test ended at ") } ?? ""
+        let selfTestEnd = try #require(Double(endLine.dropFirst("INFO self-test ended at ".count))) / 1e6
+        #expect(selfTestEnd - holderStart > 2, "the self-test ended \(selfTestEnd - holderStart) s after the holder started: before the rules were in")
+        let firewall = run.file("firewall.txt") ?? ""
+        #expect(firewall.contains("nothing arrived"), "\(firewall)")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
+    /// A firewall that cannot be applied while the agent's container already runs its
+    /// probe: the run stops with the holder's reason, Claude Code never starts, the
+    /// container is gone and nothing of the run is left.
+    @Test func aFirewallThatFailsWhileTheAgentsContainerWaitsStopsTheRun() throws {
+        let repo = try TemporaryRepository(files: [
+            "README.md": "# demo\n",
+            ".patina/firewall/apply.sh.mustache": try slowApply("sleep 2; echo 'no rules today' >&2; exit 3"),
+        ])
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [.bash("echo should-never-run > x.txt"), .text("Done.")])
+        let since = Date()
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("never runs"))
+        #expect(run.output.status != 0)
+        #expect(run.status == "error")
+        let reason = run.record["reason"] as? String ?? ""
+        #expect(reason == "the firewall could not be applied: no rules today", "\(reason)")
+        #expect(try eventTime(repo, since: since, role: "agent", action: "start") != nil, "the agent's container never started")
+        #expect(model.requests().isEmpty, "the agent must not have started")
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
+        #expect(try repo.git("rev-parse", "main") == main)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 
     @Test func aHolderStartedWhilePlanningIsRemovedWhenPlanningFails() throws {

@@ -19,6 +19,8 @@ struct ProbeHandshake: Sendable {
     static let containerPath = "/patina/handshake"
     var report: URL { directory.appendingPathComponent("report") }
     var answer: URL { directory.appendingPathComponent("go") }
+    /// A FIFO: "applied" once the holder applied the firewall (the self-test waits for it).
+    var firewall: URL { directory.appendingPathComponent("firewall") }
 }
 
 /// A flag one task sets and another reads.
@@ -42,11 +44,12 @@ extension Protections {
         let fm = FileManager.default
         try? fm.removeItem(at: handshake.directory)
         try fm.createDirectory(at: handshake.directory, withIntermediateDirectories: true)
-        guard mkfifo(handshake.answer.path, 0o600) == 0 else {
-            throw SandboxFailure("could not create the probe handshake \(handshake.answer.path): \(String(cString: strerror(errno)))")
+        let fifos = [handshake.answer] + (handshake.selfTest ? [handshake.firewall] : [])
+        for fifo in fifos where mkfifo(fifo.path, 0o600) != 0 {
+            throw SandboxFailure("could not create the probe handshake \(fifo.path): \(String(cString: strerror(errno)))")
         }
         if getuid() == 0 {
-            for url in [handshake.directory, handshake.answer] { Ownership.change(url, uid: plan.agentUID, gid: plan.agentGID) }
+            for url in [handshake.directory] + fifos { Ownership.change(url, uid: plan.agentUID, gid: plan.agentGID) }
         }
         spec.mounts.append(Mount(source: layout.probeScript.path, target: RunLayout.containerProbe, readOnly: true))
         spec.mounts.append(Mount(source: handshake.directory.path, target: ProbeHandshake.containerPath, readOnly: false))
@@ -62,13 +65,31 @@ extension Protections {
         return handshake
     }
 
-    /// Waits for the container's probe report, checks it and what only the host can see
-    /// (nothing reached the canary), has the holder forget the self-test's rejected
-    /// destinations, then lets the command start. Any failure throws, and the command
-    /// never starts (the probe exits 97). `containerEnded`: the container's `docker run`
-    /// has returned. Returns how long probe.sh itself took, in ms, as it reported.
+    /// Tells the container's probe that the firewall is applied once the holder applied
+    /// it (the container may have started meanwhile: its self-test waits for this), waits
+    /// for the probe's report, checks it and what only the host can see (nothing reached
+    /// the canary), has the holder forget the self-test's rejected destinations, then lets
+    /// the command start. Any failure throws, and the command never starts (the probe exits
+    /// 97, or is killed). `containerEnded`: the container's `docker run` has returned.
+    /// Returns how long probe.sh itself took, in ms, as it reported.
     @discardableResult
     func admit(_ handshake: ProbeHandshake, containerEnded: @Sendable () -> Bool, progress: Progress) async throws -> Int? {
+        var firewallWord: Int32 = -1
+        defer { if firewallWord >= 0 { close(firewallWord) } }
+        if handshake.selfTest {
+            try await firewallApplied()
+            // Held open until the report is there: the word waits in the FIFO even when the
+            // probe has not opened it yet.
+            let told = Self.writeLine("applied", toFIFO: handshake.firewall, keepingOpen: true)
+            if let why = told.error {
+                throw SandboxFailure("could not tell the \(handshake.role) container's checks that the firewall is applied (\(why))")
+            }
+            firewallWord = told.fd
+        }
+        return try await awaitReport(handshake, containerEnded: containerEnded, progress: progress)
+    }
+
+    private func awaitReport(_ handshake: ProbeHandshake, containerEnded: @Sendable () -> Bool, progress: Progress) async throws -> Int? {
         let deadline = Date().addingTimeInterval(120)
         while !FileManager.default.fileExists(atPath: handshake.report.path) {
             if containerEnded() {
@@ -126,13 +147,28 @@ extension Protections {
     /// reader holds it open, never through a link, never into anything but a FIFO.
     /// Returns why it could not, or nil.
     static func writeLine(_ line: String, toFIFO url: URL) -> String? {
-        let fd = open(url.path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return String(cString: strerror(errno)) }
-        defer { close(fd) }
+        writeLine(line, toFIFO: url, keepingOpen: false).error
+    }
+
+    /// `keepingOpen`: opened read-write (so without a reader yet) and the descriptor
+    /// returned, to close once the reader has read; otherwise closed at once.
+    static func writeLine(_ line: String, toFIFO url: URL, keepingOpen: Bool) -> (fd: Int32, error: String?) {
+        let fd = open(url.path, (keepingOpen ? O_RDWR : O_WRONLY) | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return (-1, String(cString: strerror(errno))) }
         var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO else { return "not a FIFO" }
         let bytes = Array("\(line)\n".utf8)
-        return bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count ? nil : "a short write"
+        let error: String? = if fstat(fd, &info) != 0 || (info.st_mode & S_IFMT) != S_IFIFO {
+            "not a FIFO"
+        } else if bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) != bytes.count {
+            "a short write"
+        } else {
+            nil
+        }
+        guard keepingOpen, error == nil else {
+            close(fd)
+            return (-1, error)
+        }
+        return (fd, nil)
     }
 
     /// The report as the probe left it: a regular file (never a link), at most 1 MiB.

@@ -28,6 +28,8 @@ final class Protections: @unchecked Sendable {
     /// Set once the network holder runs (started early, while planning, or by `startSandbox`).
     private(set) var holderStarted = false
     private var holderPreparedAt = Date.distantPast
+    /// The holder applying the firewall, handed over by `startSandbox`.
+    private var applying: Task<Void, Error>?
     /// How long an early holder waits for its rules (holder.sh gives up after 600 s); one
     /// older than this (a long image build) is replaced rather than handed rules it may miss.
     static let holderPatience: TimeInterval = 480
@@ -142,7 +144,7 @@ final class Protections: @unchecked Sendable {
     /// Starts the network holder, which owns the sandbox's network namespace: it needs
     /// only the netguard image and its own script to start, so it starts while the run is
     /// still planned; it then waits for the firewall's rules (`startSandbox`) and applies
-    /// them before any other container joins its namespace.
+    /// them before any container's command runs in its namespace.
     func startHolder(netguard: String, labels: [String: String]) async throws {
         if !holderPrepared { try prepareHolder() }
 
@@ -173,14 +175,16 @@ final class Protections: @unchecked Sendable {
         holderPreparedAt = Date()
     }
 
-    /// The firewall's rules for the network holder (started now unless it was early), which
-    /// applies them before any other container joins its namespace. The probes run later,
-    /// in each sandbox container (`gate`/`admit`).
+    /// The firewall's rules for the network holder (started now unless it was early).
+    /// Returns once the holder runs with the rules handed over: sandbox containers may
+    /// start in its namespace while it applies them, their first process being patina's
+    /// probe, which waits for patina's word that the rules are in (`firewallApplied`)
+    /// before the firewall's self-test; their command starts only after (`gate`/`admit`).
     /// `modelProxy`: the run's model proxy URL, the agent's only model endpoint.
     /// `earlyHolder`: the holder's early start, if any, to wait for once the rules are handed over.
     func startSandbox(
         images: SandboxImages, labels: [String: String], gateway: String, modelProxy: String?, progress: Progress,
-        earlyHolder: () async -> Void = {}
+        steps: StepLog, earlyHolder: () async -> Void = {}
     ) async throws {
         agentEndpoints = try modelProxy.map { [try ClaudeEndpoints.modelProxy(url: $0)] } ?? []
         guard plan.firewallEnabled else { return }
@@ -201,18 +205,33 @@ final class Protections: @unchecked Sendable {
 
         // Held open until the holder answered: the line waits in the FIFO even when the
         // holder has not opened it yet.
-        let fifo = layout.netguardState.appendingPathComponent(Netguard.requestsFIFO)
-        let request = open(fifo.path, O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
-        guard request >= 0 else { throw SandboxFailure("could not open \(fifo.path): \(String(cString: strerror(errno)))") }
-        defer { close(request) }
-        let line = Array("apply 0\n".utf8)
-        guard line.withUnsafeBytes({ write(request, $0.baseAddress, $0.count) }) == line.count else {
-            throw SandboxFailure("could not hand the firewall to the network holder: \(String(cString: strerror(errno)))")
+        let handedOver = Self.writeLine("apply 0", toFIFO: layout.netguardState.appendingPathComponent(Netguard.requestsFIFO), keepingOpen: true)
+        if let why = handedOver.error { throw SandboxFailure("could not hand the firewall to the network holder: \(why)") }
+        let request = handedOver.fd
+        do {
+            // The rules wait in the FIFO while the holder starts (usually it is still starting).
+            await earlyHolder()
+            if !holderStarted { try await startHolder(netguard: netguard, labels: labels) }
+        } catch {
+            close(request)
+            throw error
         }
-        // The rules wait in the FIFO while the holder starts (usually it is still starting).
-        await earlyHolder()
-        if !holderStarted { try await startHolder(netguard: netguard, labels: labels) }
-        let status = try await awaitHolder(file: "applied", what: "applying the firewall")
+        applying = Task {
+            defer { close(request) }
+            try await self.awaitApplied(firewall, progress: progress, steps: steps)
+        }
+    }
+
+    /// Returns once the holder applied the firewall (at once without one); throws when it
+    /// could not. A sandbox container's probe learns it from `admit` before its self-test.
+    func firewallApplied() async throws {
+        try await applying?.value
+    }
+
+    private func awaitApplied(_ firewall: FirewallPlan, progress: Progress, steps: StepLog) async throws {
+        let status = try await steps.time("firewall", detail: "applied in the network holder") {
+            try await awaitHolder(file: "applied", what: "applying the firewall")
+        }
         applyOutput = (try? String(contentsOf: layout.netguardState.appendingPathComponent("apply.out"), encoding: .utf8)) ?? ""
         try? Data(FirewallReport(plan: firewall, applyOutput: applyOutput, selfTestOutput: "").text.utf8).write(to: layout.firewallReport)
         guard status == "0" else {

@@ -266,7 +266,7 @@ public final class RunLifecycle: @unchecked Sendable {
     private func startSandbox(images: SandboxImages, gateway: String, earlyHolder: () async -> Void) async throws {
         let proxy = try startModelProxy(gateway: gateway)
         try await protections.startSandbox(
-            images: images, labels: containerLabels, gateway: gateway, modelProxy: proxy, progress: progress, earlyHolder: earlyHolder)
+            images: images, labels: containerLabels, gateway: gateway, modelProxy: proxy, progress: progress, steps: steps, earlyHolder: earlyHolder)
     }
 
     /// Starts the network holder in the background when its image is already there (a

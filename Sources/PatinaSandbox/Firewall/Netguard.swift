@@ -5,10 +5,11 @@ import PatinaTemplates
 ///
 /// The holder (`holder.sh`) owns the namespace on the docker bridge, starts the sandbox
 /// resolver (it is started with `--dns 127.0.0.1`, so every container that joins it
-/// resolves through that resolver), applies the firewall (`apply.sh`) before any other
-/// container joins, then gives up its capabilities. Every sandbox container then proves
-/// the protections itself, as the agent's user, before its command starts (`probe.sh`
-/// and the firewall's `selftest.sh`).
+/// resolves through that resolver), applies the firewall (`apply.sh`), then gives up its
+/// capabilities. Sandbox containers may join while it applies the rules: their first
+/// process is patina's probe, which uses no network until patina says the rules are in.
+/// Every sandbox container proves the protections itself, as the agent's user, before
+/// its command starts (`probe.sh` and the firewall's `selftest.sh`).
 public enum Netguard {
     public static let dockerfileTemplate = "firewall/Dockerfile.mustache"
     /// Where the rendered firewall files are mounted, read-only.
