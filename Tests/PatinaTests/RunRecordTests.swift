@@ -78,6 +78,53 @@ import Testing
         store.clearPending("20261121-080000-early-mnop")
         #expect(store.pending().isEmpty)
     }
+
+    /// Recovery reads the marked records only: a mark is made before a running record is
+    /// written and goes with its final one; a store from before the marks is read whole once.
+    @Test func runningRecordsAreMarkedAndOnlyTheMarkedAreRead() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let store = RunStore(home: home, repositoryCommonDirectory: URL(fileURLWithPath: "/tmp/some/repo/.git"))
+        let marks = { (try? FileManager.default.contentsOfDirectory(atPath: store.runningDirectory.path).sorted()) ?? [] }
+        var live = Self.sample(id: "20261121-060000-live-efgh")
+        live.status = .running
+        try store.save(live)
+        #expect(marks() == [live.id])
+        #expect(store.running().map(\.id) == [live.id])
+        live.status = .succeeded
+        try store.save(live)
+        #expect(marks().isEmpty)
+        #expect(store.running().isEmpty)
+
+        // A record that says running without a mark is not read: the marks are what counts.
+        var unmarked = Self.sample(id: "20261121-090000-unmarked-qrst")
+        unmarked.status = .running
+        try Data(unmarked.json().utf8).write(to: store.recordURL(unmarked.id).creatingParent())
+        #expect(store.running().isEmpty)
+
+        // A mark whose record finished (written by hand, as a crash between the two would
+        // leave it) goes; one without a record stays while it is young.
+        try Data().write(to: store.runningDirectory.appendingPathComponent(live.id))
+        try Data().write(to: store.runningDirectory.appendingPathComponent("20261121-100000-soon-uvwx"))
+        #expect(store.running().isEmpty)
+        #expect(marks() == ["20261121-100000-soon-uvwx"])
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-120)],
+                                              ofItemAtPath: store.runningDirectory.appendingPathComponent("20261121-100000-soon-uvwx").path)
+        _ = store.running()
+        #expect(marks().isEmpty)
+
+        // A store written before the marks: read whole once, and its running records marked.
+        try FileManager.default.removeItem(at: store.runningDirectory)
+        #expect(store.running().map(\.id) == [unmarked.id])
+        #expect(marks() == [unmarked.id])
+    }
+}
+
+private extension URL {
+    func creatingParent() throws -> URL {
+        try FileManager.default.createDirectory(at: deletingLastPathComponent(), withIntermediateDirectories: true)
+        return self
+    }
 }
 
 @Suite struct CredentialsTests {

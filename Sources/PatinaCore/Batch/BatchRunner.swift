@@ -145,6 +145,7 @@ public final class BatchRunner: @unchecked Sendable {
     private func discard(_ record: RunRecord, plan: RunPlan) {
         _ = try? Review(repository: plan.repository, store: plan.store).removeGitState(of: record)
         try? FileManager.default.removeItem(at: plan.runDirectory)
+        plan.store.clearRunning(record.id)
     }
 
     private func save() {

@@ -138,6 +138,7 @@ public final class RunLifecycle: @unchecked Sendable {
             await abandonSandbox(sandbox)
             cleanUpBranch()
             try? FileManager.default.removeItem(at: layout.runDirectory)
+            plan.store.clearRunning(plan.id)
             plan.store.clearPending(plan.id)
             return finishWithoutBranch(error, started: started)
         }
@@ -261,8 +262,8 @@ public final class RunLifecycle: @unchecked Sendable {
         for note in protections.dnsNotes + setup.trust.notes { progress.note(note) }
     }
 
-    /// The record of a run that created nothing (or removed what it created).
-    /// The model proxy, the canary and the network holder, which applies the firewall.
+    /// The model proxy, the canary and the network holder, which applies the firewall:
+    /// returns once the holder runs with the rules handed over (`Protections.startSandbox`).
     private func startSandbox(images: SandboxImages, gateway: String, earlyHolder: () async -> Void) async throws {
         let proxy = try startModelProxy(gateway: gateway)
         try await protections.startSandbox(
@@ -320,6 +321,7 @@ public final class RunLifecycle: @unchecked Sendable {
         await protections.tearDown()
     }
 
+    /// The record of a run that created nothing (or removed what it created).
     private func finishWithoutBranch(_ error: Error, started: Date) -> RunRecord {
         if let stop = error as? Stopped {
             record.status = stop.reason.runStatus
