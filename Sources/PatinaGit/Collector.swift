@@ -372,6 +372,17 @@ public enum Collector {
         return code == 0 ? result : nil
     }
 
+    /// The worktree's index reset to `head`'s tree (`git reset --mixed`): once commits made
+    /// in the sandbox moved its branch, what they committed no longer shows as changed in
+    /// the worktree. No file is touched; read as `commitLeftovers` reads the worktree.
+    public static func resetWorktreeIndex(in host: Repository, worktree: URL, to head: ObjectID) throws(GitError) {
+        let opened = try WorktreeIndex(host: host, worktree: worktree)
+        restoreGitfile(in: opened.workdir, pointingTo: opened.gitDirectory)
+        let tree = try opened.staging.tree(of: try opened.staging.commit(head))
+        try resetIndex(opened.index, to: tree, head)
+        try check(git_index_write(opened.index.pointer), "writing the worktree's index")
+    }
+
     /// The index reset to `tree` (stat data kept where the entry did not change), with the
     /// skip-worktree marks of a sparse checkout kept too: libgit2's read-tree drops them,
     /// and a file left out of the checkout would then look deleted.

@@ -307,9 +307,49 @@ struct ReviewEndToEndTests {
         let commit = try patina.run(["shell", made.id, "--", "sh", "-c", "echo x > shell.txt && git add shell.txt && git commit -qm 'from the shell'"])
         #expect(commit.status == 0, "\(commit.stderr)")
         #expect(try repo.git("log", "-1", "--format=%s", made.branch) == "from the shell")
+        // The worktree's index moved with the branch: what the shell committed is not a change.
+        #expect(try repo.git("-C", made.worktree.path, "status", "--porcelain").isEmpty)
         let listed = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]] ?? []
         #expect(listed.count == 1)
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
+    /// A `patina shell` whose patina is SIGKILLed keeps no record: the next command still
+    /// removes its containers, detaches its view of the worktree, brings the commits made
+    /// in it onto the run's branch and removes its scratch directory.
+    @Test func aShellWhosePatinaWasKilledIsCleanedUpAndItsCommitsKept() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.text("nothing yet")])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let made = try run(patina, model, task: "add shell file", file: "seen.txt", content: "from the agent")
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let shells = store.root.appendingPathComponent("shells")
+        let process = try patina.start(["shell", made.id, "--", "sh", "-c",
+                                        "echo y > killed.txt && git add killed.txt && git commit -qm 'before the kill' && touch /tmp/committed && tail -f /dev/null"])
+        // The commit is made once the shell's command runs: wait for the mark it leaves in the
+        // container's /tmp (read through docker, from outside the sandbox).
+        var committed = false
+        for _ in 0..<600 where !committed {
+            Thread.sleep(forTimeInterval: 0.1)
+            let shell = try PatinaRunner.leftoverContainers(repository: repo).first { $0.hasSuffix("-shell") }
+            if let shell { committed = (try? ProcessRunner.check(["docker", "exec", shell, "test", "-e", "/tmp/committed"])) != nil }
+        }
+        #expect(committed, "the shell's command did not commit")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(try !PatinaRunner.leftoverContainers(repository: repo).isEmpty, "the killed patina left its containers")
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: shells.path))?.count == 1)
+
+        let listed = try patina.run(["runs"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty, "the shell's containers are still there")
+        #expect(try repo.git("log", "-1", "--format=%s", made.branch) == "before the kill")
+        #expect(try repo.git("show", "\(made.branch):killed.txt") == "y")
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: shells.path)) ?? [] == [], "the shell's scratch directory is left")
+        #expect(store.pending().isEmpty)
+        let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        #expect(!mounts.contains(store.root.appendingPathComponent("views").path), "a view of the worktree is still mounted")
+        #expect(try repo.git("-C", made.worktree.path, "status", "--porcelain").isEmpty)
     }
 
     @Test func verbsRefuseARunInFlight() throws {

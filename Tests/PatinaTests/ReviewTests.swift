@@ -64,3 +64,34 @@ import Testing
         #expect(!html.contains("http://") && !html.contains("https://"))
     }
 }
+
+/// Whether a run's patina is still alive decides whether recovery may collect its run.
+@Suite struct PatinaAliveTests {
+    /// A patina killed but not yet reaped by its parent (a zombie) is gone: its run is
+    /// collected, not left as in flight.
+    @Test func aKilledPatinaNotYetReapedIsGone() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("alive-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // A process whose name is patina's (the kernel's comm is the executable's name).
+        let executable = directory.appendingPathComponent("patina")
+        try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: executable.path)
+        // Spawned directly (Foundation's Process reaps its children itself).
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(executable.path), strdup("60"), nil]
+        defer { for arg in argv { free(arg) } }
+        #expect(posix_spawn(&pid, executable.path, nil, nil, argv, environ) == 0)
+        #expect(Review.patinaAlive(pid: pid))
+        kill(pid, SIGKILL)
+        // Not reaped: wait until the kernel shows it as a zombie.
+        var zombie = false
+        for _ in 0..<200 where !zombie {
+            zombie = ((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "").contains(") Z ")
+            if !zombie { usleep(10_000) }
+        }
+        #expect(zombie, "the process did not become a zombie")
+        #expect(!Review.patinaAlive(pid: pid))
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+}

@@ -42,6 +42,8 @@ public struct RunStore: Sendable {
     public var worktreesDirectory: URL { root.appendingPathComponent("worktrees") }
 
     public func runDirectory(_ id: String) -> URL { runsDirectory.appendingPathComponent(id) }
+    /// A `patina shell`'s scratch directory: a shell keeps no record, so it is not among the runs.
+    public func shellDirectory(_ id: String) -> URL { root.appendingPathComponent("shells").appendingPathComponent(id) }
     public func worktree(_ id: String) -> URL { worktreesDirectory.appendingPathComponent(id) }
     public func recordURL(_ id: String) -> URL { runDirectory(id).appendingPathComponent("run.json") }
 

@@ -25,7 +25,7 @@ extension Review {
         plan.worktree = URL(fileURLWithPath: record.worktree)
         plan.shell = ShellRequest(command: command, runID: record.id)
         // A shell keeps no record: its scratch directory is not among the runs.
-        plan.runDirectory = store.root.appendingPathComponent("shells").appendingPathComponent(plan.id)
+        plan.runDirectory = store.shellDirectory(plan.id)
         return plan
     }
 

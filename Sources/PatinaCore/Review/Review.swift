@@ -45,6 +45,11 @@ public struct Review: Sendable {
     static func patinaAlive(pid: Int32?) -> Bool {
         guard let pid else { return true }
         guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        // Killed but not yet reaped by its parent: gone all the same.
+        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+           let state = stat.range(of: ") ", options: .backwards).map({ stat[$0.upperBound...].prefix(1) }), state == "Z" || state == "X" {
+            return false
+        }
         // The pid may have been reused by another program.
         let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "patina"
         return comm.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("patina")

@@ -17,7 +17,7 @@ public enum Recovery {
     public static func collectAbandoned(
         repository: Repository, store: RunStore, engine: DockerEngine = DockerEngine(), now: Date = Date()
     ) async -> [Recovered] {
-        await removeAbandonedSandboxes(store: store, engine: engine)
+        await removeAbandonedSandboxes(store: store, engine: engine, repository: repository)
         let abandoned = store.running().filter { !Review.inFlight($0) }
         guard !abandoned.isEmpty else { return [] }
         var results: [Recovered] = []
@@ -28,19 +28,39 @@ public enum Recovery {
     }
 
     /// Sandboxes started for runs whose patina died before their record existed (the
-    /// network holder starts while the run is planned; `RunStore.pending`): their
-    /// containers are removed, and the run directory with them when it holds no record
-    /// (a run with a record is collected as such). One directory listing when there is
-    /// nothing to do.
-    static func removeAbandonedSandboxes(store: RunStore, engine: DockerEngine) async {
+    /// network holder starts while the run is planned; `RunStore.pending`), and `patina
+    /// shell`s whose patina died (a shell keeps no record): their containers are removed,
+    /// and the run directory with them when it holds no record (a run with a record is
+    /// collected as such). One directory listing when there is nothing to do.
+    static func removeAbandonedSandboxes(store: RunStore, engine: DockerEngine, repository: Repository) async {
         for (id, pid) in store.pending() where pid.map({ !Review.patinaAlive(pid: $0) }) ?? true {
             let left = await RunCollection.removeContainers(engine: engine, runID: id, keeping: nil, daemonWait: 5)
             guard left.isEmpty else { continue }
-            if !FileManager.default.fileExists(atPath: store.recordURL(id).path) {
+            let shell = store.shellDirectory(id)
+            if FileManager.default.fileExists(atPath: shell.path) {
+                collectAbandonedShell(id, directory: shell, repository: repository)
+            } else if !FileManager.default.fileExists(atPath: store.recordURL(id).path) {
                 try? FileManager.default.removeItem(at: store.runDirectory(id))
             }
             store.clearPending(id)
         }
+    }
+
+    /// What a shell's own collect step does, for a shell whose patina died: its view of the
+    /// worktree detached, the commits made in it onto the run's branch, the worktree handed
+    /// back, its scratch directory removed (nothing of it remains to review).
+    static func collectAbandonedShell(_ id: String, directory: URL, repository: Repository) {
+        let layout = RunLayout(runDirectory: directory)
+        if let collection = ShellSession.load(from: directory)?.collection(repository: repository, directory: directory, shellID: id) {
+            collection.releaseWorktreeView()
+            _ = try? collection.collectShellCommits()
+            collection.reclaimOwnership()
+        } else {
+            // Killed before its branch step: nothing of the run's was touched, but a view may exist.
+            IdmappedMount.detach(layout.worktreeView)
+            rmdir(layout.worktreeView.path)
+        }
+        try? FileManager.default.removeItem(at: directory)
     }
 
     static func collect(_ found: RunRecord, repository: Repository, store: RunStore, engine: DockerEngine, now: Date) async -> Recovered {

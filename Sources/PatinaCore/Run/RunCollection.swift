@@ -14,6 +14,19 @@ struct RunCollection: Sendable {
     let base: ObjectID
     let runID: String
 
+    /// After `patina shell` (by the shell itself, or by recovery when its patina died): the
+    /// commits made in the shell move the run's branch on from `base`, and the worktree's
+    /// index with it; changes left uncommitted stay in the worktree, as they would in any
+    /// checkout. Returns the branch's head.
+    func collectShellCommits() throws -> ObjectID {
+        let head = try Collector.importAgentCommits(into: repository, privateGitDirectory: layout.privateGit, base: base)
+        if head != base {
+            try repository.moveBranch(branch, from: base, to: head, message: "patina shell: commits made in the shell")
+            try Collector.resetWorktreeIndex(in: repository, worktree: worktree, to: head)
+        }
+        return head
+    }
+
     /// What the agent's uid owns during the run besides the worktree (patina running as
     /// root hands it back).
     var sandboxOwnedPaths: [URL] { [layout.privateGit, layout.home, layout.gitFile] }

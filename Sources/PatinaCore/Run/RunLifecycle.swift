@@ -122,7 +122,11 @@ public final class RunLifecycle: @unchecked Sendable {
         do {
             progress.phase(.branch)
             try FileManager.default.createDirectory(at: layout.runDirectory, withIntermediateDirectories: true)
-            if plan.shell == nil {
+            if let shell = plan.shell {
+                // A shell keeps no record: recovery knows it by its pending mark and this.
+                try ShellSession(runID: shell.runID, branch: plan.branch, base: plan.baseCommit.hex, worktree: plan.worktree.path)
+                    .save(in: layout.runDirectory)
+            } else {
                 try plan.store.save(redactor(record))
                 // Recovery knows the run by its record from now on.
                 plan.store.clearPending(plan.id)

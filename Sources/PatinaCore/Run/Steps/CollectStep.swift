@@ -141,15 +141,12 @@ extension RunLifecycle {
         caches = nil
     }
 
-    /// After `patina shell`: commits made in the shell move the branch on; changes
-    /// left uncommitted stay in the worktree, as they would in any checkout.
+    /// After `patina shell`: commits made in the shell move the branch on
+    /// (`RunCollection.collectShellCommits`, which recovery uses too).
     func collectShell() {
         do {
-            let head = try Collector.importAgentCommits(into: plan.repository, privateGitDirectory: layout.privateGit, base: plan.baseCommit)
-            if head != plan.baseCommit {
-                try plan.repository.moveBranch(plan.branch, from: plan.baseCommit, to: head, message: "patina shell: commits made in the shell")
-                progress.note("the branch moved to \(head.short) (commits made in the shell)")
-            }
+            let head = try collection.collectShellCommits()
+            if head != plan.baseCommit { progress.note("the branch moved to \(head.short) (commits made in the shell)") }
             record.headCommit = head.hex
         } catch {
             record.reason = "commits made in the shell were not collected: \(error)"
