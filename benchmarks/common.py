@@ -264,6 +264,19 @@ def container_timeline(since, until, run_id):
     return roles
 
 
+def named_container_timeline(since, until, name):
+    """One container's create/start/die/destroy times (seconds since epoch), by its name."""
+    proc = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
+                  "--filter", "type=container", "--filter", f"container={name}",
+                  "--format", "{{.TimeNano}} {{.Action}}", check=False)
+    times = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            times.setdefault(parts[1].split(":")[0], int(parts[0]) / 1e9)
+    return times
+
+
 def sandbox_parts(timeline):
     """Splits the sandbox step with docker's own event times.
 

@@ -26,6 +26,46 @@ import common
 from common import fmt, log, median
 
 
+# The critical path of each side, from docker's own event times and the command's start
+# and end: (name, label) in order; each value is the time from the previous mark.
+PATINA_PATH = [
+    ("to_holder", "exec -> holder created (runtime start, recovery, planning)"),
+    ("holder_start", "holder create -> start (its network namespace on the bridge)"),
+    ("agent_start", "holder start -> agent container start (firewall applied meanwhile)"),
+    ("agent_run", "agent container start -> exit (probes, go, Claude Code)"),
+    ("teardown", "agent exit -> last container removed"),
+    ("to_exit", "last container removed -> patina exits"),
+]
+BARE_PATH = [
+    ("to_create", "exec -> container created (docker CLI)"),
+    ("start", "create -> start (its network namespace on the bridge)"),
+    ("run", "start -> exit (Claude Code)"),
+    ("teardown", "exit -> removed (--rm)"),
+    ("to_exit", "removed -> docker run exits"),
+]
+
+
+def spans(marks, names):
+    """Differences between consecutive marks (None where one is missing)."""
+    out = {}
+    for (name, _), a, b in zip(names, marks, marks[1:]):
+        out[name] = b - a if a is not None and b is not None else None
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def patina_path(timeline, started, ended):
+    net, agent = timeline.get("network", {}), timeline.get("agent", {})
+    destroyed = [t["destroy"] for t in timeline.values() if "destroy" in t]
+    marks = [started, net.get("create"), net.get("start"), agent.get("start"), agent.get("die"),
+             max(destroyed) if destroyed else None, ended]
+    return spans(marks, PATINA_PATH)
+
+
+def bare_path(events, started, ended):
+    marks = [started, events.get("create"), events.get("start"), events.get("die"), events.get("destroy"), ended]
+    return spans(marks, BARE_PATH)
+
+
 def measure_kind(args, ws, kind, fresh_home):
     fake = common.FakeModel(ws.dir, common.SCRIPTS[kind], name=f"fake-{kind}")
     task = f"benchmark: answer at once ({kind})"
@@ -43,21 +83,27 @@ def measure_kind(args, ws, kind, fresh_home):
         pair = {"order": order}
         for which in order:
             if which == "patina":
-                since = time.time() - 0.2
+                started = time.time()
                 wall, record = common.run_patina(args, ws, fake, task)
-                until = time.time() + 0.5
+                ended = time.time()
                 if record["image"] != image:
                     raise RuntimeError(f"the agent image changed between runs: {image} -> {record['image']}")
+                timeline = common.container_timeline(started - 0.2, ended + 0.5, record["id"])
                 pair["patina"] = {
                     "wall": wall,
                     "duration_s": record.get("duration_s"),
                     "steps": common.steps_of(record),
-                    "sandbox_parts": common.sandbox_parts(common.container_timeline(since, until, record["id"])),
+                    "sandbox_parts": common.sandbox_parts(timeline),
+                    "path": patina_path(timeline, started, ended),
                     "num_turns": record.get("num_turns"),
                 }
             else:
-                wall, result = common.bare_agent_run(image, fake, task)
-                pair["bare"] = {"wall": wall, "num_turns": result.get("num_turns")}
+                name = f"patina-bench-bare-{kind}-{i}"
+                started = time.time()
+                wall, result = common.bare_agent_run(image, fake, task, name=name)
+                ended = time.time()
+                events = common.named_container_timeline(started - 0.2, ended + 0.5, name)
+                pair["bare"] = {"wall": wall, "num_turns": result.get("num_turns"), "path": bare_path(events, started, ended)}
         pair["ratio"] = pair["patina"]["wall"] / pair["bare"]["wall"]
         pair["overhead"] = pair["patina"]["wall"] - pair["bare"]["wall"]
         log(f"[{kind}] pair {i + 1}/{args.pairs}: patina {pair['patina']['wall']:.3f} s, "
@@ -73,15 +119,15 @@ def measure_kind(args, ws, kind, fresh_home):
     for p in pairs:
         sp = p["patina"]["sandbox_parts"]
         st = p["patina"]["steps"]
-        if "holder" in sp:
-            sp["sandbox_other"] = st["sandbox"] - sp["holder"]
+        if "firewall" in st:
+            sp["firewall"] = st["firewall"]
         if "probes" in st:
             sp["agent_probes"] = st["probes"]
             sp["agent_claude"] = st["agent"] - st["probes"]
-        if "teardown" in sp:
-            sp["after_agent"] = sp["teardown"]
     part_names = sorted({k for p in pairs for k in p["patina"]["sandbox_parts"]})
     parts = {name: common.summary([p["patina"]["sandbox_parts"].get(name) for p in pairs]) for name in part_names}
+    paths = {side: {name: common.summary([p[side]["path"].get(name) for p in pairs]) for name, _ in names}
+             for side, names in (("patina", PATINA_PATH), ("bare", BARE_PATH))}
     return {
         "task": task,
         "script": common.SCRIPTS[kind],
@@ -94,6 +140,7 @@ def measure_kind(args, ws, kind, fresh_home):
         "steps": steps,
         "outside_steps": common.summary(unaccounted),
         "sandbox_parts": parts,
+        "paths": paths,
         "agent_step_vs_bare": common.summary([p["patina"]["steps"]["agent"] / p["bare"]["wall"] for p in pairs]),
         "warmup": {"wall": first_wall, "steps": common.steps_of(first), "fresh_home": fresh_home},
     }
@@ -111,17 +158,22 @@ def report(kind, r):
         if s:
             rows.append([name, fmt(s["median"]), fmt(s["median"] / pw, "%")])
     parts = r["sandbox_parts"]
-    for name, label in [("holder", "sandbox: network holder create->start"),
-                        ("sandbox_other", "sandbox: rest (firewall applied in the holder, docker CLI, canary)"),
-                        ("agent_probes", "agent: container start + probes, until go"),
-                        ("agent_claude", "agent: Claude Code, until its container exits"),
-                        ("after_agent", "agent exit -> last container removed")]:
+    for name, label in [("firewall", "firewall: applied in the holder, while the agent's container starts"),
+                        ("agent_probes", "agent: docker run -> go (container start, probes, checks)"),
+                        ("agent_claude", "agent: Claude Code, until its container exits")]:
         s = parts.get(name)
         if s:
             rows.append(["  " + label, fmt(s["median"]), fmt(s["median"] / pw, "%")])
     o = r["outside_steps"]["median"]
-    rows.append(["outside steps (exec, plan, record)", fmt(o), fmt(o / pw, "%")])
+    rows.append(["outside steps (exec, plan, record; steps overlap)", fmt(o), fmt(o / pw, "%")])
     lines.append(common.table(["patina step (median)", "time", "of patina wall"], rows))
+    # The two critical paths side by side, from docker's events.
+    for side, names, title in (("patina", PATINA_PATH, "patina's path (docker events)"),
+                               ("bare", BARE_PATH, "bare docker run's path")):
+        path = r.get("paths", {}).get(side, {})
+        rows = [[label, fmt(path[name]["median"])] for name, label in names if path.get(name)]
+        if rows:
+            lines.append(common.table([title + ", median", "time"], rows))
     a = r["sandbox_parts"].get("agent_container")
     lines.append(f"agent step / bare run: {fmt(r['agent_step_vs_bare']['median'], 'x')}"
                  + (f"   (agent container create->exit {fmt(a['median'])})" if a else ""))

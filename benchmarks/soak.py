@@ -93,12 +93,16 @@ def main():
                                           capture_output=True, text=True).stdout.splitlines() if b]
     recorded = {r["branch"] for r in runs}
     orphan_branches = [b for b in branches if b not in recorded]
-    key_label = "patina=1"
-    containers = docker_names("container", key_label)
-    networks = docker_names("network", key_label)
+    # This repository's containers only (patina labels them with its store's key).
+    keys = [d.name for d in ws.home.glob("repos/*") if d.is_dir()]
+    containers = [c for key in keys for c in docker_names("container", f"patina.repo={key}")]
+    networks = [n for key in keys for n in docker_names("network", f"patina.repo={key}")]
     store_runs = [d for d in ws.home.glob("repos/*/runs/*") if d.is_dir()]
     run_dirs_without_record = [d.name for d in store_runs if not (d / "run.json").exists()]
     pending_left = [p.name for p in ws.home.glob("repos/*/pending/*")]
+    running_marks_left = [p.name for p in ws.home.glob("repos/*/running/*")]
+    views_mounted = [line.split()[4] for line in open("/proc/self/mountinfo")
+                     if line.split()[4].startswith(str(ws.home))]
     after = repo_state(ws)
 
     results = {
@@ -107,6 +111,7 @@ def main():
         "statuses": statuses, "left_running": left_running, "orphan_branches": orphan_branches,
         "containers_left": containers, "networks_left": networks,
         "run_dirs_without_record": run_dirs_without_record, "pending_left": pending_left,
+        "running_marks_left": running_marks_left, "views_mounted": views_mounted,
         "repository_unchanged": before == after,
     }
     log(json.dumps(results, indent=2))
