@@ -14,43 +14,14 @@ struct DetectCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(name: .customLong("base-image"), help: "Image the sandbox is built from without a devcontainer.")
-    var baseImage: String?
-
-    @Option(name: .customLong("agent-binary"), help: "The Claude Code executable a run would copy in.")
-    var agentBinary: String?
-
-    @Option(help: ArgumentHelp("Use .devcontainer/NAME/devcontainer.json (`none`: ignore the repository's devcontainer).", valueName: "name"))
-    var devcontainer: String?
-
-    @Option(name: .customLong("allow"), help: "An extra allow-list entry, as for `patina yolo`. Repeatable.")
-    var allow: [String] = []
-
-    @Option(name: .customLong("preset"), help: "An extra firewall preset, as for `patina yolo`. Repeatable.")
-    var presets: [String] = []
-
-    @Flag(name: .customLong("no-auto-presets"), help: "Leave the toolchains' registry presets out.")
-    var noAutoPresets = false
-
-    @Flag(name: .customLong("no-host-ca"), help: "Do not trust this machine's CA certificates.")
-    var noHostCA = false
-
-    @Flag(name: .customLong("no-firewall"), help: "As a run with --no-firewall would be.")
-    var noFirewall = false
+    @OptionGroup var sandbox: SandboxFlags
 
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func run() async throws {
         var options = YoloOptions(task: "patina detect")
-        options.baseImage = baseImage
-        options.agentBinary = agentBinary
-        options.devcontainer = devcontainer
-        options.allow = allow
-        options.presets = presets
-        options.noAutoPresets = noAutoPresets
-        options.noHostCA = noHostCA
-        options.noFirewall = noFirewall
+        sandbox.apply(to: &options)
         let plan = try await Planner.plan(options, checkEngine: false, requireCredentials: false)
         let detection = try await Detection.run(plan: plan)
         if json {

@@ -7,35 +7,13 @@ struct RunFlags: ParsableArguments {
     @Option(help: "Start the branch at this commit, branch or tag (default: HEAD).")
     var base: String?
 
-    @Option(name: .customLong("base-image"), help: "Image the sandbox is built from (default: debian:bookworm-slim).")
-    var baseImage: String?
-
-    @Option(name: .customLong("agent-binary"), help: "Copy this local Linux `claude` executable into the image (default: agent_binary in .patina/config.json, else the claude installed on this machine, else npm).")
-    var agentBinary: String?
-
-    @Option(help: ArgumentHelp("Build on .devcontainer/NAME/devcontainer.json (`none`: ignore the repository's devcontainer).", valueName: "name"))
-    var devcontainer: String?
-
-    @Flag(name: .customLong("no-auto-presets"), help: "Do not add the detected toolchains' registry presets (pypi, npm, …) to the allow-list.")
-    var noAutoPresets = false
-
-    @Flag(name: .customLong("no-host-ca"), help: "Do not make the image trust this machine's CA certificates.")
-    var noHostCA = false
+    @OptionGroup var sandbox: SandboxFlags
 
     @Option(name: .customLong("max-turns"), help: "Stop the agent after this many turns.")
     var maxTurns: Int?
 
     @Option(help: "Stop the agent after this long, e.g. 90s, 15m, 2h (default: 60m). The run is still collected.")
     var timeout: String?
-
-    @Option(name: .customLong("allow"), help: "Allow egress to HOST[:PORT] (a name, *.suffix, IP or CIDR). Repeatable.")
-    var allow: [String] = []
-
-    @Option(name: .customLong("preset"), help: "Switch on a firewall preset from firewall/presets (e.g. github, pypi). Repeatable.")
-    var presets: [String] = []
-
-    @Flag(name: .customLong("no-firewall"), help: "Run without the egress firewall (recorded in the run record).")
-    var noFirewall = false
 
     @Option(help: ArgumentHelp(
         "After the agent, run CMD in a fresh sandbox (same image, protections, firewall) on a clean checkout of the collected branch; its exit code is recorded as the run's check.",
@@ -63,25 +41,57 @@ struct RunFlags: ParsableArguments {
 
     func options(task: String, model: String?) -> YoloOptions {
         var options = YoloOptions(task: task)
+        sandbox.apply(to: &options)
         options.base = base
-        options.baseImage = baseImage
-        options.agentBinary = agentBinary
         options.model = model
         options.maxTurns = maxTurns
         options.timeout = timeout
-        options.allow = allow
-        options.presets = presets
-        options.noFirewall = noFirewall
         options.quiet = quiet
         options.json = json
         options.check = check
         options.checkTimeout = checkTimeout
-        options.devcontainer = devcontainer
-        options.noAutoPresets = noAutoPresets
-        options.noHostCA = noHostCA
         options.maxCost = maxCost
         options.sparse = sparse
         return options
+    }
+}
+
+/// What the sandbox is built from and lets through: a run's flags, and `patina detect`'s
+/// (which shows what a run with them would get).
+struct SandboxFlags: ParsableArguments {
+    @Option(name: .customLong("base-image"), help: "Image the sandbox is built from (default: debian:bookworm-slim).")
+    var baseImage: String?
+
+    @Option(name: .customLong("agent-binary"), help: "Copy this local Linux `claude` executable into the image (default: agent_binary in .patina/config.json, else the claude installed on this machine, else npm).")
+    var agentBinary: String?
+
+    @Option(help: ArgumentHelp("Build on .devcontainer/NAME/devcontainer.json (`none`: ignore the repository's devcontainer).", valueName: "name"))
+    var devcontainer: String?
+
+    @Flag(name: .customLong("no-auto-presets"), help: "Do not add the detected toolchains' registry presets (pypi, npm, …) to the allow-list.")
+    var noAutoPresets = false
+
+    @Flag(name: .customLong("no-host-ca"), help: "Do not make the image trust this machine's CA certificates.")
+    var noHostCA = false
+
+    @Option(name: .customLong("allow"), help: "Allow egress to HOST[:PORT] (a name, *.suffix, IP or CIDR). Repeatable.")
+    var allow: [String] = []
+
+    @Option(name: .customLong("preset"), help: "Switch on a firewall preset from firewall/presets (e.g. github, pypi). Repeatable.")
+    var presets: [String] = []
+
+    @Flag(name: .customLong("no-firewall"), help: "Without the egress firewall (a run records it in its record).")
+    var noFirewall = false
+
+    func apply(to options: inout YoloOptions) {
+        options.baseImage = baseImage
+        options.agentBinary = agentBinary
+        options.devcontainer = devcontainer
+        options.noAutoPresets = noAutoPresets
+        options.noHostCA = noHostCA
+        options.allow = allow
+        options.presets = presets
+        options.noFirewall = noFirewall
     }
 }
 

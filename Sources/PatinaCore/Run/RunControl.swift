@@ -49,6 +49,18 @@ public actor RunControl {
         if await engine.kill(running) { killedAgent = true }
     }
 
+    /// Until cancelled: asks for a stop at `deadline` (none: never) and, every 250 ms,
+    /// kills the running container while a stop is asked for.
+    nonisolated func watchdog(deadline: Date?) -> Task<Void, Never> {
+        Task {
+            while !Task.isCancelled {
+                if let deadline, Date() >= deadline { await self.stop(.timeout) }
+                await self.killContainerIfStopping()
+                try? await Task.sleep(nanoseconds: 250_000_000)
+            }
+        }
+    }
+
     public func containerStarted(_ name: String) async {
         running = name
         if !started.contains(name) { started.append(name) }

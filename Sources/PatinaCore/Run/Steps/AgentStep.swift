@@ -79,13 +79,7 @@ extension RunLifecycle {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [engine.executable] + arguments
         try process.run()
-        let control = self.control
-        let watchdog = Task {
-            while !Task.isCancelled {
-                await control.killContainerIfStopping()
-                try? await Task.sleep(nanoseconds: 250_000_000)
-            }
-        }
+        let watchdog = control.watchdog(deadline: nil)
         defer { watchdog.cancel() }
         let ended = EndFlag()
         let exited = Task<Int32, Never> {
@@ -123,15 +117,7 @@ extension RunLifecycle {
         var spec = spec
         let handshake = try protections.gate(&spec, role: role)
         await control.containerStarted(spec.name)
-        let control = self.control
-        let timer = Task {
-            let deadline = Date().addingTimeInterval(timeout)
-            while !Task.isCancelled {
-                if Date() >= deadline { await control.stop(.timeout) }
-                await control.killContainerIfStopping()
-                try? await Task.sleep(nanoseconds: 250_000_000)
-            }
-        }
+        let timer = control.watchdog(deadline: Date().addingTimeInterval(timeout))
         defer { timer.cancel() }
         let ended = EndFlag()
         let arguments = [engine.executable] + spec.runArguments
