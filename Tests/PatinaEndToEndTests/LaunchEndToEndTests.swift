@@ -118,6 +118,31 @@ struct LaunchEndToEndTests {
         #expect(try repo.git("branch", "--list", "patina/*").split(separator: "\n").count == 1)
     }
 
+    /// An early holder that waited longer than its patience (a long image build; here the
+    /// patience is set to nothing) is replaced before the rules are handed over: the run
+    /// still gets a firewall applied and proven, and the first holder is gone.
+    @Test func anEarlyHolderThatWaitedTooLongIsReplaced() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.text("done")])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        // One good run: the netguard image exists (only an existing image is started early).
+        #expect(try patina.yolo("warm up").status == 0)
+        let since = Date()
+        var impatient = patina
+        impatient.extraEnvironment["PATINA_HOLDER_PATIENCE"] = "0"
+        let run = try FinishedRun(impatient.yolo("after a replaced holder"))
+        #expect(run.status == "succeeded", "\(run.output.stderr)")
+        // The run's holders: both go by the run's holder name.
+        let events = try holderEvents(repo, since: since).filter { $0.hasSuffix(" patina-\(run.id)-net") }
+            .map { $0.split(separator: " ").first.map(String.init) ?? "" }
+        #expect(events.filter { $0 == "create" }.count == 2, "the early holder was not replaced: \(events)")
+        #expect(events.filter { $0 == "destroy" }.count == 2, "\(events)")
+        let probes = run.file("probes.txt") ?? ""
+        #expect(probes.contains("PASS") && !probes.contains("FAIL"), "\(probes)")
+        #expect((run.file("firewall.txt") ?? "").contains("nothing arrived"))
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
     @Test func aHolderLeftByAKilledPatinaBeforeItsRecordIsRemovedByTheNextCommand() throws {
         let repo = try TemporaryRepository()
         let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))

@@ -32,7 +32,10 @@ final class Protections: @unchecked Sendable {
     private var applying: Task<Void, Error>?
     /// How long an early holder waits for its rules (holder.sh gives up after 600 s); one
     /// older than this (a long image build) is replaced rather than handed rules it may miss.
-    static let holderPatience: TimeInterval = 480
+    /// PATINA_HOLDER_PATIENCE (seconds) can only shorten it: for tests of the replacement.
+    static var holderPatience: TimeInterval {
+        min(480, ProcessInfo.processInfo.environment["PATINA_HOLDER_PATIENCE"].flatMap(Double.init) ?? 480)
+    }
     /// patina's deny list as this architecture's numbers, relaxed calls left out: the
     /// probe calls each one.
     private(set) var deniedSyscallNumbers = ""
