@@ -1,5 +1,6 @@
 import Foundation
 import PatinaCore
+import PatinaSandbox
 import PatinaTestSupport
 import Testing
 
@@ -41,25 +42,52 @@ struct LaunchEndToEndTests {
     }
 
     /// The agent's container starts while the holder still applies the firewall (here for
-    /// two seconds): its probe holds the self-test until patina says the rules are in, so the
-    /// self-test proves the applied firewall (run before it, the canary would get its traffic).
+    /// three seconds): the namespace is closed meanwhile (a process started in the agent's
+    /// container then reaches nothing), and the probe holds the self-test until patina says
+    /// the rules are in, so the self-test proves the applied firewall (run before it, the
+    /// canary would get its traffic).
     @Test func theAgentsContainerStartsWhileTheFirewallIsAppliedAndItsSelfTestWaits() throws {
         let repo = try TemporaryRepository(files: [
             "README.md": "# demo\n",
-            ".patina/firewall/apply.sh.mustache": try slowApply("sleep 2"),
+            ".patina/firewall/apply.sh.mustache": try slowApply("sleep 3"),
         ])
         let model = try FakeModel(script: [.bash("echo done > done.txt && git add done.txt && git commit -qm done"), .text("Done.")])
+        let gateway = FakeModel.bridgeGateway()
+        let listener = try Canary(address: gateway)
+        defer { listener.stop() }
         let since = Date()
-        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("after a slow firewall"))
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let finished = Finished()
+        DispatchQueue.global().async {
+            finished.output = try? patina.yolo("after a slow firewall")
+            finished.done.signal()
+        }
+        // While the rules are applied: a process in the agent's container (as anything the
+        // image ran before the probe would be) tries the host.
+        var attempt: String?
+        for _ in 0..<200 where attempt == nil {
+            Thread.sleep(forTimeInterval: 0.05)
+            guard let agent = try PatinaRunner.leftoverContainers(repository: repo).first(where: { $0.hasSuffix("-agent") }),
+                  (try? ProcessRunner.check(["docker", "inspect", "--format", "{{.State.Running}}", agent]))?.hasPrefix("true") == true
+            else { continue }
+            attempt = (try? ProcessRunner.run(["docker", "exec", agent, "bash", "-c",
+                "timeout 1 bash -c 'exec 3<>/dev/tcp/\(gateway)/\(listener.tcpPort) && echo CONNECTED'; echo \"EXIT:$?\""]))
+                .map { $0.stdout + $0.stderr } ?? "docker exec failed"
+        }
+        finished.done.wait()
+        let run = try FinishedRun(try #require(finished.output))
         #expect(run.status == "succeeded", "\(run.output.stderr)")
+        let tried = try #require(attempt, "the agent's container never ran while the firewall was applied")
+        #expect(!tried.contains("CONNECTED") && tried.contains("EXIT:"), "before the rules: \(tried)")
+        #expect(listener.received.isEmpty, "a connection made before the rules reached the host: \(listener.received)")
         let holderStart = try #require(try eventTime(repo, since: since, role: "network", action: "start"))
         let agentStart = try #require(try eventTime(repo, since: since, role: "agent", action: "start"))
-        #expect(agentStart - holderStart < 1.5, "the agent's container waited for the firewall: started \(agentStart - holderStart) s after the holder")
+        #expect(agentStart - holderStart < 2, "the agent's container waited for the firewall: started \(agentStart - holderStart) s after the holder")
         let probes = run.file("probes.txt") ?? ""
         #expect(probes.contains("PASS") && !probes.contains("FAIL"), "\(probes)")
         let endLine = probes.split(separator: "\n").last { $0.hasPrefix("INFO self-test ended at ") } ?? ""
         let selfTestEnd = try #require(Double(endLine.dropFirst("INFO self-test ended at ".count))) / 1e6
-        #expect(selfTestEnd - holderStart > 2, "the self-test ended \(selfTestEnd - holderStart) s after the holder started: before the rules were in")
+        #expect(selfTestEnd - holderStart > 3, "the self-test ended \(selfTestEnd - holderStart) s after the holder started: before the rules were in")
         let firewall = run.file("firewall.txt") ?? ""
         #expect(firewall.contains("nothing arrived"), "\(firewall)")
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
@@ -171,4 +199,10 @@ struct LaunchEndToEndTests {
         #expect(store.pending().isEmpty)
         #expect(!FileManager.default.fileExists(atPath: runDirectory.path), "the run directory without a record is left")
     }
+}
+
+/// A run's output, from the thread that waited for it.
+private final class Finished: @unchecked Sendable {
+    var output: ProcessRunner.Output?
+    let done = DispatchSemaphore(value: 0)
 }

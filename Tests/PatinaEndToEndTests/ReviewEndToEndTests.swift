@@ -10,12 +10,12 @@ import Testing
 struct ReviewEndToEndTests {
     /// One run whose agent commits `file` with `content` (and runs `extra` first).
     func run(_ patina: PatinaRunner, _ model: FakeModel, task: String, file: String, content: String,
-             extra: String = "true", sourceLocation: SourceLocation = #_sourceLocation) throws -> FinishedRun {
+             extra: String = "true", flags: [String] = [], sourceLocation: SourceLocation = #_sourceLocation) throws -> FinishedRun {
         try model.update(script: [
             .bash("\(extra); mkdir -p \"$(dirname '\(file)')\" && printf '%s\\n' '\(content)' > '\(file)' && git add -A && git commit -qm 'write \(file)'"),
             .text("Wrote \(file)."),
         ])
-        let run = try FinishedRun(patina.yolo(task))
+        let run = try FinishedRun(patina.yolo(task, flags))
         #expect(run.status == "succeeded", "stderr: \(run.output.stderr)", sourceLocation: sourceLocation)
         return run
     }
@@ -316,12 +316,14 @@ struct ReviewEndToEndTests {
 
     /// A `patina shell` whose patina is SIGKILLed keeps no record: the next command still
     /// removes its containers, detaches its view of the worktree, brings the commits made
-    /// in it onto the run's branch and removes its scratch directory.
-    @Test func aShellWhosePatinaWasKilledIsCleanedUpAndItsCommitsKept() throws {
+    /// in it onto the run's branch and removes its scratch directory; with or without a
+    /// firewall (without one, no network holder marks it pending).
+    @Test(arguments: [false, true]) func aShellWhosePatinaWasKilledIsCleanedUpAndItsCommitsKept(noFirewall: Bool) throws {
         let repo = try TemporaryRepository()
         let model = try FakeModel(script: [.text("nothing yet")])
         let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
-        let made = try run(patina, model, task: "add shell file", file: "seen.txt", content: "from the agent")
+        let made = try run(patina, model, task: "add shell file", file: "seen.txt", content: "from the agent",
+                           flags: noFirewall ? ["--no-firewall"] : [])
         let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
         let shells = store.root.appendingPathComponent("shells")
         let process = try patina.start(["shell", made.id, "--", "sh", "-c",
@@ -350,6 +352,42 @@ struct ReviewEndToEndTests {
         let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
         #expect(!mounts.contains(store.root.appendingPathComponent("views").path), "a view of the worktree is still mounted")
         #expect(try repo.git("-C", made.worktree.path, "status", "--porcelain").isEmpty)
+    }
+
+    /// The run's branch moves while a shell runs (here: a person points it elsewhere): the
+    /// shell's commits cannot move it on, and are kept at a tag that the warning names.
+    @Test func aShellsCommitsAreKeptWhenTheBranchMovedMeanwhile() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.text("nothing yet")])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let made = try run(patina, model, task: "add shell file", file: "seen.txt", content: "from the agent")
+        let finished = ShellOutput()
+        let runID = made.id
+        DispatchQueue.global().async {
+            finished.output = try? patina.run(["shell", runID, "--", "sh", "-c",
+                "echo z > moved.txt && git add moved.txt && git commit -qm 'in the shell' && touch /tmp/committed && "
+                + "while [ ! -e /tmp/go-on ]; do sleep 0.1; done"])
+            finished.done.signal()
+        }
+        var shell: String?
+        for _ in 0..<600 where shell == nil {
+            Thread.sleep(forTimeInterval: 0.1)
+            if let name = try PatinaRunner.leftoverContainers(repository: repo).first(where: { $0.hasSuffix("-shell") }),
+               (try? ProcessRunner.check(["docker", "exec", name, "test", "-e", "/tmp/committed"])) != nil {
+                shell = name
+            }
+        }
+        let name = try #require(shell, "the shell's command did not commit")
+        // Meanwhile the branch is pointed at the run's base.
+        try repo.git("update-ref", "refs/heads/\(made.branch)", made.base)
+        _ = try ProcessRunner.check(["docker", "exec", name, "touch", "/tmp/go-on"])
+        finished.done.wait()
+        let output = try #require(finished.output)
+        #expect(output.stderr.contains("the shell's commits are kept at tag shell-"), "\(output.stderr)")
+        let tag = try #require(try repo.git("tag", "--list", "shell-*").split(separator: "\n").first.map(String.init))
+        #expect(try repo.git("log", "-1", "--format=%s", tag) == "in the shell")
+        #expect(try repo.git("rev-parse", made.branch) == made.base, "the branch was moved over the person's change")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 
     @Test func verbsRefuseARunInFlight() throws {
@@ -477,4 +515,10 @@ struct ReviewEndToEndTests {
         // A second command finds nothing more to do.
         #expect(try !patina.run(["runs"]).stderr.contains("left running"))
     }
+}
+
+/// A command's output, from the thread that waited for it.
+private final class ShellOutput: @unchecked Sendable {
+    var output: ProcessRunner.Output?
+    let done = DispatchSemaphore(value: 0)
 }

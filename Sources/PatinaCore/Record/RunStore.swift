@@ -140,9 +140,19 @@ public struct RunStore: Sendable {
             return (try? load(id)).flatMap { $0.status == .running ? $0 : nil }
         }
         // Only where the store exists: a command in a repository with no runs creates nothing.
+        // The folder that makes the marks count exists only once every one was made.
         guard FileManager.default.fileExists(atPath: runsDirectory.path) else { return found }
-        for record in found { try? markRunning(record.id) }
-        try? FileManager.default.createDirectory(at: runningDirectory, withIntermediateDirectories: true)
+        let staging = root.appendingPathComponent("running.new")
+        do {
+            try? FileManager.default.removeItem(at: staging)
+            try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
+            for record in found { try Data().write(to: staging.appendingPathComponent(record.id)) }
+            try FileManager.default.moveItem(at: staging, to: runningDirectory)
+        } catch {
+            try? FileManager.default.removeItem(at: staging)
+            // Another patina made the folder meanwhile (a new run's mark): marked into it.
+            for record in found { try? markRunning(record.id) }
+        }
         return found
     }
 

@@ -179,10 +179,12 @@ final class Protections: @unchecked Sendable {
     }
 
     /// The firewall's rules for the network holder (started now unless it was early).
-    /// Returns once the holder runs with the rules handed over: sandbox containers may
-    /// start in its namespace while it applies them, their first process being patina's
-    /// probe, which waits for patina's word that the rules are in (`firewallApplied`)
-    /// before the firewall's self-test; their command starts only after (`gate`/`admit`).
+    /// Returns once the holder runs with the rules handed over and has closed its namespace
+    /// (every chain's policy DROP: nothing passes until the rules are in): sandbox
+    /// containers may start in it while it applies them, their first process being
+    /// patina's probe, which waits for patina's word that the rules are in
+    /// (`firewallApplied`) before the firewall's self-test; their command starts only after
+    /// (`gate`/`admit`).
     /// `modelProxy`: the run's model proxy URL, the agent's only model endpoint.
     /// `earlyHolder`: the holder's early start, if any, to wait for once the rules are handed over.
     func startSandbox(
@@ -215,6 +217,13 @@ final class Protections: @unchecked Sendable {
             // The rules wait in the FIFO while the holder starts (usually it is still starting).
             await earlyHolder()
             if !holderStarted { try await startHolder(netguard: netguard, labels: labels) }
+            // No sandbox container starts in the namespace before nothing can pass it.
+            let closed = try await awaitHolder(file: "closed", what: "closing the network namespace")
+            guard closed == "0" else {
+                let why = (try? String(contentsOf: layout.netguardState.appendingPathComponent("closed.err"), encoding: .utf8)) ?? ""
+                throw SandboxFailure("the network holder could not close the sandbox's network before the firewall: "
+                    + (why.split(separator: "\n").last.map(String.init) ?? "exit \(closed)"))
+            }
         } catch {
             close(request)
             throw error
@@ -280,7 +289,8 @@ final class Protections: @unchecked Sendable {
                 }
             }
             guard Date() < deadline else { throw SandboxFailure("the network holder did not finish \(what) in \(Int(seconds)) s") }
-            try? await Task.sleep(nanoseconds: 5_000_000)
+            try Task.checkCancellation()
+            try? await Task.sleep(nanoseconds: 2_000_000)
         }
     }
 
@@ -357,6 +367,8 @@ final class Protections: @unchecked Sendable {
     }
 
     func tearDown() async {
+        // A run that stopped before a container was admitted no longer waits for the rules.
+        applying?.cancel()
         canary?.stop()
         canary = nil
     }

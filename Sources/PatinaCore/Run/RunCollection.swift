@@ -17,13 +17,22 @@ struct RunCollection: Sendable {
     /// After `patina shell` (by the shell itself, or by recovery when its patina died): the
     /// commits made in the shell move the run's branch on from `base`, and the worktree's
     /// index with it; changes left uncommitted stay in the worktree, as they would in any
-    /// checkout. Returns the branch's head.
+    /// checkout. Returns the branch's head. When the branch moved meanwhile (another shell,
+    /// a person), the commits are kept at tag `shell-<id>` and the error says so.
     func collectShellCommits() throws -> ObjectID {
         let head = try Collector.importAgentCommits(into: repository, privateGitDirectory: layout.privateGit, base: base)
-        if head != base {
-            try repository.moveBranch(branch, from: base, to: head, message: "patina shell: commits made in the shell")
-            try Collector.resetWorktreeIndex(in: repository, worktree: worktree, to: head)
+        guard head != base else { return head }
+        // Already there when the patina that moved it died before the index followed.
+        if try repository.branchTip(branch) != head {
+            do {
+                try repository.moveBranch(branch, from: base, to: head, message: "patina shell: commits made in the shell")
+            } catch {
+                let tag = "shell-\(runID)"
+                try repository.createTag(tag, at: head, message: nil)
+                throw ShellCommitsKept(tag: tag, reason: "\(error)")
+            }
         }
+        try Collector.resetWorktreeIndex(in: repository, worktree: worktree, to: head)
         return head
     }
 

@@ -123,7 +123,9 @@ public final class RunLifecycle: @unchecked Sendable {
             progress.phase(.branch)
             try FileManager.default.createDirectory(at: layout.runDirectory, withIntermediateDirectories: true)
             if let shell = plan.shell {
-                // A shell keeps no record: recovery knows it by its pending mark and this.
+                // A shell keeps no record: recovery knows it by its pending mark (made here
+                // too when no early holder made it, as without a firewall) and this.
+                try plan.store.markPending(plan.id, pid: getpid())
                 try ShellSession(runID: shell.runID, branch: plan.branch, base: plan.baseCommit.hex, worktree: plan.worktree.path)
                     .save(in: layout.runDirectory)
             } else {

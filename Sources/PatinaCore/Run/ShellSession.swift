@@ -1,6 +1,13 @@
 import Foundation
 import PatinaGit
 
+/// A shell's commits that could not move the run's branch (it moved meanwhile): kept at a tag.
+struct ShellCommitsKept: Error, CustomStringConvertible {
+    let tag: String
+    let reason: String
+    var description: String { "\(reason); the shell's commits are kept at tag \(tag)" }
+}
+
 /// What recovery needs of a `patina shell` whose patina died (a shell keeps no run
 /// record): `shell.json` in the shell's scratch directory, written before its branch step.
 struct ShellSession: Codable, Sendable {
