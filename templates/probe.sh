@@ -9,6 +9,14 @@
 #                                          DIR/go: "go" execs COMMAND, anything else
 #                                          (or no answer in 120 s) exits 97. Exits 97 at
 #                                          once when a probe failed: COMMAND never runs.
+# Started as `/bin/bash --posix` (so that no BASH_ENV file ran first); bash's own mode from here.
+set +o posix
+# The checks run the system's own tools, never what the image's PATH (which may name the
+# worktree, where an earlier run's agent could have left a `chmod`) finds first, and no
+# shell they start reads a BASH_ENV or ENV file; the command gets all three back.
+command_env=$(declare -p PATH BASH_ENV ENV 2>/dev/null)
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+unset BASH_ENV ENV
 handshake=
 if [ "${1:-}" = --handshake ]; then
   handshake=$2
@@ -125,4 +133,5 @@ read -r -t 120 -u 9 answer || answer="no answer"
 exec 9<&-
 [ "$answer" = go ] || { echo "patina: the protection checks were not accepted ($answer)" >&2; exit 97; }
 unset PATINA_EXPECTED_CAPBND PATINA_SECCOMP_RELAXED PATINA_DENIED_SYSCALLS
+eval "$command_env"
 exec "$@"

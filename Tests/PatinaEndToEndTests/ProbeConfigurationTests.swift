@@ -83,6 +83,33 @@ struct ProbeConfigurationTests {
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 
+    /// The probe is the system's bash running the system's tools: a devcontainer whose PATH
+    /// starts in the worktree (where an earlier run's agent could have left a `chmod` that
+    /// always succeeds) and whose BASH_ENV names a file there that exits does not reach it.
+    @Test func theProbeRunsTheSystemsToolsWhateverTheImagesPathAndBashEnvName() throws {
+        let repo = try TemporaryRepository(files: [
+            "README.md": "# demo\n",
+            ".devcontainer/devcontainer.json": """
+                { "image": "\(TestEnvironment.baseImage)",
+                  "containerEnv": { "PATH": "/workspace/bin:${containerEnv:PATH}", "BASH_ENV": "/workspace/bash-env.sh" } }
+                """,
+            "bash-env.sh": "echo 'BASH_ENV was read' >&2\nexit 7\n",
+            "bin/chmod": "#!/bin/sh\nexit 0\n",
+            "bin/bash": "#!/bin/sh\necho 'the worktree bash ran' >&2\nexit 7\n",
+        ])
+        for tool in ["bin/chmod", "bin/bash"] {
+            chmod(repo.path.appendingPathComponent(tool).path, 0o755)
+            try repo.git("update-index", "--chmod=+x", tool)
+        }
+        try repo.git("commit", "-q", "-m", "tools in the worktree")
+        let model = try FakeModel(script: [.text("Done.")])
+        let run = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("nothing"))
+        #expect(run.status == "succeeded", "\(run.record["reason"] ?? "") \(run.output.stderr)")
+        let probes = run.file("probes.txt") ?? ""
+        #expect(probes.contains("PASS no-setuid chmod u+s,g+s refused"), "\(probes)")
+        #expect(!probes.contains("FAIL"), "\(probes)")
+    }
+
     @Test func unknownCapabilityIsBadInput() throws {
         let repo = try TemporaryRepository(files: ["README.md": "# demo\n", ".patina/config.json": #"{"cap_add": ["WARP_DRIVE"]}"#])
         let output = try PatinaRunner(repository: repo, baseURL: "http://127.0.0.1:9").run(["yolo", "x"])

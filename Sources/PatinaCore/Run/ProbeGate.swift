@@ -61,7 +61,9 @@ extension Protections {
         spec.environment["PATINA_EXPECTED_CAPBND"] = Capabilities.mask(plan.capAdd)
         spec.environment["PATINA_SECCOMP_RELAXED"] = seccompRelaxed.joined(separator: " ")
         spec.environment["PATINA_DENIED_SYSCALLS"] = deniedSyscallNumbers
-        spec.command = ["bash", RunLayout.containerProbe, "--handshake", ProbeHandshake.containerPath, "--"] + spec.command
+        // The system's bash, not the first one the image's PATH finds (it may name the
+        // worktree); in POSIX mode it reads no BASH_ENV (the probe leaves that mode at once).
+        spec.command = ["/bin/bash", "--posix", RunLayout.containerProbe, "--handshake", ProbeHandshake.containerPath, "--"] + spec.command
         return handshake
     }
 
