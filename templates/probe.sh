@@ -14,7 +14,7 @@ set +o posix
 # The checks run the system's own tools, never what the image's PATH (which may name the
 # worktree, where an earlier run's agent could have left a `chmod`) finds first, and no
 # shell they start reads a BASH_ENV or ENV file; the command gets all three back.
-command_env=$(declare -p PATH BASH_ENV ENV 2>/dev/null)
+command_path=$PATH command_bash_env=${BASH_ENV-} command_env=${ENV-} command_set=${BASH_ENV+b}${ENV+e}
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 unset BASH_ENV ENV
 handshake=
@@ -133,5 +133,7 @@ read -r -t 120 -u 9 answer || answer="no answer"
 exec 9<&-
 [ "$answer" = go ] || { echo "patina: the protection checks were not accepted ($answer)" >&2; exit 97; }
 unset PATINA_EXPECTED_CAPBND PATINA_SECCOMP_RELAXED PATINA_DENIED_SYSCALLS
-eval "$command_env"
+PATH=$command_path
+[[ $command_set != *b* ]] || export BASH_ENV=$command_bash_env
+[[ $command_set != *e* ]] || export ENV=$command_env
 exec "$@"
