@@ -344,6 +344,8 @@ struct ReviewEndToEndTests {
 
         let listed = try patina.run(["runs"])
         #expect(listed.status == 0, "\(listed.stderr)")
+        #expect(listed.stderr.contains("note: a patina shell in run \(made.id) was left by a patina that is gone; cleaned up; its commits moved \(made.branch) to "),
+                "\(listed.stderr)")
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty, "the shell's containers are still there")
         #expect(try repo.git("log", "-1", "--format=%s", made.branch) == "before the kill")
         #expect(try repo.git("show", "\(made.branch):killed.txt") == "y")

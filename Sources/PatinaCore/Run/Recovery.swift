@@ -13,18 +13,18 @@ public enum Recovery {
         public var problem: String?
     }
 
-    /// Collects every abandoned run of `store`. Returns what it did; quick when there is nothing to do.
+    /// Collects every abandoned run of `store`. Returns what it did (`shells`: one line per
+    /// abandoned `patina shell` it cleaned up); quick when there is nothing to do.
     public static func collectAbandoned(
         repository: Repository, store: RunStore, engine: DockerEngine = DockerEngine(), now: Date = Date()
-    ) async -> [Recovered] {
-        await removeAbandonedSandboxes(store: store, engine: engine, repository: repository)
+    ) async -> (runs: [Recovered], shells: [String]) {
+        let shells = await removeAbandonedSandboxes(store: store, engine: engine, repository: repository)
         let abandoned = store.running().filter { !Review.inFlight($0) }
-        guard !abandoned.isEmpty else { return [] }
         var results: [Recovered] = []
         for record in abandoned {
             results.append(await collect(record, repository: repository, store: store, engine: engine, now: now))
         }
-        return results
+        return (results, shells)
     }
 
     /// Sandboxes started for runs whose patina died before their record existed (the
@@ -32,35 +32,49 @@ public enum Recovery {
     /// shell`s whose patina died (a shell keeps no record): their containers are removed,
     /// and the run directory with them when it holds no record (a run with a record is
     /// collected as such). One directory listing when there is nothing to do.
-    static func removeAbandonedSandboxes(store: RunStore, engine: DockerEngine, repository: Repository) async {
+    /// Returns a line for each shell it cleaned up.
+    static func removeAbandonedSandboxes(store: RunStore, engine: DockerEngine, repository: Repository) async -> [String] {
+        var shells: [String] = []
         for (id, pid) in store.pending() where pid.map({ !Review.patinaAlive(pid: $0) }) ?? true {
             let left = await RunCollection.removeContainers(engine: engine, runID: id, keeping: nil, daemonWait: 5)
             guard left.isEmpty else { continue }
             let shell = store.shellDirectory(id)
             if FileManager.default.fileExists(atPath: shell.path) {
-                collectAbandonedShell(id, directory: shell, repository: repository)
+                shells.append(collectAbandonedShell(id, directory: shell, repository: repository))
             } else if !FileManager.default.fileExists(atPath: store.recordURL(id).path) {
                 try? FileManager.default.removeItem(at: store.runDirectory(id))
             }
             store.clearPending(id)
         }
+        return shells
     }
 
     /// What a shell's own collect step does, for a shell whose patina died: its view of the
     /// worktree detached, the commits made in it onto the run's branch, the worktree handed
     /// back, its scratch directory removed (nothing of it remains to review).
-    static func collectAbandonedShell(_ id: String, directory: URL, repository: Repository) {
+    static func collectAbandonedShell(_ id: String, directory: URL, repository: Repository) -> String {
         let layout = RunLayout(runDirectory: directory)
-        if let collection = ShellSession.load(from: directory)?.collection(repository: repository, directory: directory, shellID: id) {
+        var outcome = "cleaned up"
+        if let session = ShellSession.load(from: directory),
+           let collection = session.collection(repository: repository, directory: directory, shellID: id) {
             collection.releaseWorktreeView()
-            _ = try? collection.collectShellCommits()
+            do {
+                let head = try collection.collectShellCommits()
+                outcome = head == collection.base ? "cleaned up (no commits made in it)"
+                    : "cleaned up; its commits moved \(session.branch) to \(head.short)"
+            } catch {
+                outcome = "cleaned up; its commits were not collected: \(error)"
+            }
             collection.reclaimOwnership()
+            outcome = "a patina shell in run \(session.runID) was left by a patina that is gone; " + outcome
         } else {
             // Killed before its branch step: nothing of the run's was touched, but a view may exist.
             IdmappedMount.detach(layout.worktreeView)
             rmdir(layout.worktreeView.path)
+            outcome = "a patina shell (\(id)) was left by a patina that is gone before it started; cleaned up"
         }
         try? FileManager.default.removeItem(at: directory)
+        return outcome
     }
 
     static func collect(_ found: RunRecord, repository: Repository, store: RunStore, engine: DockerEngine, now: Date) async -> Recovered {
