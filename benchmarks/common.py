@@ -247,34 +247,31 @@ def remove_bench_containers():
         docker("rm", "-f", *out, check=False)
 
 
-def container_timeline(since, until, run_id):
-    """Per container of a patina run: create/start/die times (seconds since epoch)
-    from `docker events`, keyed by the container's patina.role."""
+def events_by_role(since, until, selector):
+    """The first time (seconds since epoch) of each action (create, start, die, destroy...)
+    of the containers `selector` (a `docker events` filter) picks, from `docker events`,
+    keyed by the container's patina.role ("" for a container without one)."""
     proc = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
-                  "--filter", "type=container", "--filter", f"label=patina.run={run_id}",
+                  "--filter", "type=container", "--filter", selector,
                   "--format", '{{.TimeNano}} {{.Action}} {{index .Actor.Attributes "patina.role"}}', check=False)
     roles = {}
     for line in proc.stdout.splitlines():
-        parts = line.split()
-        if len(parts) != 3:
+        parts = line.split(" ", 2)
+        if len(parts) < 2:
             continue
-        nano, action, role = parts
-        action = action.split(":")[0]
-        roles.setdefault(role, {}).setdefault(action, int(nano) / 1e9)
+        role = parts[2].strip() if len(parts) == 3 else ""
+        roles.setdefault(role, {}).setdefault(parts[1].split(":")[0], int(parts[0]) / 1e9)
     return roles
 
 
+def container_timeline(since, until, run_id):
+    """Per container of a patina run: its actions' times, keyed by its patina.role."""
+    return events_by_role(since, until, f"label=patina.run={run_id}")
+
+
 def named_container_timeline(since, until, name):
-    """One container's create/start/die/destroy times (seconds since epoch), by its name."""
-    proc = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
-                  "--filter", "type=container", "--filter", f"container={name}",
-                  "--format", "{{.TimeNano}} {{.Action}}", check=False)
-    times = {}
-    for line in proc.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            times.setdefault(parts[1].split(":")[0], int(parts[0]) / 1e9)
-    return times
+    """One container's actions' times, by its name."""
+    return events_by_role(since, until, f"container={name}").get("", {})
 
 
 def sandbox_parts(timeline):

@@ -49,3 +49,37 @@ func expectUserRepositoryUntouched(_ repo: TemporaryRepository, mainBefore: Stri
     #expect(worktreeStatus == "", "worktree not clean: \(worktreeStatus)", sourceLocation: sourceLocation)
     #expect(try PatinaRunner.leftoverContainers(runID: run.id).isEmpty, "containers left behind", sourceLocation: sourceLocation)
 }
+
+/// A patina command run on another thread, for a test that acts while it runs.
+final class BackgroundRun: @unchecked Sendable {
+    private var output: ProcessRunner.Output?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ body: @escaping @Sendable () throws -> ProcessRunner.Output) {
+        DispatchQueue.global().async {
+            self.output = try? body()
+            self.done.signal()
+        }
+    }
+
+    /// Its output once it finished (nil when it could not run).
+    func wait() -> ProcessRunner.Output? {
+        done.wait()
+        return output
+    }
+}
+
+/// The repository's container whose name ends in `suffix`, once `docker exec NAME command`
+/// succeeds in it (polled for up to `seconds`); nil when none did.
+func awaitContainer(of repo: TemporaryRepository, endingIn suffix: String, whereSucceeds command: [String],
+                    seconds: Double = 60) -> String? {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if let name = (try? PatinaRunner.leftoverContainers(repository: repo))?.first(where: { $0.hasSuffix(suffix) }),
+           (try? ProcessRunner.check(["docker", "exec", name] + command)) != nil {
+            return name
+        }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    return nil
+}

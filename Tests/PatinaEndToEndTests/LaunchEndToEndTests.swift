@@ -57,25 +57,15 @@ struct LaunchEndToEndTests {
         defer { listener.stop() }
         let since = Date()
         let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
-        let finished = Finished()
-        DispatchQueue.global().async {
-            finished.output = try? patina.yolo("after a slow firewall")
-            finished.done.signal()
-        }
+        let finished = BackgroundRun { try patina.yolo("after a slow firewall") }
         // While the rules are applied: a process in the agent's container (as anything the
         // image ran before the probe would be) tries the host.
-        var attempt: String?
-        for _ in 0..<200 where attempt == nil {
-            Thread.sleep(forTimeInterval: 0.05)
-            guard let agent = try PatinaRunner.leftoverContainers(repository: repo).first(where: { $0.hasSuffix("-agent") }),
-                  (try? ProcessRunner.check(["docker", "inspect", "--format", "{{.State.Running}}", agent]))?.hasPrefix("true") == true
-            else { continue }
-            attempt = (try? ProcessRunner.run(["docker", "exec", agent, "bash", "-c",
+        let attempt = awaitContainer(of: repo, endingIn: "-agent", whereSucceeds: ["true"], seconds: 10).map { agent in
+            (try? ProcessRunner.run(["docker", "exec", agent, "bash", "-c",
                 "timeout 1 bash -c 'exec 3<>/dev/tcp/\(gateway)/\(listener.tcpPort) && echo CONNECTED'; echo \"EXIT:$?\""]))
                 .map { $0.stdout + $0.stderr } ?? "docker exec failed"
         }
-        finished.done.wait()
-        let run = try FinishedRun(try #require(finished.output))
+        let run = try FinishedRun(try #require(finished.wait()))
         #expect(run.status == "succeeded", "\(run.output.stderr)")
         let tried = try #require(attempt, "the agent's container never ran while the firewall was applied")
         #expect(!tried.contains("CONNECTED") && tried.contains("EXIT:"), "before the rules: \(tried)")
@@ -201,8 +191,3 @@ struct LaunchEndToEndTests {
     }
 }
 
-/// A run's output, from the thread that waited for it.
-private final class Finished: @unchecked Sendable {
-    var output: ProcessRunner.Output?
-    let done = DispatchSemaphore(value: 0)
-}

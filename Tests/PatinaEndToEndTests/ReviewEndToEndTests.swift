@@ -330,12 +330,7 @@ struct ReviewEndToEndTests {
                                         "echo y > killed.txt && git add killed.txt && git commit -qm 'before the kill' && touch /tmp/committed && tail -f /dev/null"])
         // The commit is made once the shell's command runs: wait for the mark it leaves in the
         // container's /tmp (read through docker, from outside the sandbox).
-        var committed = false
-        for _ in 0..<600 where !committed {
-            Thread.sleep(forTimeInterval: 0.1)
-            let shell = try PatinaRunner.leftoverContainers(repository: repo).first { $0.hasSuffix("-shell") }
-            if let shell { committed = (try? ProcessRunner.check(["docker", "exec", shell, "test", "-e", "/tmp/committed"])) != nil }
-        }
+        let committed = awaitContainer(of: repo, endingIn: "-shell", whereSucceeds: ["test", "-e", "/tmp/committed"]) != nil
         #expect(committed, "the shell's command did not commit")
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -363,28 +358,18 @@ struct ReviewEndToEndTests {
         let model = try FakeModel(script: [.text("nothing yet")])
         let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
         let made = try run(patina, model, task: "add shell file", file: "seen.txt", content: "from the agent")
-        let finished = ShellOutput()
         let runID = made.id
-        DispatchQueue.global().async {
-            finished.output = try? patina.run(["shell", runID, "--", "sh", "-c",
+        let finished = BackgroundRun {
+            try patina.run(["shell", runID, "--", "sh", "-c",
                 "echo z > moved.txt && git add moved.txt && git commit -qm 'in the shell' && touch /tmp/committed && "
                 + "while [ ! -e /tmp/go-on ]; do sleep 0.1; done"])
-            finished.done.signal()
         }
-        var shell: String?
-        for _ in 0..<600 where shell == nil {
-            Thread.sleep(forTimeInterval: 0.1)
-            if let name = try PatinaRunner.leftoverContainers(repository: repo).first(where: { $0.hasSuffix("-shell") }),
-               (try? ProcessRunner.check(["docker", "exec", name, "test", "-e", "/tmp/committed"])) != nil {
-                shell = name
-            }
-        }
+        let shell = awaitContainer(of: repo, endingIn: "-shell", whereSucceeds: ["test", "-e", "/tmp/committed"])
         let name = try #require(shell, "the shell's command did not commit")
         // Meanwhile the branch is pointed at the run's base.
         try repo.git("update-ref", "refs/heads/\(made.branch)", made.base)
         _ = try ProcessRunner.check(["docker", "exec", name, "touch", "/tmp/go-on"])
-        finished.done.wait()
-        let output = try #require(finished.output)
+        let output = try #require(finished.wait())
         #expect(output.stderr.contains("the shell's commits are kept at tag shell-"), "\(output.stderr)")
         let tag = try #require(try repo.git("tag", "--list", "shell-*").split(separator: "\n").first.map(String.init))
         #expect(try repo.git("log", "-1", "--format=%s", tag) == "in the shell")
@@ -519,8 +504,3 @@ struct ReviewEndToEndTests {
     }
 }
 
-/// A command's output, from the thread that waited for it.
-private final class ShellOutput: @unchecked Sendable {
-    var output: ProcessRunner.Output?
-    let done = DispatchSemaphore(value: 0)
-}

@@ -23,11 +23,10 @@ final class Protections: @unchecked Sendable {
     private var firewallPlan: FirewallPlan?
     private var applyOutput = ""
     private var holderRequests = 0
-    /// Set once the holder's folders, request FIFO and script exist (`prepareHolder`).
-    private var holderPrepared = false
+    /// When the holder's folders, request FIFO and script were made (`prepareHolder`); nil before.
+    private var holderPreparedAt: Date?
     /// Set once the network holder runs (started early, while planning, or by `startSandbox`).
     private(set) var holderStarted = false
-    private var holderPreparedAt = Date.distantPast
     /// The holder applying the firewall, handed over by `startSandbox`.
     private var applying: Task<Void, Error>?
     /// How long an early holder waits for its rules (holder.sh gives up after 600 s); one
@@ -149,7 +148,7 @@ final class Protections: @unchecked Sendable {
     /// still planned; it then waits for the firewall's rules (`startSandbox`) and applies
     /// them before any container's command runs in its namespace.
     func startHolder(netguard: String, labels: [String: String]) async throws {
-        if !holderPrepared { try prepareHolder() }
+        if holderPreparedAt == nil { try prepareHolder() }
 
         var holder = ContainerSpec(name: holderName, image: netguard)
         holder.labels = labels.merging(["patina.role": "network"]) { $1 }
@@ -174,7 +173,6 @@ final class Protections: @unchecked Sendable {
         let script = layout.firewallDirectory.appendingPathComponent("holder.sh")
         try Data(try probeTemplates.render("firewall/holder.sh.mustache", [:]).utf8).write(to: script, options: .atomic)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
-        holderPrepared = true
         holderPreparedAt = Date()
     }
 
@@ -199,13 +197,13 @@ final class Protections: @unchecked Sendable {
         let selfTest = try SelfTestTargets.canary(address: gateway, tcpPort: canary.tcpPort, udpPort: canary.udpPort, dnsPort: canary.udpPort)
         let firewall = try makeFirewallPlan(gateway: gateway, selfTest: selfTest)
         firewallPlan = firewall
-        if holderPrepared, Date().timeIntervalSince(holderPreparedAt) > Self.holderPatience {
+        if let prepared = holderPreparedAt, Date().timeIntervalSince(prepared) > Self.holderPatience {
             await earlyHolder()
             guard await engine.remove([holderName]) else { throw SandboxFailure("could not replace the network holder \(holderName)") }
             holderStarted = false
-            holderPrepared = false
+            holderPreparedAt = nil
         }
-        if !holderPrepared { try prepareHolder() }
+        if holderPreparedAt == nil { try prepareHolder() }
         try firewall.render(templates: plan.templates, mechanism: probeTemplates).write(to: layout.firewallDirectory)
 
         // Held open until the holder answered: the line waits in the FIFO even when the
