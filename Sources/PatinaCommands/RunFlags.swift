@@ -28,6 +28,11 @@ struct RunFlags: ParsableArguments {
         valueName: "usd"))
     var maxCost: String?
 
+    @Option(name: .customLong("allow-api-feature"), help: ArgumentHelp(
+        "Let the model proxy forward a server-side network feature of the model API (the provider's servers reach the network for it, past the sandbox's firewall): mcp, web_search, web_fetch, code_execution, url_sources; or beta:NAME, field:NAME, tool:TYPE. Repeatable. Default: allow_api_features in .patina/config.json, else none.",
+        valueName: "name"))
+    var allowAPIFeatures: [String] = []
+
     @Option(name: .customLong("sparse"), help: ArgumentHelp(
         "Check out only DIR (and the files at the top of the repository) into the run's worktree: for a big repository whose task needs a part of it. The rest stays on the branch as it is. Repeatable.",
         valueName: "dir"))
@@ -52,6 +57,7 @@ struct RunFlags: ParsableArguments {
         options.checkTimeout = checkTimeout
         options.maxCost = maxCost
         options.sparse = sparse
+        options.allowAPIFeatures = allowAPIFeatures
         return options
     }
 }

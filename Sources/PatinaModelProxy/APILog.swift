@@ -24,11 +24,17 @@ public struct APILogEntry: Codable, Sendable, Equatable {
     public var stopReason: String?
     public var errorType: String?
     public var errorMessage: String?
-    /// Set when the proxy answered itself instead of forwarding: "budget", "credential", "route", "unreachable", "bad_request".
+    /// Set when the proxy answered itself instead of forwarding: "budget", "credential", "route", "unreachable",
+    /// "bad_request", "api_feature", "too_large", "timeout", "in_flight", "connections".
     public var refused: String?
+    /// With `refused` "api_feature": the feature `--allow-api-feature` would allow.
+    public var feature: String?
+    /// `anthropic-beta` values not forwarded (unknown to patina).
+    public var droppedBetas: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case time, seq, method, path, model, stream, tools, status, usage, unpriced, refused
+        case time, seq, method, path, model, stream, tools, status, usage, unpriced, refused, feature
+        case droppedBetas = "dropped_betas"
         case requestedModel = "requested_model"
         case firstByteMS = "first_byte_ms"
         case latencyMS = "latency_ms"

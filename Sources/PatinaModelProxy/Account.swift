@@ -43,6 +43,11 @@ public struct ModelUsage: Sendable, Equatable {
     public var refusedForBudget = 0
     /// Requests with a wrong or missing placeholder credential.
     public var refusedCredential = 0
+    /// Requests refused for asking the API for a server-side network feature: feature → count.
+    public var refusedFeatures: [String: Int] = [:]
+    /// Clients answered and dropped for breaking the proxy's rules or caps (malformed,
+    /// too large, too slow, too many connections or bytes in flight).
+    public var refusedClients = 0
     /// The last HTTP status the upstream answered a Messages request with.
     public var lastStatus: Int?
     /// Set when the upstream could not be reached, for good (see `ModelProxy`).
@@ -83,6 +88,14 @@ final class Account: Sendable {
 
     func countRefusedCredential() {
         state.withLock { $0.refusedCredential += 1 }
+    }
+
+    func countRefusedFeature(_ feature: String) {
+        state.withLock { $0.refusedFeatures[feature, default: 0] += 1 }
+    }
+
+    func countRefusedClient() {
+        state.withLock { $0.refusedClients += 1 }
     }
 
     /// Before forwarding a Messages request for `model`: refuse once a budget is reached.

@@ -24,31 +24,57 @@ struct HTTPRequest: Sendable {
     }
 }
 
-/// Why a request could not be read: answered with 400 (or 413) when the client is still there.
+/// Why a request could not be read, or is not served: answered with `status` when the
+/// client is still there, then the connection is dropped. `refused` names the rule in api.jsonl.
 struct HTTPParseError: Error, CustomStringConvertible {
     let status: Int
     let description: String
+    var refused = "bad_request"
 }
 
-/// Reads requests one after another from a client connection.
+/// Reads requests one after another from a client connection: the head first (so the
+/// credential is checked before a body byte is read), then, when asked, the body.
+///
+/// Everything a client sends is checked against the caps before it is used: sizes before
+/// arithmetic, buffered bytes against the run's and the process's quotas, time against
+/// the request's deadlines. Bytes are consumed by moving an offset, so parsing is linear
+/// in what arrives (1-byte chunks included).
 final class HTTPRequestReader {
     private let socket: Socket
-    private var pending: [UInt8] = []
+    private let limits: ProxyLimits
+    private let quota: QuotaPair
+    /// Received bytes; those before `start` are consumed.
+    private var buffer: [UInt8] = []
+    private var start = 0
     private var scratch: [UInt8] = []
+    private var deadline: ContinuousClock.Instant = .now
+    /// Request bytes taken from the quotas for the body being read or served.
+    private(set) var reserved = 0
     static let maxHeadBytes = 64 << 10
-    /// Claude Code sends the whole conversation each time; a long one with images runs to tens of MB.
-    static let maxBodyBytes = 64 << 20
+    static let maxChunkLine = 1024
 
-    init(socket: Socket) {
+    init(socket: Socket, limits: ProxyLimits, quota: QuotaPair) {
         self.socket = socket
+        self.limits = limits
+        self.quota = quota
     }
 
-    /// The next request, or nil when the client closed the connection between requests.
-    /// `onExpectContinue` answers `Expect: 100-continue` before the body is read.
-    func next(onExpectContinue: () throws -> Void) throws -> HTTPRequest? {
-        guard let headEnd = try fill(untilFound: [13, 10, 13, 10], limit: Self.maxHeadBytes) else { return nil }
-        let head = String(decoding: pending[..<headEnd], as: UTF8.self)
-        pending.removeFirst(headEnd + 4)
+    deinit { releaseBody() }
+
+    private var pendingCount: Int { buffer.count - start }
+
+    /// The next request with an empty body, or nil when the client closed the connection
+    /// (or stayed idle past `idleSeconds`) between requests.
+    func nextHead() throws -> HTTPRequest? {
+        if pendingCount == 0 {
+            guard try socket.waitReadable(timeoutMS: Self.milliseconds(limits.idleSeconds)) else { return nil }
+        }
+        let began = ContinuousClock.now
+        deadline = began + .milliseconds(Self.milliseconds(limits.headSeconds))
+        guard let headEnd = try fill(untilFound: [13, 10, 13, 10], limit: Self.maxHeadBytes, what: "request head") else { return nil }
+        let head = String(decoding: buffer[start..<headEnd], as: UTF8.self)
+        consume(upTo: headEnd + 4)
+        deadline = began + .milliseconds(Self.milliseconds(limits.requestSeconds))
         var lines = head.components(separatedBy: "\r\n")
         let requestLine = lines.removeFirst().split(separator: " ", omittingEmptySubsequences: true)
         guard requestLine.count == 3, requestLine[2].hasPrefix("HTTP/1.") else {
@@ -60,68 +86,149 @@ final class HTTPRequestReader {
             headers.append((String(line[..<colon]).trimmingCharacters(in: .whitespaces),
                             String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
         }
-        var request = HTTPRequest(method: String(requestLine[0]), target: String(requestLine[1]), version: String(requestLine[2]),
-                                  headers: headers, body: Data())
-        if request.header("Expect")?.lowercased() == "100-continue" { try onExpectContinue() }
+        return HTTPRequest(method: String(requestLine[0]), target: String(requestLine[1]), version: String(requestLine[2]),
+                           headers: headers, body: Data())
+    }
+
+    /// Reads the body `request`'s head announces, holding its bytes against the quotas
+    /// until `releaseBody()`.
+    func readBody(of request: inout HTTPRequest) throws {
         if request.header("Transfer-Encoding")?.lowercased().contains("chunked") == true {
             request.body = try readChunkedBody()
         } else if let lengthText = request.header("Content-Length") {
-            guard let length = Int(lengthText), length >= 0 else { throw HTTPParseError(status: 400, description: "bad Content-Length") }
-            guard length <= Self.maxBodyBytes else { throw HTTPParseError(status: 413, description: "request body over \(Self.maxBodyBytes >> 20) MB") }
-            request.body = Data(try take(length))
+            guard lengthText.count <= 19, let length = Int(lengthText), length >= 0 else {
+                throw HTTPParseError(status: 400, description: "bad Content-Length")
+            }
+            guard length <= limits.maxBodyBytes else { throw Self.tooLarge(limits.maxBodyBytes) }
+            try reserve(length)
+            var body = Data(capacity: length)
+            try read(length, into: &body)
+            request.body = body
         }
-        return request
+    }
+
+    /// Gives the body's bytes back to the quotas (once the request was answered).
+    func releaseBody() {
+        if reserved > 0 { quota.release(reserved) }
+        reserved = 0
+    }
+
+    private func reserve(_ amount: Int) throws {
+        guard amount > 0 else { return }
+        if let refusedBy = quota.reserve(amount) {
+            throw HTTPParseError(status: 503, description: refusedBy == "run"
+                                    ? "too many request bytes in flight for this run; try again later"
+                                    : "too many request bytes in flight in patina; try again later",
+                                 refused: "in_flight")
+        }
+        reserved += amount
     }
 
     private func readChunkedBody() throws -> Data {
         var body = Data()
         while true {
-            guard let lineEnd = try fill(untilFound: [13, 10], limit: 4096) else { throw HTTPParseError(status: 400, description: "truncated chunk") }
-            let sizeText = String(decoding: pending[..<lineEnd], as: UTF8.self).split(separator: ";").first.map(String.init) ?? ""
-            pending.removeFirst(lineEnd + 2)
-            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
+            guard let lineEnd = try fill(untilFound: [13, 10], limit: Self.maxChunkLine, what: "chunk size line") else {
+                throw HTTPParseError(status: 400, description: "truncated chunk")
+            }
+            let line = buffer[start..<lineEnd]
+            let sizeBytes = line.prefix { $0 != UInt8(ascii: ";") }
+            let sizeText = String(decoding: sizeBytes, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            consume(upTo: lineEnd + 2)
+            // At most 15 hex digits: every value then fits an Int, and the cap decides the rest.
+            guard !sizeText.isEmpty, sizeText.count <= 15, let size = Int(sizeText, radix: 16), size >= 0 else {
                 throw HTTPParseError(status: 400, description: "bad chunk size")
             }
             if size == 0 {
                 // Trailers, if any, up to the empty line.
+                var trailerBytes = 0
                 while true {
-                    guard let end = try fill(untilFound: [13, 10], limit: Self.maxHeadBytes) else { return body }
-                    pending.removeFirst(end + 2)
-                    if end == 0 { return body }
+                    guard let end = try fill(untilFound: [13, 10], limit: Self.maxHeadBytes, what: "trailers") else { return body }
+                    trailerBytes += end - start + 2
+                    guard trailerBytes <= Self.maxHeadBytes else { throw HTTPParseError(status: 431, description: "trailers too large", refused: "too_large") }
+                    let empty = end == start
+                    consume(upTo: end + 2)
+                    if empty { return body }
                 }
             }
-            guard body.count + size <= Self.maxBodyBytes else { throw HTTPParseError(status: 413, description: "request body over \(Self.maxBodyBytes >> 20) MB") }
-            body.append(contentsOf: try take(size))
-            _ = try take(2)
+            guard size <= limits.maxBodyBytes - body.count else { throw Self.tooLarge(limits.maxBodyBytes) }
+            try reserve(size)
+            try read(size, into: &body)
+            while pendingCount < 2 {
+                let n = try receive()
+                if n == 0 { throw HTTPParseError(status: 400, description: "connection closed mid-body") }
+                buffer.append(contentsOf: scratch[..<n])
+            }
+            guard buffer[start] == 13, buffer[start + 1] == 10 else {
+                throw HTTPParseError(status: 400, description: "chunk not followed by CRLF")
+            }
+            consume(upTo: start + 2)
         }
     }
 
-    /// Reads until `pattern` is in the pending bytes; its offset, or nil at a clean end of stream
-    /// with nothing pending.
-    private func fill(untilFound pattern: [UInt8], limit: Int) throws -> Int? {
-        var searchFrom = 0
+    private static func tooLarge(_ limit: Int) -> HTTPParseError {
+        HTTPParseError(status: 413, description: "request body over \(limit >> 20) MB", refused: "too_large")
+    }
+
+    private func consume(upTo end: Int) {
+        start = end
+        if start == buffer.count {
+            buffer.removeAll(keepingCapacity: buffer.count <= 1 << 20)
+            start = 0
+        } else if start > 1 << 16, start * 2 > buffer.count {
+            buffer.removeFirst(start)
+            start = 0
+        }
+    }
+
+    /// Reads until `pattern` is in the pending bytes; its offset in `buffer`, or nil at a
+    /// clean end of stream with nothing pending. More than `limit` pending bytes without
+    /// it is an error.
+    private func fill(untilFound pattern: [UInt8], limit: Int, what: String) throws -> Int? {
+        var searchFrom = start
         while true {
-            if let found = Self.find(pattern, in: pending, from: searchFrom) { return found }
-            guard pending.count <= limit else { throw HTTPParseError(status: 431, description: "request head too large") }
-            searchFrom = max(0, pending.count - pattern.count + 1)
-            let n = try socket.read(into: &scratch)
+            if let found = Self.find(pattern, in: buffer, from: searchFrom) { return found }
+            guard pendingCount <= limit + pattern.count else {
+                throw HTTPParseError(status: 431, description: "\(what) too large", refused: "too_large")
+            }
+            searchFrom = max(start, buffer.count - pattern.count + 1)
+            let n = try receive()
             if n == 0 {
-                if pending.isEmpty { return nil }
+                if pendingCount == 0 { return nil }
                 throw HTTPParseError(status: 400, description: "connection closed mid-request")
             }
-            pending.append(contentsOf: scratch[..<n])
+            buffer.append(contentsOf: scratch[..<n])
         }
     }
 
-    private func take(_ count: Int) throws -> ArraySlice<UInt8> {
-        while pending.count < count {
-            let n = try socket.read(into: &scratch)
+    /// Moves `count` bytes of the stream into `body`: first what is pending, then straight
+    /// from the socket.
+    private func read(_ count: Int, into body: inout Data) throws {
+        let fromBuffer = min(count, pendingCount)
+        body.append(contentsOf: buffer[start..<(start + fromBuffer)])
+        consume(upTo: start + fromBuffer)
+        var remaining = count - fromBuffer
+        while remaining > 0 {
+            let n = try receive()
             if n == 0 { throw HTTPParseError(status: 400, description: "connection closed mid-body") }
-            pending.append(contentsOf: scratch[..<n])
+            let used = min(n, remaining)
+            body.append(contentsOf: scratch[..<used])
+            if used < n { buffer.append(contentsOf: scratch[used..<n]) }
+            remaining -= used
         }
-        let taken = pending[..<count]
-        pending.removeFirst(count)
-        return taken
+    }
+
+    /// One read within the request's deadline.
+    private func receive() throws -> Int {
+        let left = ContinuousClock.now.duration(to: deadline)
+        let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
+        guard ms > 0, try socket.waitReadable(timeoutMS: Int32(clamping: ms)) else {
+            throw HTTPParseError(status: 408, description: "request not received in time", refused: "timeout")
+        }
+        return try socket.read(into: &scratch)
+    }
+
+    private static func milliseconds(_ seconds: Double) -> Int32 {
+        Int32(clamping: Int((seconds * 1000).rounded()))
     }
 
     static func find(_ pattern: [UInt8], in bytes: [UInt8], from start: Int) -> Int? {

@@ -44,6 +44,10 @@ public struct ModelProxyConfiguration: Sendable {
     public var unreachableAfterFailures = 3
     /// …lasting at least this long once a request went through (a blip is not an outage).
     public var unreachableGraceSeconds: Double = 30
+    /// Connections, buffered bytes and time a client may hold (per run and per process).
+    public var limits = ProxyLimits()
+    /// What of the API is forwarded (server-side network features only when allowed).
+    public var apiPolicy = APIPolicy()
 
     public init(listenAddress: String, upstream: URL, credential: UpstreamCredential, placeholder: String,
                 prices: PriceTable, maxCostUSD: Double? = nil, sharedLimit: SpendingLimit? = nil,
@@ -92,6 +96,10 @@ public final class ModelProxy: Sendable {
     private let upstream: Upstream
     private let onEvent: @Sendable (ModelProxyEvent) -> Void
     private let state = Mutex(State())
+    private let connections: QuotaPair
+    private let bytesInFlight: QuotaPair
+    /// Lines api.jsonl gets for clients refused before their request was read (past it, only counted).
+    static let maxRefusedClientLines = 100
 
     private struct State {
         var running = true
@@ -101,6 +109,7 @@ public final class ModelProxy: Sendable {
         var firstFailure: Date?
         var everAnswered = false
         var unreachable: String?
+        var refusedClientLines = 0
     }
 
     /// Binds and starts serving at once.
@@ -112,6 +121,9 @@ public final class ModelProxy: Sendable {
         log = try APILog(url: configuration.apiLog, secrets: configuration.secrets + [configuration.credential.value])
         upstream = Upstream()
         self.onEvent = onEvent
+        let limits = configuration.limits
+        connections = QuotaPair(run: Quota(limit: limits.connections), process: limits.process.connections)
+        bytesInFlight = QuotaPair(run: Quota(limit: limits.bytesInFlight), process: limits.process.bytesInFlight)
         // The accepting thread owns the listener: it is closed when the loop ends, after stop().
         let accepting = Thread { [self] in acceptLoop(listener) }
         accepting.name = "patina-model-proxy-accept"
@@ -144,15 +156,26 @@ public final class ModelProxy: Sendable {
     private func acceptLoop(_ listener: Socket) {
         while state.withLock({ $0.running }) {
             guard let client = listener.accept(timeoutMS: 100) else { continue }
+            if let refusedBy = connections.reserve(1) {
+                // Answered and dropped at once, from this thread: no thread, no read.
+                let message = refusedBy == "run" ? "too many connections to this run's model proxy (\(configuration.limits.connections))"
+                                                 : "too many connections to patina's model proxies"
+                refuseClient(client, status: 503, message: message, refused: "connections")
+                continue
+            }
             let accepted = state.withLock { state -> Bool in
                 guard state.running else { return false }
                 state.clients[ObjectIdentifier(client)] = client
                 return true
             }
-            guard accepted else { continue }
+            guard accepted else {
+                connections.release(1)
+                continue
+            }
             let thread = Thread { [self] in
                 serve(client)
                 _ = state.withLock { $0.clients.removeValue(forKey: ObjectIdentifier(client)) }
+                connections.release(1)
             }
             thread.name = "patina-model-proxy-client"
             thread.start()
@@ -160,25 +183,107 @@ public final class ModelProxy: Sendable {
     }
 
     private func serve(_ client: Socket) {
-        // An idle keep-alive connection ends after this long; Claude Code opens another.
-        client.setReceiveTimeout(seconds: 300)
-        let reader = HTTPRequestReader(socket: client)
+        let reader = HTTPRequestReader(socket: client, limits: configuration.limits, quota: bytesInFlight)
         while state.withLock({ $0.running }) {
-            let request: HTTPRequest
+            var request: HTTPRequest
             do {
-                guard let next = try reader.next(onExpectContinue: { try client.write("HTTP/1.1 100 Continue\r\n\r\n") }) else { return }
-                request = next
+                guard let head = try reader.nextHead() else { return }
+                request = head
             } catch let error as HTTPParseError {
-                let writer = HTTPResponseWriter(socket: client, keepAlive: false)
-                try? writer.complete(status: error.status, json: Self.errorBody(type: "invalid_request_error", message: "patina's model proxy: \(error.description)"))
+                refuseClient(client, status: error.status, message: error.description, refused: error.refused)
                 return
             } catch {
-                return  // the client went away, or stayed idle too long
+                return  // the client went away
             }
+            // The credential and the route are judged from the head: a stranger's body is never read.
             let writer = HTTPResponseWriter(socket: client, keepAlive: request.keepsAlive, chunked: request.version != "HTTP/1.0")
+            if let refusal = refusalBeforeBody(request) {
+                refuseClient(client, status: refusal.status, message: refusal.message, refused: refusal.refused, request: request,
+                             type: refusal.type)
+                return
+            }
+            do {
+                if request.header("Expect")?.lowercased() == "100-continue" { try client.write("HTTP/1.1 100 Continue\r\n\r\n") }
+                try reader.readBody(of: &request)
+            } catch let error as HTTPParseError {
+                reader.releaseBody()
+                refuseClient(client, status: error.status, message: error.description, refused: error.refused, request: request)
+                return
+            } catch {
+                return
+            }
             let connectionUsable = handle(request, writer: writer)
+            reader.releaseBody()
             if !connectionUsable || !writer.keepAlive { return }
         }
+    }
+
+    /// Answers a client that broke a rule (or found no room) and drops it. It is counted;
+    /// api.jsonl gets a line for the first few only, so a client cannot fill the disk.
+    private func refuseClient(_ client: Socket, status: Int, message: String, refused: String, request: HTTPRequest? = nil,
+                              type: String? = nil) {
+        let writer = HTTPResponseWriter(socket: client, keepAlive: false)
+        let type = type ?? (status >= 500 ? "overloaded_error" : (status == 413 ? "request_too_large" : "invalid_request_error"))
+        let text = refused == "credential" ? message : "patina's model proxy: \(message)"
+        try? writer.complete(status: status, json: Self.errorBody(type: type, message: text),
+                             extraHeaders: [("x-should-retry", status == 503 ? "true" : "false")])
+        client.shutdown()
+        if refused != "credential" && refused != "route" { account.countRefusedClient() }
+        if request != nil { account.countRequest() }
+        let logged = state.withLock { state -> Int? in
+            guard state.refusedClientLines < Self.maxRefusedClientLines else { return nil }
+            state.refusedClientLines += 1
+            state.seq += 1
+            return state.seq
+        }
+        guard let seq = logged else { return }
+        var entry = APILogEntry(time: Date(), seq: seq, method: request?.method ?? "", path: request?.path ?? "", status: status, latencyMS: 0)
+        entry.errorType = type
+        entry.errorMessage = message
+        entry.refused = refused
+        log.append(entry)
+        onEvent(.answered(entry, account.snapshot))
+    }
+
+    struct Refusal {
+        let status: Int
+        let type: String
+        let message: String
+        let refused: String
+        var feature: String?
+    }
+
+    /// What refuses a request on its head alone: a wrong credential, a route not forwarded.
+    private func refusalBeforeBody(_ request: HTTPRequest) -> Refusal? {
+        guard credentialMatches(request) else {
+            account.countRefusedCredential()
+            return Refusal(status: 401, type: "authentication_error", message: "invalid x-api-key", refused: "credential")
+        }
+        guard Self.isForwarded(request) else {
+            return Refusal(status: 404, type: "not_found_error",
+                           message: "patina's model proxy forwards only POST /v1/messages and /v1/messages/count_tokens (not \(request.method) \(request.path))",
+                           refused: "route")
+        }
+        return nil
+    }
+
+    static func isForwarded(_ request: HTTPRequest) -> Bool {
+        request.method == "POST" && (request.path == "/v1/messages" || request.path == "/v1/messages/count_tokens")
+    }
+
+    /// Answers a refusal with an API-shaped error and logs it; false when the connection is gone.
+    private func answerRefusal(_ refusal: Refusal, writer: HTTPResponseWriter, entry: APILogEntry, started: Date) -> Bool {
+        var entry = entry
+        entry.status = refusal.status
+        entry.errorType = refusal.type
+        entry.errorMessage = refusal.message
+        entry.refused = refusal.refused
+        entry.feature = refusal.feature
+        if let feature = refusal.feature { account.countRefusedFeature(feature) }
+        let headers = [("request-id", "req_patina_\(entry.seq)"), ("x-should-retry", "false")]
+        let sent = (try? writer.complete(status: refusal.status, json: Self.errorBody(type: refusal.type, message: refusal.message), extraHeaders: headers)) != nil
+        finish(&entry, started: started)
+        return sent
     }
 
     // MARK: One request
@@ -193,51 +298,46 @@ public final class ModelProxy: Sendable {
         account.countRequest()
         var entry = APILogEntry(time: started, seq: seq, method: request.method, path: request.path, status: 0, latencyMS: 0)
 
-        func answer(_ status: Int, type: String, message: String, refused: String, retry: Bool = false) -> Bool {
-            entry.status = status
-            entry.errorType = type
-            entry.errorMessage = message
-            entry.refused = refused
-            var headers = [("request-id", "req_patina_\(seq)")]
-            if !retry { headers.append(("x-should-retry", "false")) }
-            let sent = (try? writer.complete(status: status, json: Self.errorBody(type: type, message: message), extraHeaders: headers)) != nil
-            finish(&entry, started: started)
-            return sent
+        func answer(_ refusal: Refusal) -> Bool {
+            answerRefusal(refusal, writer: writer, entry: entry, started: started)
         }
 
-        guard credentialMatches(request) else {
-            account.countRefusedCredential()
-            return answer(401, type: "authentication_error", message: "invalid x-api-key", refused: "credential")
+        let isMessages = request.path == "/v1/messages"
+        guard let body = (try? JSONSerialization.jsonObject(with: request.body)) as? [String: Any] else {
+            return answer(Refusal(status: 400, type: "invalid_request_error", message: "patina's model proxy: the request body is not a JSON object",
+                                  refused: "bad_request"))
         }
-        let isMessages = request.method == "POST" && request.path == "/v1/messages"
-        let isCountTokens = request.method == "POST" && request.path == "/v1/messages/count_tokens"
-        guard isMessages || isCountTokens else {
-            return answer(404, type: "not_found_error",
-                          message: "patina's model proxy forwards only POST /v1/messages and /v1/messages/count_tokens (not \(request.method) \(request.path))",
-                          refused: "route")
-        }
-        let body = (try? JSONSerialization.jsonObject(with: request.body)) as? [String: Any]
-        entry.requestedModel = body?["model"] as? String
+        entry.requestedModel = body["model"] as? String
         if isMessages {
-            entry.stream = body?["stream"] as? Bool ?? false
-            entry.tools = (body?["tools"] as? [Any])?.count ?? 0
+            entry.stream = body["stream"] as? Bool ?? false
+            entry.tools = (body["tools"] as? [Any])?.count ?? 0
+        }
+        let beta: String?
+        switch configuration.apiPolicy.judge(beta: request.header("anthropic-beta"), body: body) {
+        case .refuse(let feature, let message):
+            return answer(Refusal(status: 403, type: "permission_error", message: message, refused: "api_feature", feature: feature))
+        case .forward(let kept, let dropped):
+            beta = kept
+            if !dropped.isEmpty { entry.droppedBetas = dropped }
         }
         if isMessages, case .refuse(let status, let type, let message) = account.admit(model: entry.requestedModel) {
-            return answer(status, type: type, message: message, refused: status == 402 ? "budget" : "unpriced_model")
+            return answer(Refusal(status: status, type: type, message: message, refused: status == 402 ? "budget" : "unpriced_model"))
         }
         if let reason = state.withLock({ $0.unreachable }) {
-            return answer(502, type: "api_error", message: "patina's model proxy cannot reach \(configuration.upstream.absoluteString): \(reason)", refused: "unreachable")
+            return answer(Refusal(status: 502, type: "api_error", message: "patina's model proxy cannot reach \(configuration.upstream.absoluteString): \(reason)",
+                                  refused: "unreachable"))
         }
-        return forward(request, isMessages: isMessages, entry: &entry, started: started, writer: writer)
+        return forward(request, beta: beta, isMessages: isMessages, entry: &entry, started: started, writer: writer)
     }
 
-    private func forward(_ request: HTTPRequest, isMessages: Bool, entry: inout APILogEntry, started: Date, writer: HTTPResponseWriter) -> Bool {
+    private func forward(_ request: HTTPRequest, beta: String?, isMessages: Bool, entry: inout APILogEntry, started: Date, writer: HTTPResponseWriter) -> Bool {
         var upstreamRequest = URLRequest(url: upstreamURL(for: request.target))
         upstreamRequest.httpMethod = request.method
         upstreamRequest.httpBody = request.body
         for (name, value) in request.headers where !Self.notForwarded.contains(name.lowercased()) {
             upstreamRequest.addValue(value, forHTTPHeaderField: name)
         }
+        if let beta { upstreamRequest.setValue(beta, forHTTPHeaderField: "anthropic-beta") }
         switch configuration.credential.scheme {
         case .apiKey: upstreamRequest.setValue(configuration.credential.value, forHTTPHeaderField: "x-api-key")
         case .bearer: upstreamRequest.setValue("Bearer \(configuration.credential.value)", forHTTPHeaderField: "Authorization")
@@ -361,7 +461,7 @@ public final class ModelProxy: Sendable {
     static let notForwarded: Set<String> = [
         "host", "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection",
         "proxy-authorization", "te", "trailer", "upgrade", "expect", "accept-encoding",
-        "x-api-key", "authorization", "cookie",
+        "x-api-key", "authorization", "cookie", "anthropic-beta",
     ]
 
     private func upstreamURL(for target: String) -> URL {

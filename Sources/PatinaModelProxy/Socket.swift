@@ -106,10 +106,17 @@ final class Socket: @unchecked Sendable {
         try write(Data(text.utf8))
     }
 
-    /// A read that waits longer than this fails (an idle keep-alive connection ends).
-    func setReceiveTimeout(seconds: Int) {
-        var tv = timeval(tv_sec: seconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    /// Waits up to `timeoutMS` for something to read (or the end of the stream); false
+    /// when nothing came in time.
+    func waitReadable(timeoutMS: Int32) throws -> Bool {
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while true {
+            let n = poll(&pfd, 1, max(0, timeoutMS))
+            if n > 0 { return true }
+            if n == 0 { return false }
+            if errno == EINTR { continue }
+            throw SocketError("poll")
+        }
     }
 
     /// Wakes any thread blocked on this socket; the owner still closes it.

@@ -409,6 +409,10 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         rec = self.basic_record(seq)
+        if isinstance(body, dict):
+            # What reached the API: tests prove no server-side network feature got through.
+            rec["body_keys"] = sorted(body.keys())
+            rec["tool_types"] = sorted({t.get("type", "custom") for t in body.get("tools") or [] if isinstance(t, dict)})
 
         if path == "/v1/messages/count_tokens":
             tokens = estimate_tokens(body) if body is not None else 1

@@ -43,6 +43,8 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
     public var maxCost: Double?
     /// Prices added to or replacing the shipped table (templates/model-prices.json), by model id.
     public var modelPrices: [String: ModelPrice]?
+    /// Server-side network features of the model API the proxy forwards (`--allow-api-feature` adds).
+    public var allowAPIFeatures: [String]?
 
     public init() {}
 
@@ -56,6 +58,7 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
         case acceptPrivateDNS = "accept_private_dns"
         case maxCost = "max_cost"
         case modelPrices = "model_prices"
+        case allowAPIFeatures = "allow_api_features"
     }
 
     public struct Invalid: BadInput, CustomStringConvertible {

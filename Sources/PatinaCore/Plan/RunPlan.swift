@@ -58,6 +58,8 @@ public struct RunPlan: @unchecked Sendable {
     /// `--sparse`: the only directories (with the top level's files) the worktree holds, as
     /// paths in the repository.
     public let sparse: [String]
+    /// What of the model API the run's proxy forwards (`allow_api_features` and `--allow-api-feature`).
+    public let apiPolicy: APIPolicy
     /// Set for `patina shell`: the user's command instead of the agent, on an earlier
     /// run's branch and worktree. No record is kept and no credential enters.
     public internal(set) var shell: ShellRequest? = nil
@@ -189,6 +191,12 @@ public enum Planner {
         let prices = try loadPrices(templates: templates, config: config)
         let model = options.model ?? config.model
         if maxCost != nil, let model { try requirePrice(of: model, in: prices, budget: "--max-cost") }
+        for feature in config.allowAPIFeatures ?? [] {
+            if let problem = APIPolicy.problem(with: feature) {
+                throw PlanError("allow_api_features in .patina/config.json: \(problem)")
+            }
+        }
+        let apiFeatures = (config.allowAPIFeatures ?? []) + options.allowAPIFeatures
 
         let (uid, gid) = agentIDs()
         return RunPlan(
@@ -206,7 +214,8 @@ public enum Planner {
             check: check, checkTimeoutSeconds: checkTimeout,
             batchID: nil, attempt: nil, name: nil,
             claudeMaxRetries: environment["CLAUDE_CODE_MAX_RETRIES"].flatMap { Int($0) },
-            maxCostUSD: maxCost, prices: prices, sharedBudget: nil, sparse: sparse)
+            maxCostUSD: maxCost, prices: prices, sharedBudget: nil, sparse: sparse,
+            apiPolicy: APIPolicy(allowed: apiFeatures))
     }
 
     /// With a budget, a model must have a price: its spending could not be counted otherwise.

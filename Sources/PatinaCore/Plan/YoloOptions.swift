@@ -28,6 +28,8 @@ public struct YoloOptions: Sendable, Codable, Equatable {
     public var maxCost: String?
     /// `--sparse DIR`: only these directories (and the top level's files) are checked out.
     public var sparse: [String] = []
+    /// `--allow-api-feature NAME`: server-side network features of the model API the proxy forwards.
+    public var allowAPIFeatures: [String] = []
 
     public static let defaultCheckTimeout = "10m"
 
@@ -37,7 +39,7 @@ public struct YoloOptions: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case task, base, baseImage, agentBinary, model, maxTurns, timeout, allow, presets, noFirewall, quiet, json
-        case check, checkTimeout, devcontainer, noAutoPresets, noHostCA, sparse
+        case check, checkTimeout, devcontainer, noAutoPresets, noHostCA, sparse, allowAPIFeatures
     }
 
     /// Records written by earlier versions lack the newer keys: each one is optional.
@@ -61,6 +63,7 @@ public struct YoloOptions: Sendable, Codable, Equatable {
         noAutoPresets = try c.decodeIfPresent(Bool.self, forKey: .noAutoPresets) ?? false
         noHostCA = try c.decodeIfPresent(Bool.self, forKey: .noHostCA) ?? false
         sparse = try c.decodeIfPresent([String].self, forKey: .sparse) ?? []
+        allowAPIFeatures = try c.decodeIfPresent([String].self, forKey: .allowAPIFeatures) ?? []
     }
 
     /// The checks that need nothing but the flags themselves; run by the
@@ -77,6 +80,9 @@ public struct YoloOptions: Sendable, Codable, Equatable {
         if let checkTimeout { _ = try DurationParser.seconds(checkTimeout) }
         if let maxCost { _ = try Budget.parse(maxCost, setting: "--max-cost") }
         for directory in sparse { _ = try Self.sparseDirectory(directory) }
+        for feature in allowAPIFeatures {
+            if let problem = APIPolicy.problem(with: feature) { throw PlanError("--allow-api-feature: \(problem)") }
+        }
     }
 
     /// A `--sparse` directory as a path in the repository ("src/api"): relative, no "." or
@@ -176,6 +182,7 @@ extension YoloOptions {
         o.noAutoPresets = noAutoPresets || flags.noAutoPresets
         o.noHostCA = noHostCA || flags.noHostCA
         o.maxCost = flags.maxCost ?? maxCost
+        o.allowAPIFeatures = allowAPIFeatures + flags.allowAPIFeatures.filter { !allowAPIFeatures.contains($0) }
         o.quiet = flags.quiet
         o.json = flags.json
         return o

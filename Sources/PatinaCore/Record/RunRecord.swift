@@ -210,6 +210,10 @@ public struct RunRecord: Codable, Sendable {
     public var maxCostUSD: Double?
     /// The real model endpoint the proxy forwarded to (never a credential).
     public var modelEndpoint: String?
+    /// Requests the model proxy refused for asking for a server-side network feature: feature → count.
+    public var apiRefused: [String: Int]?
+    /// Clients the model proxy answered and dropped for breaking its rules or caps.
+    public var proxyRefusedClients: Int?
     /// What Claude Code's own result line said, for comparison.
     public var agentReported: AgentReport?
     public var requeues: [RequeueRecord]?
@@ -288,6 +292,8 @@ public struct RunRecord: Codable, Sendable {
         case overloaded
         case maxCostUSD = "max_cost_usd"
         case modelEndpoint = "model_endpoint"
+        case apiRefused = "api_refused"
+        case proxyRefusedClients = "proxy_refused_clients"
         case agentReported = "agent_reported"
     }
 

@@ -353,10 +353,11 @@ public final class RunLifecycle: @unchecked Sendable {
         guard plan.shell == nil else { return nil }
         let credentials = plan.credentials
         let placeholder = ModelProxyConfiguration.makePlaceholder(scheme: credentials.upstream.scheme)
-        let configuration = ModelProxyConfiguration(
+        var configuration = ModelProxyConfiguration(
             listenAddress: gateway, upstream: credentials.baseURL, credential: credentials.upstream, placeholder: placeholder,
             prices: plan.prices, maxCostUSD: plan.maxCostUSD, sharedLimit: plan.sharedBudget,
             apiLog: layout.apiLog, secrets: credentials.secretValues)
+        configuration.apiPolicy = plan.apiPolicy
         let proxy = try ModelProxy(configuration: configuration, onEvent: Self.proxyEventHandler(progress: progress, control: control))
         modelProxy = proxy
         modelAccess = ModelAccess(baseURL: proxy.baseURL, variable: credentials.variable, placeholder: placeholder)
@@ -386,6 +387,13 @@ public final class RunLifecycle: @unchecked Sendable {
                 }
                 if entry.refused == "unpriced_model", let why = totals.refusedUnpriced, once("unpriced_model") {
                     progress.warn(why)
+                }
+                if entry.refused == "api_feature", let feature = entry.feature, once("feature " + feature) {
+                    progress.warn("the agent asked the model API for \(feature), which reaches the network from the provider's servers; "
+                                  + "refused (allow it with --allow-api-feature \(feature))")
+                }
+                if entry.refused != nil, totals.refusedClients == 1, once("clients") {
+                    progress.warn("the model proxy dropped a client that broke its rules (\(entry.refused ?? "")): \(entry.errorMessage ?? "")")
                 }
             case .unreachable(let why):
                 progress.warn("the model API at \(why); stopping the agent")

@@ -58,6 +58,8 @@ extension RunLifecycle {
         record.rateLimited = usage.rateLimited
         record.overloaded = usage.overloaded
         record.unpriced = usage.unpriced.isEmpty ? nil : usage.unpriced
+        record.apiRefused = usage.refusedFeatures.isEmpty ? nil : usage.refusedFeatures
+        record.proxyRefusedClients = usage.refusedClients == 0 ? nil : usage.refusedClients
     }
 
     /// `patina shell`: the user's command (or an interactive shell) in the agent's
