@@ -56,6 +56,11 @@ struct BadInputTests {
         Case(name: "zero attempts", arguments: ["yolo", "--attempts", "0", "x"], expected: "--attempts must be between 1 and 100", status: 2),
         Case(name: "too many attempts", arguments: ["yolo", "--attempts", "101", "x"], expected: "--attempts must be between 1 and 100", status: 2),
         Case(name: "empty check", arguments: ["yolo", "--check", " ", "x"], expected: "--check is empty", status: 2),
+        Case(name: "unknown API feature", arguments: ["yolo", "--allow-api-feature", "everything", "x"],
+             expected: "--allow-api-feature: unknown API feature 'everything'", status: 2),
+        Case(name: "unknown API feature in the config", arguments: ["yolo", "x"],
+             expected: "allow_api_features in .patina/config.json: unknown API feature 'web'",
+             files: [".patina/config.json": "{\"allow_api_features\": [\"web\"]}\n"], status: 2),
     ] + sandboxCases + budgetCases + reviewCases
 
     /// The repository's sandbox: its devcontainer.json, toolchains and certificates.
