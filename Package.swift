@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "PatinaCommands",
             dependencies: [
-                "PatinaCore", "PatinaGit", "PatinaSandbox",
+                "PatinaCore", "PatinaGit", "PatinaModelProxy", "PatinaSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

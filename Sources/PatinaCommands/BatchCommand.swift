@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PatinaCore
+import PatinaModelProxy
 import PatinaSandbox
 
 /// `patina batch FILE`: many runs side by side, scored by a check, compared in one report.
@@ -52,7 +53,7 @@ struct BatchRunCommand: AsyncParsableCommand {
         let tasks = try BatchFile.load(file)
         let items = try BatchPlanner.items(
             tasks: tasks, defaults: flags.options(task: "", model: nil), attempts: attempts, models: model, path: file)
-        try await BatchSession.start(items: items, file: file, jobs: batchFlags.jobs, maxTotalCost: try batchFlags.totalBudget(),
+        try await BatchSession.start(items: items, file: file, check: flags.check, jobs: batchFlags.jobs, maxTotalCost: try batchFlags.totalBudget(),
                                      quiet: flags.quiet, json: flags.json)
     }
 }
@@ -97,6 +98,11 @@ struct BatchResumeCommand: AsyncParsableCommand {
         for index in indices {
             if let previous = record.inputs.items[index].runID {
                 record.inputs.items[index].previousRuns.append(previous)
+                if let replaced = record.runs.first(where: { $0.id == previous }) {
+                    var entry = ReplacedRun(replaced)
+                    entry.replacedBy = plans[index]?.id
+                    record.replacedRuns.append(entry)
+                }
                 record.runs.removeAll { $0.id == previous }
                 record.inputs.items[index].runID = nil
             }
@@ -131,7 +137,7 @@ struct BatchShowCommand: AsyncParsableCommand {
             return
         }
         say("batch \(record.id)  \(record.status.rawValue)  jobs \(record.jobs)" + (record.inputs.file.map { "  file \($0)" } ?? "")
-            + (record.maxTotalCostUSD.map { String(format: "  budget $%.2f", $0) } ?? ""))
+            + (record.maxTotalCostUSD.map { "  budget " + Money.format($0) } ?? ""))
         say(Terminal.inert(BatchReport.table(record)))
         say("report: \(store.batchDirectory(record.id).appendingPathComponent("report.html").path)")
     }

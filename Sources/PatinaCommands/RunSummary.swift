@@ -1,5 +1,6 @@
 import Foundation
 import PatinaCore
+import PatinaModelProxy
 
 /// Human-readable renderings of run records for the terminal.
 enum RunSummary {
@@ -15,7 +16,7 @@ enum RunSummary {
             lines.append("  branch:    none (the agent never started; \(r.branch) was removed)")
         }
         lines.append("  duration:  \(r.durationS.map { DurationParser.format($0) } ?? "—")   turns: \(r.numTurns.map(String.init) ?? "—")   cost: \(cost(r.costUSD))"
-            + (r.maxCostUSD.map { String(format: " (budget $%.2f)", $0) } ?? ""))
+            + (r.maxCostUSD.map { " (budget \(Money.format($0)))" } ?? ""))
         if let tokens = r.tokens {
             lines.append("  tokens:    in \(tokens.input)  out \(tokens.output)  cache read \(tokens.cacheRead)  cache write \(tokens.cacheCreation)")
         }
@@ -71,16 +72,20 @@ enum RunSummary {
         return lines
     }
 
-    static func row(_ r: RunRecord, branch: Review.BranchState) -> String {
-        let files = "\(r.filesChanged.count) files +\(r.additions) -\(r.deletions)"
-        return [
-            r.status.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0),
-            r.id.padding(toLength: 48, withPad: " ", startingAt: 0),
-            (r.durationS.map { DurationParser.format($0) } ?? "—").padding(toLength: 8, withPad: " ", startingAt: 0),
-            cost(r.costUSD).padding(toLength: 9, withPad: " ", startingAt: 0),
-            (branch == .none ? "—" : branch.rawValue).padding(toLength: 10, withPad: " ", startingAt: 0),
-            files,
-        ].joined(separator: " ")
+    /// `patina runs`: a header and one line per run, every cell whole (statuses and ids are
+    /// never cut: the columns are as wide as their longest value).
+    static func table(_ listed: [(record: RunRecord, branch: Review.BranchState)]) -> [String] {
+        let rows = [["STATUS", "RUN", "TIME", "COST", "BRANCH", "CHANGES"]] + listed.map { r, branch in
+            let files = "\(r.filesChanged.count) file\(r.filesChanged.count == 1 ? "" : "s") +\(r.additions) -\(r.deletions)"
+            return [r.status.rawValue, r.id, r.durationS.map { DurationParser.format($0) } ?? "—", cost(r.costUSD),
+                    branch == .none ? "—" : branch.rawValue, files]
+        }
+        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        return rows.map { row in
+            zip(row, widths).enumerated().map { i, cell in
+                i == row.count - 1 ? cell.0 : cell.0.padding(toLength: cell.1, withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
     }
 
     /// One line for a 429/529 answer and the run's counts so far.

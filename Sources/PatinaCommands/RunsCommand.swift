@@ -79,7 +79,6 @@ struct RunsCommand: AsyncParsableCommand {
                   : "no runs match")
             return
         }
-        say("STATUS     RUN                                              TIME     COST      BRANCH     CHANGES")
-        for item in listed { say(RunSummary.row(item.record, branch: item.branchState)) }
+        for line in RunSummary.table(listed.map { ($0.record, $0.branchState) }) { say(line) }
     }
 }

@@ -45,7 +45,7 @@ struct YoloCommand: AsyncParsableCommand {
             let items = try BatchPlanner.items(
                 tasks: [BatchTask(line: 1, task: task)], defaults: flags.options(task: task, model: nil),
                 attempts: attempts, models: model, path: nil)
-            try await BatchSession.start(items: items, file: nil, jobs: batchFlags.jobs, maxTotalCost: try batchFlags.totalBudget(),
+            try await BatchSession.start(items: items, file: nil, check: flags.check, jobs: batchFlags.jobs, maxTotalCost: try batchFlags.totalBudget(),
                                          quiet: flags.quiet, json: flags.json)
             return
         }

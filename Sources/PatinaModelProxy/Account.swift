@@ -20,7 +20,7 @@ public final class SpendingLimit: Sendable {
 
     func add(_ cost: Double?) {
         state.withLock {
-            if let cost { $0.spent += cost } else { $0.unknown = true }
+            if let cost { $0.spent = Money.exact($0.spent + cost) } else { $0.unknown = true }
         }
     }
 }
@@ -59,6 +59,54 @@ public struct ModelUsage: Sendable, Equatable {
 
     public var rateLimited: Int { statuses[429] ?? 0 }
     public var overloaded: Int { statuses[529] ?? 0 }
+
+    public init() {}
+
+    /// The totals again from api.jsonl's lines (a run whose patina died before it counted them).
+    public init(replaying entries: [APILogEntry]) {
+        for entry in entries {
+            if !entry.method.isEmpty { requests += 1 }
+            if let feature = entry.feature { refusedFeatures[feature, default: 0] += 1 }
+            if entry.refused == "credential" { refusedCredential += 1 }
+            if entry.refused == "budget" { refusedForBudget += 1 }
+            if let refused = entry.refused, ["bad_request", "too_large", "timeout", "in_flight", "connections"].contains(refused) {
+                refusedClients += 1
+            }
+            guard entry.refused == nil, entry.status > 0 else { continue }
+            statuses[entry.status, default: 0] += 1
+            guard entry.path == "/v1/messages" else { continue }
+            lastStatus = entry.status
+            if entry.status == 200 && (entry.tools ?? 0) > 0 { turns += 1 }
+            guard let used = entry.usage else { continue }
+            usage.inputTokens += used.inputTokens
+            usage.outputTokens += used.outputTokens
+            usage.cacheReadTokens += used.cacheReadTokens
+            usage.cacheWriteTokens += used.cacheWriteTokens
+            usage.cacheWrite1hTokens += used.cacheWrite1hTokens
+            usage.webSearchRequests += used.webSearchRequests
+            if let cost = entry.costUSD, let total = costUSD { costUSD = Money.exact(total + cost) } else { costUSD = nil }
+            if let unpriced = entry.unpriced, !self.unpriced.contains(unpriced) { self.unpriced.append(unpriced) }
+        }
+    }
+}
+
+/// Sums of dollar amounts without binary noise (0.00138, not 0.0013800000000000002).
+public enum Money {
+    /// `usd` rounded to 10 decimals: far below any price, far above a double's noise.
+    public static func exact(_ usd: Double) -> Double {
+        (usd * 1e10).rounded() / 1e10
+    }
+
+    /// For people: two decimals from $1, at least four below, more when `usd` has them
+    /// (a budget of $0.0025 reads $0.0025, not $0.00).
+    public static func format(_ usd: Double) -> String {
+        if usd >= 1 || usd == 0 { return String(format: "$%.2f", usd) }
+        for decimals in 4...8 {
+            let text = String(format: "%.\(decimals)f", usd)
+            if abs((Double(text) ?? 0) - usd) < 1e-12 { return "$" + text }
+        }
+        return String(format: "$%.8f", usd)
+    }
 }
 
 /// What the proxy decides before it forwards a Messages request.
@@ -106,14 +154,14 @@ final class Account: Sendable {
         state.withLock { usage in
             if let maxCostUSD {
                 if let cost = usage.costUSD, cost >= maxCostUSD {
-                    refusal = String(format: "the run's budget (--max-cost $%.2f) is spent: $%.4f so far", maxCostUSD, cost)
+                    refusal = "the run's budget (--max-cost \(Money.format(maxCostUSD))) is spent: \(Money.format(cost)) so far"
                 } else if usage.costUSD == nil {
-                    refusal = String(format: "the run's budget (--max-cost $%.2f) cannot be kept: an answer had no price (%@)",
-                                     maxCostUSD, usage.unpriced.joined(separator: "; "))
+                    refusal = "the run's budget (--max-cost \(Money.format(maxCostUSD))) cannot be kept: an answer had no price ("
+                        + usage.unpriced.joined(separator: "; ") + ")"
                 }
             }
             if refusal == nil, let sharedLimit, sharedLimit.isReached {
-                refusal = String(format: "the batch's budget (--max-total-cost $%.2f) is spent: $%.4f so far", sharedLimit.limitUSD, sharedLimit.spentUSD)
+                refusal = "the batch's budget (--max-total-cost \(Money.format(sharedLimit.limitUSD))) is spent: \(Money.format(sharedLimit.spentUSD)) so far"
             }
             if refusal != nil {
                 usage.refusedForBudget += 1
@@ -156,7 +204,7 @@ final class Account: Sendable {
                 account.usage.cacheWriteTokens += usage.cacheWriteTokens
                 account.usage.cacheWrite1hTokens += usage.cacheWrite1hTokens
                 account.usage.webSearchRequests += usage.webSearchRequests
-                if let cost, let total = account.costUSD { account.costUSD = total + cost } else { account.costUSD = nil }
+                if let cost, let total = account.costUSD { account.costUSD = Money.exact(total + cost) } else { account.costUSD = nil }
                 if let unpriced, !account.unpriced.contains(unpriced) { account.unpriced.append(unpriced) }
             }
         }

@@ -56,17 +56,19 @@ struct CompareCommand: AsyncParsableCommand {
             try Output.json(Body(runs: comparison.rows, files: comparison.touches))
             return
         }
-        let widths = [34, 11, 7, 6, 7, 7, 6, 9, 9]
-        say(zip(Comparison.columns, widths).map { Output.column($0.uppercased(), $1) }.joined())
-        for row in comparison.rows {
-            say(zip(comparison.cells(row), widths).map { Output.column($0, $1) }.joined())
+        // Every cell whole: widths from the longest value of each column.
+        let table = [comparison.columns.map { $0.uppercased() }] + comparison.rows.map { comparison.cells($0).map { Terminal.line($0) } }
+        let widths = table[0].indices.map { i in (table.map { $0[i].count }.max() ?? 0) + 2 }
+        for line in table {
+            say(zip(line, widths).map { Output.column($0, $1) }.joined().replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
         }
         if !comparison.touches.isEmpty {
             say("")
-            let labels = comparison.rows.map { String($0.id.split(separator: "-").last ?? "") }
-            say("FILES TOUCHED".padding(toLength: 40, withPad: " ", startingAt: 0) + labels.map { Output.column($0, 6) }.joined())
+            let labels = comparison.rows.map { comparison.label($0.id) }
+            let width = max(6, (labels.map(\.count).max() ?? 0) + 2)
+            say("FILES TOUCHED".padding(toLength: 40, withPad: " ", startingAt: 0) + labels.map { Output.column($0, width) }.joined())
             for touch in comparison.touches {
-                let marks = comparison.rows.map { Output.column(touch.runs.contains($0.id) ? "●" : "·", 6) }.joined()
+                let marks = comparison.rows.map { Output.column(touch.runs.contains($0.id) ? "●" : "·", width) }.joined()
                 say(Output.column(Terminal.line(touch.path), 40) + marks + (touch.overlap ? "  overlap" : ""))
             }
         }

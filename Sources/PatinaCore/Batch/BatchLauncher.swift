@@ -8,12 +8,11 @@ import PatinaSandbox
 public enum BatchLauncher {
     /// A new batch record and the plan of every item.
     public static func plan(
-        items: [BatchItem], file: String?, jobs: Int?, maxTotalCost: Double? = nil, engine: DockerEngine,
+        items: [BatchItem], file: String?, check: String?, jobs: Int?, maxTotalCost: Double? = nil, engine: DockerEngine,
         directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) async throws -> (batch: BatchRecord, plans: [Int: RunPlan], store: BatchStore) {
         guard let first = items.first else { throw PlanError("the batch has no runs") }
-        let check = items.compactMap(\.options.check).first
         let id = RunID.make(task: file.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "attempts " + first.task)
         var batch = BatchRecord(id: id, started: Date(), jobs: jobs ?? 1, inputs: BatchInputs(file: file, check: check, items: items))
         batch.maxTotalCostUSD = maxTotalCost
@@ -60,7 +59,7 @@ public enum BatchLauncher {
     /// batch's finished runs already spent (a resumed batch).
     public static func shareBudget(of batch: BatchRecord, with plans: inout [Int: RunPlan]) {
         guard let limit = batch.maxTotalCostUSD else { return }
-        let spent = batch.runs.reduce(0) { $0 + ($1.costUSD ?? 0) }
+        let spent = Money.exact(batch.runs.reduce(0) { $0 + ($1.costUSD ?? 0) } + batch.replacedCostUSD)
         let shared = SpendingLimit(limitUSD: limit, alreadySpent: spent)
         for index in plans.keys { plans[index]?.sharedBudget = shared }
     }

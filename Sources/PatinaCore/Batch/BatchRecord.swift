@@ -1,11 +1,13 @@
 import Foundation
+import PatinaModelProxy
 
-/// How a batch ended.
+/// How a batch ended; `patina batch` exits 0 exactly when it `succeeded`.
 public enum BatchStatus: String, Codable, Sendable {
     case running
-    /// Every run ended and was collected (whatever each run's own status).
+    /// Every run started, ended `succeeded` and passed its check (where it had one).
     case succeeded
-    /// Some run could not be started or collected.
+    /// Some run ended without success (failed, timed out, error, its own budget, a failed
+    /// check), or could not be started.
     case failed
     /// Stopped by Ctrl-C/SIGTERM: queued runs never started; `patina batch resume` finishes them.
     case interrupted
@@ -51,6 +53,29 @@ public struct BatchItem: Codable, Sendable, Equatable {
     }
 }
 
+/// A run of the batch that `batch resume` replaced, with what it spent.
+public struct ReplacedRun: Codable, Sendable, Equatable {
+    public var id: String
+    public var status: RunStatus
+    public var costUSD: Double?
+    public var requests: Int?
+    /// The run that took its place.
+    public var replacedBy: String?
+
+    public init(_ run: RunRecord) {
+        id = run.id
+        status = run.status
+        costUSD = run.costUSD
+        requests = run.requests
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, status, requests
+        case costUSD = "cost_usd"
+        case replacedBy = "replaced_by"
+    }
+}
+
 /// What the batch was started from.
 public struct BatchInputs: Codable, Sendable, Equatable {
     /// The batch file, or nil for `patina yolo --attempts/--model`.
@@ -78,15 +103,39 @@ public struct BatchRecord: Codable, Sendable {
     public var runs: [RunRecord]
     /// `--max-total-cost`: the budget all runs share.
     public var maxTotalCostUSD: Double?
+    /// Runs `batch resume` replaced (interrupted, or failed with `--failed`): no longer the
+    /// batch's runs, but what they spent was spent.
+    public var replacedRuns: [ReplacedRun] = []
 
-    /// What the batch's runs cost in all, as their model proxies counted; nil when some
-    /// run's cost is unknown.
+    /// What the batch's runs cost in all, replaced runs included, as their model proxies
+    /// counted; nil when some run's cost is unknown.
     public var costUSD: Double? {
-        runs.reduce(Double?(0)) { total, run in
+        let figures = runs.map { ($0.requests, $0.costUSD) } + replacedRuns.map { ($0.requests, $0.costUSD) }
+        return figures.reduce(Double?(0)) { total, run in
             guard let total else { return nil }
-            if run.requests == nil && run.costUSD == nil { return total }  // never reached the model
-            return run.costUSD.map { total + $0 }
+            if run.0 == nil && run.1 == nil { return total }  // never reached the model
+            return run.1.map { Money.exact(total + $0) }
         }
+    }
+
+    /// What the replaced runs spent (known costs only).
+    public var replacedCostUSD: Double { Money.exact(replacedRuns.reduce(0) { $0 + ($1.costUSD ?? 0) }) }
+
+    /// Items whose run never started (Ctrl-C or a spent budget before their turn).
+    public var unstartedItems: [BatchItem] {
+        let started = Set(runs.map(\.id))
+        return inputs.items.filter { item in item.runID.map { !started.contains($0) } ?? true }
+    }
+
+    /// How the batch ended, from its runs: `stopped` by Ctrl-C, `unstartedForBudget` items
+    /// held back by a spent `--max-total-cost`.
+    public func outcome(stopped: Bool, unstartedForBudget: Int) -> BatchStatus {
+        let unfinished = unfinishedItems(includingFailed: false)
+        if stopped || !unfinished.isEmpty && runs.contains(where: { $0.status == .interrupted }) { return .interrupted }
+        if unstartedForBudget > 0 { return .budgetExceeded }
+        let allGood = unstartedItems.isEmpty && !runs.isEmpty
+            && runs.allSatisfy { $0.status == .succeeded && $0.check?.passed != false && !$0.createdNothing }
+        return allGood ? .succeeded : .failed
     }
 
     public init(id: String, started: Date, jobs: Int, inputs: BatchInputs) {
@@ -102,6 +151,21 @@ public struct BatchRecord: Codable, Sendable {
         case id, status, started, finished, jobs, inputs, runs
         case durationS = "duration_s"
         case maxTotalCostUSD = "max_total_cost_usd"
+        case replacedRuns = "replaced_runs"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        status = try c.decode(BatchStatus.self, forKey: .status)
+        started = try c.decode(Date.self, forKey: .started)
+        finished = try c.decodeIfPresent(Date.self, forKey: .finished)
+        durationS = try c.decodeIfPresent(Double.self, forKey: .durationS)
+        jobs = try c.decode(Int.self, forKey: .jobs)
+        inputs = try c.decode(BatchInputs.self, forKey: .inputs)
+        runs = try c.decode([RunRecord].self, forKey: .runs)
+        maxTotalCostUSD = try c.decodeIfPresent(Double.self, forKey: .maxTotalCostUSD)
+        replacedRuns = try c.decodeIfPresent([ReplacedRun].self, forKey: .replacedRuns) ?? []
     }
 
     public func json() -> String {

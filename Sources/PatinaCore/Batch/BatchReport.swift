@@ -1,4 +1,5 @@
 import Foundation
+import PatinaModelProxy
 
 /// Reports over a batch: the best run of each task, and the batch as markdown, a
 /// self-contained HTML page and a terminal table. Task, name, model, reason, check
@@ -78,7 +79,10 @@ public enum BatchReport {
 
     public static func checkText(_ r: RunRecord) -> String { r.check.map { $0.passed ? "passed" : "failed" } ?? "—" }
     public static func cost(_ value: Double?) -> String { value.map { String(format: "$%.4f", $0) } ?? "—" }
-    public static func shortID(_ id: String) -> String { String((id.split(separator: "-").last ?? Substring(id)).suffix(4)) }
+    /// The batch's runs by the shortest unique end of their ids (the same in every table of one report).
+    public static func shortIDs(_ batch: BatchRecord) -> [String: String] {
+        RunID.abbreviations(batch.runs.map(\.id), among: batch.replacedRuns.map(\.id))
+    }
 
     static func wallTime(_ b: BatchRecord) -> String {
         (b.durationS ?? b.finished.map { $0.timeIntervalSince(b.started) }).map { DurationParser.format($0) } ?? "—"
@@ -97,12 +101,20 @@ public enum BatchReport {
             let x = rate[m] ?? (0, 0)
             return "\(m) \(x.passed)/\(x.runs) (\(x.runs == 0 ? 0 : Int((Double(x.passed) * 100 / Double(x.runs)).rounded()))%)"
         }
+        let unstarted = batch.unstartedItems.count
+        let replaced = batch.replacedRuns.count
+        var spend = "total spend: " + (batch.costUSD.map { cost($0) } ?? "unknown (a run's model had no price)")
+        if replaced > 0 {
+            let runs = replaced == 1 ? "run" : "runs"
+            spend += " (\(cost(batch.replacedCostUSD)) of it by \(replaced) replaced \(runs))"
+        }
+        if let budget = batch.maxTotalCostUSD { spend += " of a " + Money.format(budget) + " budget" }
+        let runs = "runs: \(batch.runs.count)" + (unstarted > 0 ? " (\(unstarted) not started)" : "")
         return [
-            "runs: \(batch.runs.count)",
+            runs,
             "succeeded: \(batch.runs.filter { $0.status == .succeeded }.count)",
             "check pass rate: " + (rates.isEmpty ? "—" : rates.joined(separator: ", ")),
-            "total spend: " + (batch.costUSD.map { cost($0) } ?? "unknown (a run's model had no price)")
-                + (batch.maxTotalCostUSD.map { " of a " + cost($0) + " budget" } ?? ""),
+            spend,
             "wall time: " + wallTime(batch),
         ]
     }
@@ -111,6 +123,7 @@ public enum BatchReport {
 
     public static func markdown(_ batch: BatchRecord) -> String {
         let best = bestRunIDs(batch)
+        let short = shortIDs(batch)
         var out = [
             "# Batch \(Escaping.markdown(batch.id))", "",
             "Status: **\(batch.status.rawValue)** · started \(batch.started.formatted(.iso8601)) · wall time \(wallTime(batch)) · jobs \(batch.jobs)",
@@ -127,10 +140,16 @@ public enum BatchReport {
             let notes = group.runs.filter { $0.reason != nil || $0.lastMessage != nil }
             if !notes.isEmpty { out.append("") }
             for r in notes {
-                var line = "- run \(Escaping.markdown(shortID(r.id)))"
+                var line = "- run \(Escaping.markdown(short[r.id] ?? r.id))"
                 if let reason = r.reason { line += " — reason: " + Escaping.markdown(Escaping.clip(reason, 300)) }
                 if let message = r.lastMessage { line += " — last message: " + Escaping.markdown(Escaping.clip(message, 300)) }
                 out.append(line)
+            }
+        }
+        let unstarted = batch.unstartedItems
+        if !unstarted.isEmpty {
+            out += ["", "## Not started", ""] + unstarted.map { item in
+                "- " + Escaping.markdown(Escaping.clip(item.label, 120)) + " — attempt \(item.attempt)" + (item.model.map { ", " + Escaping.markdown($0) } ?? "")
             }
         }
         out += ["", "## Totals", ""] + totals(batch).map { "- " + Escaping.markdown($0) }
@@ -262,14 +281,19 @@ public enum BatchReport {
 
     public static func table(_ batch: BatchRecord) -> String {
         let best = bestRunIDs(batch)
+        let short = shortIDs(batch)
         var rows = [["  RUN", "TASK", "ATT", "MODEL", "STATUS", "CHECK", "FILES", "+/-", "TURNS", "COST", "TIME"]]
         for r in groups(batch).flatMap(\.runs) {
             rows.append([
-                (best.contains(r.id) ? "* " : "  ") + Escaping.visible(shortID(r.id)), Escaping.clip(Escaping.visible(r.name ?? r.task), 30),
+                (best.contains(r.id) ? "* " : "  ") + Escaping.visible(short[r.id] ?? r.id), Escaping.clip(Escaping.visible(r.name ?? r.task), 30),
                 r.attempt.map(String.init) ?? "—", Escaping.clip(Escaping.visible(r.model ?? "default"), 24), r.status.rawValue,
                 checkText(r), "\(r.filesChanged.count)", "+\(r.additions)/-\(r.deletions)",
                 r.numTurns.map(String.init) ?? "—", cost(r.costUSD), r.durationS.map { DurationParser.format($0) } ?? "—",
             ])
+        }
+        for item in batch.unstartedItems {
+            rows.append(["  —", Escaping.clip(Escaping.visible(item.label), 30), "\(item.attempt)",
+                         Escaping.clip(Escaping.visible(item.model ?? "default"), 24), "not started", "—", "—", "—", "—", "—", "—"])
         }
         let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         let lines = rows.map { row in

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaModelProxy
 import PatinaSandbox
 
 /// Runs a batch's items through a queue: never more than `jobs` runs past
@@ -49,16 +50,7 @@ public final class BatchRunner: @unchecked Sendable {
             let finished = Date()
             batch.finished = finished
             batch.durationS = (batch.durationS ?? 0) + (finished.timeIntervalSince(started) * 1000).rounded() / 1000
-            let unfinished = batch.unfinishedItems(includingFailed: false)
-            if stopping || !unfinished.isEmpty && batch.runs.contains(where: { $0.status == .interrupted }) {
-                batch.status = .interrupted
-            } else if unstartedForBudget > 0 {
-                batch.status = .budgetExceeded
-            } else if batch.runs.contains(where: { $0.createdNothing }) || !unfinished.isEmpty {
-                batch.status = .failed
-            } else {
-                batch.status = .succeeded
-            }
+            batch.status = batch.outcome(stopped: stopping, unstartedForBudget: unstartedForBudget)
             try? store.save(batch)
             return batch
         }
@@ -88,9 +80,8 @@ public final class BatchRunner: @unchecked Sendable {
                     return unstartedForBudget == 1
                 }
                 if first {
-                    Progress(runID: plan.id, handler: handler).warn(String(
-                        format: "the batch's budget (--max-total-cost $%.2f) is spent ($%.4f): queued runs do not start",
-                        budget.limitUSD, budget.spentUSD))
+                    Progress(runID: plan.id, handler: handler).warn(
+                        "the batch's budget (--max-total-cost \(Money.format(budget.limitUSD))) is spent (\(Money.format(budget.spentUSD))): queued runs do not start")
                 }
                 await gate.release()
                 return

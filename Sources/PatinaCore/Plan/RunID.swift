@@ -52,6 +52,24 @@ public enum RunID {
         }
     }
 
+    /// Each id by the shortest end of it that no other id in `all` contains (at least
+    /// `minimum` characters: the random suffix), as git abbreviates hashes. A run is
+    /// named by any unique part of its id, so each abbreviation names its run.
+    public static func abbreviations(_ ids: [String], among all: [String] = [], minimum: Int = 4) -> [String: String] {
+        let everyone = Array(Set(ids + all))
+        var result: [String: String] = [:]
+        for id in ids {
+            var length = min(minimum, id.count)
+            while length < id.count {
+                let tail = id.suffix(length)
+                if !tail.hasPrefix("-"), !everyone.contains(where: { $0 != id && $0.contains(tail) }) { break }
+                length += 1
+            }
+            result[id] = String(id.suffix(length))
+        }
+        return result
+    }
+
     public static func randomSuffix() -> String {
         let alphabet = Array("abcdefghijkmnpqrstuvwxyz23456789")
         return String((0..<4).map { _ in alphabet.randomElement()! })

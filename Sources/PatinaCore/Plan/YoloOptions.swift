@@ -39,7 +39,7 @@ public struct YoloOptions: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case task, base, baseImage, agentBinary, model, maxTurns, timeout, allow, presets, noFirewall, quiet, json
-        case check, checkTimeout, devcontainer, noAutoPresets, noHostCA, sparse, allowAPIFeatures
+        case check, checkTimeout, devcontainer, noAutoPresets, noHostCA, sparse, allowAPIFeatures, maxCost
     }
 
     /// Records written by earlier versions lack the newer keys: each one is optional.
@@ -64,6 +64,7 @@ public struct YoloOptions: Sendable, Codable, Equatable {
         noHostCA = try c.decodeIfPresent(Bool.self, forKey: .noHostCA) ?? false
         sparse = try c.decodeIfPresent([String].self, forKey: .sparse) ?? []
         allowAPIFeatures = try c.decodeIfPresent([String].self, forKey: .allowAPIFeatures) ?? []
+        maxCost = try c.decodeIfPresent(String.self, forKey: .maxCost)
     }
 
     /// The checks that need nothing but the flags themselves; run by the

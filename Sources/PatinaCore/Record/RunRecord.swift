@@ -323,6 +323,22 @@ public struct RunRecord: Codable, Sendable {
     public var deletions: Int { filesChanged.reduce(0) { $0 + $1.deletions } }
 }
 
+extension RunRecord {
+    /// The trusted numbers of run.json: what the model proxy counted (live, or replayed
+    /// from api.jsonl when its patina died first).
+    public mutating func takeFigures(from usage: ModelUsage) {
+        costUSD = usage.costUSD
+        numTurns = usage.turns
+        tokens = TokenCounts(usage.usage)
+        requests = usage.requests
+        rateLimited = usage.rateLimited
+        overloaded = usage.overloaded
+        unpriced = usage.unpriced.isEmpty ? nil : usage.unpriced
+        apiRefused = usage.refusedFeatures.isEmpty ? nil : usage.refusedFeatures
+        proxyRefusedClients = usage.refusedClients == 0 ? nil : usage.refusedClients
+    }
+}
+
 extension TokenCounts {
     /// The record's counts of what the model proxy added up.
     init(_ usage: APIUsage) {

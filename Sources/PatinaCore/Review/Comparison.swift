@@ -38,6 +38,10 @@ public struct Comparison: Sendable {
 
     public var rows: [Row]
     public var touches: [Touch]
+    /// Each run by the shortest unique end of its id, the same in every part of the output.
+    public let short: [String: String]
+    /// True when the runs do not all use the same model: the table gets a MODEL column.
+    public var modelsDiffer: Bool { Set(rows.map { $0.model ?? "default" }).count > 1 }
 
     public init(_ records: [RunRecord]) {
         rows = records.map { r in
@@ -50,21 +54,27 @@ public struct Comparison: Sendable {
             for f in r.filesChanged { byPath[f.path, default: []].append(r.id) }
         }
         touches = byPath.keys.sorted().map { Touch(path: $0, runs: byPath[$0]!) }
+        short = RunID.abbreviations(records.map(\.id))
     }
 
-    public static let columns = ["run", "status", "check", "files", "+", "−", "turns", "cost", "duration"]
+    public func label(_ id: String) -> String { short[id] ?? id }
+
+    public var columns: [String] {
+        ["run"] + (modelsDiffer ? ["model"] : []) + ["status", "check", "files", "+", "−", "turns", "cost", "duration"]
+    }
 
     public func cells(_ row: Row) -> [String] {
-        [row.id, row.status, row.check, "\(row.files)", "+\(row.additions)", "-\(row.deletions)",
-         row.turns.map(String.init) ?? "—", BatchReport.cost(row.costUSD), row.durationS.map { DurationParser.format($0) } ?? "—"]
+        [label(row.id)] + (modelsDiffer ? [row.model ?? "default"] : [])
+            + [row.status, row.check, "\(row.files)", "+\(row.additions)", "-\(row.deletions)",
+               row.turns.map(String.init) ?? "—", BatchReport.cost(row.costUSD), row.durationS.map { DurationParser.format($0) } ?? "—"]
     }
 
     /// A self-contained page (no scripts, no URLs): the table and the file matrix.
     public func html(title: String) -> String {
         let h = { (s: String) in Escaping.html(s) }
-        let head = Self.columns.map { "<th>\(h($0))</th>" }.joined()
+        let head = columns.map { "<th>\(h($0))</th>" }.joined()
         let body = rows.map { row in "<tr>" + cells(row).map { "<td>\(h($0))</td>" }.joined() + "</tr>" }.joined(separator: "\n")
-        let runHeads = rows.map { "<th title=\"\(h($0.id))\">\(h(BatchReport.shortID($0.id)))</th>" }.joined()
+        let runHeads = rows.map { "<th title=\"\(h($0.id))\">\(h(label($0.id)))</th>" }.joined()
         let matrix = touches.map { t in
             "<tr\(t.overlap ? " class=\"overlap\"" : "")><td>\(h(t.path))</td>" + rows.map { t.runs.contains($0.id) ? "<td>●</td>" : "<td></td>" }.joined() + "</tr>"
         }.joined(separator: "\n")

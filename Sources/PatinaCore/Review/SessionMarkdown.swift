@@ -1,5 +1,6 @@
 import Foundation
 import PatinaGit
+import PatinaModelProxy
 
 /// `session.md`: a run's human-readable session log, in the shape of the session logs patina
 /// grew out of — a header, Goals, Activity Log, Git Activity, Session Classification, Outcome.
@@ -433,7 +434,7 @@ public enum SessionMarkdown {
             }
             if let limited = record.rateLimited, limited > 0 { parts.append("429 (rate limited) ×\(limited)") }
             if let overloaded = record.overloaded, overloaded > 0 { parts.append("529 (overloaded) ×\(overloaded)") }
-            if let budget = record.maxCostUSD { parts.append(String(format: "budget $%.2f", budget)) }
+            if let budget = record.maxCostUSD { parts.append("budget " + Money.format(budget)) }
             if let unpriced = record.unpriced, !unpriced.isEmpty {
                 parts.append("no price for: " + unpriced.map { text($0, 120) }.joined(separator: "; "))
             }

@@ -1,5 +1,6 @@
 import Foundation
 import PatinaGit
+import PatinaModelProxy
 import PatinaSandbox
 
 /// Runs left `running` by a patina process that is gone (killed with SIGKILL, a crash,
@@ -117,6 +118,11 @@ public enum Recovery {
             reasons += problems + collection.tagSession(head: head, record: record)
         } else {
             reasons.append("its branch \(record.branch) is gone")
+        }
+        if record.requests == nil {
+            // Its patina died before it counted: api.jsonl holds what the model answered.
+            let entries = APILogEntry.read(layout.apiLog)
+            if !entries.isEmpty { record.takeFigures(from: ModelUsage(replaying: entries)) }
         }
         record.status = .interrupted
         record.reason = ([record.reason].compactMap { $0 } + reasons).joined(separator: "; ")

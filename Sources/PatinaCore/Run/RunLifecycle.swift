@@ -362,7 +362,7 @@ public final class RunLifecycle: @unchecked Sendable {
         modelProxy = proxy
         modelAccess = ModelAccess(baseURL: proxy.baseURL, variable: credentials.variable, placeholder: placeholder)
         progress.step("model proxy on \(proxy.baseURL) → \(credentials.baseURL.absoluteString)"
-            + (plan.maxCostUSD.map { String(format: ", budget $%.2f", $0) } ?? "")
+            + (plan.maxCostUSD.map { ", budget " + Money.format($0) } ?? "")
             + "; the sandbox holds a placeholder, not the credential")
         return proxy.baseURL
     }

@@ -51,15 +51,7 @@ extension RunLifecycle {
 
     /// The trusted numbers of run.json: what the model proxy counted.
     func recordModelUsage(_ usage: ModelUsage) {
-        record.costUSD = usage.costUSD
-        record.numTurns = usage.turns
-        record.tokens = TokenCounts(usage.usage)
-        record.requests = usage.requests
-        record.rateLimited = usage.rateLimited
-        record.overloaded = usage.overloaded
-        record.unpriced = usage.unpriced.isEmpty ? nil : usage.unpriced
-        record.apiRefused = usage.refusedFeatures.isEmpty ? nil : usage.refusedFeatures
-        record.proxyRefusedClients = usage.refusedClients == 0 ? nil : usage.refusedClients
+        record.takeFigures(from: usage)
     }
 
     /// `patina shell`: the user's command (or an interactive shell) in the agent's
