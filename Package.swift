@@ -93,7 +93,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PatinaTests",
-            dependencies: ["PatinaCore", "PatinaCommands", "PatinaTestSupport"],
+            dependencies: ["PatinaCore", "PatinaCommands", "PatinaModelProxy", "PatinaTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -32,6 +32,15 @@ public struct APILogEntry: Codable, Sendable, Equatable {
     /// `anthropic-beta` values not forwarded (unknown to patina).
     public var droppedBetas: [String]?
 
+    public init(time: Date, seq: Int, method: String, path: String, status: Int, latencyMS: Double) {
+        self.time = time
+        self.seq = seq
+        self.method = method
+        self.path = path
+        self.status = status
+        self.latencyMS = latencyMS
+    }
+
     enum CodingKeys: String, CodingKey {
         case time, seq, method, path, model, stream, tools, status, usage, unpriced, refused, feature
         case droppedBetas = "dropped_betas"

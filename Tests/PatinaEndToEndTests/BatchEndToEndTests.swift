@@ -49,7 +49,7 @@ struct BatchEndToEndTests {
         #expect(most == 2, "never more than --jobs agents at once, and the two slots were used (saw \(most))")
 
         let batch = try #require(try batches(patina).first)
-        #expect(batch["status"] as? String == "succeeded")
+        #expect(batch["status"] as? String == "failed", "a run whose check failed is not a batch that succeeded")
         #expect(batch["jobs"] as? Int == 2)
         let runs = batch["runs"] as? [[String: Any]] ?? []
         #expect(runs.count == 6)
@@ -119,6 +119,10 @@ struct BatchEndToEndTests {
         #expect(first["status"] as? String == "interrupted")
         // The started run was collected: its commit is on its branch.
         #expect(try repo.git("show", "\(first["branch"] as? String ?? ""):w.txt") == "w")
+        // The tasks that never started are in the table as such.
+        let shown = try patina.run(["batch", "show", "latest"]).stdout
+        #expect(shown.split(separator: "\n").filter { $0.contains("not started") && $0.contains("task ") }.count == 2, "\(shown)")
+        #expect(shown.contains("runs: 1 (2 not started)"), "\(shown)")
 
         try model.update(script: [.bash("echo w > w.txt && git add w.txt && git commit -qm work"), .text("done")])
         let resumed = try patina.run(["batch", "resume", "latest", "--json"])
@@ -131,6 +135,10 @@ struct BatchEndToEndTests {
         #expect(finished.allSatisfy { $0["status"] as? String == "succeeded" })
         let items = (record["inputs"] as? [String: Any])?["items"] as? [[String: Any]] ?? []
         #expect((items.first?["previous_runs"] as? [String]) == [first["id"] as? String ?? ""])
+        // The replaced run's spend stays in the batch.
+        let replaced = record["replaced_runs"] as? [[String: Any]] ?? []
+        #expect(replaced.count == 1 && replaced.first?["id"] as? String == first["id"] as? String, "\(replaced)")
+        #expect(replaced.first?["cost_usd"] as? Double == first["cost_usd"] as? Double)
         #expect(try repo.git("rev-parse", "main") == main)
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
