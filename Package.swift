@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "PatinaCommands",
             dependencies: [
-                "PatinaCore", "PatinaGit", "PatinaModelProxy", "PatinaSandbox",
+                "CPatinaShim", "PatinaCore", "PatinaGit", "PatinaModelProxy", "PatinaSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

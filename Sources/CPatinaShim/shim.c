@@ -6,6 +6,7 @@
 #include <seccomp.h>
 #include <errno.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -172,4 +173,12 @@ int patina_detach_mount(const char *target) {
     // <sys/mount.h> (umount2, its flags) and <linux/mount.h> clash in glibc 2.36.
     const long detach = 2, nofollow = 8;
     return syscall(SYS_umount2, target, detach | nofollow) == 0 ? 0 : errno;
+}
+
+int patina_terminal_size(int fd, int *rows, int *columns) {
+    struct winsize size;
+    if (ioctl(fd, TIOCGWINSZ, &size) != 0) return -1;
+    *rows = size.ws_row;
+    *columns = size.ws_col;
+    return 0;
 }

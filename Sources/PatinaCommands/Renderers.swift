@@ -1,3 +1,4 @@
+import CPatinaShim
 import Foundation
 import PatinaCore
 
@@ -15,6 +16,18 @@ enum Terminal {
     }
 
     static var standardErrorIsTerminal: Bool { isatty(2) == 1 }
+
+    /// Rows and columns of the terminal on stderr, nil when it is not one.
+    static var size: (rows: Int, columns: Int)? {
+        var rows: Int32 = 0, columns: Int32 = 0
+        guard patina_terminal_size(2, &rows, &columns) == 0, rows > 0, columns > 0 else { return nil }
+        return (Int(rows), Int(columns))
+    }
+
+    /// `text` cut to `width` characters (with an ellipsis), so a redrawn line never wraps.
+    static func fit(_ text: String, _ width: Int) -> String {
+        text.count <= width ? text : String(text.prefix(max(0, width - 1))) + "…"
+    }
 
     static func write(_ text: String) {
         try? FileHandle.standardError.write(contentsOf: Data(text.utf8))
@@ -93,6 +106,8 @@ final class BatchRenderer: @unchecked Sendable {
     private var spend = 0.0
     private var drawnLines = 0
     private var ticker: Task<Void, Never>?
+    /// Set by finish(): the board is gone for good.
+    private var finished = false
 
     /// `labels`: run id → (task label, attempt, model), for the live lines.
     init(total: Int, quiet: Bool, live: Bool = Terminal.standardErrorIsTerminal) {
@@ -103,6 +118,8 @@ final class BatchRenderer: @unchecked Sendable {
             ticker = Task { [weak self] in
                 while !Task.isCancelled {
                     try? await Task.sleep(nanoseconds: 1_000_000_000)
+                    // A cancelled sleep returns at once: no board after finish().
+                    if Task.isCancelled { return }
                     self?.redraw()
                 }
             }
@@ -110,12 +127,18 @@ final class BatchRenderer: @unchecked Sendable {
     }
 
     func describe(runID: String, label: String, attempt: Int?, model: String?) {
-        lock.withLock { labels[runID] = (label, attempt, model) }
+        lock.withLock {
+            labels[runID] = (label, attempt, model)
+            shortIDs = RunID.abbreviations(Array(labels.keys))
+        }
     }
 
     func finish() {
         ticker?.cancel()
-        lock.withLock { if live { clear() } }
+        lock.withLock {
+            if live { clear() }
+            finished = true
+        }
     }
 
     func warn(_ text: String) {
@@ -130,7 +153,8 @@ final class BatchRenderer: @unchecked Sendable {
         { [self] envelope in render(envelope) }
     }
 
-    private func short(_ id: String) -> String { String(id.split(separator: "-").last ?? Substring(id)) }
+    private var shortIDs: [String: String] = [:]
+    private func short(_ id: String) -> String { shortIDs[id] ?? String(id.split(separator: "-").last ?? Substring(id)) }
 
     private func render(_ envelope: RunEventEnvelope) {
         let id = envelope.runID
@@ -196,7 +220,7 @@ final class BatchRenderer: @unchecked Sendable {
 
     private func redraw() {
         lock.withLock {
-            guard live else { return }
+            guard live, !finished else { return }
             clear()
             draw()
         }
@@ -210,21 +234,46 @@ final class BatchRenderer: @unchecked Sendable {
     }
 
     private func draw() {
-        var lines: [String] = []
-        let now = Date()
-        for id in order {
-            guard let run = active[id] else { continue }
-            let who = String(run.label.prefix(36)) + (run.attempt.map { " #\($0)" } ?? "") + (run.model.map { " \($0)" } ?? "")
-            lines.append(String(format: "  %@  %@  %-8@ turn %d  %@  $%.4f",
-                                short(id), Terminal.line(who), run.phase.rawValue, run.turns,
-                                Terminal.clock(now.timeIntervalSince(run.started)), run.cost)
-                + (run.pushback > 0 ? "  429/529 ×\(run.pushback)" : ""))
-        }
-        let running = active.count
-        let queued = max(0, total - done - running)
-        lines.append(String(format: "  queued %d · running %d · done %d · failed %d · $%.4f · %@",
-                            queued, running, done, failed, spend, Terminal.clock(now.timeIntervalSince(started))))
+        guard !finished else { return }
+        let size = Terminal.size ?? (rows: 24, columns: 100)
+        let lines = Self.board(runs: order.compactMap { id in active[id].map { (short(id), $0) } }, total: total, done: done, failed: failed,
+                               spend: spend, started: started, rows: size.rows, columns: size.columns)
         Terminal.write(lines.joined(separator: "\n") + "\n")
         drawnLines = lines.count
+    }
+
+    /// The live board: a line per running run and the totals, each cut to the terminal's
+    /// width; when the runs do not fit its height, the counts per phase and the most recent
+    /// runs that fit (a board taller than the terminal would scroll instead of redrawing).
+    private static func board(runs: [(String, Live)], total: Int, done: Int, failed: Int, spend: Double, started: Date,
+                              rows: Int, columns: Int) -> [String] {
+        let now = Date()
+        func line(_ short: String, _ run: Live) -> String {
+            let who = String(run.label.prefix(36)) + (run.attempt.map { " #\($0)" } ?? "") + (run.model.map { " \($0)" } ?? "")
+            return String(format: "  %@  %@  %-8@ turn %d  %@  $%.4f", short, Terminal.line(who), run.phase.rawValue, run.turns,
+                          Terminal.clock(now.timeIntervalSince(run.started)), run.cost)
+                + (run.pushback > 0 ? "  429/529 ×\(run.pushback)" : "")
+        }
+        let running = runs.count
+        let queued = max(0, total - done - running)
+        // What was spent: finished runs and what the running ones spent so far.
+        let spent = spend + runs.reduce(0) { $0 + $1.1.cost }
+        let footer = String(format: "  queued %d · running %d · done %d · failed %d · $%.4f · %@",
+                            queued, running, done, failed, spent, Terminal.clock(now.timeIntervalSince(started)))
+        // Leave a row for the cursor and one for a line printed above the board.
+        let room = max(1, rows - 2)
+        var lines: [String]
+        if running + 1 <= room {
+            lines = runs.map { line($0.0, $0.1) }
+        } else {
+            var phases: [String: Int] = [:]
+            for (_, run) in runs { phases[run.phase.rawValue, default: 0] += 1 }
+            let counts = "  " + phases.keys.sorted().map { "\($0) \(phases[$0]!)" }.joined(separator: " · ")
+                + "  (\(running) running; the most recent below)"
+            let shown = max(0, room - 2)
+            lines = [counts] + runs.suffix(shown).map { line($0.0, $0.1) }
+        }
+        lines.append(footer)
+        return lines.suffix(room).map { Terminal.fit($0, max(10, columns - 1)) }
     }
 }

@@ -75,3 +75,61 @@ struct FiguresEndToEndTests {
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 }
+
+/// The live board in a real terminal: tmux gives patina a 10-row pane; eight runs at once
+/// must not make the board scroll (each redraw would push a copy into the scrollback).
+@Suite(.serialized, .requiresDocker, .timeLimit(.minutes(10)))
+struct LiveBoardEndToEndTests {
+    static func quoted(_ value: String) -> String { "'" + value.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+    @Test func eightRunsInATenRowPaneDoNotScroll() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.bash("echo x > x.txt && sleep 4 && echo slept"), .text("done")])
+        try repo.write("../tasks.txt", (1...8).map { "task number \($0) of the live board test, with a long label" }.joined(separator: "\n") + "\n")
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let script = repo.root.appendingPathComponent("board.sh")
+        let exports = patina.environment
+            .filter { $0.key.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) != nil }
+            .filter { !["TERM", "TMUX", "COLUMNS", "LINES"].contains($0.key) }
+            .map { "export \($0.key)=\(Self.quoted($0.value))" }.sorted().joined(separator: "\n")
+        let command = ([TestEnvironment.patinaBinary.path, "batch", "--agent-binary", TestEnvironment.claudeBinary.path,
+                        "--base-image", TestEnvironment.baseImage, "--jobs", "8", repo.root.appendingPathComponent("tasks.txt").path])
+            .map(Self.quoted).joined(separator: " ")
+        try (exports + "\ncd \(Self.quoted(repo.path.path))\n\(command)\necho EXIT:$?\ntail -f /dev/null\n")
+            .write(to: script, atomically: true, encoding: .utf8)
+        let socket = "patina-board-\(UUID().uuidString.prefix(8))"
+        let tmux = ["tmux", "-L", socket, "-f", "/dev/null"]
+        // The server outlives the command: no pipe of the test may reach it (it would hold it open).
+        let start = Process()
+        start.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        // Every descriptor past stdio is closed first: tmux's server is forked, not exec'd, and
+        // would keep whatever Foundation watches to see its child end.
+        let closeAll = #"for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; exec "$@""#
+        start.arguments = ["bash", "-c", closeAll, "bash"] + tmux + ["new-session", "-d", "-s", "board", "-x", "72", "-y", "10", "bash \(script.path)"]
+        start.standardInput = FileHandle.nullDevice
+        start.standardOutput = FileHandle.nullDevice
+        start.standardError = FileHandle.nullDevice
+        try start.run()
+        start.waitUntilExit()
+        #expect(start.terminationStatus == 0)
+        defer { _ = try? ProcessRunner.run(tmux + ["kill-server"]) }
+        var pane = "", sawBoard = false
+        let deadline = Date().addingTimeInterval(300)
+        while Date() < deadline {
+            pane = try ProcessRunner.check(tmux + ["capture-pane", "-p", "-t", "board"])
+            if pane.contains("queued") && pane.contains("running") { sawBoard = true }
+            if pane.contains("EXIT:") { break }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        let history = Int(try ProcessRunner.check(tmux + ["display-message", "-p", "-t", "board", "#{history_size}"])
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        let everything = try ProcessRunner.check(tmux + ["capture-pane", "-p", "-S", "-", "-t", "board"])
+        #expect(pane.contains("EXIT:0"), "\(everything)")
+        #expect(sawBoard)
+        // The header, eight finished lines and the final table (wrapped at 72 columns), and no
+        // copy of the board: a board that scrolls leaves one per redraw.
+        #expect(history >= 0 && history < 80, "scrollback of \(history) lines:\n\(everything)")
+        #expect(!everything.contains("· done ") && !everything.contains("turn 1  "), "a board was left in the scrollback:\n\(everything)")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+}

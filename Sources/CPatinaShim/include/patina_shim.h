@@ -30,6 +30,10 @@ int patina_memfd_create(const char *name);
 // -1 with errno set.
 int patina_epoll_wait_readable(int fd, int timeout_ms);
 
+// ioctl(2) is variadic: the rows and columns of the terminal on fd (TIOCGWINSZ);
+// 0 on success, -1 with errno set (not a terminal).
+int patina_terminal_size(int fd, int *rows, int *columns);
+
 // Runs syscall(number, a0..a5) in a forked child, so a call a seccomp filter
 // wrongly lets through (ptrace(PTRACE_TRACEME), unshare) cannot change the
 // caller. Returns 0 if the call succeeded, its errno if it failed, 1000 + the
