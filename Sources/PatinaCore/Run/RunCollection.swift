@@ -158,8 +158,31 @@ struct RunCollection: Sendable {
         return problems
     }
 
+    /// The most of a transcript copied into the run directory: the agent can make its
+    /// transcript any size (a sparse 1 GB file costs it nothing).
+    static let transcriptLimit = 128 << 20
+
+    /// Copies `source` (the agent's) line by line, redacted, its first `transcriptLimit`
+    /// bytes at most, each line cut at `Command.lineLimit`; a last line marks what was
+    /// left out. Memory and disk stay bounded whatever the file claims.
+    func copyBounded(_ source: URL, to destination: URL, redactor: Redactor) -> Bool {
+        do {
+            let writer = try LineWriter(creating: destination)
+            let reading = try LineFile.forEachLine(of: source, byteLimit: Self.transcriptLimit) { line in
+                try? writer.write(redactor(line))
+            }
+            if reading.truncated {
+                try writer.write(#"{"type":"patina_truncated_transcript","size":\#(reading.size),"copied_bytes":\#(reading.read)}"#)
+            }
+            try writer.close()
+            return true
+        } catch {
+            return false
+        }
+    }
+
     /// Claude Code's own transcript, from the agent's home into the run directory.
-    func copyTranscript(into record: inout RunRecord) {
+    func copyTranscript(into record: inout RunRecord, redactor: Redactor = Redactor(secrets: [])) {
         // The agent owns its home: a symbolic link on the way (~/.claude pointing at
         // the host user's own ~/.claude, say) must not make patina copy host files.
         let claude = layout.home.appendingPathComponent(".claude")
@@ -182,8 +205,7 @@ struct RunCollection: Sendable {
                 return da < db
             }
         guard let chosen else { return }
-        try? FileManager.default.removeItem(at: layout.transcript)
-        if (try? FileManager.default.copyItem(at: chosen, to: layout.transcript)) != nil {
+        if copyBounded(chosen, to: layout.transcript, redactor: redactor) {
             record.transcript = layout.transcript.path
         }
     }

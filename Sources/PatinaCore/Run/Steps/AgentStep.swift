@@ -36,13 +36,16 @@ extension RunLifecycle {
         let outcome = RunOutcome.decide(
             stopReason: stopReason, result: recorder.result, exitCode: record.exitCode,
             oomKilled: state?.oomKilled == true, lastRetryStatus: recorder.lastRetryStatus,
-            lastStderrLine: redactor(result.standardError.split(separator: "\n").last.map(String.init) ?? ""),
+            lastStderrLine: redactor(result.standardError.split(separator: "\n").last { !$0.hasPrefix("[patina: ") }.map(String.init) ?? ""),
             timeout: timeout, memoryLimit: plan.limits.memory, model: usage)
         record.status = outcome.status
         record.reason = outcome.reason
         if stopReason == nil, let status = RunOutcome.retryableAPIStatus(status: record.status, model: usage) {
             record.apiErrorStatus = status
             progress.emit(.apiError(status: status))
+        }
+        if recorder.droppedLines > 0 {
+            progress.warn("session.jsonl stopped at \(SessionRecorder.sizeLimit >> 20) MB: \(recorder.droppedLines) later lines of the agent's output were read but not kept")
         }
         if !recorder.sawInit && record.status != .timedOut {
             progress.warn("the agent produced no init line; see \(layout.agentStderr.path)")
