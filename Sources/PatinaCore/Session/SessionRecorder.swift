@@ -24,6 +24,8 @@ public final class SessionRecorder: @unchecked Sendable {
     private let sizeLimit: Int
     private var written = 0
     public private(set) var droppedLines = 0
+    /// Lines of the agent's stdout cut at `Command.lineLimit`.
+    public private(set) var cutLines = 0
 
     /// `costSoFar`: the run's spending as the model proxy counted it, for the live lines.
     public init(sessionLog: URL, progress: Progress?, redactor: Redactor = Redactor(secrets: []),
@@ -40,6 +42,7 @@ public final class SessionRecorder: @unchecked Sendable {
     public var turns: Int { lock.withLock { messageIDs.count } }
 
     public func receive(_ raw: String) {
+        if raw.hasPrefix(#"{"type":"patina_truncated_line""#) { lock.withLock { cutLines += 1 } }
         let line = redactor(raw)
         lock.withLock {
             let data = Data((line + "\n").utf8)

@@ -44,8 +44,19 @@ extension RunLifecycle {
             record.apiErrorStatus = status
             progress.emit(.apiError(status: status))
         }
+        var truncated: [String] = []
+        if recorder.cutLines > 0 {
+            truncated.append("stdout: \(recorder.cutLines) line\(recorder.cutLines == 1 ? "" : "s") longer than \(Command.lineLimit) bytes cut (marked in session.jsonl)")
+        }
         if recorder.droppedLines > 0 {
-            progress.warn("session.jsonl stopped at \(SessionRecorder.sizeLimit >> 20) MB: \(recorder.droppedLines) later lines of the agent's output were read but not kept")
+            truncated.append("session.jsonl: stopped at \(SessionRecorder.sizeLimit) bytes, \(recorder.droppedLines) later lines read but not kept")
+        }
+        if let marker = result.standardError.split(separator: "\n").last, marker.hasPrefix("[patina: ") {
+            truncated.append("stderr: " + marker.dropFirst("[patina: ".count).dropLast())
+        }
+        if !truncated.isEmpty {
+            record.outputTruncated = (record.outputTruncated ?? []) + truncated
+            progress.warn("the agent's output was cut to stay bounded: " + truncated.joined(separator: "; "))
         }
         if !recorder.sawInit && record.status != .timedOut {
             progress.warn("the agent produced no init line; see \(layout.agentStderr.path)")
