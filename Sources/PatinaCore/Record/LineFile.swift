@@ -15,6 +15,17 @@ enum LineFile {
 
     static let blockSize = 1 << 20
 
+    /// Whether the file's last byte is "\n" (false for an empty file).
+    static func endsWithNewline(_ url: URL) -> Bool {
+        let fd = open(url.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_size > 0 else { return false }
+        var last: UInt8 = 0
+        return pread(fd, &last, 1, info.st_size - 1) == 1 && last == 0x0A
+    }
+
     /// Calls `body` with each line (without its "\n"). Regular files only, never through a
     /// symbolic link.
     static func forEachLine(

@@ -51,6 +51,11 @@ public struct Redactor: Sendable {
             let writer = try LineWriter(creating: temporary)
             _ = try LineFile.forEachLine(of: url, lineLimit: Self.lineLimit) { line in try? writer.write(self(line)) }
             try writer.close()
+            // The lines come back each with its "\n": the last one had none.
+            if !LineFile.endsWithNewline(url) {
+                var info = stat()
+                if stat(temporary.path, &info) == 0, info.st_size > 0 { _ = truncate(temporary.path, info.st_size - 1) }
+            }
             guard rename(temporary.path, url.path) == 0 else { throw LineFileError(path: url.path, reason: "cannot replace it") }
         } catch {
             try? FileManager.default.removeItem(at: temporary)
