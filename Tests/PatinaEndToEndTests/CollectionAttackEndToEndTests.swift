@@ -115,4 +115,60 @@ struct CollectionAttackEndToEndTests {
         #expect(try repo.git("rev-parse", "main") == main)
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
+
+    /// More than the 16 MB kept of the agent's stderr is cut and marked: the run succeeds
+    /// and its uncommitted work is committed (it used to end `error`, its leftovers lost).
+    @Test func aStderrFloodIsCutNotAFailure() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [
+            .bash(#"echo left > left.txt; err=/proc/$PPID/fd/2; [ -w "$err" ] || err=/proc/1/fd/2; head -c 20000000 /dev/zero | tr '\0' e > "$err"; echo "STDERR:$?""#),
+            .text("Flooded stderr."),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let run = try FinishedRun(patina.yolo("flood stderr"))
+        #expect(markers(in: commandOutputs(model))["STDERR"] == "0")
+        #expect(run.status == "succeeded", "\(run.record["reason"] ?? "")")
+        #expect(try repo.git("show", "\(run.branch):left.txt") == "left")
+        let truncated = run.record["output_truncated"] as? [String] ?? []
+        #expect(truncated.contains { $0.hasPrefix("stderr: ") && $0.contains("more bytes of stderr dropped") }, "\(truncated)")
+        let stderrLog = run.file("agent-stderr.log") ?? ""
+        #expect(stderrLog.utf8.count < 17_000_000 && stderrLog.contains("[patina: "), "\(stderrLog.utf8.count)")
+    }
+
+    /// A batch whose patina was killed: the next command collects its runs and marks the
+    /// batch `interrupted`, with its runs, so `patina batch resume` can finish it.
+    @Test func aBatchWhosePatinaWasKilledIsFinishedByTheNextCommand() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [
+            .bash("echo saved > saved.txt && git add saved.txt && git commit -qm 'saved before the kill'"),
+            .bash("tail -f /dev/null"),
+        ])
+        try repo.write("../tasks.jsonl", """
+            {"task": "work then hang", "name": "hang"}
+
+            """)
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let process = try patina.start(["batch", "--agent-binary", TestEnvironment.claudeBinary.path,
+                                        "--base-image", TestEnvironment.baseImage, repo.root.appendingPathComponent("tasks.jsonl").path])
+        for _ in 0..<900 where model.requests().filter({ $0["kind"] as? String == "main" }).count < 2 {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        func batches() throws -> (output: ProcessRunner.Output, records: [[String: Any]]) {
+            let output = try patina.run(["batches", "--json"])
+            return (output, try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [[String: Any]] ?? [])
+        }
+        let (output, records) = try batches()
+        #expect(output.stderr.contains("was left running by a patina that is gone; marked it interrupted"), "\(output.stderr)")
+        let batch = try #require(records.first)
+        #expect(batch["status"] as? String == "interrupted", "\(batch)")
+        #expect(batch["finished"] != nil)
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        #expect(runs.count == 1 && runs.first?["status"] as? String == "interrupted", "\(runs)")
+        #expect(try repo.git("show", "\(runs.first?["branch"] as? String ?? ""):saved.txt") == "saved")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+        #expect(try !batches().output.stderr.contains("left running"))
+    }
 }

@@ -78,6 +78,9 @@ public struct BatchRecord: Codable, Sendable {
     public var runs: [RunRecord]
     /// `--max-total-cost`: the budget all runs share.
     public var maxTotalCostUSD: Double?
+    /// The patina process running the batch, to tell a batch in flight from one whose
+    /// patina died (`Recovery` then marks it `interrupted`).
+    public var pid: Int32?
 
     /// What the batch's runs cost in all, as their model proxies counted; nil when some
     /// run's cost is unknown.
@@ -99,7 +102,7 @@ public struct BatchRecord: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, status, started, finished, jobs, inputs, runs
+        case id, status, started, finished, jobs, inputs, runs, pid
         case durationS = "duration_s"
         case maxTotalCostUSD = "max_total_cost_usd"
     }
