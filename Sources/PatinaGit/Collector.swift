@@ -227,16 +227,16 @@ public enum Collector {
         var filter: LeftoverFilter
         var scoped = try scopedRead(scope, staging: staging, index: index, headTree: headTree)
         if let read = scoped {
-            filter = try stage(index, in: staging, workdir: workdir, scoped: read, limits: limits)
+            filter = try stage(index, in: staging, workdir: workdir, scoped: read, head: headTree, limits: limits)
             if filter.sawHardLink {
                 // A file with two names: a write through one is reported under that one only.
                 scoped = nil
                 try resetIndex(index, to: headTree, head)
-                filter = try stage(index, in: staging, workdir: workdir, scoped: nil, limits: limits)
+                filter = try stage(index, in: staging, workdir: workdir, scoped: nil, head: headTree, limits: limits)
             }
         } else {
             try resetIndex(index, to: headTree, head)
-            filter = try stage(index, in: staging, workdir: workdir, scoped: nil, limits: limits)
+            filter = try stage(index, in: staging, workdir: workdir, scoped: nil, head: headTree, limits: limits)
         }
 
         // After a scoped stage, the tree is base's with those changes (libgit2 would read
@@ -313,12 +313,14 @@ public enum Collector {
     /// config file, includes followed, FIFOs blocked on). What must hold first (rule files,
     /// unreadable directories) is checked where libgit2 will read.
     private static func stage(
-        _ index: IndexHandle, in repository: Repository, workdir: URL, scoped: ScopedRead?, limits: CollectionLimits
+        _ index: IndexHandle, in repository: Repository, workdir: URL, scoped: ScopedRead?, head: TreeHandle, limits: CollectionLimits
     ) throws(GitError) -> LeftoverFilter {
         let findings = try WorktreeCheck.verify(workdir, only: scoped?.paths)
         let gitlinks = try removeGitlinks(from: index)
+        let objects = try repository.objectDatabase()
         let filter = LeftoverFilter(
-            workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: findings.unreadable, index: index.pointer, limits: limits)
+            workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: findings.unreadable, index: index.pointer,
+            head: head, objects: objects, limits: limits)
         // Too deep for libgit2's walk: ignored, so it never enters them (an ignore rule
         // added here wins over every .gitignore); they stay in the worktree.
         for directory in findings.tooDeep {
@@ -339,7 +341,7 @@ public enum Collector {
                     "adding the worktree's files")
                 return
             }
-            if !scoped.paths.isEmpty { try addChanged(index, in: repository, at: scoped.pathspec, filter: filter) }
+            if !scoped.paths.isEmpty { try addChanged(index, in: repository, at: scoped.pathspec, filter: filter, head: head) }
         }
         try restore(gitlinks, to: index)
         return filter
@@ -361,7 +363,7 @@ public enum Collector {
     /// (libgit2's own add-all reads the whole worktree and applies its pathspec afterwards):
     /// the index-to-worktree diff limited to them, then each change added or removed.
     private static func addChanged(
-        _ index: IndexHandle, in repository: Repository, at paths: LiteralPathspec, filter: LeftoverFilter
+        _ index: IndexHandle, in repository: Repository, at paths: LiteralPathspec, filter: LeftoverFilter, head: TreeHandle
     ) throws(GitError) {
         filter.applied = []
         var options = git_diff_options()
@@ -374,9 +376,13 @@ public enum Collector {
                 git_diff_index_to_workdir(&$0, repository.pointer, index.pointer, &options)
             }
         }
+        var left: [[CChar]] = []
         for position in 0..<git_diff_num_deltas(diff.pointer) {
-            guard let delta = git_diff_get_delta(diff.pointer, position)?.pointee, let path = delta.new_file.path,
-                  filter.decide(String(cString: path)) == 0 else { continue }
+            guard let delta = git_diff_get_delta(diff.pointer, position)?.pointee, let path = delta.new_file.path else { continue }
+            guard filter.decide(String(cString: path)) == 0 else {
+                left.append(Array(UnsafeBufferPointer(start: path, count: strlen(path) + 1)))
+                continue
+            }
             let exists = delta.new_file.flags & GIT_DIFF_FLAG_EXISTS.rawValue != 0
             if exists {
                 try check(git_index_add_bypath(index.pointer, path), "adding \(String(cString: path))")
@@ -384,6 +390,30 @@ public enum Collector {
                 try check(git_index_remove_bypath(index.pointer, path), "removing \(String(cString: path)) from the index")
             }
             filter.applied?.append((Array(UnsafeBufferPointer(start: path, count: strlen(path) + 1)), exists))
+        }
+        // What was left out keeps the branch head's version, as after a full stage (whose
+        // index starts at head): the index here holds the base, and the agent's own
+        // commits must not be undone by a leftover that was not read.
+        for path in left where path.count > 1 && path[path.count - 2] != CChar(UInt8(ascii: "/")) {
+            let name = String(decoding: path.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            var entry: OpaquePointer?
+            if path.withUnsafeBufferPointer({ git_tree_entry_bypath(&entry, head.pointer, $0.baseAddress!) }) == 0, let entry {
+                defer { git_tree_entry_free(entry) }
+                let mode = git_tree_entry_filemode(entry)
+                guard mode != GIT_FILEMODE_TREE, mode != GIT_FILEMODE_COMMIT, let id = git_tree_entry_id(entry) else { continue }
+                var indexEntry = git_index_entry()
+                indexEntry.mode = mode.rawValue
+                indexEntry.id = id.pointee
+                let code = path.withUnsafeBufferPointer { pointer in
+                    indexEntry.path = pointer.baseAddress
+                    return git_index_add(index.pointer, &indexEntry)
+                }
+                try check(code, "keeping the branch's version of \(name)")
+                filter.applied?.append((path, true))
+            } else if git_index_get_bypath(index.pointer, path, 0) != nil {
+                try check(git_index_remove_bypath(index.pointer, path), "removing \(name) from the index")
+                filter.applied?.append((path, false))
+            }
         }
     }
 
@@ -508,8 +538,16 @@ private final class LeftoverFilter {
     private var overLimitCount = 0
     private var newPaths = 0
 
-    init(workdir: String, gitlinks: [String], unreadable: [String], index: OpaquePointer?, limits: CollectionLimits) {
+    /// The branch head's tree: what "new" means, and what a file over the size limit is
+    /// compared with (the agent may have committed it; then it is read as usual).
+    private let head: TreeHandle
+    private let objects: OdbHandle
+
+    init(workdir: String, gitlinks: [String], unreadable: [String], index: OpaquePointer?,
+         head: TreeHandle, objects: OdbHandle, limits: CollectionLimits) {
         self.index = index
+        self.head = head
+        self.objects = objects
         self.limits = limits
         self.workdir = workdir.hasSuffix("/") ? workdir : workdir + "/"
         self.gitlinks = gitlinks
@@ -562,11 +600,12 @@ private final class LeftoverFilter {
             limited(SkippedLeftover(path: path, size: nil, reason: "the collection's time budget ran out"))
             return 1
         }
-        if found, (info.st_mode & S_IFMT) == S_IFREG, Int(info.st_size) > limits.leftoverFileBytes {
+        let headSize = found ? sizeInHead(path) : nil
+        if found, (info.st_mode & S_IFMT) == S_IFREG, Int(info.st_size) > limits.leftoverFileBytes, headSize != Int(info.st_size) {
             limited(SkippedLeftover(path: path, size: Int(info.st_size), reason: "larger than \(limits.leftoverFileBytes) bytes"))
             return 1
         }
-        if found, let index, git_index_get_bypath(index, path, 0) == nil {
+        if found, headSize == nil {
             newPaths += 1
             if newPaths > limits.leftoverNewPaths {
                 limited(SkippedLeftover(path: path, size: nil, reason: "more than \(limits.leftoverNewPaths) new paths"))
@@ -574,6 +613,18 @@ private final class LeftoverFilter {
             }
         }
         return 0
+    }
+
+    /// The size of the blob at `path` in the branch head's tree (from its header); nil
+    /// when head has no file there.
+    private func sizeInHead(_ path: String) -> Int? {
+        var entry: OpaquePointer?
+        guard git_tree_entry_bypath(&entry, head.pointer, path) == 0, let entry else { return nil }
+        defer { git_tree_entry_free(entry) }
+        guard git_tree_entry_type(entry) == GIT_OBJECT_BLOB, var id = git_tree_entry_id(entry)?.pointee else { return nil }
+        var size = 0
+        var type = GIT_OBJECT_INVALID
+        return git_odb_read_header(&size, &type, objects.pointer, &id) == 0 ? size : -1
     }
 
     func limited(_ leftover: SkippedLeftover) {

@@ -89,6 +89,40 @@ struct CollectionLimitTests {
         #expect(run.fixture.exists(run.worktree.appendingPathComponent("sparse.bin")))
     }
 
+    /// With a watch, the index holds the base, so every file the agent committed looks
+    /// changed: a limit must not leave one out (and so undo the agent's commit).
+    @Test("what the agent committed is not undone by a limit when the read is scoped to the watched paths")
+    func committedFilesUnderScopedRead() throws {
+        let run = try GitRunFixture()
+        try shell(run, "head -c 60000000 /dev/zero > big.bin && echo 1 > one.txt && echo 2 > two.txt")
+        let head = try run.agentCommits("three.txt", "3\n", message: "agent: big and three small")
+        try run.fixture.write("new\n", to: "left.txt", in: run.worktree)
+        let touched: Set<[UInt8]> = Set(["big.bin", "one.txt", "two.txt", "three.txt", "left.txt"].map { Array($0.utf8) })
+        let collected = try Collector.collect(
+            into: run.host, privateGitDirectory: run.sandboxGit, worktree: run.worktree, branch: run.branch, base: run.base,
+            leftoversMessage: "leftovers", scope: .changed(touched, since: run.base), limits: CollectionLimits(leftoverNewPaths: 1))
+        #expect(collected.agentHead == head)
+        let commit = try #require(collected.leftovers.commit)
+        #expect(try run.fixture.git("show", "--name-status", "--format=", commit.hex) == "A\tleft.txt\n")
+        #expect(collected.leftovers.overLimit.isEmpty, "\(collected.leftovers.overLimit)")
+        #expect(try run.fixture.git("cat-file", "-s", "\(commit.hex):big.bin") == "60000000\n")
+
+        // A file over the limit changed after the agent's commit: left out, the committed version kept.
+        let second = try GitRunFixture()
+        try shell(second, "head -c 60000000 /dev/zero > big.bin")
+        let committed = try second.agentCommits("small.txt", "s\n", message: "agent: big")
+        try shell(second, "head -c 70000000 /dev/zero > big.bin && echo changed > small.txt")
+        let again = try Collector.collect(
+            into: second.host, privateGitDirectory: second.sandboxGit, worktree: second.worktree, branch: second.branch,
+            base: second.base, leftoversMessage: "leftovers",
+            scope: .changed(Set(["big.bin", "small.txt"].map { Array($0.utf8) }), since: second.base))
+        #expect(again.agentHead == committed)
+        let leftovers = try #require(again.leftovers.commit)
+        #expect(try second.fixture.git("show", "--name-status", "--format=", leftovers.hex) == "M\tsmall.txt\n")
+        #expect(again.leftovers.overLimit.map(\.path) == ["big.bin"])
+        #expect(try second.fixture.git("cat-file", "-s", "\(leftovers.hex):big.bin") == "60000000\n")
+    }
+
     @Test("new paths past the limit stay in the worktree, counted")
     func newPathLimit() throws {
         let run = try GitRunFixture()
