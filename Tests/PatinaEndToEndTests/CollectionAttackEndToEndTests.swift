@@ -26,6 +26,8 @@ struct CollectionAttackEndToEndTests {
         { head -c 100000000 /dev/zero | tr '\0' o; echo; } > "$out"; echo "STDOUT:$?"
         """#),
         .bash(#"f=$(ls -t ~/.claude/projects/*/*.jsonl | head -1) && truncate -s 1G "$f" && echo "TRANSCRIPT:$(stat -c %s "$f")""#),
+        // The same odd trees where collection looks for the transcript and hands the home back.
+        .bash(#"cd ~/.claude/projects && perl -e 'mkdir "deep"; chdir "deep" or die; for (1..2100) { mkdir "d" or die; chdir "d" or die } open(F, ">x.jsonl") or die; close F' && mkdir wide && cd wide && seq -f d%g 21000 | xargs mkdir && echo HOME-TREES:ok"#),
         .text("Attacked collection."),
     ] }
 
@@ -74,7 +76,7 @@ struct CollectionAttackEndToEndTests {
 
         let hostile = try record("hostile")
         let out = markers(in: commandOutputs(model))
-        for name in ["BOMB", "SPARSE", "DEEP", "WIDE", "STDERR", "STDOUT", "TRANSCRIPT"] {
+        for name in ["BOMB", "SPARSE", "DEEP", "WIDE", "STDERR", "STDOUT", "TRANSCRIPT", "HOME-TREES"] {
             #expect(out[name] != nil, "\(name) did not run: \(out)")
         }
         #expect(out["STDERR"] == "0" && out["STDOUT"] == "0", "\(out)")
