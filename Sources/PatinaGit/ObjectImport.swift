@@ -96,8 +96,9 @@ enum ObjectImport {
                 throw .unsafeSandboxGitDirectory(
                     "object \(id.short)\(path.isEmpty ? "" : " (\(path))") is \(size) bytes, more than the \(maximumObjectSize) accepted")
             }
-            total += size
-            guard total <= limits.importBytes else {
+            let (sum, overflow) = total.addingReportingOverflow(size)
+            total = overflow ? .max : sum
+            guard !overflow, total <= limits.importBytes else {
                 throw .collectionLimit(
                     "the agent's commits hold more than \(limits.importBytes) bytes of objects (inflated; at \(id.short)\(path.isEmpty ? "" : " (\(path))"), \(size) bytes); they were not imported")
             }
