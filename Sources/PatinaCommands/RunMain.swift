@@ -53,7 +53,7 @@ extension Patina {
         guard let repository = try? Repository.discover(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) else { return }
         let store = RunStore(home: RunStore.home(), repositoryCommonDirectory: repository.commonDirectory)
         let recovered = await Recovery.collectAbandoned(repository: repository, store: store)
-        for line in recovered.shells { Terminal.write("note: \(Terminal.line(line))\n") }
+        for line in recovered.notes { Terminal.write("note: \(Terminal.line(line))\n") }
         for result in recovered.runs {
             let line = result.problem.map { "run \(result.record.id) was left running by a patina that is gone; not collected yet: \($0)" }
                 ?? "run \(result.record.id) was left running by a patina that is gone; collected it (interrupted, head \(result.record.headCommit.map { String($0.prefix(8)) } ?? "none"))"

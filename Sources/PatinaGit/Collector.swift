@@ -10,10 +10,20 @@ public struct Leftovers: Sendable, Equatable {
     /// and directories patina cannot read, names git refuses (".git" spelled otherwise, "GIT~1"), and
     /// files inside a submodule's directory. They stay in the worktree, untracked or modified.
     public var skipped: [String]
+    /// What a limit kept out (`CollectionLimits`): files too large, directories too deep,
+    /// new paths past the limit, what was not read once the time budget ran out. They stay
+    /// in the worktree, uncommitted. The first `overLimitListed` only; `overLimitCount` says
+    /// how many in all.
+    public var overLimit: [SkippedLeftover]
+    public var overLimitCount: Int
 
-    public init(commit: ObjectID?, skipped: [String]) {
+    public static let overLimitListed = 1000
+
+    public init(commit: ObjectID?, skipped: [String], overLimit: [SkippedLeftover] = [], overLimitCount: Int? = nil) {
         self.commit = commit
         self.skipped = skipped
+        self.overLimit = overLimit
+        self.overLimitCount = overLimitCount ?? overLimit.count
     }
 }
 
@@ -84,12 +94,13 @@ public enum Collector {
         base: ObjectID,
         leftoversMessage: String,
         scope: WorktreeScope = .everything,
-        prepared: WorktreeIndex? = nil
+        prepared: WorktreeIndex? = nil,
+        limits: CollectionLimits = CollectionLimits()
     ) throws(GitError) -> CollectedBranch {
         var agentHead: ObjectID?
         var importFailure: GitError?
         do throws(GitError) {
-            agentHead = try importAgentCommits(into: host, privateGitDirectory: privateGitDirectory, base: base)
+            agentHead = try importAgentCommits(into: host, privateGitDirectory: privateGitDirectory, base: base, limits: limits)
         } catch {
             importFailure = error
         }
@@ -103,7 +114,8 @@ public enum Collector {
             try host.setBranch(branch, to: tip, message: "patina: collect the agent's commits")
         }
         let leftovers = try commitLeftovers(
-            in: host, worktree: worktree, branch: branch, head: tip, message: leftoversMessage, scope: scope, prepared: prepared)
+            in: host, worktree: worktree, branch: branch, head: tip, message: leftoversMessage, scope: scope, prepared: prepared,
+            limits: limits)
         return CollectedBranch(
             branch: branch, base: base, agentHead: agentHead, importFailure: importFailure,
             leftovers: leftovers, head: leftovers.commit ?? tip)
@@ -119,7 +131,7 @@ public enum Collector {
     /// hashes: strict hash verification is on) and written as one pack into the host's
     /// objects/pack, so the branch stands alone once the sandbox's directory is deleted.
     public static func importAgentCommits(
-        into host: Repository, privateGitDirectory: URL, base: ObjectID
+        into host: Repository, privateGitDirectory: URL, base: ObjectID, limits: CollectionLimits = .none
     ) throws(GitError) -> ObjectID {
         let root = try UntrustedDirectory.open(privateGitDirectory)
         let head = try AgentHead.read(root)
@@ -130,7 +142,7 @@ public enum Collector {
         defer { try? FileSystem.removeTree(quarantine) }
         try FileSystem.createPrivateDirectory(quarantine)
         if let objects = try root.directory("objects") {
-            try ObjectImport.quarantine(objects, into: quarantine)
+            try ObjectImport.quarantine(objects, into: quarantine, limit: limits.importBytes)
         }
 
         // A second handle on the host's git directory carries the quarantine as an
@@ -149,12 +161,20 @@ public enum Collector {
             throw error
         }
         let missing = try ObjectImport.missingObjects(
-            from: head, staging: staging, stagingObjects: stagingObjects, hostObjects: hostObjects)
+            from: head, staging: staging, stagingObjects: stagingObjects, hostObjects: hostObjects, limits: limits)
         guard !missing.isEmpty else { return head }
-        try ObjectImport.writePack(missing, staging: staging)
+        let large = missing.filter { $0.isBlob && $0.size > ObjectImport.streamedBlobSize }
+        for blob in large {
+            if limits.expired {
+                throw .collectionLimit("the time budget ran out while the agent's objects were copied; its commits were not imported")
+            }
+            try ObjectImport.copyLargeBlob(blob, from: stagingObjects, to: hostObjects)
+        }
+        let packed = missing.filter { !($0.isBlob && $0.size > ObjectImport.streamedBlobSize) }
+        if !packed.isEmpty { try ObjectImport.writePack(packed, staging: staging) }
 
         try check(git_odb_refresh(hostObjects.pointer), "rereading the host's packs")
-        for (id, _) in missing {
+        for id in missing.map(\.id) {
             var oid = id.oid
             guard git_odb_exists(hostObjects.pointer, &oid) == 1 else {
                 throw .fileSystem("object \(id.hex) is not in the host repository after writing the pack")
@@ -190,6 +210,7 @@ public enum Collector {
         message: String,
         scope: WorktreeScope = .everything,
         prepared: WorktreeIndex? = nil,
+        limits: CollectionLimits = CollectionLimits(),
         author: Identity = .agent,
         committer: Identity = .patina
     ) throws(GitError) -> Leftovers {
@@ -206,16 +227,16 @@ public enum Collector {
         var filter: LeftoverFilter
         var scoped = try scopedRead(scope, staging: staging, index: index, headTree: headTree)
         if let read = scoped {
-            filter = try stage(index, in: staging, workdir: workdir, scoped: read)
+            filter = try stage(index, in: staging, workdir: workdir, scoped: read, head: headTree, limits: limits)
             if filter.sawHardLink {
                 // A file with two names: a write through one is reported under that one only.
                 scoped = nil
                 try resetIndex(index, to: headTree, head)
-                filter = try stage(index, in: staging, workdir: workdir, scoped: nil)
+                filter = try stage(index, in: staging, workdir: workdir, scoped: nil, head: headTree, limits: limits)
             }
         } else {
             try resetIndex(index, to: headTree, head)
-            filter = try stage(index, in: staging, workdir: workdir, scoped: nil)
+            filter = try stage(index, in: staging, workdir: workdir, scoped: nil, head: headTree, limits: limits)
         }
 
         // After a scoped stage, the tree is base's with those changes (libgit2 would read
@@ -229,7 +250,7 @@ public enum Collector {
         }
         guard ObjectID(treeOID) != ObjectID(git_tree_id(headTree.pointer)) else {
             try check(git_index_write(index.pointer), "writing the worktree's index")
-            return Leftovers(commit: nil, skipped: filter.skipped)
+            return filter.leftovers(commit: nil)
         }
 
         let tree = try TreeHandle.make("reading the leftovers tree", parent: staging.handle) {
@@ -248,7 +269,7 @@ public enum Collector {
         let commit = ObjectID(commitOID)
         try staging.moveBranch(branch, from: head, to: commit, message: "patina: commit the agent's leftovers")
         try check(git_index_write(index.pointer), "writing the worktree's index")
-        return Leftovers(commit: commit, skipped: filter.skipped)
+        return filter.leftovers(commit: commit)
     }
 
     /// The paths to read in `scoped` mode, or nil to read everything: when the index does
@@ -292,11 +313,25 @@ public enum Collector {
     /// config file, includes followed, FIFOs blocked on). What must hold first (rule files,
     /// unreadable directories) is checked where libgit2 will read.
     private static func stage(
-        _ index: IndexHandle, in repository: Repository, workdir: URL, scoped: ScopedRead?
+        _ index: IndexHandle, in repository: Repository, workdir: URL, scoped: ScopedRead?, head: TreeHandle, limits: CollectionLimits
     ) throws(GitError) -> LeftoverFilter {
-        let unreadable = try WorktreeCheck.verify(workdir, only: scoped?.paths)
+        let findings = try WorktreeCheck.verify(workdir, only: scoped?.paths)
         let gitlinks = try removeGitlinks(from: index)
-        let filter = LeftoverFilter(workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: unreadable, index: index.pointer)
+        let objects = try repository.objectDatabase()
+        let filter = LeftoverFilter(
+            workdir: workdir.path, gitlinks: gitlinks.map(\.path), unreadable: findings.unreadable, index: index.pointer,
+            head: head, objects: objects, limits: limits)
+        // Too deep for libgit2's walk: ignored, so it never enters them (an ignore rule
+        // added here wins over every .gitignore); they stay in the worktree.
+        for directory in findings.tooDeep {
+            filter.limited(SkippedLeftover(
+                path: directory, size: nil,
+                reason: "deeper than \(CollectionLimits.maximumDepth) levels or longer than \(CollectionLimits.maximumPathBytes) bytes"))
+            guard let rule = ignoreRule(for: directory) else {
+                throw .collectionLimit("'\(directory)' is too deep to read and its name cannot be left out")
+            }
+            try check(git_ignore_add_rule(repository.pointer, rule), "leaving \(directory) out")
+        }
         let payload = Unmanaged.passUnretained(filter).toOpaque()
         try withExtendedLifetime(filter) { () throws(GitError) in
             // One walk: libgit2's add-all also removes what the worktree no longer has.
@@ -306,17 +341,29 @@ public enum Collector {
                     "adding the worktree's files")
                 return
             }
-            if !scoped.paths.isEmpty { try addChanged(index, in: repository, at: scoped.pathspec, filter: filter) }
+            if !scoped.paths.isEmpty { try addChanged(index, in: repository, at: scoped.pathspec, filter: filter, head: head) }
         }
         try restore(gitlinks, to: index)
         return filter
+    }
+
+    /// An ignore rule matching exactly the directory `path` ("a/b/"), its glob characters
+    /// escaped; nil for a name a rule cannot hold (a line break).
+    static func ignoreRule(for path: String) -> String? {
+        guard !path.contains(where: { $0 == "\n" || $0 == "\r" }) else { return nil }
+        var rule = "/"
+        for character in path {
+            if "\\*?[]!# \t".contains(character) { rule.append("\\") }
+            rule.append(character)
+        }
+        return rule
     }
 
     /// What `git_index_add_all` does for `paths`, with the worktree read at those paths only
     /// (libgit2's own add-all reads the whole worktree and applies its pathspec afterwards):
     /// the index-to-worktree diff limited to them, then each change added or removed.
     private static func addChanged(
-        _ index: IndexHandle, in repository: Repository, at paths: LiteralPathspec, filter: LeftoverFilter
+        _ index: IndexHandle, in repository: Repository, at paths: LiteralPathspec, filter: LeftoverFilter, head: TreeHandle
     ) throws(GitError) {
         filter.applied = []
         var options = git_diff_options()
@@ -329,9 +376,13 @@ public enum Collector {
                 git_diff_index_to_workdir(&$0, repository.pointer, index.pointer, &options)
             }
         }
+        var left: [[CChar]] = []
         for position in 0..<git_diff_num_deltas(diff.pointer) {
-            guard let delta = git_diff_get_delta(diff.pointer, position)?.pointee, let path = delta.new_file.path,
-                  filter.decide(String(cString: path)) == 0 else { continue }
+            guard let delta = git_diff_get_delta(diff.pointer, position)?.pointee, let path = delta.new_file.path else { continue }
+            guard filter.decide(String(cString: path)) == 0 else {
+                left.append(Array(UnsafeBufferPointer(start: path, count: strlen(path) + 1)))
+                continue
+            }
             let exists = delta.new_file.flags & GIT_DIFF_FLAG_EXISTS.rawValue != 0
             if exists {
                 try check(git_index_add_bypath(index.pointer, path), "adding \(String(cString: path))")
@@ -339,6 +390,30 @@ public enum Collector {
                 try check(git_index_remove_bypath(index.pointer, path), "removing \(String(cString: path)) from the index")
             }
             filter.applied?.append((Array(UnsafeBufferPointer(start: path, count: strlen(path) + 1)), exists))
+        }
+        // What was left out keeps the branch head's version, as after a full stage (whose
+        // index starts at head): the index here holds the base, and the agent's own
+        // commits must not be undone by a leftover that was not read.
+        for path in left where path.count > 1 && path[path.count - 2] != CChar(UInt8(ascii: "/")) {
+            let name = String(decoding: path.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            var entry: OpaquePointer?
+            if path.withUnsafeBufferPointer({ git_tree_entry_bypath(&entry, head.pointer, $0.baseAddress!) }) == 0, let entry {
+                defer { git_tree_entry_free(entry) }
+                let mode = git_tree_entry_filemode(entry)
+                guard mode != GIT_FILEMODE_TREE, mode != GIT_FILEMODE_COMMIT, let id = git_tree_entry_id(entry) else { continue }
+                var indexEntry = git_index_entry()
+                indexEntry.mode = mode.rawValue
+                indexEntry.id = id.pointee
+                let code = path.withUnsafeBufferPointer { pointer in
+                    indexEntry.path = pointer.baseAddress
+                    return git_index_add(index.pointer, &indexEntry)
+                }
+                try check(code, "keeping the branch's version of \(name)")
+                filter.applied?.append((path, true))
+            } else if git_index_get_bypath(index.pointer, path, 0) != nil {
+                try check(git_index_remove_bypath(index.pointer, path), "removing \(name) from the index")
+                filter.applied?.append((path, false))
+            }
         }
     }
 
@@ -458,9 +533,22 @@ private final class LeftoverFilter {
 
     /// The index being staged (its skip-worktree entries are absent on purpose).
     let index: OpaquePointer?
+    let limits: CollectionLimits
+    private var overLimit: [SkippedLeftover] = []
+    private var overLimitCount = 0
+    private var newPaths = 0
 
-    init(workdir: String, gitlinks: [String], unreadable: [String], index: OpaquePointer?) {
+    /// The branch head's tree: what "new" means, and what a file over the size limit is
+    /// compared with (the agent may have committed it; then it is read as usual).
+    private let head: TreeHandle
+    private let objects: OdbHandle
+
+    init(workdir: String, gitlinks: [String], unreadable: [String], index: OpaquePointer?,
+         head: TreeHandle, objects: OdbHandle, limits: CollectionLimits) {
         self.index = index
+        self.head = head
+        self.objects = objects
+        self.limits = limits
         self.workdir = workdir.hasSuffix("/") ? workdir : workdir + "/"
         self.gitlinks = gitlinks
         self.unreadable = unreadable
@@ -506,7 +594,46 @@ private final class LeftoverFilter {
             record(path)
             return 1
         }
+        // The limits, on what the file claims before libgit2 reads it: its apparent size
+        // (a sparse file counts whole), whether it is new, the clock.
+        if limits.expired {
+            limited(SkippedLeftover(path: path, size: nil, reason: "the collection's time budget ran out"))
+            return 1
+        }
+        let headSize = found ? sizeInHead(path) : nil
+        if found, (info.st_mode & S_IFMT) == S_IFREG, Int(info.st_size) > limits.leftoverFileBytes, headSize != Int(info.st_size) {
+            limited(SkippedLeftover(path: path, size: Int(info.st_size), reason: "larger than \(limits.leftoverFileBytes) bytes"))
+            return 1
+        }
+        if found, headSize == nil {
+            newPaths += 1
+            if newPaths > limits.leftoverNewPaths {
+                limited(SkippedLeftover(path: path, size: nil, reason: "more than \(limits.leftoverNewPaths) new paths"))
+                return 1
+            }
+        }
         return 0
+    }
+
+    /// The size of the blob at `path` in the branch head's tree (from its header); nil
+    /// when head has no file there.
+    private func sizeInHead(_ path: String) -> Int? {
+        var entry: OpaquePointer?
+        guard git_tree_entry_bypath(&entry, head.pointer, path) == 0, let entry else { return nil }
+        defer { git_tree_entry_free(entry) }
+        guard git_tree_entry_type(entry) == GIT_OBJECT_BLOB, var id = git_tree_entry_id(entry)?.pointee else { return nil }
+        var size = 0
+        var type = GIT_OBJECT_INVALID
+        return git_odb_read_header(&size, &type, objects.pointer, &id) == 0 ? size : -1
+    }
+
+    func limited(_ leftover: SkippedLeftover) {
+        overLimitCount += 1
+        if overLimit.count < Leftovers.overLimitListed { overLimit.append(leftover) }
+    }
+
+    func leftovers(commit: ObjectID?) -> Leftovers {
+        Leftovers(commit: commit, skipped: skipped, overLimit: overLimit, overLimitCount: overLimitCount)
     }
 
     private func record(_ path: String) {

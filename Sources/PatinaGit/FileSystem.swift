@@ -185,25 +185,37 @@ final class UntrustedDirectory {
         }
     }
 
-    /// Copies the regular file `name` to a new file at `destination`.
-    func copyFile(_ name: String, to destination: String) throws(GitError) {
+    /// Copies the regular file `name` to a new file at `destination`; returns its size.
+    /// Throws `collectionLimit` once more than `limit` bytes were read (the file's size as
+    /// it claims it is checked first: a sparse file is not copied at all).
+    @discardableResult
+    func copyFile(_ name: String, to destination: String, limit: Int = .max) throws(GitError) -> Int {
         guard let input = try openFile(name) else {
             throw .fileSystem("\(child(name)) disappeared while it was being copied")
         }
         defer { close(input) }
+        var info = stat()
+        if fstat(input, &info) == 0, Int(info.st_size) > limit {
+            throw .collectionLimit("\(child(name)) is \(info.st_size) bytes, more than the \(limit) left to import")
+        }
         let output = Glibc.open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
         guard output >= 0 else {
             throw .fileSystem("cannot create \(destination): \(String(cString: strerror(errno)))")
         }
         defer { close(output) }
         var chunk = [UInt8](repeating: 0, count: 1024 * 1024)
+        var total = 0
         while true {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(input, $0.baseAddress, $0.count) }
             if count < 0 {
                 if errno == EINTR { continue }
                 throw .fileSystem("cannot read \(child(name)): \(String(cString: strerror(errno)))")
             }
-            if count == 0 { return }
+            if count == 0 { return total }
+            total += count
+            if total > limit {
+                throw .collectionLimit("\(child(name)) holds more than the \(limit) bytes left to import")
+            }
             var written = 0
             while written < count {
                 let result = chunk.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + written, count - written) }

@@ -22,6 +22,8 @@ public enum GitError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The sandbox's HEAD cannot be resolved to a commit.
     case agentHeadUnreadable(String)
     case fileSystem(String)
+    /// Collection stopped at one of its limits (`CollectionLimits`).
+    case collectionLimit(String)
     /// Merging into `branch` conflicts in `paths`; nothing was changed.
     case mergeConflicts(branch: String, paths: [String])
     /// `branch` is checked out in this working tree, which has uncommitted changes to `paths`.
@@ -75,6 +77,8 @@ public enum GitError: Error, Equatable, Sendable, CustomStringConvertible {
             "cannot read the agent's HEAD: \(reason)"
         case .fileSystem(let message):
             message
+        case .collectionLimit(let reason):
+            "collection stopped at a limit: \(reason)"
         case .mergeConflicts(let branch, let paths):
             "cannot merge into '\(branch)': conflicts in \(paths.listed); nothing was changed — merge by hand with git, or bring the run up to date with '\(branch)' first"
         case .uncommittedChanges(let branch, let paths):

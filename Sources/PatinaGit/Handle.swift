@@ -56,6 +56,7 @@ enum BranchIteratorKind: HandleKind { static func free(_ p: OpaquePointer) { git
 enum ConflictIteratorKind: HandleKind { static func free(_ p: OpaquePointer) { git_index_conflict_iterator_free(p) } }
 enum StatusListKind: HandleKind { static func free(_ p: OpaquePointer) { git_status_list_free(p) } }
 enum ConfigKind: HandleKind { static func free(_ p: OpaquePointer) { git_config_free(p) } }
+enum OdbObjectKind: HandleKind { static func free(_ p: OpaquePointer) { git_odb_object_free(p) } }
 
 typealias RepositoryHandle = Handle<RepositoryKind>
 typealias ObjectHandle = Handle<ObjectKind>
@@ -73,6 +74,7 @@ typealias BranchIteratorHandle = Handle<BranchIteratorKind>
 typealias ConflictIteratorHandle = Handle<ConflictIteratorKind>
 typealias StatusListHandle = Handle<StatusListKind>
 typealias ConfigHandle = Handle<ConfigKind>
+typealias OdbObjectHandle = Handle<OdbObjectKind>
 
 /// The owner of a `git_signature` (a plain struct pointer, not an opaque handle).
 final class SignatureHandle {

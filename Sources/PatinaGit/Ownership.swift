@@ -43,24 +43,29 @@ public enum Ownership {
         }
         defer { close(fd) }
         _ = fchown(fd, uid, gid)
-        // The root's entries: files visited here, directories (opened with O_NOFOLLOW, so a
-        // link is never one) handed to the lanes.
-        var subdirectories: [(fd: Int32, prefix: [CChar])] = []
+        // The root's entries: files visited here, directories handed to the lanes by name,
+        // each opened (O_NOFOLLOW, so a link is never one) only when its lane gets to it:
+        // 21,000 directories at the root never hold 21,000 descriptors.
+        var subdirectories: [[CChar]] = []
         FileSystem.forEachEntry(in: fd) { name, type in
             let relative = Array(UnsafeBufferPointer(start: name, count: strlen(name) + 1))
             let mayBeDirectory = type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN)
             guard mayBeDirectory else { return eachFile(0, fd, name, relative) }
-            let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            guard child >= 0 else { return eachFile(0, fd, name, relative) }
-            _ = fchownat(fd, name, uid, gid, AT_SYMLINK_NOFOLLOW)
-            subdirectories.append((child, relative.dropLast() + [CChar(bitPattern: UInt8(ascii: "/"))]))
+            subdirectories.append(relative)
         }
         let shares = (0..<max(1, lanes)).map { lane in
             stride(from: lane, to: subdirectories.count, by: max(1, lanes)).map { subdirectories[$0] }
         }
         DispatchQueue.concurrentPerform(iterations: shares.count) { lane in
-            for (child, prefix) in shares[lane] {
-                walk(child, prefix: prefix, uid: uid, gid: gid, depth: 1) { directory, name, relative in
+            for relative in shares[lane] {
+                let child = relative.withUnsafeBufferPointer { openat(fd, $0.baseAddress!, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+                guard child >= 0 else {
+                    relative.withUnsafeBufferPointer { eachFile(lane, fd, $0.baseAddress!, relative) }
+                    continue
+                }
+                _ = relative.withUnsafeBufferPointer { fchownat(fd, $0.baseAddress!, uid, gid, AT_SYMLINK_NOFOLLOW) }
+                let prefix = relative.dropLast() + [CChar(bitPattern: UInt8(ascii: "/"))]
+                walk(child, prefix: Array(prefix), uid: uid, gid: gid, depth: 1) { directory, name, relative in
                     eachFile(lane, directory, name, relative)
                 }
                 close(child)
@@ -68,8 +73,11 @@ public enum Ownership {
         }
     }
 
+    /// Directories deeper are left as they are: the walk holds two descriptors per level.
+    static let maximumDepth = 256
+
     private static func walk(_ directory: Int32, prefix: [CChar], uid: UInt32, gid: UInt32, depth: Int, eachFile: FileVisitor?) {
-        guard depth < 512 else { return }
+        guard depth < maximumDepth else { return }
         FileSystem.forEachEntry(in: directory) { name, type in
             let mayBeDirectory = type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN)
             if let eachFile, !mayBeDirectory {

@@ -17,13 +17,20 @@ enum WorktreeCheck {
     /// With `paths` (relative, as bytes; a directory stands for everything under it), only
     /// where libgit2 will read when it is given those paths: the directories on the way to
     /// each, and all of each directory among them.
-    static func verify(_ worktree: URL, only paths: [[UInt8]]? = nil) throws(GitError) -> [String] {
+    ///
+    /// Directories deeper than `CollectionLimits.maximumDepth`, or whose path is longer than
+    /// `CollectionLimits.maximumPathBytes`, are not entered: they come back in `tooDeep`
+    /// ("dir/"), for the caller to keep libgit2 out of them (it refuses to walk past 100
+    /// levels and fails the whole stage). The walk holds one descriptor per level it is
+    /// in, never one per directory still to visit.
+    static func verify(_ worktree: URL, only paths: [[UInt8]]? = nil) throws(GitError) -> Findings {
         let root = FileSystem.canonical(worktree.path)
         let top = try UntrustedDirectory.open(worktree)
-        var unreadable = [String]()
+        var findings = Findings()
         guard let paths else {
-            try walk(top, path: "", root: root, unreadable: &unreadable)
-            return unreadable.sorted()
+            try walk(top, path: "", root: root, findings: &findings)
+            findings.unreadable.sort()
+            return findings
         }
         var listed: [String: [(name: String, kind: UntrustedDirectory.Kind)]] = [:]
         func entries(_ directory: UntrustedDirectory, _ path: String) throws(GitError) -> [(name: String, kind: UntrustedDirectory.Kind)] {
@@ -48,12 +55,16 @@ enum WorktreeCheck {
                       here.contains(where: { $0.name == name && $0.kind == .directory }) else { break }
                 let child = relative.isEmpty ? name : relative + "/" + name
                 guard directory.canEnter(name) else {
-                    unreadable.append(child + "/")
+                    findings.unreadable.append(child + "/")
+                    break
+                }
+                guard !isTooDeep(child) else {
+                    findings.tooDeep.append(child + "/")
                     break
                 }
                 guard let next = try directory.directory(name) else { break }
                 if position == components.count - 1 {
-                    try walk(next, path: child, root: root, unreadable: &unreadable)
+                    try walk(next, path: child, root: root, findings: &findings)
                 } else {
                     directory = next
                     relative = child
@@ -61,13 +72,32 @@ enum WorktreeCheck {
             }
             _ = try entries(directory, relative)
         }
-        return Array(Set(unreadable)).sorted()
+        findings.unreadable = Array(Set(findings.unreadable)).sorted()
+        findings.tooDeep = Array(Set(findings.tooDeep)).sorted()
+        return findings
     }
 
-    /// Every directory under `start` (itself included), as libgit2 would read them.
-    private static func walk(_ start: UntrustedDirectory, path: String, root: String, unreadable: inout [String]) throws(GitError) {
-        var pending: [(directory: UntrustedDirectory, path: String)] = [(start, path)]
-        while let (directory, path) = pending.popLast() {
+    struct Findings {
+        /// Directories patina cannot list ("dir/").
+        var unreadable: [String] = []
+        /// Directories too deep, or with too long a path, for libgit2 to read ("dir/").
+        var tooDeep: [String] = []
+    }
+
+    static func isTooDeep(_ relative: String) -> Bool {
+        relative.utf8.count > CollectionLimits.maximumPathBytes
+            || relative.utf8.lazy.filter { $0 == UInt8(ascii: "/") }.count + 1 > CollectionLimits.maximumDepth
+    }
+
+    /// Every directory under `start` (itself included), as libgit2 would read them. Depth
+    /// first, each directory opened only when it is visited: what is pending is a name in
+    /// its parent, and the parents of pending names are the open directories (one per level).
+    private static func walk(_ start: UntrustedDirectory, path: String, root: String, findings: inout Findings) throws(GitError) {
+        var pending: [(parent: UntrustedDirectory?, name: String, path: String)] = [(nil, "", path)]
+        while let (parent, name, path) = pending.popLast() {
+            let opened: UntrustedDirectory?
+            if let parent { opened = try parent.directory(name) } else { opened = start }
+            guard let directory = opened else { continue }
             let entries = try directory.entries()
             // A nested repository: libgit2 does not look inside.
             if !path.isEmpty, entries.contains(where: { $0.name == ".git" }) { continue }
@@ -78,12 +108,14 @@ enum WorktreeCheck {
                 }
                 guard kind == .directory else { continue }
                 guard directory.canEnter(name) else {
-                    unreadable.append(relative + "/")
+                    findings.unreadable.append(relative + "/")
                     continue
                 }
-                if let child = try directory.directory(name) {
-                    pending.append((child, relative))
+                guard !isTooDeep(relative) else {
+                    findings.tooDeep.append(relative + "/")
+                    continue
                 }
+                pending.append((directory, name, relative))
             }
         }
     }

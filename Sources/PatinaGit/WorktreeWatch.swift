@@ -43,7 +43,7 @@ public final class WorktreeWatch: @unchecked Sendable {
         }
         var directories: [Int32: [UInt8]] = [:]
         var failure: String?
-        Self.watchTree(root, path: worktree.path, relative: [], fd: fd, into: &directories, failure: &failure)
+        Self.watchTree(root, path: worktree.path, relative: [], depth: 0, fd: fd, into: &directories, failure: &failure)
         close(root)
         let feed = Feed(descriptor: fd, directories: directories, failure: failure)
         self.feed = feed
@@ -59,11 +59,20 @@ public final class WorktreeWatch: @unchecked Sendable {
     /// by the kernel, and is read here.
     public func finish() -> Changes { feed.finish() }
 
+    /// Deeper trees are not watched (the answer is "everything"): the walk holds two
+    /// descriptors per level, and a worktree an earlier run left can be any depth.
+    static let maximumDepth = 256
+
     /// Watches `directory` (open, at `path`) and every directory under it.
     private static func watchTree(
-        _ directory: Int32, path: String, relative: [UInt8], fd: Int32,
+        _ directory: Int32, path: String, relative: [UInt8], depth: Int, fd: Int32,
         into directories: inout [Int32: [UInt8]], failure: inout String?
     ) {
+        guard failure == nil else { return }
+        guard depth < maximumDepth else {
+            failure = "the worktree is more than \(maximumDepth) directories deep"
+            return
+        }
         let wd = inotify_add_watch(fd, path, mask)
         guard wd >= 0 else {
             failure = failure ?? "could not watch \(path): \(String(cString: strerror(errno)))"
@@ -77,7 +86,7 @@ public final class WorktreeWatch: @unchecked Sendable {
             defer { close(child) }
             let bytes = Array(UnsafeRawBufferPointer(start: name, count: strlen(name)))
             watchTree(child, path: path + "/" + String(cString: name), relative: relative.isEmpty ? bytes : relative + [0x2F] + bytes,
-                      fd: fd, into: &directories, failure: &failure)
+                      depth: depth + 1, fd: fd, into: &directories, failure: &failure)
         }
     }
 }

@@ -560,7 +560,7 @@ struct HardeningEndToEndTests {
 
 /// The output of every command the agent ran, in order, from the whole history each
 /// request carries (the newest message of a request is not always the tool result).
-private func commandOutputs(_ model: FakeModel) -> [String] {
+func commandOutputs(_ model: FakeModel) -> [String] {
     var seen: Set<String> = []
     var outputs: [String] = []
     for request in model.requests() where request["kind"] as? String == "main" {
@@ -574,7 +574,7 @@ private func commandOutputs(_ model: FakeModel) -> [String] {
 
 /// `NAME:value` lines printed by the scripted commands, from every tool result
 /// (a later line wins). A name starts with a capital letter: letters, digits, dashes, underscores.
-private func markers(in results: [String]) -> [String: String] {
+func markers(in results: [String]) -> [String: String] {
     var found: [String: String] = [:]
     for result in results {
         for line in result.split(whereSeparator: \.isNewline) {

@@ -106,6 +106,9 @@ public struct BatchRecord: Codable, Sendable {
     /// Runs `batch resume` replaced (interrupted, or failed with `--failed`): no longer the
     /// batch's runs, but what they spent was spent.
     public var replacedRuns: [ReplacedRun] = []
+    /// The patina process running the batch, to tell a batch in flight from one whose
+    /// patina died (`Recovery` then marks it `interrupted`).
+    public var pid: Int32?
 
     /// What the batch's runs cost in all, replaced runs included, as their model proxies
     /// counted; nil when some run's cost is unknown.
@@ -148,7 +151,7 @@ public struct BatchRecord: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, status, started, finished, jobs, inputs, runs
+        case id, status, started, finished, jobs, inputs, runs, pid
         case durationS = "duration_s"
         case maxTotalCostUSD = "max_total_cost_usd"
         case replacedRuns = "replaced_runs"
@@ -166,6 +169,7 @@ public struct BatchRecord: Codable, Sendable {
         runs = try c.decode([RunRecord].self, forKey: .runs)
         maxTotalCostUSD = try c.decodeIfPresent(Double.self, forKey: .maxTotalCostUSD)
         replacedRuns = try c.decodeIfPresent([ReplacedRun].self, forKey: .replacedRuns) ?? []
+        pid = try c.decodeIfPresent(Int32.self, forKey: .pid)
     }
 
     public func json() -> String {

@@ -40,6 +40,7 @@ public final class BatchRunner: @unchecked Sendable {
 
     public func run() async -> BatchRecord {
         let started = Date()
+        lock.withLock { batch.pid = getpid() }
         save()
         await withTaskGroup(of: Void.self) { group in
             for index in plans.keys.sorted() {

@@ -13,11 +13,33 @@ public struct BatchStore: Sendable {
     public func batchDirectory(_ id: String) -> URL { directory.appendingPathComponent(id) }
     public func recordURL(_ id: String) -> URL { batchDirectory(id).appendingPathComponent("batch.json") }
 
-    /// Atomic: a reader never sees half a record.
+    /// Batches marked running (`save`): recovery reads these only.
+    var runningDirectory: URL { directory.appendingPathComponent(".running") }
+
+    /// Atomic: a reader never sees half a record. A running batch is marked in
+    /// `batches/.running/`, so recovery finds one whose patina died without reading every batch.
     public func save(_ batch: BatchRecord) throws {
         let url = recordURL(batch.id)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let marker = runningDirectory.appendingPathComponent(batch.id)
+        if batch.status == .running {
+            try? FileManager.default.createDirectory(at: runningDirectory, withIntermediateDirectories: true)
+            _ = FileManager.default.createFile(atPath: marker.path, contents: nil)
+        }
         try Data(batch.json().utf8 + [0x0A]).write(to: url, options: .atomic)
+        if batch.status != .running { try? FileManager.default.removeItem(at: marker) }
+    }
+
+    /// The batches marked running (whether or not their patina is alive).
+    public func running() -> [BatchRecord] {
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: runningDirectory.path)) ?? []
+        return ids.sorted().compactMap { id in
+            guard let batch = try? load(id) else {
+                try? FileManager.default.removeItem(at: runningDirectory.appendingPathComponent(id))
+                return nil
+            }
+            return batch
+        }
     }
 
     public func load(_ id: String) throws -> BatchRecord {

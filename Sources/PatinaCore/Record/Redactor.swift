@@ -38,12 +38,32 @@ public struct Redactor: Sendable {
     }
 
     /// Rewrites a file in place when it holds a secret; files that do not are left alone.
+    /// Read line by line (a secret never spans lines: JSON escapes its line breaks), so
+    /// memory stays bounded whatever the file's size.
     public func scrub(_ url: URL) {
-        guard !secrets.isEmpty, let data = try? Data(contentsOf: url) else { return }
-        let text = String(decoding: data, as: UTF8.self)
-        guard secrets.contains(where: text.contains) else { return }
-        try? Data(self(text).utf8).write(to: url, options: .atomic)
+        guard !secrets.isEmpty else { return }
+        var found = false
+        guard (try? LineFile.forEachLine(of: url, lineLimit: Self.lineLimit) { line in
+            if !found, secrets.contains(where: line.contains) { found = true }
+        }) != nil, found else { return }
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).redacting")
+        do {
+            let writer = try LineWriter(creating: temporary)
+            _ = try LineFile.forEachLine(of: url, lineLimit: Self.lineLimit) { line in try? writer.write(self(line)) }
+            try writer.close()
+            // The lines come back each with its "\n": the last one had none.
+            if !LineFile.endsWithNewline(url) {
+                var info = stat()
+                if stat(temporary.path, &info) == 0, info.st_size > 0 { _ = truncate(temporary.path, info.st_size - 1) }
+            }
+            guard rename(temporary.path, url.path) == 0 else { throw LineFileError(path: url.path, reason: "cannot replace it") }
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+        }
     }
+
+    /// Lines of patina's own logs are far shorter (session.jsonl's are cut at 8 MB).
+    static let lineLimit = 16 << 20
 
     public func event(_ event: RunEvent) -> RunEvent {
         guard !secrets.isEmpty else { return event }

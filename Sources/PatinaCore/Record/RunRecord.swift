@@ -1,4 +1,5 @@
 import Foundation
+import PatinaGit
 import PatinaModelProxy
 import PatinaSandbox
 
@@ -177,6 +178,13 @@ public struct RunRecord: Codable, Sendable {
     public var filesChanged: [FileChangeRecord] = []
     public var commits: Int?
     public var leftoversCommitted: Bool = false
+    /// Leftovers a collection limit kept out of the branch (too large, too deep, too many,
+    /// out of time): they stay in the worktree. The first ones only; the count says how many.
+    public var leftoversSkipped: [SkippedLeftover]?
+    public var leftoversSkippedCount: Int?
+    /// What of the agent's output was cut to stay bounded (its stderr, its stdout lines,
+    /// session.jsonl, the transcript copy), each with how much was left out.
+    public var outputTruncated: [String]?
     public var model: String?
     public var maxTurns: Int?
     public var timeoutS: Double
@@ -266,6 +274,9 @@ public struct RunRecord: Codable, Sendable {
         case numTurns = "num_turns"
         case filesChanged = "files_changed"
         case leftoversCommitted = "leftovers_committed"
+        case leftoversSkipped = "leftovers_skipped"
+        case leftoversSkippedCount = "leftovers_skipped_count"
+        case outputTruncated = "output_truncated"
         case maxTurns = "max_turns"
         case timeoutS = "timeout_s"
         case baseImage = "base_image"

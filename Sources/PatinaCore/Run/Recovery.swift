@@ -14,18 +14,37 @@ public enum Recovery {
         public var problem: String?
     }
 
-    /// Collects every abandoned run of `store`. Returns what it did (`shells`: one line per
-    /// abandoned `patina shell` it cleaned up); quick when there is nothing to do.
+    /// Collects every abandoned run of `store`. Returns what it did (`notes`: one line per
+    /// abandoned `patina shell` it cleaned up and per abandoned batch it marked interrupted); quick when there is nothing to do.
     public static func collectAbandoned(
         repository: Repository, store: RunStore, engine: DockerEngine = DockerEngine(), now: Date = Date()
-    ) async -> (runs: [Recovered], shells: [String]) {
-        let shells = await removeAbandonedSandboxes(store: store, engine: engine, repository: repository)
+    ) async -> (runs: [Recovered], notes: [String]) {
+        var notes = await removeAbandonedSandboxes(store: store, engine: engine, repository: repository)
         let abandoned = store.running().filter { !Review.inFlight($0) }
         var results: [Recovered] = []
         for record in abandoned {
             results.append(await collect(record, repository: repository, store: store, engine: engine, now: now))
         }
-        return (results, shells)
+        notes += finishAbandonedBatches(store: store, now: now)
+        return (results, notes)
+    }
+
+    /// Batches left `running` by a patina that is gone: once none of their runs is still
+    /// running (recovery collected them), each is marked `interrupted` with its runs' records
+    /// as they are now, so `patina batch resume` can finish it. Returns a line for each.
+    static func finishAbandonedBatches(store: RunStore, now: Date) -> [String] {
+        let batches = BatchStore(runs: store)
+        var lines: [String] = []
+        for var batch in batches.running() where batch.status == .running && !Review.patinaAlive(pid: batch.pid) {
+            let runs = batch.inputs.items.compactMap(\.runID).compactMap { try? store.load($0) }
+            guard !runs.contains(where: { $0.status == .running }) else { continue }
+            batch.runs = runs
+            batch.status = .interrupted
+            batch.finished = batch.finished ?? now
+            guard (try? batches.save(batch)) != nil else { continue }
+            lines.append("batch \(batch.id) was left running by a patina that is gone; marked it interrupted with its \(runs.count) run\(runs.count == 1 ? "" : "s") (`patina batch resume \(batch.id)` finishes it)")
+        }
+        return lines
     }
 
     /// Sandboxes started for runs whose patina died before their record existed (the

@@ -108,13 +108,21 @@ struct RunCollection: Sendable {
         do {
             let collected = try Collector.collect(
                 into: repository, privateGitDirectory: layout.privateGit, worktree: worktree,
-                branch: branch, base: base, leftoversMessage: message, scope: scope, prepared: prepared)
+                branch: branch, base: base, leftoversMessage: message, scope: scope, prepared: prepared,
+                limits: .forRun())
             head = collected.head
             if let failure = collected.importFailure {
                 problems.append("could not import the agent's commits: \(failure)")
             }
             if !collected.leftovers.skipped.isEmpty {
                 problems.append("not committed (unsafe to read): \(collected.leftovers.skipped.joined(separator: ", "))")
+            }
+            let limited = collected.leftovers
+            if limited.overLimitCount > 0 {
+                record.leftoversSkipped = limited.overLimit
+                record.leftoversSkippedCount = limited.overLimitCount
+                let shown = limited.overLimit.prefix(3).map { "\($0.path) (\($0.reason))" }.joined(separator: ", ")
+                problems.append("\(limited.overLimitCount) leftover path\(limited.overLimitCount == 1 ? "" : "s") over collection's limits not committed, kept in the worktree \(worktree.path): \(shown)\(limited.overLimitCount > 3 ? ", …" : "") (leftovers_skipped in run.json)")
             }
             if collected.leftovers.commit != nil {
                 record.leftoversCommitted = true
@@ -158,8 +166,33 @@ struct RunCollection: Sendable {
         return problems
     }
 
+    /// The most of a transcript copied into the run directory: the agent can make its
+    /// transcript any size (a sparse 1 GB file costs it nothing).
+    static let transcriptLimit = 128 << 20
+
+    /// Copies `source` (the agent's) line by line, redacted, its first `transcriptLimit`
+    /// bytes at most, each line cut at `Command.lineLimit`; a last line marks what was
+    /// left out. Memory and disk stay bounded whatever the file claims.
+    func copyBounded(_ source: URL, to destination: URL, redactor: Redactor) -> (copied: Bool, truncated: String?) {
+        do {
+            let writer = try LineWriter(creating: destination)
+            let reading = try LineFile.forEachLine(of: source, byteLimit: Self.transcriptLimit) { line in
+                try? writer.write(redactor(line))
+            }
+            var truncated: String?
+            if reading.truncated {
+                try writer.write(#"{"type":"patina_truncated_transcript","size":\#(reading.size),"copied_bytes":\#(reading.read)}"#)
+                truncated = "transcript: \(reading.size) bytes, the first \(reading.read) copied (marked)"
+            }
+            try writer.close()
+            return (true, truncated)
+        } catch {
+            return (false, nil)
+        }
+    }
+
     /// Claude Code's own transcript, from the agent's home into the run directory.
-    func copyTranscript(into record: inout RunRecord) {
+    func copyTranscript(into record: inout RunRecord, redactor: Redactor = Redactor(secrets: [])) {
         // The agent owns its home: a symbolic link on the way (~/.claude pointing at
         // the host user's own ~/.claude, say) must not make patina copy host files.
         let claude = layout.home.appendingPathComponent(".claude")
@@ -182,9 +215,26 @@ struct RunCollection: Sendable {
                 return da < db
             }
         guard let chosen else { return }
-        try? FileManager.default.removeItem(at: layout.transcript)
-        if (try? FileManager.default.copyItem(at: chosen, to: layout.transcript)) != nil {
-            record.transcript = layout.transcript.path
+        let copy = copyBounded(chosen, to: layout.transcript, redactor: redactor)
+        if copy.copied { record.transcript = layout.transcript.path }
+        if let truncated = copy.truncated { record.outputTruncated = (record.outputTruncated ?? []) + [truncated] }
+    }
+}
+
+extension CollectionLimits {
+    /// The limits of one run's collection, its time budget starting now. The tests' hooks
+    /// (`PATINA_COLLECT_IMPORT_BYTES`, `PATINA_COLLECT_FILE_BYTES`, `PATINA_COLLECT_NEW_PATHS`,
+    /// `PATINA_COLLECT_SECONDS`) can only lower them.
+    static func forRun(environment: [String: String] = ProcessInfo.processInfo.environment) -> CollectionLimits {
+        func lowered(_ key: String, _ value: Int) -> Int {
+            guard let text = environment[key], let wanted = Int(text), wanted >= 0 else { return value }
+            return min(wanted, value)
         }
+        let seconds = lowered("PATINA_COLLECT_SECONDS", Int(defaultTimeBudget))
+        return CollectionLimits(
+            importBytes: lowered("PATINA_COLLECT_IMPORT_BYTES", defaultImportBytes),
+            leftoverFileBytes: lowered("PATINA_COLLECT_FILE_BYTES", defaultLeftoverFileBytes),
+            leftoverNewPaths: lowered("PATINA_COLLECT_NEW_PATHS", defaultLeftoverNewPaths),
+            deadline: Date().addingTimeInterval(TimeInterval(seconds)))
     }
 }

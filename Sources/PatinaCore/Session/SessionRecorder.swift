@@ -18,10 +18,19 @@ public final class SessionRecorder: @unchecked Sendable {
     private let redactor: Redactor
     private let costSoFar: @Sendable () -> Double
     private let lock = NSLock()
+    /// The most session.jsonl holds; later lines are read (the run's result is the last)
+    /// but not written, and one marker line says how many were left out.
+    public static let sizeLimit = 256 << 20
+    private let sizeLimit: Int
+    private var written = 0
+    public private(set) var droppedLines = 0
+    /// Lines of the agent's stdout cut at `Command.lineLimit`.
+    public private(set) var cutLines = 0
 
     /// `costSoFar`: the run's spending as the model proxy counted it, for the live lines.
     public init(sessionLog: URL, progress: Progress?, redactor: Redactor = Redactor(secrets: []),
-                costSoFar: @escaping @Sendable () -> Double = { 0 }) throws {
+                costSoFar: @escaping @Sendable () -> Double = { 0 }, sizeLimit: Int = SessionRecorder.sizeLimit) throws {
+        self.sizeLimit = sizeLimit
         _ = FileManager.default.createFile(atPath: sessionLog.path, contents: nil)
         handle = try FileHandle(forWritingTo: sessionLog)
         self.progress = progress
@@ -33,9 +42,16 @@ public final class SessionRecorder: @unchecked Sendable {
     public var turns: Int { lock.withLock { messageIDs.count } }
 
     public func receive(_ raw: String) {
+        if raw.hasPrefix(#"{"type":"patina_truncated_line""#) { lock.withLock { cutLines += 1 } }
         let line = redactor(raw)
         lock.withLock {
-            try? handle?.write(contentsOf: Data((line + "\n").utf8))
+            let data = Data((line + "\n").utf8)
+            if written + data.count <= sizeLimit {
+                try? handle?.write(contentsOf: data)
+                written += data.count
+            } else {
+                droppedLines += 1
+            }
         }
         let (events, usage) = StreamEvent.decode(line)
         if let usage {
@@ -69,6 +85,12 @@ public final class SessionRecorder: @unchecked Sendable {
     }
 
     public func close() {
-        lock.withLock { try? handle?.close() }
+        lock.withLock {
+            if droppedLines > 0 {
+                let marker = #"{"type":"patina_truncated_session","dropped_lines":\#(droppedLines),"size_limit":\#(sizeLimit)}"#
+                try? handle?.write(contentsOf: Data((marker + "\n").utf8))
+            }
+            try? handle?.close()
+        }
     }
 }

@@ -125,27 +125,101 @@ public enum Command {
 }
 
 extension Command {
-    /// Runs a command and hands each line of its stdout to `onLine` as it
-    /// arrives (no line-length limit: stream-json lines can be large). Stderr is
-    /// collected with a limit. A non-zero exit is data, not an error.
+    /// The longest stdout line handed on whole; the rest of a longer line is dropped
+    /// (`LineSplitter`). A stream-json line holds a tool's result, which Claude Code
+    /// itself truncates far below this.
+    public static let lineLimit = 8 << 20
+
+    /// Runs a command and hands each line of its stdout to `onLine` as it arrives.
+    /// Memory is bounded whatever the command writes: a line longer than `lineLimit`
+    /// is handed on cut, followed by `truncatedLineMarker`; stderr keeps its first
+    /// `outputLimit` bytes and says how much more was dropped (a flood there is data, not a
+    /// failure). A non-zero exit is data, not an error.
     public static func stream(
         _ arguments: [String],
         environment: [String: String?] = [:],
+        lineLimit: Int = Command.lineLimit,
+        errorLimit: Int = Command.outputLimit,
         onLine: @escaping (String) -> Void
     ) async throws -> CommandResult {
         let env = environment.isEmpty ? Environment.inherit : Environment.inherit.updating(Self.keys(environment))
         let result = try await Subprocess.run(
             executable(arguments), arguments: Arguments(Array(arguments.dropFirst())), environment: env,
-            platformOptions: ownProcessGroup, input: .none, output: .sequence, error: .string(limit: outputLimit)
+            platformOptions: ownProcessGroup, input: .none, output: .sequence, error: .sequence
         ) { execution in
-            // JSON lines end at "\n" only; other Unicode line breaks may sit inside a line.
-            for try await line in execution.standardOutput.strings(
-                separatedBy: .unicodeScalarSequence(["\n" as Unicode.Scalar]), bufferingPolicy: .unbounded
-            ) {
-                onLine(line)
+            // Stderr is drained alongside, or a child that fills its pipe would stop.
+            async let standardError = Self.collect(execution.standardError, limit: errorLimit)
+            var splitter = LineSplitter(limit: lineLimit)
+            for try await buffer in execution.standardOutput {
+                buffer.withUnsafeBytes { splitter.feed($0, onLine) }
             }
+            splitter.finish(onLine)
+            return try await standardError
         }
         return CommandResult(arguments: arguments, exitCode: exitCode(result.terminationStatus),
-                             standardOutput: "", standardError: result.standardError)
+                             standardOutput: "", standardError: result.closureResult)
+    }
+
+    /// The first `limit` bytes of `sequence` as text, and a last line saying how many more
+    /// were dropped; the rest is read and thrown away.
+    static func collect(_ sequence: SubprocessOutputSequence, limit: Int) async throws -> String {
+        var kept: [UInt8] = []
+        var dropped = 0
+        for try await buffer in sequence {
+            buffer.withUnsafeBytes { bytes in
+                let room = max(0, limit - kept.count)
+                kept.append(contentsOf: bytes.prefix(room))
+                dropped += max(0, bytes.count - room)
+            }
+        }
+        var text = String(decoding: kept, as: UTF8.self)
+        if dropped > 0 {
+            if !text.hasSuffix("\n") { text += "\n" }
+            text += "[patina: \(dropped) more bytes of stderr dropped past the \(limit)-byte limit]\n"
+        }
+        return text
+    }
+}
+
+/// Splits a byte stream into lines ("\n" only: other Unicode line breaks may sit inside a
+/// JSON line) with each line's length capped: past `limit`, the line is handed on cut and
+/// followed by a marker line saying how many bytes were dropped.
+public struct LineSplitter {
+    public let limit: Int
+    private var line: [UInt8] = []
+    private var dropped = 0
+
+    /// The line handed on after a cut one: a JSON object, so a stream-json reader sees
+    /// what happened rather than a malformed line.
+    public static func truncatedLineMarker(dropped: Int, limit: Int) -> String {
+        #"{"type":"patina_truncated_line","dropped_bytes":\#(dropped),"line_limit":\#(limit)}"#
+    }
+
+    public init(limit: Int) { self.limit = limit }
+
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer, _ onLine: (String) -> Void) {
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            let end = rest.firstIndex(of: 0x0A)
+            let piece = rest[rest.startIndex..<(end ?? rest.endIndex)]
+            let room = max(0, limit - line.count)
+            line.append(contentsOf: piece.prefix(room))
+            dropped += max(0, piece.count - room)
+            guard let end else { return }
+            emit(onLine)
+            rest = rest[(end + 1)...]
+        }
+    }
+
+    /// The last line, when the stream did not end with a newline.
+    public mutating func finish(_ onLine: (String) -> Void) {
+        if !line.isEmpty || dropped > 0 { emit(onLine) }
+    }
+
+    private mutating func emit(_ onLine: (String) -> Void) {
+        onLine(String(decoding: line, as: UTF8.self))
+        if dropped > 0 { onLine(Self.truncatedLineMarker(dropped: dropped, limit: limit)) }
+        line.removeAll(keepingCapacity: line.count <= 1 << 20)
+        dropped = 0
     }
 }

@@ -36,13 +36,27 @@ extension RunLifecycle {
         let outcome = RunOutcome.decide(
             stopReason: stopReason, result: recorder.result, exitCode: record.exitCode,
             oomKilled: state?.oomKilled == true, lastRetryStatus: recorder.lastRetryStatus,
-            lastStderrLine: redactor(result.standardError.split(separator: "\n").last.map(String.init) ?? ""),
+            lastStderrLine: redactor(result.standardError.split(separator: "\n").last { !$0.hasPrefix("[patina: ") }.map(String.init) ?? ""),
             timeout: timeout, memoryLimit: plan.limits.memory, model: usage)
         record.status = outcome.status
         record.reason = outcome.reason
         if stopReason == nil, let status = RunOutcome.retryableAPIStatus(status: record.status, model: usage) {
             record.apiErrorStatus = status
             progress.emit(.apiError(status: status))
+        }
+        var truncated: [String] = []
+        if recorder.cutLines > 0 {
+            truncated.append("stdout: \(recorder.cutLines) line\(recorder.cutLines == 1 ? "" : "s") longer than \(Command.lineLimit) bytes cut (marked in session.jsonl)")
+        }
+        if recorder.droppedLines > 0 {
+            truncated.append("session.jsonl: stopped at \(SessionRecorder.sizeLimit) bytes, \(recorder.droppedLines) later lines read but not kept")
+        }
+        if let marker = result.standardError.split(separator: "\n").last, marker.hasPrefix("[patina: ") {
+            truncated.append("stderr: " + marker.dropFirst("[patina: ".count).dropLast())
+        }
+        if !truncated.isEmpty {
+            record.outputTruncated = (record.outputTruncated ?? []) + truncated
+            progress.warn("the agent's output was cut to stay bounded: " + truncated.joined(separator: "; "))
         }
         if !recorder.sawInit && record.status != .timedOut {
             progress.warn("the agent produced no init line; see \(layout.agentStderr.path)")

@@ -60,7 +60,7 @@ extension RunLifecycle {
             return Task {}
         }
         collection.releaseWorktreeView()
-        collection.copyTranscript(into: &record)
+        collection.copyTranscript(into: &record, redactor: redactor)
         guard agentStarted else {
             collection.reclaimOwnership()
             // The agent never ran: the branch holds nothing; remove it and its worktree.
