@@ -1,5 +1,6 @@
 import Foundation
 import PatinaCore
+import PatinaSandbox
 
 /// Human-readable renderings of run records for the terminal.
 enum RunSummary {
@@ -72,7 +73,7 @@ enum RunSummary {
     }
 
     static func row(_ r: RunRecord, branch: Review.BranchState) -> String {
-        let files = "\(r.filesChanged.count) files +\(r.additions) -\(r.deletions)"
+        let files = "\(counted(r.filesChanged.count, "file")) +\(r.additions) -\(r.deletions)"
         return [
             r.status.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0),
             r.id.padding(toLength: 48, withPad: " ", startingAt: 0),

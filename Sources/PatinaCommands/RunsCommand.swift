@@ -18,7 +18,7 @@ struct RunsCommand: AsyncParsableCommand {
     @Option(help: "Only runs started within this long (e.g. 2h, 3d) or since this date (YYYY-MM-DD).")
     var since: String?
 
-    @Option(help: "At most this many runs.")
+    @Option(parsing: .unconditional, help: "At most this many runs.")
     var limit: Int?
 
     @Flag(help: "Print a JSON array of run records (each with a `branch_state`).")
@@ -28,7 +28,7 @@ struct RunsCommand: AsyncParsableCommand {
         for s in status where RunStatus(rawValue: s) == nil {
             throw ValidationError("--status \(s): use one of running, succeeded, failed, timed_out, interrupted, error, budget_exceeded")
         }
-        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if let limit, limit < 1 { throw ValidationError("--limit \(limit) is out of range: give at least 1") }
         if let since { _ = try Self.cutoff(since, now: Date()) }
     }
 

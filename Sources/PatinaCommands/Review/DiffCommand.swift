@@ -51,7 +51,7 @@ struct DiffCommand: AsyncParsableCommand {
             }
             let adds = diff.files.reduce(0) { $0 + $1.additions }, dels = diff.files.reduce(0) { $0 + $1.deletions }
             out += "\(diff.files.count) file\(diff.files.count == 1 ? "" : "s") changed, +\(adds) -\(dels) (\(diff.base.short)..\(diff.head.short))\n"
-            FileHandle.standardOutput.write(Data(out.utf8))
+            StandardOutput.write(out)
             return
         }
         for f in diff.files {
