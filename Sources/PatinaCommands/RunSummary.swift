@@ -6,10 +6,12 @@ import PatinaSandbox
 enum RunSummary {
     static func text(_ r: RunRecord) -> String {
         var lines: [String] = []
-        lines.append("\(r.status.rawValue.uppercased())  \(r.id)")
+        lines.append("\(r.status.rawValue.uppercased())\(r.discarded != nil ? ", DISCARDED" : "")  \(r.id)")
         if let reason = r.reason { lines.append("  reason:    \(reason)") }
         lines.append("  task:      \(r.task)")
-        if let head = r.headCommit {
+        if let discarded = r.discarded {
+            lines.append("  branch:    none (discarded \(HistoryCheck.day(discarded)): \(r.branch), its worktree and tags were removed; was \(short(r.baseCommit))..\(short(r.headCommit ?? r.baseCommit)))")
+        } else if let head = r.headCommit {
             lines.append("  branch:    \(r.branch)  (\(short(r.baseCommit))..\(short(head)))")
             lines.append("  worktree:  \(r.worktree)")
         } else if r.status != .running {
@@ -35,6 +37,10 @@ enum RunSummary {
         if !r.firewall { lines.append("  firewall:  OFF (--no-firewall)") }
         lines += sandboxLines(r)
         if !r.seccompRelaxed.isEmpty { lines.append("  seccomp:   relaxed for \(r.seccompRelaxed.joined(separator: ", "))") }
+        if let history = r.history {
+            if history.rewritten { lines.append("  history:   ! REWRITTEN: the run \(history.rewrittenLine); merge and apply need --yes") }
+            if let line = history.backdatedLine { lines.append("  history:   ! \(line)") }
+        }
         lines.append("  files:     \(r.filesChanged.count) changed, +\(r.additions) -\(r.deletions)" + (r.leftoversCommitted ? " (uncommitted changes were committed by patina)" : ""))
         let sensitive = Set(r.sensitiveChanges ?? [])
         for f in r.filesChanged {
@@ -43,7 +49,7 @@ enum RunSummary {
         if !sensitive.isEmpty {
             lines.append("  ! \(sensitive.count) of them affect later sandboxes or your machine (sandbox, CI, hooks, build files): review with `patina diff \(r.id)`")
         }
-        lines.append("  logs:      \(r.runDir)")
+        lines.append(r.discarded != nil ? "  logs:      \(r.runDir) (kept)" : "  logs:      \(r.runDir)")
         return lines.joined(separator: "\n")
     }
 
@@ -73,7 +79,9 @@ enum RunSummary {
     }
 
     static func row(_ r: RunRecord, branch: Review.BranchState) -> String {
-        let files = "\(counted(r.filesChanged.count, "file")) +\(r.additions) -\(r.deletions)"
+        var files = "\(counted(r.filesChanged.count, "file")) +\(r.additions) -\(r.deletions)"
+        if r.history?.rewritten == true { files += "  ! history rewritten" }
+        if r.history?.backdated.isEmpty == false { files += "  ! backdated commits" }
         return [
             r.status.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0),
             r.id.padding(toLength: 48, withPad: " ", startingAt: 0),

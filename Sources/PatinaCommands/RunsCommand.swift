@@ -9,7 +9,7 @@ struct RunsCommand: AsyncParsableCommand {
         abstract: "List this repository's runs, newest first, with whether each branch is merged, unmerged or discarded."
     )
 
-    @Option(help: "Only runs with this status (running, succeeded, failed, timed_out, interrupted, error, budget_exceeded). Repeatable.")
+    @Option(help: "Only runs with this status (running, succeeded, failed, timed_out, interrupted, error, budget_exceeded), or `discarded` for the runs `patina discard` removed. Repeatable.")
     var status: [String] = []
 
     @Option(help: "Only runs of this batch (id, unique prefix, or `latest`).")
@@ -25,8 +25,8 @@ struct RunsCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        for s in status where RunStatus(rawValue: s) == nil {
-            throw ValidationError("--status \(s): use one of running, succeeded, failed, timed_out, interrupted, error, budget_exceeded")
+        for s in status where RunStatus(rawValue: s) == nil && s != "discarded" {
+            throw ValidationError("--status \(s): use one of running, succeeded, failed, timed_out, interrupted, error, budget_exceeded, discarded")
         }
         if let limit, limit < 1 { throw ValidationError("--limit \(limit) is out of range: give at least 1") }
         if let since { _ = try Self.cutoff(since, now: Date()) }
@@ -58,7 +58,9 @@ struct RunsCommand: AsyncParsableCommand {
     func run() async throws {
         let review = try Review.current()
         var records = review.store.list()
-        if !status.isEmpty { records = records.filter { status.contains($0.status.rawValue) } }
+        if !status.isEmpty {
+            records = records.filter { status.contains($0.status.rawValue) || (status.contains("discarded") && $0.discarded != nil) }
+        }
         if let batch {
             let id = try BatchStore(runs: review.store).resolve(batch).id
             records = records.filter { $0.batch == id }
@@ -80,6 +82,11 @@ struct RunsCommand: AsyncParsableCommand {
             return
         }
         say("STATUS     RUN                                              TIME     COST      BRANCH     CHANGES")
-        for item in listed { say(RunSummary.row(item.record, branch: item.branchState)) }
+        // Each run as its branch is now (a later shell or resume may have moved it).
+        let all = review.store.list()
+        for item in listed {
+            let now = (try? review.current(item.record, all: all))?.record ?? item.record
+            say(RunSummary.row(now, branch: item.branchState))
+        }
     }
 }

@@ -16,18 +16,24 @@ struct ApplyCommand: AsyncParsableCommand {
     @Flag(help: "Stage the changes as well.")
     var staged = false
 
+    @Flag(help: "Apply even though the run's branch rewrote the history it started from.")
+    var yes = false
+
     @Flag(help: "Print the changed paths as JSON.")
     var json = false
 
     func run() async throws {
         let review = try Review.current()
         let take = try review.take(run, verb: "apply")
+        try review.requireIntactHistory(take, verb: "apply", yes: yes)
         let paths: [String]
         do {
             paths = try review.repository.apply(from: take.base, to: take.head, staged: staged)
         } catch {
             throw ReviewError("\(error)")
         }
+        if let moved = take.moved { Terminal.write("note: run \(take.record.id): \(Terminal.line(moved))\n") }
+        if let line = take.history?.backdatedLine { Terminal.write("warning: run \(take.record.id): \(Terminal.line(line))\n") }
         if json {
             try Output.json(["run": [take.record.id], "paths": paths])
             return

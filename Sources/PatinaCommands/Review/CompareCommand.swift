@@ -43,6 +43,9 @@ struct CompareCommand: AsyncParsableCommand {
             }
             if records.count < 2 { throw ReviewError("\(runs.joined(separator: " and ")) name the same run; compare needs two different runs") }
         }
+        // Each run as its branch is now (what merge would take).
+        let all = review.store.list()
+        records = records.map { (try? review.current($0, all: all))?.record ?? $0 }
         let comparison = Comparison(records)
         if let html {
             do {
@@ -60,6 +63,9 @@ struct CompareCommand: AsyncParsableCommand {
         say(zip(Comparison.columns, widths).map { Output.column($0.uppercased(), $1) }.joined())
         for row in comparison.rows {
             say(zip(comparison.cells(row), widths).map { Output.column($0, $1) }.joined())
+        }
+        for record in records {
+            for note in BatchReport.historyNotes(record) { say("! run \(record.id): \(Terminal.line(note))") }
         }
         if !comparison.touches.isEmpty {
             say("")

@@ -13,9 +13,11 @@ public struct Comparison: Sendable {
         public var costUSD: Double?
         public var durationS: Double?
         public var model: String?
+        public var historyRewritten: Bool
 
         enum CodingKeys: String, CodingKey {
             case id, status, check, files, additions, deletions, turns, model
+            case historyRewritten = "history_rewritten"
             case costUSD = "cost_usd"
             case durationS = "duration_s"
         }
@@ -43,7 +45,7 @@ public struct Comparison: Sendable {
         rows = records.map { r in
             Row(id: r.id, status: r.status.rawValue, check: BatchReport.checkText(r), files: r.filesChanged.count,
                 additions: r.additions, deletions: r.deletions, turns: r.numTurns, costUSD: r.costUSD,
-                durationS: r.durationS, model: r.model)
+                durationS: r.durationS, model: r.model, historyRewritten: r.history?.rewritten == true)
         }
         var byPath: [String: [String]] = [:]
         for r in records {

@@ -135,6 +135,8 @@ struct RunCollection: Sendable {
             }
             record.commits = try history.commits(from: base, to: head).count
             record.sensitiveChanges = RunDiff.markedPaths(record).map(\.path)
+            // A head that does not descend from the base, or commits dated before the run.
+            record.checkHistory(in: history, base: base, head: head)
         } catch {
             problems.append("could not compute the diffstat: \(error)")
         }
