@@ -191,4 +191,36 @@ struct HistoryEndToEndTests {
         #expect(merged.status == 0, "\(merged.stderr)")
         #expect(try repo.git("rev-parse", "main") == tip)
     }
+
+    /// Both the run and main appended to the same file: the patch alone would fit (its
+    /// context matches) and splice the run's line above main's. apply refuses it as merge
+    /// does, or leaves conflict markers with --3way.
+    @Test func applyRefusesAConflictOrLeavesMarkers() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "shared.txt": "one\n"])
+        let model = try FakeModel(script: [
+            .bash("echo agent >> shared.txt && echo new > new.txt && git add -A && git commit -qm 'append agent'"),
+            .text("Done."),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let run = try FinishedRun(patina.yolo("append a line"))
+        #expect(run.status == "succeeded", "\(run.output.stderr)")
+        try repo.write("shared.txt", "one\nuser\n")
+        try repo.git("commit", "-qam", "user appends")
+
+        let before = try snapshot(repo)
+        let refused = try patina.run(["apply", run.id])
+        #expect(refused.status == 2, "\(refused.stdout) \(refused.stderr)")
+        #expect(refused.stderr.contains("conflict") && refused.stderr.contains("shared.txt"), "\(refused.stderr)")
+        #expect(refused.stderr.split(separator: "\n").count == 1)
+        #expect(try snapshot(repo) == before)
+        #expect(!FileManager.default.fileExists(atPath: repo.path.appendingPathComponent("new.txt").path))
+
+        let marked = try patina.run(["apply", "--3way", run.id])
+        #expect(marked.status == 1, "\(marked.stdout) \(marked.stderr)")
+        #expect(marked.stdout.contains("conflicts in shared.txt"), "\(marked.stdout)")
+        let shared = try String(contentsOf: repo.path.appendingPathComponent("shared.txt"), encoding: .utf8)
+        #expect(shared == "one\n<<<<<<< working tree\nuser\n=======\nagent\n>>>>>>> run\n", "\(shared)")
+        #expect(FileManager.default.fileExists(atPath: repo.path.appendingPathComponent("new.txt").path))
+        #expect(try repo.git("rev-parse", "main") == before["main"])
+    }
 }
