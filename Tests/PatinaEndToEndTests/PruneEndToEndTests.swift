@@ -51,8 +51,13 @@ struct PruneEndToEndTests {
         let squashed = try FinishedRun(patina.yolo("add s"))
         #expect(squashed.status == "succeeded", "\(squashed.output.stderr)")
         try model.update(script: [.bash("echo d > d.txt && git add d.txt && git commit -qm 'add d'"), .text("Done.")])
-        let discarded = try FinishedRun(patina.yolo("add d"))
-        #expect(discarded.status == "succeeded", "\(discarded.output.stderr)")
+        // --quiet still prints the run id and its branch, for scripts.
+        let quiet = try patina.run(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path,
+                                    "--base-image", TestEnvironment.baseImage, "--quiet", "add d"])
+        #expect(quiet.status == 0, "\(quiet.stderr)")
+        let discarded = try FinishedRun(patina.run(["show", "--json", "latest"]))
+        #expect(discarded.status == "succeeded")
+        #expect(quiet.stdout == "\(discarded.id) \(discarded.branch)\n", "\(quiet.stdout)")
 
         // main moves on, then the run is squash-merged: its commits are on no other branch,
         // its changes are on main.
