@@ -74,3 +74,33 @@ import Testing
         #expect(line.contains("2001-02-03"), "\(line)")
     }
 }
+
+/// The reports that say what a run's branch did to history.
+@Suite struct HistoryReportTests {
+    static func rewritten(_ record: RunRecord) -> RunRecord {
+        var r = record
+        let base = CommitInfo(id: ObjectID(hex: String(repeating: "a", count: 40))!, summary: "add notes", authorName: "U", authorEmail: "u@x", date: Date())
+        let forged = CommitInfo(id: ObjectID(hex: String(repeating: "c", count: 40))!, summary: "add notes", authorName: "A", authorEmail: "a@x", date: Date())
+        r.historyRewritten = true
+        r.history = HistoryCheck(HistoryFindings(rewritten: true, missing: [base], missingCount: 1, replacing: [forged], backdated: []))
+        return r
+    }
+
+    @Test func aRewrittenRunIsNeverTheBestAndEveryReportSaysSo() {
+        let clean = BatchReportTests.run("r-aaaa", check: true, lines: 50)
+        let bad = Self.rewritten(BatchReportTests.run("r-bbbb", check: true, lines: 1))
+        let batch = BatchReportTests.batch([(0, clean), (0, bad)])
+        #expect(BatchReport.bestRunIDs(batch) == ["r-aaaa"])
+        #expect(BatchReport.table(batch).contains("! run bbbb: HISTORY REWRITTEN: the run rewrote history that existed before it"))
+        #expect(BatchReport.markdown(batch).contains("**HISTORY REWRITTEN: the run rewrote history"))
+        #expect(BatchReport.html(batch, diffs: [:]).contains("<p class=\"history\"><b>HISTORY REWRITTEN"))
+        let line = bad.history!.rewrittenLine
+        #expect(line.contains("base commit aaaaaaaa \"add notes\" is missing, replaced by cccccccc \"add notes\""), "\(line)")
+    }
+
+    @Test func sessionMarkdownSaysSo() {
+        let record = Self.rewritten(SessionMarkdownTests.record())
+        let text = SessionMarkdownTests.render(record, [])
+        #expect(text.contains("**HISTORY REWRITTEN: the run rewrote history that existed before it"), "\(text)")
+    }
+}
