@@ -122,6 +122,17 @@ struct HistoryEndToEndTests {
         let history = try #require(reset.record["history"] as? [String: Any])
         #expect((history["missing_base_commits"] as? [[String: Any]])?.first?["id"] as? String == base)
 
+        // A rebase without an editor that rewrites the base along with the run's own commit.
+        try model.update(script: [
+            .bash("echo r > r.txt && git add r.txt && git commit -qm 'add r' && git rebase -q --force-rebase HEAD~2"),
+            .text("Done."),
+        ])
+        let rebased = try FinishedRun(patina.yolo("add r, rebased"))
+        #expect(rebased.status == "succeeded", "\(rebased.output.stderr)")
+        #expect(rebased.record["history_rewritten"] as? Bool == true, "\(rebased.record["history"] ?? "no history")")
+        #expect(((rebased.record["history"] as? [String: Any])?["missing_base_commits"] as? [[String: Any]])?.first?["id"] as? String == base)
+        #expect(try patina.run(["apply", rebased.id]).status == 2)
+
         try model.update(script: [
             .bash("echo old > old.txt && git add old.txt && GIT_AUTHOR_DATE='2001-02-03T04:05:06Z' GIT_COMMITTER_DATE='2001-02-03T04:05:06Z' "
                 + "git commit -qm 'old work' --author 'Someone Else <someone@example.invalid>'"),
