@@ -196,7 +196,7 @@ struct HistoryEndToEndTests {
         let before = try snapshot(repo)
         let refused = try patina.run(["merge", run.id])
         #expect(refused.status == 2)
-        #expect(refused.stderr.contains(".github/workflows/evil.yml"), "\(refused.stderr)")
+        #expect(refused.stderr.contains(".github/workflows/evil.yml") && refused.stderr.contains("its branch moved after the run ended"), "\(refused.stderr)")
         #expect(try snapshot(repo) == before)
         let merged = try patina.run(["merge", "--yes", run.id])
         #expect(merged.status == 0, "\(merged.stderr)")

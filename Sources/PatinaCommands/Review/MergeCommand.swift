@@ -51,7 +51,7 @@ struct MergeCommand: AsyncParsableCommand {
         try review.requireIntactHistory(take, verb: "merge", yes: yes)
         if !take.marked.isEmpty && !yes {
             let list = take.marked.prefix(5).map { "\($0.path) (\($0.reason))" }.joined(separator: ", ")
-            throw ReviewError("run \(take.record.id) changed files that affect later sandboxes or your machine: \(list); review them with `patina diff \(take.record.id)` and merge with --yes")
+            throw ReviewError("run \(take.record.id) changed files that affect later sandboxes or your machine: \(list)\(take.movedClause); review them with `patina diff \(take.record.id)` and merge with --yes")
         }
         let message = squash ? review.squashMessage(take) : review.mergeMessage(take, into: target)
         let result: MergeResult

@@ -12,6 +12,11 @@ extension Review {
         public var moved: String?
         /// The history check of exactly base..head, when it found something.
         public var history: HistoryCheck?
+
+        /// " (its branch moved after the run ended, …)" for a refusal, when it did.
+        public var movedClause: String {
+            moved == nil ? "" : " (its branch moved after the run ended; what is checked and shown is the branch as it is now)"
+        }
     }
 
     /// Checks that the run can be taken (settled, not discarded, collected, changed
@@ -37,7 +42,7 @@ extension Review {
     /// from, unless `yes`.
     public func requireIntactHistory(_ take: Take, verb: String, yes: Bool) throws {
         guard !yes, let history = take.history, history.rewritten else { return }
-        throw ReviewError("run \(take.record.id) \(history.rewrittenLine); review it with `patina diff \(take.record.id)` and \(verb) with --yes only if you mean to take those commits")
+        throw ReviewError("run \(take.record.id) \(history.rewrittenLine)\(take.movedClause); review it with `patina diff \(take.record.id)` and \(verb) with --yes only if you mean to take those commits")
     }
 
     /// The message of a squash commit: the task, then what the session did.
