@@ -40,6 +40,7 @@ enum RunSummary {
         if let history = r.history {
             if history.rewritten { lines.append("  history:   ! REWRITTEN: the run \(history.rewrittenLine); merge and apply need --yes") }
             if let line = history.backdatedLine { lines.append("  history:   ! \(line)") }
+            if let line = history.refsLine { lines.append("  history:   ! \(line)") }
         }
         lines.append("  files:     \(r.filesChanged.count) changed, +\(r.additions) -\(r.deletions)" + (r.leftoversCommitted ? " (uncommitted changes were committed by patina)" : ""))
         let sensitive = Set(r.sensitiveChanges ?? [])

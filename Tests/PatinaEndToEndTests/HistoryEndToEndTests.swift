@@ -135,7 +135,7 @@ struct HistoryEndToEndTests {
 
         try model.update(script: [
             .bash("echo old > old.txt && git add old.txt && GIT_AUTHOR_DATE='2001-02-03T04:05:06Z' GIT_COMMITTER_DATE='2001-02-03T04:05:06Z' "
-                + "git commit -qm 'old work' --author 'Someone Else <someone@example.invalid>'"),
+                + "git commit -qm 'old work' --author 'Someone Else <someone@example.invalid>' && git tag v9 && git branch side"),
             .text("Done."),
         ])
         let forged = try FinishedRun(patina.yolo("add old work"))
@@ -143,8 +143,13 @@ struct HistoryEndToEndTests {
         #expect(forged.record["history_rewritten"] as? Bool == false)
         let backdated = (forged.record["history"] as? [String: Any])?["backdated_commits"] as? [[String: Any]] ?? []
         #expect(backdated.count == 1)
+        // The tag and branch it made in its view are reported, and never reach the repository.
+        let refs = (forged.record["history"] as? [String: Any])?["refs_outside_branch"] as? [String]
+        #expect(refs == ["refs/heads/side", "refs/tags/v9"], "\(forged.record["history"] ?? "none")")
+        #expect(try repo.git("tag", "--list", "v9").isEmpty && repo.git("branch", "--list", "side").isEmpty)
         let show = try patina.run(["show", forged.id])
         #expect(show.stdout.contains("dated before the run started") && show.stdout.contains("2001-02-03"), "\(show.stdout)")
+        #expect(show.stdout.contains("made refs outside its branch (not brought home): refs/heads/side, refs/tags/v9"), "\(show.stdout)")
         #expect(try patina.run(["runs"]).stdout.contains("! backdated commits"))
 
         let compared = try patina.run(["compare", reset.id, forged.id])

@@ -104,3 +104,24 @@ import Testing
         #expect(text.contains("**HISTORY REWRITTEN: the run rewrote history that existed before it"), "\(text)")
     }
 }
+
+/// The sandbox's refs, read as names: what the agent made outside its branch.
+@Suite struct SandboxRefsTests {
+    @Test func refsOutsideTheBranchAndWhereHeadPoints() throws {
+        let fixture = try GitFixture()
+        let git = fixture.url("agent.git")
+        for directory in ["refs/heads/patina", "refs/tags"] {
+            try FileManager.default.createDirectory(at: git.appendingPathComponent(directory), withIntermediateDirectories: true)
+        }
+        try Data("ref: refs/heads/patina/run\n".utf8).write(to: git.appendingPathComponent("HEAD"))
+        try Data("\(String(repeating: "a", count: 40))\n".utf8).write(to: git.appendingPathComponent("refs/heads/patina/run"))
+        #expect(SandboxRefs.outside(branch: "patina/run", privateGitDirectory: git).isEmpty)
+
+        try Data("x\n".utf8).write(to: git.appendingPathComponent("refs/tags/v1"))
+        try Data("# pack-refs\n\(String(repeating: "b", count: 40)) refs/heads/other\n".utf8).write(to: git.appendingPathComponent("packed-refs"))
+        try FileManager.default.createSymbolicLink(atPath: git.appendingPathComponent("refs/tags/link").path, withDestinationPath: "/etc")
+        try Data("ref: refs/heads/other\n".utf8).write(to: git.appendingPathComponent("HEAD"))
+        #expect(SandboxRefs.outside(branch: "patina/run", privateGitDirectory: git)
+                == ["HEAD -> refs/heads/other", "refs/heads/other", "refs/tags/link", "refs/tags/v1"])
+    }
+}

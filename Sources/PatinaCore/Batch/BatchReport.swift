@@ -25,6 +25,7 @@ public enum BatchReport {
         guard let history = r.history else { return [] }
         return (history.rewritten ? ["HISTORY REWRITTEN: the run " + history.rewrittenLine] : [])
             + (history.backdatedLine.map { [$0] } ?? [])
+            + (history.refsLine.map { [$0] } ?? [])
     }
 
     /// `a` ranks before `b`: a run that did not succeed never beats one that did; then a passed

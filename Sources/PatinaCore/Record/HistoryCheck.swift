@@ -31,13 +31,17 @@ public struct HistoryCheck: Codable, Sendable, Equatable {
     /// The branch's commits authored or committed before the run started (forged or
     /// copied authorship): flagged, not refused.
     public var backdated: [CommitNote]
+    /// Refs the agent made outside its branch in its own view of the repository (branches,
+    /// tags, HEAD pointing elsewhere), found at collection. They never reach the repository.
+    public var refsOutsideBranch: [String]?
 
-    public init(_ findings: HistoryFindings) {
+    public init(_ findings: HistoryFindings, refsOutsideBranch: [String]? = nil) {
         rewritten = findings.rewritten
         missingBaseCommits = findings.missing.map(CommitNote.init)
         missingCount = findings.missingCount
         replacedBy = findings.replacing.map(CommitNote.init)
         backdated = findings.backdated.map(CommitNote.init)
+        self.refsOutsideBranch = refsOutsideBranch.flatMap { $0.isEmpty ? nil : $0 }
     }
 
     enum CodingKeys: String, CodingKey {
@@ -46,6 +50,7 @@ public struct HistoryCheck: Codable, Sendable, Equatable {
         case missingCount = "missing_count"
         case replacedBy = "replaced_by"
         case backdated = "backdated_commits"
+        case refsOutsideBranch = "refs_outside_branch"
     }
 
     /// One line for a refusal or a warning: what was rewritten and the commits concerned.
@@ -67,6 +72,13 @@ public struct HistoryCheck: Codable, Sendable, Equatable {
         return "\(backdated.count == 1 ? "a commit" : "\(backdated.count) commits") dated before the run started (forged or copied authorship): \(list)"
     }
 
+    /// One line for refs made outside the run's branch in the sandbox.
+    public var refsLine: String? {
+        guard let refs = refsOutsideBranch, !refs.isEmpty else { return nil }
+        return "in its sandbox the agent made refs outside its branch (not brought home): "
+            + refs.prefix(5).joined(separator: ", ") + (refs.count > 5 ? " and \(refs.count - 5) more" : "")
+    }
+
     public static func day(_ date: Date) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withFullDate, .withTime, .withColonSeparatorInTime, .withSpaceBetweenDateAndTime]
@@ -76,10 +88,12 @@ public struct HistoryCheck: Codable, Sendable, Equatable {
 
 extension RunRecord {
     /// The history check of the branch from `base` to `head`, into the record:
-    /// `history_rewritten` always, `history` when something was found.
-    public mutating func checkHistory(in repository: Repository, base: ObjectID, head: ObjectID) {
+    /// `history_rewritten` always, `history` when something was found. `refsOutsideBranch`:
+    /// what collection found in the sandbox's view (nil: keep what the record says).
+    public mutating func checkHistory(in repository: Repository, base: ObjectID, head: ObjectID, refsOutsideBranch: [String]? = nil) {
         guard let findings = try? repository.historyFindings(base: base, head: head, since: started) else { return }
+        let refs = refsOutsideBranch ?? history?.refsOutsideBranch ?? []
         historyRewritten = findings.rewritten
-        history = findings.isClean ? nil : HistoryCheck(findings)
+        history = findings.isClean && refs.isEmpty ? nil : HistoryCheck(findings, refsOutsideBranch: refs)
     }
 }
