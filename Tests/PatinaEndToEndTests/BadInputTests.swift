@@ -163,6 +163,10 @@ struct BadInputTests {
             #expect(lines.contains { $0.range(of: #"^libgit2: +\d+\.\d+\.\d+$"#, options: .regularExpression) != nil }, "\(output.stdout)")
             #expect(lines.contains { $0.range(of: #"^libseccomp: +\d+\.\d+\.\d+$"#, options: .regularExpression) != nil }, "\(output.stdout)")
         }
+        // A write error on stdout other than a closed pipe (a full disk): one line, exit 1.
+        let full = try ProcessRunner.run(["bash", "-c", "\"$0\" version > /dev/full", TestEnvironment.patinaBinary.path], in: outside)
+        #expect(full.status == 1)
+        #expect(full.stderr == "error: could not write to standard output: No space left on device\n", "\(full.stderr)")
     }
 
     @Test func notAGitRepository() throws {
