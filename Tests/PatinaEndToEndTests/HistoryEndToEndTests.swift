@@ -156,6 +156,9 @@ struct HistoryEndToEndTests {
         #expect(compared.status == 0, "\(compared.stderr)")
         #expect(compared.stdout.contains("! run \(reset.id): HISTORY REWRITTEN"), "\(compared.stdout)")
         #expect(compared.stdout.contains("! run \(forged.id): a commit dated before the run started"), "\(compared.stdout)")
+        let page = repo.root.appendingPathComponent("compare.html")
+        #expect(try patina.run(["compare", reset.id, forged.id, "--html", page.path]).status == 0)
+        #expect(try String(contentsOf: page, encoding: .utf8).contains("HISTORY REWRITTEN"))
         try expectQuietOnClosedPipes(patina, ["compare \(reset.id) \(forged.id)", "compare --json \(reset.id) \(forged.id)"])
         let json = try JSONSerialization.jsonObject(with: Data(try patina.run(["compare", "--json", reset.id, forged.id]).stdout.utf8)) as? [String: Any]
         let rows = json?["runs"] as? [[String: Any]] ?? []

@@ -64,9 +64,7 @@ struct CompareCommand: AsyncParsableCommand {
         for row in comparison.rows {
             say(zip(comparison.cells(row), widths).map { Output.column($0, $1) }.joined())
         }
-        for record in records {
-            for note in BatchReport.historyNotes(record) { say("! run \(record.id): \(Terminal.line(note))") }
-        }
+        for note in comparison.notes { say("! \(Terminal.line(note))") }
         if !comparison.touches.isEmpty {
             say("")
             let labels = comparison.rows.map { String($0.id.split(separator: "-").last ?? "") }

@@ -40,6 +40,8 @@ public struct Comparison: Sendable {
 
     public var rows: [Row]
     public var touches: [Touch]
+    /// "run ID: what its branch did to history", one per finding.
+    public var notes: [String]
 
     public init(_ records: [RunRecord]) {
         rows = records.map { r in
@@ -52,6 +54,7 @@ public struct Comparison: Sendable {
             for f in r.filesChanged { byPath[f.path, default: []].append(r.id) }
         }
         touches = byPath.keys.sorted().map { Touch(path: $0, runs: byPath[$0]!) }
+        notes = records.flatMap { r in BatchReport.historyNotes(r).map { "run \(r.id): \($0)" } }
     }
 
     public static let columns = ["run", "status", "check", "files", "+", "−", "turns", "cost", "duration"]
@@ -80,6 +83,7 @@ public struct Comparison: Sendable {
             <table><thead><tr>\(head)</tr></thead><tbody>
             \(body)
             </tbody></table>
+            \(notes.map { "<p class=\"history\"><b>\(h($0))</b></p>" }.joined(separator: "\n"))
             <h2>Files touched</h2>
             <p>Highlighted: changed by more than one run.</p>
             <table><thead><tr><th>file</th>\(runHeads)</tr></thead><tbody>
