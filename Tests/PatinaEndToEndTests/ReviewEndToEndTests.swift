@@ -315,6 +315,10 @@ struct ReviewEndToEndTests {
         let commit = try patina.run(["shell", made.id, "--", "sh", "-c", "echo x > shell.txt && git add shell.txt && git commit -qm 'from the shell'"])
         #expect(commit.status == 0, "\(commit.stderr)")
         #expect(try repo.git("log", "-1", "--format=%s", made.branch) == "from the shell")
+        // diff shows the branch as merge would take it, the shell's commit included, and says so.
+        let diff = try patina.run(["diff", "--stat", made.id])
+        #expect(diff.stdout.contains("moved after the run ended: 1 more commit (by `patina shell` or by hand)"), "\(diff.stdout)")
+        #expect(diff.stdout.contains("shell.txt"), "\(diff.stdout)")
         // The worktree's index moved with the branch: what the shell committed is not a change.
         #expect(try repo.git("-C", made.worktree.path, "status", "--porcelain").isEmpty)
         let listed = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]] ?? []
