@@ -335,6 +335,18 @@ struct GitMergeTests {
             == trimmed(try fixture.git("rev-parse", "feature:src/numbers.txt")))
     }
 
+    @Test("branchesHoldingChanges: a squash merge holds the changes, an unrelated branch does not")
+    func squashMergedBranchHoldsTheChanges() throws {
+        let fixture = try GitFixture()
+        let (_, feature, _) = try diverged(fixture, feature: ["new.txt": "new\n"], main: ["main.txt": "main\n"])
+        try fixture.git("branch", "other", "main")
+        let repository = try Repository.open(at: fixture.repo)
+        #expect(try repository.branchesHoldingChanges(of: feature) { $0 == "feature" }.isEmpty)
+        _ = try repository.merge(feature, into: "main", mode: .squash, message: "squash", identity: reviewer)
+        #expect(try repository.branchesHoldingChanges(of: feature) { $0 == "feature" } == ["main"])
+        #expect(try repository.branchesContaining(feature, excluding: ["feature"]).isEmpty)
+    }
+
     @Test("apply where both sides appended to a file: a conflict, refused; --3way leaves markers and applies the rest")
     func applyBothAppended() throws {
         let fixture = try GitFixture()
