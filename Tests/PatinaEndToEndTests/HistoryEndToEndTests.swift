@@ -72,6 +72,9 @@ struct HistoryEndToEndTests {
         let diff = try patina.run(["diff", run.id])
         #expect(diff.stdout.hasPrefix("! run \(run.id) rewrote history"), "\(diff.stdout.prefix(300))")
         #expect(diff.stdout.contains("setup.sh"))
+        let diffJSON = try patina.run(["diff", "--json", run.id])
+        #expect((try? JSONSerialization.jsonObject(with: Data(diffJSON.stdout.utf8))) is [Any], "\(diffJSON.stdout.prefix(200))")
+        #expect(diffJSON.stderr.hasPrefix("warning: run \(run.id) rewrote history"), "\(diffJSON.stderr)")
         #expect(run.file("session.md")?.contains("HISTORY REWRITTEN") == true)
 
         // merge and apply refuse, one line naming the commits; nothing changes.

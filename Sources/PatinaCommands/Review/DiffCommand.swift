@@ -35,6 +35,12 @@ struct DiffCommand: AsyncParsableCommand {
         let record = try review.resolve(run)
         let diff = try RunDiff(review: review, record: record, paths: paths)
         if json {
+            // stdout stays the JSON array; what it cannot show goes to stderr.
+            if let history = diff.history {
+                if history.rewritten { Terminal.write("warning: run \(record.id) \(Terminal.line(history.rewrittenLine))\n") }
+                if let line = history.backdatedLine { Terminal.write("warning: run \(record.id): \(Terminal.line(line))\n") }
+            }
+            if let moved = diff.moved { Terminal.write("note: run \(record.id): \(Terminal.line(moved))\n") }
             try Output.json(diff.files.map { FileJSON(path: $0.path, status: $0.status, additions: $0.additions, deletions: $0.deletions, sensitive: $0.sensitive, patch: $0.patch) })
             return
         }
