@@ -167,9 +167,16 @@ struct HistoryEndToEndTests {
         let rows = json?["runs"] as? [[String: Any]] ?? []
         #expect(rows.map { $0["history_rewritten"] as? Bool } == [true, false])
 
-        // Backdated commits are flagged, not refused; the rewritten run is refused.
+        // Backdated commits are flagged, not refused; the rewritten run is refused, even when
+        // its record predates the history check (checked at review time then).
+        let recordURL = reset.runDir.appendingPathComponent("run.json")
+        var stored = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: recordURL)) as? [String: Any])
+        stored.removeValue(forKey: "history_rewritten")
+        stored.removeValue(forKey: "history")
+        try JSONSerialization.data(withJSONObject: stored).write(to: recordURL)
         let before = try snapshot(repo)
-        #expect(try patina.run(["merge", reset.id]).status == 2)
+        let old = try patina.run(["merge", reset.id])
+        #expect(old.status == 2 && old.stderr.contains("rewrote history"), "\(old.stderr)")
         #expect(try snapshot(repo) == before)
         let merged = try patina.run(["merge", forged.id])
         #expect(merged.status == 0, "\(merged.stderr)")

@@ -23,7 +23,10 @@ extension Review {
             throw ReviewError("run \(record.id) has no collected branch (the agent never started): there is nothing to show")
         }
         guard record.discarded == nil, let tip = (try? repository.branchTip(record.branch)) ?? nil, tip != recorded else {
-            return Current(record: record, base: base, head: recorded, recorded: recorded, moved: nil)
+            var same = record
+            // Recorded before patina checked history at collection: check it now.
+            if record.historyRewritten == nil, record.discarded == nil { same.checkHistory(in: repository, base: base, head: recorded) }
+            return Current(record: same, base: base, head: recorded, recorded: recorded, moved: nil)
         }
         var refreshed = record
         refreshed.headCommit = tip.hex
