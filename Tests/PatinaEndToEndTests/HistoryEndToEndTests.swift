@@ -91,7 +91,7 @@ struct HistoryEndToEndTests {
         // Reading verbs on a closed pipe: quiet.
         try expectQuietOnClosedPipes(patina, ["show latest", "show --json latest", "runs", "runs --json", "diff latest",
                                               "diff --stat latest", "log latest", "log --raw latest",
-                                              "version", "--version", "seccomp show", "detect"])
+                                              "version", "--version", "seccomp show", "detect", "batches", "cache", "--help"])
 
         // apply --yes puts the files in the working tree; merge --yes keeps main's history.
         let applied = try patina.run(["apply", "--yes", run.id])
