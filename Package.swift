@@ -74,8 +74,11 @@ let package = Package(
                 "CPatinaShim", "PatinaCore", "PatinaGit", "PatinaModelProxy", "PatinaSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strict
+            swiftSettings: strict,
+            plugins: ["BuildInfo"]
         ),
+        // The commit patina is built from, for `patina --version` (a generated file).
+        .plugin(name: "BuildInfo", capability: .buildTool()),
         .executableTarget(
             name: "patina",
             dependencies: ["PatinaCommands"],

@@ -136,4 +136,14 @@ unset PATINA_EXPECTED_CAPBND PATINA_SECCOMP_RELAXED PATINA_DENIED_SYSCALLS
 PATH=$command_path
 [[ $command_set != *b* ]] || export BASH_ENV=$command_bash_env
 [[ $command_set != *e* ]] || export ENV=$command_env
+# A command that cannot run fails in the words of a shell, not as a line of this script.
+if [ $# -eq 0 ]; then
+  :
+elif [[ $1 == */* ]]; then
+  [ -e "$1" ] || { echo "$1: No such file or directory" >&2; exit 127; }
+  [ -x "$1" ] && [ ! -d "$1" ] || { echo "$1: Permission denied" >&2; exit 126; }
+elif ! command -v -- "$1" >/dev/null 2>&1; then
+  echo "$1: command not found" >&2
+  exit 127
+fi
 exec "$@"

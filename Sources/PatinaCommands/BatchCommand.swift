@@ -35,7 +35,7 @@ struct BatchRunCommand: AsyncParsableCommand {
     @Option(help: "Claude model to use. Repeat to run every task once per model.")
     var model: [String] = []
 
-    @Option(help: "Run each task this many times (1-100).")
+    @Option(parsing: .unconditional, help: "Run each task this many times (1-100).")
     var attempts: Int = 1
 
     @OptionGroup var flags: RunFlags

@@ -22,7 +22,7 @@ enum BatchSession {
             renderer.describe(runID: plan.id, label: item.label, attempt: item.attempt, model: item.model)
         }
         if !quiet {
-            Terminal.write("• batch \(batch.id): \(plans.count) runs, \(batch.jobs) at a time"
+            Terminal.write("• batch \(batch.id): \(counted(plans.count, "run")), \(batch.jobs) at a time"
                 + (batch.maxTotalCostUSD.map { ", budget \(Money.format($0)) in all" } ?? "") + "\n")
         }
         let runner = BatchRunner(
@@ -39,7 +39,11 @@ enum BatchSession {
         BatchLauncher.writeReports(record, store: store)
         if json {
             printJSON(record.json())
-        } else if !quiet {
+        } else if quiet {
+            // Scripts still need the runs and their branches: one "RUN BRANCH" line each.
+            say(record.id)
+            for run in record.runs { say("\(run.id) \(run.branch)") }
+        } else {
             say(Terminal.inert(BatchReport.table(record)))
             say("report: \(store.batchDirectory(record.id).appendingPathComponent("report.html").path)")
         }

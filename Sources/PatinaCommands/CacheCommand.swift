@@ -28,19 +28,19 @@ struct CacheListCommand: AsyncParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(entries), as: UTF8.self))
+            printJSON(String(decoding: try encoder.encode(entries), as: UTF8.self))
             return
         }
         guard !entries.isEmpty else {
-            print("no caches yet for this repository (\(caches.root.path))")
+            say("no caches yet for this repository (\(caches.root.path))")
             return
         }
         for entry in entries {
             let size = ByteCountFormatter.string(fromByteCount: entry.bytes, countStyle: .file)
-            print("\(entry.name.padding(toLength: 8, withPad: " ", startingAt: 0)) \(size.padding(toLength: 10, withPad: " ", startingAt: 0)) \(String(entry.files).padding(toLength: 7, withPad: " ", startingAt: 0)) files  \(entry.path)\(entry.inUse ? "  (in use)" : "")")
+            say("\(entry.name.padding(toLength: 8, withPad: " ", startingAt: 0)) \(size.padding(toLength: 10, withPad: " ", startingAt: 0)) \(String(entry.files).padding(toLength: 7, withPad: " ", startingAt: 0)) files  \(entry.path)\(entry.inUse ? "  (in use)" : "")")
         }
         let total = entries.reduce(Int64(0)) { $0 + $1.bytes }
-        print("total    \(ByteCountFormatter.string(fromByteCount: total, countStyle: .file))")
+        say("total    \(ByteCountFormatter.string(fromByteCount: total, countStyle: .file))")
     }
 }
 
@@ -53,8 +53,8 @@ struct CacheClearCommand: AsyncParsableCommand {
     func run() async throws {
         let caches = CacheStore(store: try RunStore.forCurrentRepository())
         let (cleared, busy) = try caches.clear(names)
-        for name in cleared { print("cleared \(name)") }
-        if cleared.isEmpty && busy.isEmpty { print("nothing to clear") }
+        for name in cleared { say("cleared \(name)") }
+        if cleared.isEmpty && busy.isEmpty { say("nothing to clear") }
         if !busy.isEmpty {
             Terminal.write("warning: \(busy.joined(separator: ", ")) in use by a run in flight: not cleared\n")
             throw ExitCode(1)

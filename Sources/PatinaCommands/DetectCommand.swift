@@ -27,10 +27,10 @@ struct DetectCommand: AsyncParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(detection), as: UTF8.self))
+            printJSON(String(decoding: try encoder.encode(detection), as: UTF8.self))
             return
         }
-        print(Self.text(detection))
+        say(Self.text(detection))
     }
 
     static func text(_ d: Detection) -> String {

@@ -5,6 +5,7 @@ public struct Patina: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "patina",
         abstract: "Run Claude Code in YOLO mode inside a locked-down container, on its own git branch.",
+        version: VersionCommand.text,
         subcommands: [
             YoloCommand.self,
             RunsCommand.self,
@@ -23,6 +24,7 @@ public struct Patina: AsyncParsableCommand {
             DetectCommand.self,
             CacheCommand.self,
             SeccompCommand.self,
+            VersionCommand.self,
         ]
     )
 

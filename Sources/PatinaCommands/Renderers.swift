@@ -1,6 +1,7 @@
 import CPatinaShim
 import Foundation
 import PatinaCore
+import PatinaSandbox
 
 /// Text from the agent made safe for a terminal: control characters and escape
 /// sequences are shown as visible escapes, never interpreted (no cursor moves,
@@ -210,7 +211,7 @@ final class BatchRenderer: @unchecked Sendable {
     private func finishedLine(_ r: RunRecord) -> String {
         var parts = ["\(r.status == .succeeded ? "✓" : "✗") [\(short(r.id))]", r.status.rawValue]
         if let check = r.check { parts.append(check.passed ? "check passed" : "check FAILED") }
-        parts.append("\(r.filesChanged.count) files +\(r.additions) -\(r.deletions)")
+        parts.append("\(counted(r.filesChanged.count, "file")) +\(r.additions) -\(r.deletions)")
         parts.append(RunSummary.cost(r.costUSD))
         if let label = labels[r.id] { parts.append(label.0 + (label.1.map { " #\($0)" } ?? "") + (label.2.map { " (\($0))" } ?? "")) }
         if let reason = r.reason, r.status != .succeeded { parts.append("— \(reason)") }

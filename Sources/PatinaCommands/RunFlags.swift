@@ -9,7 +9,7 @@ struct RunFlags: ParsableArguments {
 
     @OptionGroup var sandbox: SandboxFlags
 
-    @Option(name: .customLong("max-turns"), help: "Stop the agent after this many turns.")
+    @Option(name: .customLong("max-turns"), parsing: .unconditional, help: "Stop the agent after this many turns.")
     var maxTurns: Int?
 
     @Option(help: "Stop the agent after this long, e.g. 90s, 15m, 2h (default: 60m). The run is still collected.")
@@ -103,7 +103,7 @@ struct SandboxFlags: ParsableArguments {
 
 /// How many runs at once, for `--attempts` and `batch`.
 struct BatchFlags: ParsableArguments {
-    @Option(help: ArgumentHelp(
+    @Option(parsing: .unconditional, help: ArgumentHelp(
         "How many runs are in flight at once. Default: what this machine holds given the per-run limits: 75% of its memory divided by one run's memory limit (4g unless .patina/config.json says otherwise), at most 2 per CPU core, at least 1.",
         valueName: "n"))
     var jobs: Int?

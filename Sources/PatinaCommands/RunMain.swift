@@ -22,7 +22,7 @@ extension Patina {
         pthread_sigmask(SIG_UNBLOCK, &signals, nil)
         do {
             var command = try parseAsRoot(arguments)
-            if !(command is SeccompCommand || command is SeccompCheckCommand) {
+            if !(command is SeccompCommand || command is SeccompCheckCommand || command is VersionCommand) {
                 await recoverAbandonedRuns()
             }
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -41,10 +41,25 @@ extension Patina {
             var message = message(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
             for prefix in ["Error: ", "error: "] where message.hasPrefix(prefix) { message.removeFirst(prefix.count) }
             let line = message.split(separator: "\n").first.map(String.init) ?? "failed"
-            let hint = hintUsage && !line.contains("patina") ? " (see `patina help`)" : ""
+            let hint = hintUsage && !line.contains("patina") ? " (see `\(helpCommand(for: arguments ?? Array(CommandLine.arguments.dropFirst())))`)" : ""
             try? FileHandle.standardError.write(contentsOf: Data("error: \(Terminal.line(line))\(hint)\n".utf8))
             Glibc.exit(code.rawValue)
         }
+    }
+
+    /// Where to read about a usage error: the help of the (sub)command the arguments name,
+    /// `patina diff --help` for `patina diff --bogus`, else `patina --help`.
+    static func helpCommand(for arguments: [String]) -> String {
+        var names = ["patina"]
+        var command: ParsableCommand.Type = Patina.self
+        for argument in arguments {
+            if argument == "--" { break }
+            if argument.hasPrefix("-") { continue }
+            guard let sub = command.configuration.subcommands.first(where: { $0._commandName == argument }) else { break }
+            names.append(argument)
+            command = sub
+        }
+        return (names + ["--help"]).joined(separator: " ")
     }
 
     /// Runs of this repository whose patina died are collected before anything else

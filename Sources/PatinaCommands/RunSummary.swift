@@ -1,15 +1,18 @@
 import Foundation
 import PatinaCore
 import PatinaModelProxy
+import PatinaSandbox
 
 /// Human-readable renderings of run records for the terminal.
 enum RunSummary {
     static func text(_ r: RunRecord) -> String {
         var lines: [String] = []
-        lines.append("\(r.status.rawValue.uppercased())  \(r.id)")
+        lines.append("\(r.status.rawValue.uppercased())\(r.discarded != nil ? ", DISCARDED" : "")  \(r.id)")
         if let reason = r.reason { lines.append("  reason:    \(reason)") }
         lines.append("  task:      \(r.task)")
-        if let head = r.headCommit {
+        if let discarded = r.discarded {
+            lines.append("  branch:    none (discarded \(HistoryCheck.day(discarded)): \(r.branch), its worktree and tags were removed; was \(short(r.baseCommit))..\(short(r.headCommit ?? r.baseCommit)))")
+        } else if let head = r.headCommit {
             lines.append("  branch:    \(r.branch)  (\(short(r.baseCommit))..\(short(head)))")
             lines.append("  worktree:  \(r.worktree)")
         } else if r.status != .running {
@@ -35,6 +38,11 @@ enum RunSummary {
         if !r.firewall { lines.append("  firewall:  OFF (--no-firewall)") }
         lines += sandboxLines(r)
         if !r.seccompRelaxed.isEmpty { lines.append("  seccomp:   relaxed for \(r.seccompRelaxed.joined(separator: ", "))") }
+        if let history = r.history {
+            if history.rewritten { lines.append("  history:   ! REWRITTEN: the run \(history.rewrittenLine); merge and apply need --yes") }
+            if let line = history.backdatedLine { lines.append("  history:   ! \(line)") }
+            if let line = history.refsLine { lines.append("  history:   ! \(line)") }
+        }
         lines.append("  files:     \(r.filesChanged.count) changed, +\(r.additions) -\(r.deletions)" + (r.leftoversCommitted ? " (uncommitted changes were committed by patina)" : ""))
         let sensitive = Set(r.sensitiveChanges ?? [])
         for f in r.filesChanged {
@@ -43,7 +51,7 @@ enum RunSummary {
         if !sensitive.isEmpty {
             lines.append("  ! \(sensitive.count) of them affect later sandboxes or your machine (sandbox, CI, hooks, build files): review with `patina diff \(r.id)`")
         }
-        lines.append("  logs:      \(r.runDir)")
+        lines.append(r.discarded != nil ? "  logs:      \(r.runDir) (kept)" : "  logs:      \(r.runDir)")
         return lines.joined(separator: "\n")
     }
 
@@ -76,7 +84,9 @@ enum RunSummary {
     /// never cut: the columns are as wide as their longest value).
     static func table(_ listed: [(record: RunRecord, branch: Review.BranchState)]) -> [String] {
         let rows = [["STATUS", "RUN", "TIME", "COST", "BRANCH", "CHANGES"]] + listed.map { r, branch in
-            let files = "\(r.filesChanged.count) file\(r.filesChanged.count == 1 ? "" : "s") +\(r.additions) -\(r.deletions)"
+            var files = "\(counted(r.filesChanged.count, "file")) +\(r.additions) -\(r.deletions)"
+            if r.history?.rewritten == true { files += "  ! history rewritten" }
+            if r.history?.backdated.isEmpty == false { files += "  ! backdated commits" }
             return [r.status.rawValue, r.id, r.durationS.map { DurationParser.format($0) } ?? "—", cost(r.costUSD),
                     branch == .none ? "—" : branch.rawValue, files]
         }

@@ -9,7 +9,7 @@ struct RunsCommand: AsyncParsableCommand {
         abstract: "List this repository's runs, newest first, with whether each branch is merged, unmerged or discarded."
     )
 
-    @Option(help: "Only runs with this status (running, succeeded, failed, timed_out, interrupted, error, budget_exceeded). Repeatable.")
+    @Option(help: "Only runs with this status (running, succeeded, failed, timed_out, interrupted, error, budget_exceeded), or `discarded` for the runs `patina discard` removed. Repeatable.")
     var status: [String] = []
 
     @Option(help: "Only runs of this batch (id, unique prefix, or `latest`).")
@@ -18,17 +18,17 @@ struct RunsCommand: AsyncParsableCommand {
     @Option(help: "Only runs started within this long (e.g. 2h, 3d) or since this date (YYYY-MM-DD).")
     var since: String?
 
-    @Option(help: "At most this many runs.")
+    @Option(parsing: .unconditional, help: "At most this many runs.")
     var limit: Int?
 
     @Flag(help: "Print a JSON array of run records (each with a `branch_state`).")
     var json = false
 
     func validate() throws {
-        for s in status where RunStatus(rawValue: s) == nil {
-            throw ValidationError("--status \(s): use one of running, succeeded, failed, timed_out, interrupted, error, budget_exceeded")
+        for s in status where RunStatus(rawValue: s) == nil && s != "discarded" {
+            throw ValidationError("--status \(s): use one of running, succeeded, failed, timed_out, interrupted, error, budget_exceeded, discarded")
         }
-        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if let limit, limit < 1 { throw ValidationError("--limit \(limit) is out of range: give at least 1") }
         if let since { _ = try Self.cutoff(since, now: Date()) }
     }
 
@@ -58,7 +58,9 @@ struct RunsCommand: AsyncParsableCommand {
     func run() async throws {
         let review = try Review.current()
         var records = review.store.list()
-        if !status.isEmpty { records = records.filter { status.contains($0.status.rawValue) } }
+        if !status.isEmpty {
+            records = records.filter { status.contains($0.status.rawValue) || (status.contains("discarded") && $0.discarded != nil) }
+        }
         if let batch {
             let id = try BatchStore(runs: review.store).resolve(batch).id
             records = records.filter { $0.batch == id }
@@ -79,6 +81,9 @@ struct RunsCommand: AsyncParsableCommand {
                   : "no runs match")
             return
         }
-        for line in RunSummary.table(listed.map { ($0.record, $0.branchState) }) { say(line) }
+        // Each run as its branch is now (a later shell or resume may have moved it).
+        let all = review.store.list()
+        let current = listed.map { item in ((try? review.current(item.record, all: all))?.record ?? item.record, item.branchState) }
+        for line in RunSummary.table(current) { say(line) }
     }
 }

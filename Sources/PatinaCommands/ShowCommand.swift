@@ -16,12 +16,17 @@ struct ShowCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let record = try RunStore.forCurrentRepository().resolve(run)
+        let review = try Review.current()
+        let stored = try review.resolve(run)
         if json {
-            printJSON(record.json())
+            printJSON(stored.json())
             return
         }
+        // The branch as it is now, which is what merge takes.
+        let now = try? review.current(stored)
+        let record = now?.record ?? stored
         say(RunSummary.text(record))
+        if let moved = now?.moved { say("  moved:     \(moved)") }
         let layout = RunLayout(runDirectory: URL(fileURLWithPath: record.runDir))
         for (title, url) in [("firewall", layout.firewallReport), ("probes", layout.probeReport)] {
             if let text = try? String(contentsOf: url, encoding: .utf8) {

@@ -23,7 +23,7 @@ struct YoloCommand: AsyncParsableCommand {
     @Option(help: "Claude model to use. Repeat to run the task once per model.")
     var model: [String] = []
 
-    @Option(help: "Run the task this many times, each on its own branch (1-100).")
+    @Option(parsing: .unconditional, help: "Run the task this many times, each on its own branch (1-100).")
     var attempts: Int = 1
 
     @OptionGroup var flags: RunFlags
@@ -76,7 +76,10 @@ enum SingleRun {
         }
         if json {
             printJSON(record.json())
-        } else if !quiet {
+        } else if quiet {
+            // Scripts still need to know which run and branch this was.
+            say("\(record.id) \(record.branch)")
+        } else {
             say(Terminal.inert(RunSummary.text(record)))
         }
         if record.status == .interrupted { throw ExitCode(130) }

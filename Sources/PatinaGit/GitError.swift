@@ -34,6 +34,8 @@ public enum GitError: Error, Equatable, Sendable, CustomStringConvertible {
     case branchCheckedOutElsewhere(branch: String, path: String)
     /// The changes do not apply to the working tree at `paths` (`reason`: libgit2's message).
     case patchDoesNotApply(paths: [String], reason: String)
+    /// The run and the working tree changed the same lines of `paths`; nothing was changed.
+    case applyConflicts(paths: [String])
     /// Applying would create `paths`, which already exist in the working tree.
     case filesInTheWay(paths: [String])
     /// `operation` needs a working tree and the repository is bare.
@@ -89,6 +91,8 @@ public enum GitError: Error, Equatable, Sendable, CustomStringConvertible {
             "branch '\(branch)' is checked out in the worktree at \(path); merge there, or switch that worktree to another branch first (nothing was changed)"
         case .patchDoesNotApply(let paths, let reason):
             "the changes do not apply to the working tree at \(paths.listed) (\(reason)); nothing was changed — commit, stash or undo your edits to those files, or merge instead"
+        case .applyConflicts(let paths):
+            "cannot apply the changes: they conflict with the working tree in \(paths.listed); nothing was changed — merge instead, or apply with --3way to leave conflict markers"
         case .filesInTheWay(let paths):
             "cannot apply the changes: \(paths.listed) already exist in the working tree; move or remove them first (nothing was changed)"
         case .noWorkingTree(let operation):

@@ -20,3 +20,12 @@ enum Libgit2 {
         _ = ready
     }
 }
+
+extension Repository {
+    /// The version of the libgit2 patina links, as "major.minor.revision".
+    public static var libgit2Version: String {
+        var major: Int32 = 0, minor: Int32 = 0, revision: Int32 = 0
+        guard git_libgit2_version(&major, &minor, &revision) == 0 else { return "unknown" }
+        return "\(major).\(minor).\(revision)"
+    }
+}

@@ -14,17 +14,34 @@ extension Repository {
     /// naming each such file); only then are the files written, through libgit2's safe
     /// checkout, which checks every path before writing any. libgit2 runs no filter
     /// driver or hook.
+    ///
+    /// Files both the changes and the working tree changed are merged three ways first:
+    /// where they conflict, `.refuse` throws `applyConflicts` naming them (nothing
+    /// written), `.markers` applies the rest and writes those files with conflict markers
+    /// (never staged), returned in `conflicted`.
     public func apply(from base: ObjectID, to head: ObjectID, staged: Bool) throws(GitError) -> [String] {
+        try apply(from: base, to: head, staged: staged, conflicts: .refuse).paths
+    }
+
+    /// `apply(from:to:staged:)`, choosing what happens to conflicts; also returns the files
+    /// written with conflict markers.
+    public func apply(
+        from base: ObjectID, to head: ObjectID, staged: Bool, conflicts: ApplyConflicts
+    ) throws(GitError) -> (paths: [String], conflicted: [String]) {
         guard let workdir = workingDirectory else { throw .noWorkingTree(operation: "apply changes") }
         let diff = try applicableDiff(from: base, to: head)
         let deltas = (0..<git_diff_num_deltas(diff.pointer)).compactMap { position in
             git_diff_get_delta(diff.pointer, position).map { AppliedDelta($0.pointee) }
         }
-        guard !deltas.isEmpty else { return [] }
+        guard !deltas.isEmpty else { return ([], []) }
         let index = try repositoryIndex()
 
         let inTheWay = pathsInTheWay(deltas, workdir: workdir, index: staged ? index : nil)
         guard inTheWay.isEmpty else { throw .filesInTheWay(paths: inTheWay) }
+
+        let conflicting = try mergeModifiedFiles(from: base, to: head, workdir: workdir).filter { !$0.clean }
+        if !conflicting.isEmpty && conflicts == .refuse { throw .applyConflicts(paths: conflicting.map(\.path).sorted()) }
+        let skipped = Set(conflicting.map(\.path))
 
         let location = staged ? GIT_APPLY_LOCATION_BOTH : GIT_APPLY_LOCATION_WORKDIR
         // The dry run; after a failing file, again from the next one, to name them all.
@@ -32,7 +49,7 @@ extension Repository {
         var reason: String?
         var start = 0
         while start < deltas.count {
-            let tracker = ApplyTracker(skipBefore: start)
+            let tracker = ApplyTracker(skipBefore: start, skipping: Set(deltas.indices.filter { skipped.contains(deltas[$0].newPath) }))
             do throws(GitError) {
                 try runApply(diff, location: location, checkOnly: true, tracker: tracker)
                 break
@@ -47,8 +64,18 @@ extension Repository {
             throw .patchDoesNotApply(paths: Array(Set(failing)).sorted(), reason: reason ?? "patch failed")
         }
 
-        try runApply(diff, location: location, checkOnly: false, tracker: ApplyTracker(skipBefore: 0))
-        return Array(Set(deltas.flatMap(\.paths))).sorted()
+        let skipping = Set(deltas.indices.filter { skipped.contains(deltas[$0].newPath) })
+        if skipping.count < deltas.count {
+            try runApply(diff, location: location, checkOnly: false, tracker: ApplyTracker(skipBefore: 0, skipping: skipping))
+        }
+        for file in conflicting {
+            do {
+                try file.merged.write(to: workdir.appendingPathComponent(file.path))
+            } catch {
+                throw .fileSystem("writing the conflict markers into \(file.path): \(error.localizedDescription)")
+            }
+        }
+        return (Array(Set(deltas.flatMap(\.paths))).sorted(), conflicting.map(\.path).sorted())
     }
 
     /// The diff from `base`'s tree to `head`'s with full binary data, renames detected.
@@ -135,11 +162,14 @@ private struct AppliedDelta {
 /// into the diff; -1 before the first) and which deltas to skip.
 private final class ApplyTracker {
     let skipBefore: Int
+    /// Deltas never applied (files written with conflict markers instead).
+    let skipping: Set<Int>
     var seen = 0
     var current = -1
 
-    init(skipBefore: Int) {
+    init(skipBefore: Int, skipping: Set<Int> = []) {
         self.skipBefore = skipBefore
+        self.skipping = skipping
     }
 }
 
@@ -149,7 +179,7 @@ private let applyDeltaCallback: git_apply_delta_cb = { _, payload in
     let tracker = Unmanaged<ApplyTracker>.fromOpaque(payload).takeUnretainedValue()
     let position = tracker.seen
     tracker.seen += 1
-    guard position >= tracker.skipBefore else { return 1 }
+    guard position >= tracker.skipBefore, !tracker.skipping.contains(position) else { return 1 }
     tracker.current = position
     return 0
 }

@@ -112,6 +112,26 @@ extension Repository {
         return MergeResult(kind: kind, commit: target, previous: tip)
     }
 
+    /// Branches (other than `excluding`) that already hold `source`'s changes without
+    /// holding the commit itself: merging it would not change their tree (a squash merge, a
+    /// cherry-pick or the same edits made by hand). Computed in memory; nothing changes.
+    public func branchesHoldingChanges(of source: ObjectID, excluding: (String) -> Bool) throws(GitError) -> [String] {
+        let sourceCommit = try commit(source)
+        var names: [String] = []
+        for branch in try localBranches() where !excluding(branch.name) {
+            if try isAncestor(source, of: branch.tip) {
+                names.append(branch.name)
+                continue
+            }
+            let tipCommit = try commit(branch.tip)
+            guard let merged = try? mergedTree(ours: tipCommit, theirs: sourceCommit, into: branch.name) else { continue }
+            if ObjectID(git_tree_id(merged.pointer)) == ObjectID(git_tree_id(try tree(of: tipCommit).pointer)) {
+                names.append(branch.name)
+            }
+        }
+        return names
+    }
+
     /// The tree of merging `theirs` into `ours`, computed in memory (renames detected,
     /// recursive merge base). Throws `mergeConflicts` listing every conflicting path.
     private func mergedTree(ours: CommitHandle, theirs: CommitHandle, into branch: String) throws(GitError) -> TreeHandle {

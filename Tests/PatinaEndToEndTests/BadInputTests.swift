@@ -130,7 +130,13 @@ struct BadInputTests {
         Case(name: "prune bad age", arguments: ["prune", "--older-than", "soon"], expected: "--older-than", status: 2),
         Case(name: "prune unknown batch", arguments: ["prune", "--batch", "nope"], expected: "no batch matches", status: 2),
         Case(name: "runs bad since", arguments: ["runs", "--since", "whenever"], expected: "--since whenever", status: 2),
-        Case(name: "runs bad limit", arguments: ["runs", "--limit", "0"], expected: "--limit must be at least 1", status: 2),
+        Case(name: "runs bad limit", arguments: ["runs", "--limit", "0"], expected: "--limit 0 is out of range: give at least 1", status: 2),
+        Case(name: "runs negative limit", arguments: ["runs", "--limit", "-1"], expected: "--limit -1 is out of range: give at least 1", status: 2),
+        Case(name: "negative attempts", arguments: ["yolo", "--attempts", "-2", "x"], expected: "--attempts must be between 1 and 100", status: 2),
+        Case(name: "unknown option points to the subcommand's help", arguments: ["diff", "--bogus", "x"],
+             expected: "Unknown option '--bogus' (see `patina diff --help`)", status: 2),
+        Case(name: "unknown option of a nested subcommand", arguments: ["cache", "list", "--bogus"],
+             expected: "(see `patina cache list --help`)", status: 2),
         Case(name: "latest without runs", arguments: ["merge", "latest"], expected: "no patina runs yet", status: 2),
         Case(name: "resume empty follow-up", arguments: ["resume", "x", " "], expected: "task is empty", status: 2),
     ]
@@ -146,6 +152,26 @@ struct BadInputTests {
         let output = try ProcessRunner.run([TestEnvironment.patinaBinary.path] + c.arguments, in: repo.path, environment: environment)
         try expectRejected(output, expected: c.expected, repo: repo)
         if let status = c.status { #expect(output.status == status) }
+    }
+
+    /// `patina --version` and `patina version`: the version, the commit it was built from
+    /// (or "unknown"), and the libgit2 and libseccomp it links; outside any repository.
+    @Test func versionNamesTheBuildAndTheLibraries() throws {
+        let outside = FileManager.default.temporaryDirectory
+        for arguments in [["--version"], ["version"]] {
+            let output = try ProcessRunner.run([TestEnvironment.patinaBinary.path] + arguments, in: outside)
+            #expect(output.status == 0, "\(arguments): \(output.stderr)")
+            let lines = output.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.first?.hasPrefix("patina ") == true, "\(output.stdout)")
+            let commit = lines.first { $0.hasPrefix("commit:") }?.dropFirst("commit:".count).trimmingCharacters(in: .whitespaces) ?? ""
+            #expect(commit == "unknown" || commit.prefix(40).allSatisfy(\.isHexDigit) && commit.count >= 40, "\(output.stdout)")
+            #expect(lines.contains { $0.range(of: #"^libgit2: +\d+\.\d+\.\d+$"#, options: .regularExpression) != nil }, "\(output.stdout)")
+            #expect(lines.contains { $0.range(of: #"^libseccomp: +\d+\.\d+\.\d+$"#, options: .regularExpression) != nil }, "\(output.stdout)")
+        }
+        // A write error on stdout other than a closed pipe (a full disk): one line, exit 1.
+        let full = try ProcessRunner.run(["bash", "-c", "\"$0\" version > /dev/full", TestEnvironment.patinaBinary.path], in: outside)
+        #expect(full.status == 1)
+        #expect(full.stderr == "error: could not write to standard output: No space left on device\n", "\(full.stderr)")
     }
 
     @Test func notAGitRepository() throws {

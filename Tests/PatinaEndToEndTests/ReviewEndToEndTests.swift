@@ -276,6 +276,10 @@ struct ReviewEndToEndTests {
         #expect(try repo.git("rev-parse", "\(first.branch)^") == first.head)
         #expect(try repo.git("rev-parse", first.branch) == resumed.head)
         #expect(try repo.git("rev-parse", "session-\(resumed.id)-start^{commit}") == first.head)
+        // The first run's views show its branch as it is now, and say who moved it.
+        let diff = try patina.run(["diff", "--stat", first.id])
+        #expect(diff.stdout.contains("moved after the run ended: 1 more commit (resumed by run \(resumed.id))"), "\(diff.stdout)")
+        #expect(diff.stdout.contains("2 files changed"), "\(diff.stdout)")
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 
@@ -288,6 +292,10 @@ struct ReviewEndToEndTests {
         let cat = try patina.run(["shell", made.id, "--", "cat", "seen.txt"])
         #expect(cat.status == 0, "\(cat.stderr)")
         #expect(cat.stdout.contains("from the agent"))
+        // A command that cannot run: a shell's words, no internal script path.
+        let missing = try patina.run(["shell", made.id, "--", "nosuchcommand", "x"])
+        #expect(missing.status == 127)
+        #expect(missing.stderr.contains("nosuchcommand: command not found") && !missing.stderr.contains("/patina/"), "\(missing.stderr)")
         let code = try patina.run(["shell", made.id, "--", "sh", "-c", "id -u; exit 7"])
         #expect(code.status == 7, "\(code.stderr)")
         #expect(code.stdout.trimmingCharacters(in: .whitespacesAndNewlines) != "0", "the shell runs as the agent's user, not root")
@@ -307,6 +315,10 @@ struct ReviewEndToEndTests {
         let commit = try patina.run(["shell", made.id, "--", "sh", "-c", "echo x > shell.txt && git add shell.txt && git commit -qm 'from the shell'"])
         #expect(commit.status == 0, "\(commit.stderr)")
         #expect(try repo.git("log", "-1", "--format=%s", made.branch) == "from the shell")
+        // diff shows the branch as merge would take it, the shell's commit included, and says so.
+        let diff = try patina.run(["diff", "--stat", made.id])
+        #expect(diff.stdout.contains("moved after the run ended: 1 more commit (by `patina shell` or by hand)"), "\(diff.stdout)")
+        #expect(diff.stdout.contains("shell.txt"), "\(diff.stdout)")
         // The worktree's index moved with the branch: what the shell committed is not a change.
         #expect(try repo.git("-C", made.worktree.path, "status", "--porcelain").isEmpty)
         let listed = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]] ?? []

@@ -171,8 +171,27 @@ struct AgentImageTests {
         let args = DockerEngine.buildArguments(
             context: URL(fileURLWithPath: "/ctx"), dockerfile: URL(fileURLWithPath: "/ctx/Dockerfile"), tag: "t:1",
             labels: ["patina.image": "devcontainer"], target: "dev", buildArguments: [("V", "1")], passedBuildArguments: ["HTTPS_PROXY"])
-        #expect(args == ["build", "--tag", "t:1", "--file", "/ctx/Dockerfile", "--label", "patina.image=devcontainer",
+        #expect(args == ["build", "--rm", "--force-rm", "--tag", "t:1", "--file", "/ctx/Dockerfile", "--label", "patina.image=devcontainer",
                          "--target", "dev", "--build-arg", "V=1", "--build-arg", "HTTPS_PROXY", "/ctx"])
+    }
+
+    @Test func aFailedBuildNamesTheFailingStepNotTheDeprecationBanner() {
+        let failure = ImageBuildFailure(tag: "t:1", exitCode: 1, output: """
+            Sending build context to Docker daemon  2.048kB
+            Step 1/2 : FROM base
+             ---> 72ca2d474a14
+            Step 2/2 : RUN echo boom-output && false
+             ---> Running in e78a6571c2de
+            boom-output
+            Removing intermediate container e78a6571c2de
+
+            DEPRECATED: The legacy builder is deprecated and will be removed in a future release.
+                        Install the buildx component to build images with BuildKit:
+                        https://docs.docker.com/go/buildx/
+
+            The command '/bin/sh -c echo boom-output && false' returned a non-zero code: 1
+            """)
+        #expect(failure.tail == "Step 2/2 : RUN echo boom-output && false | boom-output | The command '/bin/sh -c echo boom-output && false' returned a non-zero code: 1")
     }
 
     @Test func imageTagCoversGeneratedFiles() async throws {

@@ -53,7 +53,7 @@ struct FirewallReportTests {
         #expect(report.passed)
         #expect(report.failureReason == nil)
         #expect(report.entries == ["172.17.0.1:4321/tcp (patina model proxy)", "pypi.org (--allow)", "10.0.0.0/8 (--allow)"])
-        #expect(report.summary.hasPrefix("firewall: 3 allow-list entries, 2 IPv4 + 1 IPv6 rules, 2 ipsets, applied in 28 ms\nself-test: passed 3/3 checks (1 entries not probed) in 22 ms"))
+        #expect(report.summary.hasPrefix("firewall: 3 allow-list entries, 2 IPv4 + 1 IPv6 rules, 2 ipsets, applied in 28 ms\nself-test: passed 3/3 checks (1 entry not probed) in 22 ms"))
         #expect(report.text.contains("== iptables -S\n-P INPUT DROP"))
     }
 

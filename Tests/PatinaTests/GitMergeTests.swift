@@ -335,6 +335,41 @@ struct GitMergeTests {
             == trimmed(try fixture.git("rev-parse", "feature:src/numbers.txt")))
     }
 
+    @Test("branchesHoldingChanges: a squash merge holds the changes, an unrelated branch does not")
+    func squashMergedBranchHoldsTheChanges() throws {
+        let fixture = try GitFixture()
+        let (_, feature, _) = try diverged(fixture, feature: ["new.txt": "new\n"], main: ["main.txt": "main\n"])
+        try fixture.git("branch", "other", "main")
+        let repository = try Repository.open(at: fixture.repo)
+        #expect(try repository.branchesHoldingChanges(of: feature) { $0 == "feature" }.isEmpty)
+        _ = try repository.merge(feature, into: "main", mode: .squash, message: "squash", identity: reviewer)
+        #expect(try repository.branchesHoldingChanges(of: feature) { $0 == "feature" } == ["main"])
+        #expect(try repository.branchesContaining(feature, excluding: ["feature"]).isEmpty)
+    }
+
+    @Test("apply where both sides appended to a file: a conflict, refused; --3way leaves markers and applies the rest")
+    func applyBothAppended() throws {
+        let fixture = try GitFixture()
+        let base = try fixture.head()
+        try fixture.git("checkout", "-q", "-b", "feature")
+        let feature = try fixture.commit(["README.md": "hello\nthe run's line\n", "other.txt": "other\n"], message: "feature")
+        try fixture.git("checkout", "-q", "main")
+        try fixture.commit(["README.md": "hello\nmain's line\n"], message: "main")
+        let repository = try Repository.open(at: fixture.repo)
+        let before = try fixture.snapshot()
+        #expect(throws: GitError.applyConflicts(paths: ["README.md"])) {
+            try repository.apply(from: base, to: feature, staged: false)
+        }
+        #expect(try fixture.snapshot() == before)
+
+        let result = try repository.apply(from: base, to: feature, staged: false, conflicts: .markers)
+        #expect(result.paths == ["README.md", "other.txt"])
+        #expect(result.conflicted == ["README.md"])
+        let readme = try fixture.read("README.md")
+        #expect(readme.contains("<<<<<<< working tree\nmain's line\n=======\nthe run's line\n>>>>>>> run"), "\(readme)")
+        #expect(try fixture.read("other.txt") == "other\n")
+    }
+
     @Test("apply that does not fit the checkout names the files and changes nothing")
     func applyConflict() throws {
         let fixture = try GitFixture()
@@ -343,15 +378,13 @@ struct GitMergeTests {
         ])
         let repository = try Repository.open(at: fixture.repo)
 
-        // A file edited in the checkout where the changes go (the other files would apply).
+        // A file edited in the checkout where the changes go (the other files would apply):
+        // the same line changed on both sides, a conflict.
         try fixture.write("hello, edited locally\n", to: "README.md")
         var before = try fixture.snapshot()
         for staged in [false, true] {
-            #expect {
+            #expect(throws: GitError.applyConflicts(paths: ["README.md"])) {
                 try repository.apply(from: base, to: feature, staged: staged)
-            } throws: { error in
-                guard case .patchDoesNotApply(let paths, _) = error as? GitError else { return false }
-                return paths == ["README.md"]
             }
             #expect(try fixture.snapshot() == before)
         }

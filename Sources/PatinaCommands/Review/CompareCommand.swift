@@ -43,6 +43,9 @@ struct CompareCommand: AsyncParsableCommand {
             }
             if records.count < 2 { throw ReviewError("\(runs.joined(separator: " and ")) name the same run; compare needs two different runs") }
         }
+        // Each run as its branch is now (what merge would take).
+        let all = review.store.list()
+        records = records.map { (try? review.current($0, all: all))?.record ?? $0 }
         let comparison = Comparison(records)
         if let html {
             do {
@@ -62,6 +65,7 @@ struct CompareCommand: AsyncParsableCommand {
         for line in table {
             say(zip(line, widths).map { Output.column($0, $1) }.joined().replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
         }
+        for note in comparison.notes { say("! \(Terminal.line(note))") }
         if !comparison.touches.isEmpty {
             say("")
             let labels = comparison.rows.map { comparison.label($0.id) }

@@ -33,13 +33,26 @@ struct DiffCommand: AsyncParsableCommand {
     func run() async throws {
         let review = try Review.current()
         let record = try review.resolve(run)
-        let diff = try RunDiff(repository: review.repository, record: record, paths: paths)
+        let diff = try RunDiff(review: review, record: record, paths: paths)
         if json {
+            // stdout stays the JSON array; what it cannot show goes to stderr.
+            if let history = diff.history {
+                if history.rewritten { Terminal.write("warning: run \(record.id) \(Terminal.line(history.rewrittenLine))\n") }
+                if let line = history.backdatedLine { Terminal.write("warning: run \(record.id): \(Terminal.line(line))\n") }
+            }
+            if let moved = diff.moved { Terminal.write("note: run \(record.id): \(Terminal.line(moved))\n") }
             try Output.json(diff.files.map { FileJSON(path: $0.path, status: $0.status, additions: $0.additions, deletions: $0.deletions, sensitive: $0.sensitive, patch: $0.patch) })
             return
         }
         let colour = Output.standardOutputIsTerminal
         var out = ""
+        // What the branch did to history comes first: the tree diff alone does not show it.
+        if let history = diff.history {
+            if history.rewritten { out += Output.paint("! run \(record.id) \(Terminal.line(history.rewrittenLine))", .red, when: colour) + "\n" }
+            if let line = history.backdatedLine { out += Output.paint("! \(Terminal.line(line))", .yellow, when: colour) + "\n" }
+        }
+        if let moved = diff.moved { out += "note: \(Terminal.line(moved))\n" }
+        if diff.history != nil || diff.moved != nil { out += "\n" }
         if !diff.marked.isEmpty {
             out += Output.paint("! this run changed files that affect later sandboxes or what runs on your machine:", .yellow, when: colour) + "\n"
             for f in diff.marked { out += "!   \(Terminal.line(f.path))  (\(f.sensitive!))\n" }
@@ -51,7 +64,7 @@ struct DiffCommand: AsyncParsableCommand {
             }
             let adds = diff.files.reduce(0) { $0 + $1.additions }, dels = diff.files.reduce(0) { $0 + $1.deletions }
             out += "\(diff.files.count) file\(diff.files.count == 1 ? "" : "s") changed, +\(adds) -\(dels) (\(diff.base.short)..\(diff.head.short))\n"
-            FileHandle.standardOutput.write(Data(out.utf8))
+            StandardOutput.write(out)
             return
         }
         for f in diff.files {

@@ -31,7 +31,7 @@ struct LogCommand: AsyncParsableCommand {
             guard let data = FileManager.default.contents(atPath: layout.sessionLog.path) else {
                 throw ReviewError("run \(record.id) has no session.jsonl (the agent never started)")
             }
-            FileHandle.standardOutput.write(data)
+            StandardOutput.write(data)
             return
         }
         guard let text = try? String(contentsOf: layout.sessionMarkdown, encoding: .utf8) else {

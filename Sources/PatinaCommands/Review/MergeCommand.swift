@@ -10,7 +10,10 @@ struct MergeCommand: AsyncParsableCommand {
         abstract: "Merge a run's branch into the checked-out branch (or --into BRANCH): fast-forward when possible, else a merge commit.",
         discussion: """
             Refuses, changing nothing, on a checkout with uncommitted changes or on conflicts (naming the \
-            files). A run that changed sandbox, CI, hook or build files needs --yes.
+            files). A run that changed sandbox, CI, hook or build files, or whose branch rewrote the \
+            history it started from (its head does not descend from its base), needs --yes; even then \
+            the target branch only moves forward (a fast-forward or a merge commit), its history kept. \
+            What is merged is the run's branch as it is now, which is what `patina diff` shows.
             """
     )
 
@@ -23,7 +26,7 @@ struct MergeCommand: AsyncParsableCommand {
     @Option(help: "Merge into this branch instead of the checked-out one.")
     var into: String?
 
-    @Flag(help: "Merge even though the run changed files that affect later sandboxes or your machine.")
+    @Flag(help: "Merge even though the run changed files that affect later sandboxes or your machine, or rewrote history.")
     var yes = false
 
     @Flag(help: "Print the result as JSON.")
@@ -45,9 +48,10 @@ struct MergeCommand: AsyncParsableCommand {
         }
         if target == take.record.branch { throw ReviewError("\(target) is the run's own branch; merge it into another branch") }
         guard review.repository.branchExists(target) else { throw ReviewError("no branch named \(target)") }
+        try review.requireIntactHistory(take, verb: "merge", yes: yes)
         if !take.marked.isEmpty && !yes {
             let list = take.marked.prefix(5).map { "\($0.path) (\($0.reason))" }.joined(separator: ", ")
-            throw ReviewError("run \(take.record.id) changed files that affect later sandboxes or your machine: \(list); review them with `patina diff \(take.record.id)` and merge with --yes")
+            throw ReviewError("run \(take.record.id) changed files that affect later sandboxes or your machine: \(list)\(take.movedClause); review them with `patina diff \(take.record.id)` and merge with --yes")
         }
         let message = squash ? review.squashMessage(take) : review.mergeMessage(take, into: target)
         let result: MergeResult
@@ -55,6 +59,11 @@ struct MergeCommand: AsyncParsableCommand {
             result = try review.repository.merge(take.head, into: target, mode: squash ? .squash : .merge, message: message, identity: review.repository.userIdentity())
         } catch {
             throw ReviewError("\(error)")
+        }
+        if let moved = take.moved { Terminal.write("note: run \(take.record.id): \(Terminal.line(moved))\n") }
+        if let history = take.history {
+            if history.rewritten { Terminal.write("warning: run \(take.record.id) \(Terminal.line(history.rewrittenLine)); merged with --yes\n") }
+            if let line = history.backdatedLine { Terminal.write("warning: run \(take.record.id): \(Terminal.line(line))\n") }
         }
         if json {
             try Output.json(Result(run: take.record.id, branch: target, kind: result.kind.rawValue, commit: result.commit.hex, previous: result.previous.hex))

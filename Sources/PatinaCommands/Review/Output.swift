@@ -1,12 +1,15 @@
 import Foundation
 import PatinaCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Everything the commands print to stdout goes through here (the commands never call
 /// `print`): text that came from an agent (messages, file and branch names, reasons) may
 /// hold control characters and escape sequences; they are shown as text, never
 /// interpreted by the terminal.
 func say(_ text: String = "", terminator: String = "\n") {
-    FileHandle.standardOutput.write(Data((Terminal.inert(text) + terminator).utf8))
+    StandardOutput.write(Terminal.inert(text) + terminator)
 }
 
 /// JSON for stdout. The encoder escapes C0 control characters itself; DEL, C1 controls
@@ -22,7 +25,41 @@ func printJSON(_ text: String, terminator: String = "\n") {
             out.append(u)
         }
     }
-    FileHandle.standardOutput.write(Data((String(out) + terminator).utf8))
+    StandardOutput.write(String(out) + terminator)
+}
+
+/// The one writer of stdout. A reader that went away (`patina show | head -1`: EPIPE)
+/// ends the command quietly with status 141, as git does when SIGPIPE kills it; any
+/// other write error (a full disk) is one line on stderr and exit 1. Foundation's
+/// `FileHandle.write(_:)` would stop the process with a crash report instead.
+enum StandardOutput {
+    static func write(_ text: String) {
+        write(Data(text.utf8))
+    }
+
+    static func write(_ data: Data) {
+        let failure: Int32? = data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Int32? in
+            guard let start = raw.baseAddress else { return nil }
+            var offset = 0
+            while offset < raw.count {
+                let written = Glibc.write(1, start + offset, raw.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                offset += written
+            }
+            return nil
+        }
+        if let failure { fail(failure) }
+    }
+
+    /// Ends the process for a failed write to stdout (`errno`).
+    static func fail(_ code: Int32) -> Never {
+        if code == EPIPE { Glibc.exit(141) }
+        Terminal.write("error: could not write to standard output: \(String(cString: strerror(code)))\n")
+        Glibc.exit(1)
+    }
 }
 
 /// Printing for the review verbs: JSON on request, a pager and colour on a terminal.
@@ -36,7 +73,7 @@ enum Output {
     /// Long text through `$PAGER` (default `less -FRX`) when stdout is a terminal.
     static func page(_ text: String) {
         guard standardOutputIsTerminal else {
-            FileHandle.standardOutput.write(Data(text.utf8))
+            StandardOutput.write(text)
             return
         }
         let pager = ProcessInfo.processInfo.environment["PAGER"].flatMap { $0.isEmpty ? nil : $0 } ?? "less -FRX"
@@ -48,7 +85,7 @@ enum Output {
         do {
             try process.run()
         } catch {
-            FileHandle.standardOutput.write(Data(text.utf8))
+            StandardOutput.write(text)
             return
         }
         try? pipe.fileHandleForWriting.write(contentsOf: Data(text.utf8))

@@ -9,9 +9,10 @@ struct PruneCommand: AsyncParsableCommand {
         commandName: "prune",
         abstract: "Remove runs' worktrees, branches, tags and directories, and patina containers and images no live run uses.",
         discussion: """
-            Without filters every finished run is a candidate. A run whose branch holds commits no other \
-            branch has is kept unless --force. Old patina images are removed when no container uses them; \
-            the newest agent and firewall images stay (the next run would build them again).
+            Without filters every finished run of this repository is a candidate. A run whose branch holds \
+            commits no other branch has is kept unless --force (a squash-merged run counts as merged). An \
+            image goes only when a pruned run used it and no other run (of this or another repository) or \
+            container does; the newest image of each kind stays (the next run would build it again).
             """
     )
 
@@ -21,7 +22,7 @@ struct PruneCommand: AsyncParsableCommand {
     @Option(help: "Only runs with this status (succeeded, failed, timed_out, interrupted, error, budget_exceeded). Repeatable.")
     var status: [String] = []
 
-    @Flag(help: "Only runs whose branch is merged into another branch.")
+    @Flag(help: "Only runs whose branch is merged into another branch (squash merges count).")
     var merged = false
 
     @Option(help: "Only runs of this batch.")

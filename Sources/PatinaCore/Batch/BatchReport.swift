@@ -16,7 +16,18 @@ public enum BatchReport {
 
     /// Passed its check; a run without a check counts as passed when it succeeded.
     static func passed(_ r: RunRecord) -> Bool { r.check?.passed ?? (r.status == .succeeded) }
-    static func eligible(_ r: RunRecord) -> Bool { r.status == .succeeded || r.check?.passed == true }
+    /// A run that rewrote the history it started from is never the best one.
+    static func eligible(_ r: RunRecord) -> Bool {
+        (r.status == .succeeded || r.check?.passed == true) && r.history?.rewritten != true
+    }
+
+    /// What a run's branch did to history, one line each (empty when nothing was found).
+    public static func historyNotes(_ r: RunRecord) -> [String] {
+        guard let history = r.history else { return [] }
+        return (history.rewritten ? ["HISTORY REWRITTEN: the run " + history.rewrittenLine] : [])
+            + (history.backdatedLine.map { [$0] } ?? [])
+            + (history.refsLine.map { [$0] } ?? [])
+    }
 
     /// `a` ranks before `b`: a run that did not succeed never beats one that did; then a passed
     /// check, fewer changed lines, lower cost (unknown cost last), and the id so ties are stable.
@@ -137,10 +148,11 @@ public enum BatchReport {
                 out.append("| " + c.joined(separator: " | ") + " |")
             }
             // Why each run ended and what its agent said last, clipped to one escaped line.
-            let notes = group.runs.filter { $0.reason != nil || $0.lastMessage != nil }
+            let notes = group.runs.filter { $0.reason != nil || $0.lastMessage != nil || $0.history != nil }
             if !notes.isEmpty { out.append("") }
             for r in notes {
                 var line = "- run \(Escaping.markdown(short[r.id] ?? r.id))"
+                for note in historyNotes(r) { line += " — **" + Escaping.markdown(Escaping.clip(note, 400)) + "**" }
                 if let reason = r.reason { line += " — reason: " + Escaping.markdown(Escaping.clip(reason, 300)) }
                 if let message = r.lastMessage { line += " — last message: " + Escaping.markdown(Escaping.clip(message, 300)) }
                 out.append(line)
@@ -195,7 +207,8 @@ public enum BatchReport {
     }
 
     static func details(_ r: RunRecord, diff: String?) -> String {
-        var parts = ["<p><b>Task</b></p><pre>\(Escaping.html(r.task, keepLines: true))</pre>"]
+        var parts = historyNotes(r).map { "<p class=\"history\"><b>\(Escaping.html($0))</b></p>" }
+        parts.append("<p><b>Task</b></p><pre>\(Escaping.html(r.task, keepLines: true))</pre>")
         if let reason = r.reason { parts.append("<p><b>Reason:</b> \(Escaping.html(reason))</p>") }
         if let c = r.check {
             let how = (c.passed ? "passed" : "failed") + (c.exitCode.map { " (exit \($0))" } ?? "") + (c.timedOut ? ", timed out" : "")
@@ -300,6 +313,8 @@ public enum BatchReport {
             zip(row, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }
                 .joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
         }
-        return (lines + ["", totals(batch).map { Escaping.visible($0) }.joined(separator: " · ")]).joined(separator: "\n") + "\n"
+        let notes = batch.runs.flatMap { r in historyNotes(r).map { "! run \(Escaping.visible(short[r.id] ?? r.id)): \(Escaping.visible($0))" } }
+        return (lines + (notes.isEmpty ? [] : [""] + notes) + ["", totals(batch).map { Escaping.visible($0) }.joined(separator: " · ")])
+            .joined(separator: "\n") + "\n"
     }
 }

@@ -238,6 +238,11 @@ public struct RunRecord: Codable, Sendable {
     public var sensitiveChanges: [String]?
     /// The patina process that ran it, to tell a run in flight from one whose patina died.
     public var pid: Int32?
+    /// Whether the branch's head does not descend from the base commit (the agent rewrote,
+    /// rebased or reset history that existed before it); `history` says what was found,
+    /// and names commits dated before the run started. Absent in older records.
+    public var historyRewritten: Bool?
+    public var history: HistoryCheck?
     /// The Claude Code in the image: its version, where it came from (`--agent-binary`,
     /// `agent_binary`, `installed`, `npm`) and the executable copied in.
     public var claudeVersion: String?
@@ -287,6 +292,8 @@ public struct RunRecord: Codable, Sendable {
         case batch, attempt, name, check, requeues, options, discarded, pid
         case resumedFrom = "resumed_from"
         case sensitiveChanges = "sensitive_changes"
+        case historyRewritten = "history_rewritten"
+        case history
         case lastMessage = "last_message"
         case apiErrorStatus = "api_error_status"
         case claudeVersion = "claude_version"

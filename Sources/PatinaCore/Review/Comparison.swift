@@ -13,9 +13,11 @@ public struct Comparison: Sendable {
         public var costUSD: Double?
         public var durationS: Double?
         public var model: String?
+        public var historyRewritten: Bool
 
         enum CodingKeys: String, CodingKey {
             case id, status, check, files, additions, deletions, turns, model
+            case historyRewritten = "history_rewritten"
             case costUSD = "cost_usd"
             case durationS = "duration_s"
         }
@@ -42,12 +44,14 @@ public struct Comparison: Sendable {
     public let short: [String: String]
     /// True when the runs do not all use the same model: the table gets a MODEL column.
     public var modelsDiffer: Bool { Set(rows.map { $0.model ?? "default" }).count > 1 }
+    /// "run ID: what its branch did to history", one per finding.
+    public var notes: [String]
 
     public init(_ records: [RunRecord]) {
         rows = records.map { r in
             Row(id: r.id, status: r.status.rawValue, check: BatchReport.checkText(r), files: r.filesChanged.count,
                 additions: r.additions, deletions: r.deletions, turns: r.numTurns, costUSD: r.costUSD,
-                durationS: r.durationS, model: r.model)
+                durationS: r.durationS, model: r.model, historyRewritten: r.history?.rewritten == true)
         }
         var byPath: [String: [String]] = [:]
         for r in records {
@@ -55,6 +59,7 @@ public struct Comparison: Sendable {
         }
         touches = byPath.keys.sorted().map { Touch(path: $0, runs: byPath[$0]!) }
         short = RunID.abbreviations(records.map(\.id))
+        notes = records.flatMap { r in BatchReport.historyNotes(r).map { "run \(r.id): \($0)" } }
     }
 
     public func label(_ id: String) -> String { short[id] ?? id }
@@ -88,6 +93,7 @@ public struct Comparison: Sendable {
             <table><thead><tr>\(head)</tr></thead><tbody>
             \(body)
             </tbody></table>
+            \(notes.map { "<p class=\"history\"><b>\(h($0))</b></p>" }.joined(separator: "\n"))
             <h2>Files touched</h2>
             <p>Highlighted: changed by more than one run.</p>
             <table><thead><tr><th>file</th>\(runHeads)</tr></thead><tbody>

@@ -8,6 +8,15 @@ extension Review {
         public var base: ObjectID
         public var head: ObjectID
         public var marked: [SensitivePaths.Match]
+        /// How the branch moved after the run ended, when it did.
+        public var moved: String?
+        /// The history check of exactly base..head, when it found something.
+        public var history: HistoryCheck?
+
+        /// " (its branch moved after the run ended, …)" for a refusal, when it did.
+        public var movedClause: String {
+            moved == nil ? "" : " (its branch moved after the run ended; what is checked and shown is the branch as it is now)"
+        }
     }
 
     /// Checks that the run can be taken (settled, not discarded, collected, changed
@@ -16,16 +25,24 @@ extension Review {
         let record = try resolve(query)
         try requireSettled(record, to: verb)
         if record.discarded != nil { throw ReviewError("run \(record.id) was discarded; its branch is gone") }
-        guard let head = record.headCommit.flatMap(ObjectID.init(hex:)), let base = ObjectID(hex: record.baseCommit) else {
+        guard record.headCommit.flatMap(ObjectID.init(hex:)) != nil, let base = ObjectID(hex: record.baseCommit) else {
             throw ReviewError("run \(record.id) has no collected branch (the agent never started): nothing to \(verb)")
         }
-        // Merge what the branch holds now (a resumed run may have moved it on).
-        let tip = (try? repository.branchTip(record.branch)) ?? nil
-        let current = tip.flatMap { (try? repository.isAncestor(head, of: $0)) == true ? $0 : nil } ?? head
-        if current == base { throw ReviewError("run \(record.id) changed nothing: nothing to \(verb)") }
-        let paths = (try? repository.diffStat(from: base, to: current).flatMap { [$0.path] + ($0.oldPath.map { [$0] } ?? []) })
-            ?? record.filesChanged.map(\.path)
-        return Take(record: record, base: base, head: current, marked: paths.compactMap(SensitivePaths.match))
+        // Take what the branch holds now (a shell or a resume may have moved it on), which
+        // is also what `diff` and `show` show: paths and history checked on exactly that.
+        let now = try current(record)
+        if now.head == base { throw ReviewError("run \(record.id) changed nothing: nothing to \(verb)") }
+        let paths = (try? repository.diffStat(from: base, to: now.head).flatMap { [$0.path] + ($0.oldPath.map { [$0] } ?? []) })
+            ?? now.record.filesChanged.map(\.path)
+        return Take(record: now.record, base: base, head: now.head, marked: paths.compactMap(SensitivePaths.match),
+                    moved: now.moved, history: now.record.history)
+    }
+
+    /// Refuses (one line, nothing changed) a run whose branch rewrote the history it started
+    /// from, unless `yes`.
+    public func requireIntactHistory(_ take: Take, verb: String, yes: Bool) throws {
+        guard !yes, let history = take.history, history.rewritten else { return }
+        throw ReviewError("run \(take.record.id) \(history.rewrittenLine)\(take.movedClause); review it with `patina diff \(take.record.id)` and \(verb) with --yes only if you mean to take those commits")
     }
 
     /// The message of a squash commit: the task, then what the session did.

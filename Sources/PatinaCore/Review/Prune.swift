@@ -53,7 +53,8 @@ extension Review {
                 plan.kept.append((record.id, "its branch is continued by run \(sharing[0].id)"))
                 continue
             }
-            if !filter.force && holdsUnreachableWork(record) {
+            // A squash-merged run's commits are nowhere else, but its changes are: merged.
+            if !filter.force && holdsUnreachableWork(record) && branchState(record) != .merged {
                 plan.kept.append((record.id, "unmerged: \(record.branch) holds commits no other branch has (merge it, or prune with --force)"))
                 continue
             }
@@ -98,9 +99,10 @@ extension Review {
         return parts
     }
 
-    /// This repository's patina containers whose run is not in flight, and patina's
-    /// images that no container uses and that a newer image of the same kind replaced
-    /// (the newest of each kind stays: the next run would only build it again).
+    /// This repository's patina containers whose run is not in flight, and the images only
+    /// the runs being pruned used: none that a run kept here or a run of another repository
+    /// (under the same patina home) used, none a container uses, and never the newest of
+    /// each kind (the next run would only build it again). Pruning no run removes no image.
     func leftoverDocker(engine: DockerEngine, pruning: Set<String>, all: [RunRecord]) async -> ([String], [String]) {
         let live = Set(all.filter(Self.inFlight).map(\.id))
         var containers: [String] = []
@@ -113,6 +115,10 @@ extension Review {
         }
         let used = Set(((try? await engine.check(["ps", "--all", "--format", "{{.Image}}"]))?.standardOutput ?? "")
             .split(separator: "\n").map(String.init))
+        var candidates = Set(all.filter { pruning.contains($0.id) }.compactMap(\.image))
+        candidates.subtract(all.filter { !pruning.contains($0.id) }.compactMap(\.image))
+        candidates.subtract(imagesOfOtherRepositories())
+        guard !candidates.isEmpty else { return (containers, []) }
         let images = (try? await engine.check(["images", "--filter", "label=patina.image",
                                                "--format", "{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}"]))?.standardOutput ?? ""
         var byKind: [String: [(ref: String, created: String)]] = [:]
@@ -125,8 +131,24 @@ extension Review {
         var stale: [String] = []
         for (_, list) in byKind {
             let sorted = list.sorted { $0.created > $1.created }
-            stale += sorted.dropFirst().map(\.ref).filter { !used.contains($0) }
+            stale += sorted.dropFirst().map(\.ref).filter { !used.contains($0) && candidates.contains($0) }
         }
         return (containers, stale.sorted())
+    }
+
+    /// The images the runs of every other repository in patina's home were made with.
+    func imagesOfOtherRepositories() -> Set<String> {
+        let repositories = store.root.deletingLastPathComponent()
+        var images = Set<String>()
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: repositories.path)) ?? [] where name != store.repositoryKey {
+            let runs = repositories.appendingPathComponent(name).appendingPathComponent("runs")
+            for id in (try? FileManager.default.contentsOfDirectory(atPath: runs.path)) ?? [] {
+                guard let data = FileManager.default.contents(atPath: runs.appendingPathComponent(id).appendingPathComponent("run.json").path),
+                      let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+                      let image = object["image"] as? String else { continue }
+                images.insert(image)
+            }
+        }
+        return images
     }
 }

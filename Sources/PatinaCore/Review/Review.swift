@@ -69,7 +69,10 @@ public struct Review: Sendable {
         // A later run may have continued the branch: judge the branch as it is now.
         let commit = tip == head || ((try? repository.isAncestor(head, of: tip)) ?? false) ? tip : head
         let others = (try? repository.branchesContaining(commit, excluding: [record.branch])) ?? []
-        return others.contains { !$0.hasPrefix("patina/") } ? .merged : .unmerged
+        if others.contains(where: { !$0.hasPrefix("patina/") }) { return .merged }
+        // Squash-merged (or cherry-picked): a branch of the user's already holds the changes.
+        let holding = (try? repository.branchesHoldingChanges(of: commit) { $0 == record.branch || $0.hasPrefix("patina/") }) ?? []
+        return holding.isEmpty ? .unmerged : .merged
     }
 
     /// True when the branch holds commits that no other branch (patina's own

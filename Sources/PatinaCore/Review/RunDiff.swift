@@ -18,14 +18,23 @@ public struct RunDiff: Sendable {
     public var base: ObjectID
     public var head: ObjectID
     public var files: [File]
+    /// How the branch moved after the run ended, when it did (the diff is of the branch now).
+    public var moved: String?
+    /// The history check of base..head, when it found something.
+    public var history: HistoryCheck?
 
     public var marked: [File] { files.filter { $0.sensitive != nil } }
 
     /// `paths`: only files at or under these paths (as `git diff -- PATHS`).
-    public init(repository: Repository, record: RunRecord, paths: [String] = []) throws {
-        guard let head = record.headCommit.flatMap(ObjectID.init(hex:)), let base = ObjectID(hex: record.baseCommit) else {
-            throw ReviewError("run \(record.id) has no collected branch (the agent never started): there is nothing to show")
-        }
+    /// The run's branch as it is now (what `merge` takes), from its base.
+    public init(review: Review, record: RunRecord, paths: [String] = []) throws {
+        let now = try review.current(record)
+        try self.init(repository: review.repository, base: now.base, head: now.head, paths: paths)
+        moved = now.moved
+        history = now.record.history
+    }
+
+    public init(repository: Repository, base: ObjectID, head: ObjectID, paths: [String] = []) throws {
         self.base = base
         self.head = head
         let stats = Dictionary(try repository.diffStat(from: base, to: head).map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })

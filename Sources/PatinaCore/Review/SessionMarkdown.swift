@@ -371,6 +371,9 @@ public enum SessionMarkdown {
             if record.leftoversCommitted {
                 out += ["", "patina committed changes the agent had left uncommitted."]
             }
+            for note in BatchReport.historyNotes(record) {
+                out += ["", "**" + text(note, 600) + "**"]
+            }
             out.append("")
             if record.filesChanged.isEmpty {
                 out.append("No files changed.")

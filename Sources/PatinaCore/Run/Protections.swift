@@ -248,7 +248,7 @@ final class Protections: @unchecked Sendable {
             throw SandboxFailure("the firewall could not be applied: "
                 + (applyOutput.split(separator: "\n").last.map(String.init) ?? "exit \(status)"))
         }
-        progress.step("firewall applied: \(firewall.allEntries.count) allow-list entries, default deny (IPv4 + IPv6)")
+        progress.step("firewall applied: \(counted(firewall.allEntries.count, "allow-list entry", "allow-list entries")), default deny (IPv4 + IPv6)")
     }
 
     /// The holder's report folder (mounted in the holder only) with its request FIFO.

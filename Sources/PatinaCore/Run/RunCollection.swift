@@ -143,6 +143,9 @@ struct RunCollection: Sendable {
             }
             record.commits = try history.commits(from: base, to: head).count
             record.sensitiveChanges = RunDiff.markedPaths(record).map(\.path)
+            // A head that does not descend from the base, or commits dated before the run.
+            record.checkHistory(in: history, base: base, head: head,
+                                refsOutsideBranch: SandboxRefs.outside(branch: branch, privateGitDirectory: layout.privateGit))
         } catch {
             problems.append("could not compute the diffstat: \(error)")
         }

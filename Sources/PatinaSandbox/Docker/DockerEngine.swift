@@ -24,11 +24,21 @@ public struct ImageBuildFailure: Error, CustomStringConvertible, Sendable {
     public let exitCode: Int32
     public let output: String
 
-    /// The last lines worth reading, joined into one.
+    /// The lines worth reading, joined into one: the failing step (the legacy builder's
+    /// last "Step N/M"), its own last lines of output and the error, never the engine's
+    /// deprecation banner.
     public var tail: String {
+        let banner = ["DEPRECATED: The legacy builder", "Install the buildx component", "https://docs.docker.com/go/buildx",
+                      "BuildKit is currently disabled", "Sending build context"]
         let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty && !$0.hasPrefix("---> ") && !$0.hasPrefix("Removing intermediate container") }
-        return lines.suffix(4).joined(separator: " | ")
+            .filter { line in
+                !line.isEmpty && !line.hasPrefix("---> ") && !line.hasPrefix("Removing intermediate container")
+                    && !banner.contains { line.hasPrefix($0) }
+            }
+        guard let step = lines.lastIndex(where: { $0.hasPrefix("Step ") && $0.contains(" : ") }) else {
+            return lines.suffix(4).joined(separator: " | ")
+        }
+        return ([lines[step]] + lines[(step + 1)...].suffix(4)).joined(separator: " | ")
     }
 
     public init(tag: String, exitCode: Int32, output: String) {
@@ -113,7 +123,8 @@ public struct DockerEngine: Sendable {
         context: URL, dockerfile: URL, tag: String, labels: [String: String],
         target: String?, buildArguments: [(String, String)], passedBuildArguments: [String]
     ) -> [String] {
-        var args = ["build", "--tag", tag, "--file", dockerfile.path]
+        // --rm --force-rm: a failing step leaves no stopped intermediate container behind.
+        var args = ["build", "--rm", "--force-rm", "--tag", tag, "--file", dockerfile.path]
         for key in labels.keys.sorted() { args += ["--label", "\(key)=\(labels[key]!)"] }
         if let target { args += ["--target", target] }
         for (name, value) in buildArguments { args += ["--build-arg", "\(name)=\(value)"] }

@@ -95,16 +95,16 @@ public struct FirewallReport: Codable, Sendable, Equatable {
 
     /// A few lines for `patina show`.
     public var summary: String {
-        let counted = { (rules: [String]) in rules.filter { $0.hasPrefix("-A ") }.count }
+        let appended = { (rules: [String]) in rules.filter { $0.hasPrefix("-A ") }.count }
         var lines: [String] = []
-        var head = "firewall: \(entries.count) allow-list entries, \(counted(rulesV4)) IPv4 + \(counted(rulesV6)) IPv6 rules, \(ipsets.count) ipsets"
+        var head = "firewall: \(counted(entries.count, "allow-list entry", "allow-list entries")), \(appended(rulesV4)) IPv4 + \(appended(rulesV6)) IPv6 rules, \(counted(ipsets.count, "ipset"))"
         if let applyMilliseconds { head += ", applied in \(applyMilliseconds) ms" }
         lines.append(head)
         let passedCount = checks.filter { $0.status == .pass }.count
         let skipped = checks.filter { $0.status == .skip }.count
         var test = "self-test: " + (passed ? "passed" : "FAILED")
         test += " \(passedCount)/\(checks.count - skipped) checks"
-        if skipped > 0 { test += " (\(skipped) entries not probed)" }
+        if skipped > 0 { test += " (\(counted(skipped, "entry", "entries")) not probed)" }
         if let selfTestMilliseconds { test += " in \(selfTestMilliseconds) ms" }
         lines.append(test)
         for failure in failures { lines.append("  \(failure)") }
