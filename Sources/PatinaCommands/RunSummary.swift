@@ -5,7 +5,7 @@ import PatinaCore
 enum RunSummary {
     static func text(_ r: RunRecord) -> String {
         var lines: [String] = []
-        lines.append("\(r.status.rawValue.uppercased())  \(r.id)")
+        lines.append("\(r.status.headline)  \(r.id)")
         if let reason = r.reason { lines.append("  reason:    \(reason)") }
         lines.append("  task:      \(r.task)")
         if let head = r.headCommit {
@@ -31,6 +31,7 @@ enum RunSummary {
         if let agent = r.agentReported, agent.costUSD != nil || agent.numTurns != nil {
             lines.append("  agent said: \(agent.numTurns.map { "\($0) turns" } ?? "turns —"), \(cost(agent.costUSD)) (its own count, not used)")
         }
+        lines += checkLines(r)
         if !r.firewall { lines.append("  firewall:  OFF (--no-firewall)") }
         lines += sandboxLines(r)
         if !r.seccompRelaxed.isEmpty { lines.append("  seccomp:   relaxed for \(r.seccompRelaxed.joined(separator: ", "))") }
@@ -44,6 +45,20 @@ enum RunSummary {
         }
         lines.append("  logs:      \(r.runDir)")
         return lines.joined(separator: "\n")
+    }
+
+    /// The check: command, exit, duration, and the last lines of its output when it failed.
+    static func checkLines(_ r: RunRecord) -> [String] {
+        guard let check = r.check else { return [] }
+        var lines = ["  check:     \(check.summary)"]
+        if !check.passed {
+            let tail = check.outputTail.split(separator: "\n", omittingEmptySubsequences: false).suffix(12)
+            if !tail.isEmpty && !(tail.count == 1 && tail[tail.startIndex].isEmpty) {
+                lines.append("  check output (last lines; all of it in \(r.runDir)/check.log):")
+                lines += tail.map { "    | \($0)" }
+            }
+        }
+        return lines
     }
 
     /// What the sandbox was made of: devcontainer, toolchains, presets, caches, Claude Code, CA, proxy, DNS.
@@ -74,7 +89,7 @@ enum RunSummary {
     static func row(_ r: RunRecord, branch: Review.BranchState) -> String {
         let files = "\(r.filesChanged.count) files +\(r.additions) -\(r.deletions)"
         return [
-            r.status.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0),
+            r.status.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0),
             r.id.padding(toLength: 48, withPad: " ", startingAt: 0),
             (r.durationS.map { DurationParser.format($0) } ?? "—").padding(toLength: 8, withPad: " ", startingAt: 0),
             cost(r.costUSD).padding(toLength: 9, withPad: " ", startingAt: 0),

@@ -591,7 +591,7 @@ private func markers(in results: [String]) -> [String: String] {
 /// The host's hooks, config and refs, byte for byte, leaving out the session tags
 /// patina itself adds for a run.
 private func hostGitMetadata(_ repo: TemporaryRepository) throws -> [String: Data] {
-    try repo.gitMetadataSnapshot().filter { !$0.key.hasPrefix("refs/tags/session-") }
+    try repo.gitMetadataSnapshot().filter { !$0.key.hasPrefix("refs/session-") && !$0.key.hasPrefix("refs/tags/session-") }
 }
 
 /// Neither marker exists: no planted command ran on the host.

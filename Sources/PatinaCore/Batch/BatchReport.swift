@@ -99,7 +99,8 @@ public enum BatchReport {
         }
         return [
             "runs: \(batch.runs.count)",
-            "succeeded: \(batch.runs.filter { $0.status == .succeeded }.count)",
+            "succeeded: \(batch.runs.filter { $0.status == .succeeded }.count)"
+                + { n in n > 0 ? " (check failed: \(n))" : "" }(batch.runs.filter { $0.status == .checkFailed }.count),
             "check pass rate: " + (rates.isEmpty ? "—" : rates.joined(separator: ", ")),
             "total spend: " + (batch.costUSD.map { cost($0) } ?? "unknown (a run's model had no price)")
                 + (batch.maxTotalCostUSD.map { " of a " + cost($0) + " budget" } ?? ""),

@@ -3,9 +3,11 @@ import PatinaModelProxy
 import PatinaSandbox
 
 /// How a run ended.
-public enum RunStatus: String, Codable, Sendable {
+public enum RunStatus: String, Codable, Sendable, CaseIterable {
     case running
     case succeeded
+    /// The agent succeeded but the run's check (`--check`) did not pass on the collected head.
+    case checkFailed = "check_failed"
     case failed
     case timedOut = "timed_out"
     /// Stopped by the user (Ctrl-C, SIGTERM) or by a batch being stopped; collected.
@@ -16,6 +18,14 @@ public enum RunStatus: String, Codable, Sendable {
 
     /// The run ended and will not change any more.
     public var isFinal: Bool { self != .running }
+
+    /// The status as a headline: `CHECK FAILED`, `TIMED OUT`.
+    public var headline: String { rawValue.replacingOccurrences(of: "_", with: " ").uppercased() }
+
+    /// Every status, for help texts and errors: `running, succeeded, check_failed, …`.
+    public static func list(including running: Bool = true) -> String {
+        allCases.filter { running || $0 != .running }.map(\.rawValue).joined(separator: ", ")
+    }
 }
 
 /// The result of the run's check (`--check CMD`): the command run in a fresh
@@ -29,6 +39,21 @@ public struct CheckResult: Codable, Sendable, Equatable {
     public var timedOut: Bool = false
     /// Why the check could not run at all (no branch, the sandbox failed), if so.
     public var error: String?
+
+    /// One line: what ran, how it ended, how long it took.
+    public var summary: String {
+        var text = "`\(command.split(separator: "\n").first.map(String.init) ?? "")` "
+        if passed {
+            text += "passed"
+        } else if let exitCode {
+            text += "FAILED (exit \(exitCode)" + (timedOut ? ", timed out" : "") + ")"
+        } else {
+            text += "FAILED"
+        }
+        text += " in \(DurationParser.format(durationS))"
+        if let error { text += ": \(error)" }
+        return text
+    }
 
     public init(command: String, exitCode: Int?, passed: Bool, durationS: Double, outputTail: String, timedOut: Bool = false, error: String? = nil) {
         self.command = command

@@ -48,7 +48,10 @@ public enum AgentSandbox {
         spec.capAdd = plan.capAdd
         spec.securityOptions = ["no-new-privileges", "seccomp=\(layout.seccompProfile.path)"]
         spec.readOnlyRoot = true
-        spec.tmpfs = ["/tmp:rw,nosuid,nodev,size=\(plan.limits.tmp)"]
+        // `exec` spelled out: Docker's --tmpfs is noexec unless told, and toolchains run what
+        // they build there (go test's binaries, a venv's pip, pytest's tmp_path scripts). The
+        // agent can write executables in its worktree anyway; nosuid and nodev stay.
+        spec.tmpfs = ["/tmp:rw,exec,nosuid,nodev,size=\(plan.limits.tmp)"]
         spec.mounts = [
             Mount(source: (worktree ?? plan.worktree).path, target: RunLayout.workspace, readOnly: false),
             Mount(source: layout.gitFile.path, target: RunLayout.workspace + "/.git", readOnly: true),
