@@ -95,6 +95,33 @@ public enum AgentSandbox {
         return spec
     }
 
+    /// Where a Python toolchain's virtualenv lives: in the container's home, so the agent's
+    /// stays for the run and the check gets a fresh one.
+    public static let virtualenv = RunLayout.containerHome + "/.venv"
+
+    /// `command` in the toolchains' environment, as a dev container has it. For Python (when
+    /// the image has python3 and no virtualenv of its own): an activated virtualenv
+    /// (`VIRTUAL_ENV`, `PATH`) made at start if missing — without pip of its own but seeing the
+    /// system's, through `pip`/`pip3` wrappers — so `pip install -e .`, `python3 -m pip` and
+    /// `pytest` work where Debian's interpreter refuses (PEP 668); pip and uv install into it.
+    public static func toolchainEnvironment(_ command: [String], plan: RunPlan) -> [String] {
+        guard plan.sandbox.toolchains.contains(where: { $0.name == "python" }), !command.isEmpty else { return command }
+        return ["/bin/sh", "-c", pythonEnvironmentScript, "patina-python-env"] + command
+    }
+
+    static let pythonEnvironmentScript = """
+        if [ -z "${VIRTUAL_ENV:-}" ] && command -v python3 >/dev/null 2>&1; then
+          venv=\(virtualenv)
+          if [ ! -x "$venv/bin/python" ] && python3 -m venv --without-pip --system-site-packages "$venv" >/dev/null 2>&1; then
+            for name in pip pip3; do
+              printf '#!/bin/sh\nexec "%s/bin/python" -m pip "$@"\n' "$venv" > "$venv/bin/$name" && chmod 0755 "$venv/bin/$name"
+            done
+          fi
+          if [ -x "$venv/bin/python" ]; then export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"; fi
+        fi
+        exec "$@"
+        """
+
     public static func devcontainerJSON(_ spec: ContainerSpec, plan: RunPlan) throws -> String {
         func json(_ value: Any) -> String {
             let data = try! JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])

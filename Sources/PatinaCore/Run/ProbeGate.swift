@@ -63,7 +63,8 @@ extension Protections {
         spec.environment["PATINA_DENIED_SYSCALLS"] = deniedSyscallNumbers
         // The system's bash, not the first one the image's PATH finds (it may name the
         // worktree); in POSIX mode it reads no BASH_ENV (the probe leaves that mode at once).
-        spec.command = ["/bin/bash", "--posix", RunLayout.containerProbe, "--handshake", ProbeHandshake.containerPath, "--"] + spec.command
+        spec.command = ["/bin/bash", "--posix", RunLayout.containerProbe, "--handshake", ProbeHandshake.containerPath, "--"]
+            + AgentSandbox.toolchainEnvironment(spec.command, plan: plan)
         return handshake
     }
 
