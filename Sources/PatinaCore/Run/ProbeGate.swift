@@ -123,6 +123,10 @@ extension Protections {
             throw SandboxFailure("the \(handshake.role) container stopped waiting for its go-ahead")
         }
         let lines = output.split(separator: "\n")
+        for line in lines where line.hasPrefix("SKIP resolve ") {
+            let name = line.split(separator: " ").dropFirst(2).first.map(String.init) ?? ""
+            progress.note("\(name) does not resolve: a preset patina added for the toolchains names it; the run goes on without it (--no-auto-presets leaves such presets out)")
+        }
         let passed = lines.filter { $0.hasPrefix("PASS") }.count
         progress.step("probes passed in the \(handshake.role) container (\(passed) checks: seccomp, no-new-privs, no capabilities"
             + (handshake.selfTest ? ", firewall self-test)" : ")"))

@@ -31,6 +31,7 @@ extension RunLifecycle {
                 at: layout.checkGit, host: plan.repository, branch: plan.branch, base: head,
                 hostObjectsPathInContainer: RunLayout.containerHostObjects)
             writeHostTags(into: layout.checkGit)
+            // The check's own gitfile, in its workspace (git refuses one owned by another user).
             try Data("gitdir: \(RunLayout.containerGit)\n".utf8).write(to: layout.checkWorkspace.appendingPathComponent(".git"))
             try snapshotHostObjects(into: layout.checkObjects)
             if getuid() == 0 {
@@ -47,7 +48,6 @@ extension RunLifecycle {
         spec.labels["patina.role"] = "check"
         spec.mounts = [
             Mount(source: layout.checkWorkspace.path, target: RunLayout.workspace, readOnly: false),
-            Mount(source: layout.gitFile.path, target: RunLayout.workspace + "/.git", readOnly: true),
             Mount(source: layout.checkGit.path, target: RunLayout.containerGit, readOnly: false),
             Mount(source: layout.checkObjects.path, target: RunLayout.containerHostObjects, readOnly: true),
             Mount(source: layout.checkHome.path, target: RunLayout.containerHome, readOnly: false),
