@@ -56,7 +56,7 @@ struct CompareCommand: AsyncParsableCommand {
             try Output.json(Body(runs: comparison.rows, files: comparison.touches))
             return
         }
-        let widths = [34, 11, 7, 6, 7, 7, 6, 9, 9]
+        let widths = [34, 16, 7, 6, 7, 7, 6, 9, 9]
         say(zip(Comparison.columns, widths).map { Output.column($0.uppercased(), $1) }.joined())
         for row in comparison.rows {
             say(zip(comparison.cells(row), widths).map { Output.column($0, $1) }.joined())
