@@ -72,6 +72,9 @@ enum RunSummary {
             lines.append("  toolchain: " + toolchains.map { $0.name + ($0.provides.map { " \($0)" } ?? "") }.joined(separator: ", "))
         }
         if let presets = r.autoPresets { lines.append("  presets:   \(presets.joined(separator: ", ")) (for the toolchains)") }
+        if let unresolved = r.unresolvedPresetNames {
+            lines.append("  note:      \(unresolved.joined(separator: ", ")) did not resolve: left out of the allow-list, the run went on")
+        }
         if let caches = r.caches, !caches.isEmpty { lines.append("  caches:    \(caches.joined(separator: ", "))") }
         if let source = r.claudeSource {
             let version = r.claudeVersion ?? "version unknown"

@@ -155,6 +155,8 @@ struct ProjectsEndToEndTests {
         #expect(good.status == "succeeded", "\(good.output.stderr.suffix(3000))")
         #expect(good.output.stderr.contains("proxy.golang.org does not resolve"), "\(good.output.stderr.suffix(3000))")
         #expect(good.record["auto_presets"] as? [String] == ["golang"])
+        #expect(Set(good.record["unresolved_preset_names"] as? [String] ?? []) == ["proxy.golang.org", "sum.golang.org"], "\(good.record)")
+        #expect(try patina.run(["show", good.id]).stdout.contains("did not resolve: left out of the allow-list, the run went on"))
         let agentSaw = model.toolResults().joined(separator: "\n")
         #expect(Self.value("DESCRIBE", in: agentSaw) == described, "\(agentSaw)")
         #expect(Self.value("TMP", in: agentSaw) == "tmp-exec-ok", "\(agentSaw)")

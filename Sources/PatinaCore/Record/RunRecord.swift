@@ -263,6 +263,8 @@ public struct RunRecord: Codable, Sendable {
     public var toolchains: [Toolchain]?
     /// Registry presets added to the allow-list for those toolchains.
     public var autoPresets: [String]?
+    /// Names those presets brought in that did not resolve in the sandbox: left out, the run went on.
+    public var unresolvedPresetNames: [String]?
     /// Warm caches mounted into the run.
     public var caches: [String]?
     /// CA bundles of this machine the image trusts, and proxies passed in (host:port).
@@ -306,6 +308,7 @@ public struct RunRecord: Codable, Sendable {
         case devcontainerNotActedOn = "devcontainer_not_acted_on"
         case toolchains, caches, proxies, lifecycle
         case autoPresets = "auto_presets"
+        case unresolvedPresetNames = "unresolved_preset_names"
         case hostCA = "host_ca"
         case dnsPinned = "dns_pinned"
         case requests, unpriced

@@ -61,6 +61,8 @@ extension RunLifecycle {
         }
         collection.releaseWorktreeView()
         collection.copyTranscript(into: &record)
+        let unresolved = Protections.unresolvedOptionalNames((try? String(contentsOf: layout.probeReport, encoding: .utf8)) ?? "")
+        record.unresolvedPresetNames = unresolved.isEmpty ? nil : unresolved
         guard agentStarted else {
             collection.reclaimOwnership()
             // The agent never ran: the branch holds nothing; remove it and its worktree.
