@@ -121,7 +121,7 @@ struct ProjectsEndToEndTests {
             .trimmingCharacters(in: .whitespacesAndNewlines) == "refs/tags/1.5.0")
         // ...while the run's marks still bracket its work by their short names.
         #expect(try repo.git("diff", "--name-only", "session-\(broken.id)-start..session-\(broken.id)-end") == "src/pluggy/_manager.py")
-        print("pluggy: first run (image, check) \(Int(goodSeconds)) s; check \(goodCheck["duration_s"] ?? "?") s, then \(brokenCheck["duration_s"] ?? "?") s")
+        print("pluggy: first run (image, check) \(Int(goodSeconds)) s; check \(goodCheck["duration_s"] ?? "?") s, then \(brokenCheck["duration_s"] ?? "?") s; image \(good.record["image"] ?? "?")")
     }
 
     /// A Go module with only standard-library imports, as Debian ships it (xxhash), whose
@@ -186,6 +186,6 @@ struct ProjectsEndToEndTests {
         // patina detect says the same before any run: what the firewall allows, and the note.
         let detect = try patina.run(["detect"])
         #expect(detect.stdout.contains("firewall: on; the sandbox may reach the run's model proxy and: proxy.golang.org:443/tcp"), "\(detect.stdout.prefix(3000))")
-        print("xxhash: first run (image, check) \(Int(goodSeconds)) s; check \(goodCheck["duration_s"] ?? "?") s, then \(brokenCheck["duration_s"] ?? "?") s")
+        print("xxhash: first run (image, check) \(Int(goodSeconds)) s; check \(goodCheck["duration_s"] ?? "?") s, then \(brokenCheck["duration_s"] ?? "?") s; image \(good.record["image"] ?? "?")")
     }
 }
