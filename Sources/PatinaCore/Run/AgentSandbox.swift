@@ -117,7 +117,11 @@ public enum AgentSandbox {
               printf '#!/bin/sh\nexec "%s/bin/python" -m pip "$@"\n' "$venv" > "$venv/bin/$name" && chmod 0755 "$venv/bin/$name"
             done
           fi
-          if [ -x "$venv/bin/python" ]; then export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"; fi
+          if [ -x "$venv/bin/python" ]; then
+            export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
+            # A login shell (`patina shell`) resets PATH in /etc/profile: put the venv back after it.
+            [ -e "$HOME/.profile" ] || printf '[ -n "${VIRTUAL_ENV:-}" ] && PATH="$VIRTUAL_ENV/bin:$PATH"\n' > "$HOME/.profile" 2>/dev/null
+          fi
         fi
         exec "$@"
         """
