@@ -1,4 +1,5 @@
 import Foundation
+import PatinaCore
 import PatinaSandbox
 import PatinaTestSupport
 import Testing
@@ -187,5 +188,33 @@ struct ProjectsEndToEndTests {
         let detect = try patina.run(["detect"])
         #expect(detect.stdout.contains("firewall: on; the sandbox may reach the run's model proxy and: proxy.golang.org:443/tcp"), "\(detect.stdout.prefix(3000))")
         print("xxhash: first run (image, check) \(Int(goodSeconds)) s; check \(goodCheck["duration_s"] ?? "?") s, then \(brokenCheck["duration_s"] ?? "?") s; image \(good.record["image"] ?? "?")")
+    }
+
+    /// A repository where an earlier patina left its session tags: the next patina command moves
+    /// them out of refs/tags once, so the user's `git describe --tags` names the release again,
+    /// and `git diff session-<id>-start..session-<id>-end` still works.
+    @Test func sessionTagsOfEarlierRunsAreMovedOutOfTheTagsOnce() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# lib\n"])
+        try repo.git("tag", "-a", "v1.0", "-m", "release 1.0")
+        try repo.write("lib.txt", "more\n")
+        try repo.git("add", "-A")
+        try repo.git("commit", "-q", "-m", "after the release")
+        let id = "20261201-000000-earlier-run-abcd"
+        try repo.git("tag", "-a", "session-\(id)-start", "-m", "patina run \(id)", "HEAD~1")
+        try repo.git("tag", "-a", "session-\(id)-end", "-m", "patina run \(id)", "HEAD")
+        try repo.git("tag", "-a", "session-someone-elses-start", "-m", "not patina's", "HEAD~1")
+        #expect(try repo.git("describe", "--tags").hasPrefix("session-"))
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        try FileManager.default.createDirectory(at: store.runDirectory(id), withIntermediateDirectories: true)
+
+        let patina = PatinaRunner(repository: repo)
+        let first = try patina.run(["runs"])
+        #expect(first.stderr.contains("moved 2 session tags of earlier runs"), "\(first.stderr)")
+        #expect(try repo.git("describe", "--tags", "--exclude", "session-someone-*") == "v1.0-1-g" + String(try repo.git("rev-parse", "HEAD").prefix(7)))
+        #expect(try repo.git("tag", "--list").split(separator: "\n") == ["session-someone-elses-start", "v1.0"])
+        #expect(try repo.git("diff", "--name-only", "session-\(id)-start..session-\(id)-end") == "lib.txt")
+        #expect(try repo.git("for-each-ref", "--format=%(refname)", "refs/session-\(id)-end") == "refs/session-\(id)-end")
+        // Once: the next command says nothing.
+        #expect(!(try patina.run(["runs"]).stderr.contains("moved")))
     }
 }
