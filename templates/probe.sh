@@ -101,6 +101,13 @@ if [[ "$relaxed" != *" chmod "* ]]; then
 fi
 if touch /patina-probe 2>/dev/null; then rm -f /patina-probe; fail read-only-root "/ is writable"; else pass read-only-root "/ is read-only"; fi
 if [ -w /workspace ] && [ -w /tmp ] && [ -w "$HOME" ]; then pass writable "/workspace, /tmp, \$HOME"; else fail writable "/workspace, /tmp or \$HOME is not writable"; fi
+# /tmp runs what is written there (toolchains build and run there); nosuid and nodev stay.
+tmp_options=$(awk '$2 == "/tmp" { print $4 }' /proc/mounts)
+case ",$tmp_options," in
+  *,noexec,*) fail tmp-exec "/tmp is noexec ($tmp_options)" ;;
+  *,nosuid,*nodev,*|*,nodev,*nosuid,*) pass tmp-exec "/tmp: exec, nosuid, nodev" ;;
+  *) fail tmp-exec "/tmp lacks nosuid or nodev ($tmp_options)" ;;
+esac
 [ -S /var/run/docker.sock ] || [ -S /run/docker.sock ] && fail docker-socket "docker socket is mounted" || pass docker-socket "absent"
 if [ -e /patina/host-objects ] && touch /patina/host-objects/probe 2>/dev/null; then
   fail host-objects "the host's objects are writable"

@@ -39,7 +39,13 @@ struct DetectCommand: AsyncParsableCommand {
         out += d.lines
         if d.toolchains.isEmpty { out.append("toolchains: none detected (.patina/config.json `toolchains` adds some)") }
         out.append("presets that follow: " + (d.autoPresets.isEmpty ? "none" : d.autoPresets.joined(separator: ", ") + " (--no-auto-presets leaves them out)"))
-        out.append("allow-list: " + (d.allowList.isEmpty ? "none (--no-firewall)" : d.allowList.joined(separator: ", ")))
+        if !d.firewall {
+            out.append("firewall: OFF (--no-firewall): the agent can reach any address this machine can")
+        } else {
+            // The run's own model proxy is added when it listens; everything else is refused.
+            out.append("firewall: on; the sandbox may reach the run's model proxy"
+                + (d.allowList.isEmpty ? " and nothing else" : " and: " + d.allowList.joined(separator: ", ")))
+        }
         out.append("agent image: \(d.agentImage) (not built by detect)")
         out.append("")
         out.append("== Dockerfile")

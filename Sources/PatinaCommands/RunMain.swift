@@ -67,6 +67,11 @@ extension Patina {
     static func recoverAbandonedRuns() async {
         guard let repository = try? Repository.discover(from: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) else { return }
         let store = RunStore(home: RunStore.home(), repositoryCommonDirectory: repository.commonDirectory)
+        let migration = SessionRefMigration.run(repository: repository, store: store)
+        if !migration.moved.isEmpty {
+            Terminal.write("note: moved \(migration.moved.count) session tag\(migration.moved.count == 1 ? "" : "s") of earlier runs from refs/tags/ to refs/ (same names; git describe and git push --tags no longer see them)\n")
+        }
+        for problem in migration.problems { Terminal.write("note: \(Terminal.line(problem))\n") }
         let recovered = await Recovery.collectAbandoned(repository: repository, store: store)
         for line in recovered.notes { Terminal.write("note: \(Terminal.line(line))\n") }
         for result in recovered.runs {

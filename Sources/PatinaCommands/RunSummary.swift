@@ -7,7 +7,7 @@ import PatinaSandbox
 enum RunSummary {
     static func text(_ r: RunRecord) -> String {
         var lines: [String] = []
-        lines.append("\(r.status.rawValue.uppercased())\(r.discarded != nil ? ", DISCARDED" : "")  \(r.id)")
+        lines.append("\(r.status.headline)\(r.discarded != nil ? ", DISCARDED" : "")  \(r.id)")
         if let reason = r.reason { lines.append("  reason:    \(reason)") }
         lines.append("  task:      \(r.task)")
         if let discarded = r.discarded {
@@ -35,6 +35,7 @@ enum RunSummary {
         if let agent = r.agentReported, agent.costUSD != nil || agent.numTurns != nil {
             lines.append("  agent said: \(agent.numTurns.map { "\($0) turns" } ?? "turns —"), \(cost(agent.costUSD)) (its own count, not used)")
         }
+        lines += checkLines(r)
         if !r.firewall { lines.append("  firewall:  OFF (--no-firewall)") }
         lines += sandboxLines(r)
         if !r.seccompRelaxed.isEmpty { lines.append("  seccomp:   relaxed for \(r.seccompRelaxed.joined(separator: ", "))") }
@@ -55,6 +56,20 @@ enum RunSummary {
         return lines.joined(separator: "\n")
     }
 
+    /// The check: command, exit, duration, and the last lines of its output when it failed.
+    static func checkLines(_ r: RunRecord) -> [String] {
+        guard let check = r.check else { return [] }
+        var lines = ["  check:     \(check.summary)"]
+        if !check.passed {
+            let tail = check.outputTail.split(separator: "\n", omittingEmptySubsequences: false).suffix(12)
+            if !tail.isEmpty && !(tail.count == 1 && tail[tail.startIndex].isEmpty) {
+                lines.append("  check output (last lines; all of it in \(r.runDir)/check.log):")
+                lines += tail.map { "    | \($0)" }
+            }
+        }
+        return lines
+    }
+
     /// What the sandbox was made of: devcontainer, toolchains, presets, caches, Claude Code, CA, proxy, DNS.
     static func sandboxLines(_ r: RunRecord) -> [String] {
         var lines: [String] = []
@@ -66,6 +81,9 @@ enum RunSummary {
             lines.append("  toolchain: " + toolchains.map { $0.name + ($0.provides.map { " \($0)" } ?? "") }.joined(separator: ", "))
         }
         if let presets = r.autoPresets { lines.append("  presets:   \(presets.joined(separator: ", ")) (for the toolchains)") }
+        if let unresolved = r.unresolvedPresetNames {
+            lines.append("  note:      \(unresolved.joined(separator: ", ")) did not resolve: left out of the allow-list, the run went on")
+        }
         if let caches = r.caches, !caches.isEmpty { lines.append("  caches:    \(caches.joined(separator: ", "))") }
         if let source = r.claudeSource {
             let version = r.claudeVersion ?? "version unknown"

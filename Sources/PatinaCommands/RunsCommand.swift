@@ -9,7 +9,7 @@ struct RunsCommand: AsyncParsableCommand {
         abstract: "List this repository's runs, newest first, with whether each branch is merged, unmerged or discarded."
     )
 
-    @Option(help: "Only runs with this status (running, succeeded, failed, timed_out, interrupted, error, budget_exceeded), or `discarded` for the runs `patina discard` removed. Repeatable.")
+    @Option(help: ArgumentHelp("Only runs with this status (\(RunStatus.list())), or `discarded` for the runs `patina discard` removed. Repeatable."))
     var status: [String] = []
 
     @Option(help: "Only runs of this batch (id, unique prefix, or `latest`).")
@@ -26,7 +26,7 @@ struct RunsCommand: AsyncParsableCommand {
 
     func validate() throws {
         for s in status where RunStatus(rawValue: s) == nil && s != "discarded" {
-            throw ValidationError("--status \(s): use one of running, succeeded, failed, timed_out, interrupted, error, budget_exceeded, discarded")
+            throw ValidationError("--status \(s): use one of \(RunStatus.list()), discarded")
         }
         if let limit, limit < 1 { throw ValidationError("--limit \(limit) is out of range: give at least 1") }
         if let since { _ = try Self.cutoff(since, now: Date()) }

@@ -85,6 +85,10 @@ struct BadInputTests {
              expected: "feature ./tools has no install.sh",
              files: [".devcontainer/devcontainer.json": #"{"image": "debian", "features": {"./tools": {}}}"#,
                      ".devcontainer/tools/devcontainer-feature.json": #"{"id": "tools"}"#], status: 2),
+        // A name the user asked for stops the run before anything exists (a name patina's own
+        // toolchain presets bring in is only a note: ProjectsEndToEndTests).
+        Case(name: "allowed name that does not resolve", arguments: ["yolo", "--allow", "nosuch.patina-test.invalid:443", "x"],
+             expected: "nosuch.patina-test.invalid (--allow) does not resolve from this machine", status: 2),
         Case(name: "unknown toolchain", arguments: ["yolo", "x"], expected: "unknown toolchain \"cobol\" in .patina/config.json",
              files: [".patina/config.json": #"{"toolchains": ["python", "cobol"]}"#], status: 2),
         Case(name: "CA file without a certificate", arguments: ["yolo", "x"], expected: "README.md holds no PEM certificate",

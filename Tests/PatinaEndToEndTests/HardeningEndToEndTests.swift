@@ -591,7 +591,7 @@ func markers(in results: [String]) -> [String: String] {
 /// The host's hooks, config and refs, byte for byte, leaving out the session tags
 /// patina itself adds for a run.
 private func hostGitMetadata(_ repo: TemporaryRepository) throws -> [String: Data] {
-    try repo.gitMetadataSnapshot().filter { !$0.key.hasPrefix("refs/tags/session-") }
+    try repo.gitMetadataSnapshot().filter { !$0.key.hasPrefix("refs/session-") && !$0.key.hasPrefix("refs/tags/session-") }
 }
 
 /// Neither marker exists: no planted command ran on the host.
@@ -616,7 +616,7 @@ private func expectCollected(_ run: FinishedRun, repo: TemporaryRepository, sour
 /// The hardening probes ran in a container started like the agent's, and passed.
 private func expectProbesPassed(_ run: FinishedRun, sourceLocation: SourceLocation = #_sourceLocation) {
     let probes = run.file("probes.txt") ?? ""
-    for check in ["seccomp", "no-new-privs", "cap-effective", "cap-bounding", "non-root", "denied-call", "read-only-root", "docker-socket", "host-objects"] {
+    for check in ["seccomp", "no-new-privs", "cap-effective", "cap-bounding", "non-root", "denied-call", "read-only-root", "tmp-exec", "docker-socket", "host-objects"] {
         #expect(probes.contains("PASS \(check) "), "probe \(check) did not pass: \(probes)", sourceLocation: sourceLocation)
     }
     #expect(!probes.contains("FAIL"), "\(probes)", sourceLocation: sourceLocation)

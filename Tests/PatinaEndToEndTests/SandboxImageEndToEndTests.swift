@@ -83,9 +83,13 @@ struct SandboxImageEndToEndTests {
         #expect(detect.stdout.contains("COPY features/1-hello/") && detect.stdout.contains("== .devcontainer/devcontainer.json"))
         #expect(!FileManager.default.fileExists(atPath: repo.home.appendingPathComponent("repos").path))
 
-        let run = try FinishedRun(patina.yolo("use the devcontainer's tools"))
+        // The check runs where the agent started: after the same postCreateCommand, in its own home.
+        let run = try FinishedRun(patina.yolo("use the devcontainer's tools", ["--check", #"cat "$HOME/post-create.txt""#]))
         #expect(run.output.status == 0, "stderr: \(run.output.stderr)")
         #expect(run.status == "succeeded")
+        let check = run.record["check"] as? [String: Any] ?? [:]
+        #expect(check["passed"] as? Bool == true, "\(check)")
+        #expect((check["output_tail"] as? String ?? "").contains("post-create ran as 1000 in /workspace"), "\(check)")
         let results = model.toolResults().joined(separator: "\n")
         // The post-create file was there before the agent's first tool call.
         #expect(results.contains("post-create ran as 1000 in /workspace"), "tool results: \(results)")

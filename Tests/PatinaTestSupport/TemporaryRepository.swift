@@ -48,7 +48,8 @@ public final class TemporaryRepository: @unchecked Sendable {
         while let relative = walker?.nextObject() as? String {
             if relative.hasPrefix("objects") || relative.hasPrefix("logs") || relative.hasPrefix("worktrees")
                 || relative == "index" || relative.hasPrefix("refs/heads/patina")
-                || relative.hasPrefix("refs/tags/session-") || relative == "packed-refs" { continue }
+                || relative.hasPrefix("refs/session-") || relative.hasPrefix("refs/tags/session-")
+                || relative == "packed-refs" { continue }
             var isDirectory: ObjCBool = false
             let url = gitDir.appendingPathComponent(relative)
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }

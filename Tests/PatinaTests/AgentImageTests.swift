@@ -62,6 +62,35 @@ struct AgentImageTests {
         #expect(plan.agentUID != 0)
     }
 
+    @Test func pythonCommandsRunInAnActivatedVirtualenvAndGoGetsACompiler() async throws {
+        try commit(["pyproject.toml": "[project]\nname = \"x\"\n"])
+        let python = try await plan()
+        let wrapped = AgentSandbox.toolchainEnvironment(["pytest", "-q"], plan: python)
+        #expect(Array(wrapped.prefix(2)) == ["/bin/sh", "-c"] && Array(wrapped.suffix(3)) == ["patina-python-env", "pytest", "-q"])
+        #expect(wrapped[2].contains("python3 -m venv --without-pip --system-site-packages \"$venv\""))
+        #expect(wrapped[2].contains("export VIRTUAL_ENV=\"$venv\" PATH=\"$venv/bin:$PATH\""))
+        #expect(wrapped[2].hasSuffix("exec \"$@\""))
+        // The wrapper is real shell: run it here with a python3 that is not there.
+        let ran = try ProcessRunner.run(["/usr/bin/env", "-i", "PATH=/nonexistent", "/bin/sh", "-c", wrapped[2], "x", "/bin/echo", "ran"])
+        #expect(ran.stdout == "ran\n")
+
+        try repo.git("rm", "-q", "pyproject.toml")
+        try commit(["go.mod": "module example.com/x\n\ngo 1.19\n"])
+        let go = try await plan()
+        #expect(AgentSandbox.toolchainEnvironment(["go", "test"], plan: go) == ["go", "test"])
+        #expect(go.sandbox.packages == ["golang-go", "gcc", "libc6-dev"])
+    }
+
+    @Test func aDevcontainerRunSaysUvIsNotInstalledWhenPatinaInstallsNothing() async throws {
+        try commit(["uv.lock": "version = 1\n", "pyproject.toml": "[project]\nname = \"x\"\n",
+                    ".devcontainer/devcontainer.json": #"{"image": "debian:bookworm"}"#])
+        let plan = try await plan()
+        #expect(plan.sandbox.pipPackages.isEmpty)
+        let notes = plan.sandbox.toolchains.flatMap(\.notes)
+        #expect(!notes.contains { $0.contains("the image gets it from the package index") }, "\(notes)")
+        #expect(notes.contains { $0.hasPrefix("uv is not installed: the devcontainer provides python") }, "\(notes)")
+    }
+
     @Test func noAutoPresetsAndNoFirewallAddNone() async throws {
         try commit(["requirements.txt": ""])
         #expect(try await plan { $0.noAutoPresets = true }.sandbox.autoPresets.isEmpty)

@@ -44,6 +44,24 @@ import Testing
         #expect(BatchReport.bestRunIDs(b) == ["r-bbbb"])
     }
 
+    @Test func aFailedCheckIsAFailedRunInTheTotals() throws {
+        let good = Self.run("20261121-040000-fix-aaaa", check: true)
+        let bad = Self.run("20261121-040000-fix-bbbb", status: .checkFailed, check: false)
+        let b = Self.batch([(0, good), (0, bad)])
+        let totals = BatchReport.totals(b)
+        #expect(totals.contains("succeeded: 1 (check failed: 1)"))
+        #expect(totals.contains("check pass rate: default 1/2 (50%)"))
+        #expect(BatchReport.bestRunIDs(b) == [good.id])
+        #expect(b.unfinishedItems(includingFailed: true) == [1])
+        #expect(b.unfinishedItems(includingFailed: false).isEmpty)
+        #expect(RunStatus.checkFailed.headline == "CHECK FAILED")
+        #expect(RunStatus(rawValue: "check_failed") == .checkFailed)
+        #expect(RunStatus.list().contains("check_failed"))
+        let check = try #require(bad.check)
+        #expect(check.summary == "`make test` FAILED (exit 1) in 3.0s")
+        #expect(Comparison([good, bad]).rows.map(\.status) == ["succeeded", "check_failed"])
+    }
+
     @Test func fewerChangedLinesWin() {
         let b = Self.batch([(0, Self.run("r-aaaa", check: true, lines: 9)), (0, Self.run("r-bbbb", check: true, lines: 2))])
         #expect(BatchReport.bestRunIDs(b) == ["r-bbbb"])

@@ -9,7 +9,7 @@ import Testing
         spec.network = "container:patina-x-net"
         spec.securityOptions = ["no-new-privileges", "seccomp=/d/seccomp.json"]
         spec.readOnlyRoot = true
-        spec.tmpfs = ["/tmp:rw,nosuid,nodev,size=1g"]
+        spec.tmpfs = ["/tmp:rw,exec,nosuid,nodev,size=1g"]
         spec.mounts = [Mount(source: "/w", target: "/workspace", readOnly: false), Mount(source: "/o", target: "/patina/host-objects", readOnly: true)]
         spec.passEnvironment = ["ANTHROPIC_API_KEY"]
         spec.environment = ["HOME": "/home/agent"]
@@ -21,7 +21,7 @@ import Testing
             "run", "--name", "patina-x-agent", "--label", "patina=1", "--label", "patina.run=x",
             "--user", "1000:1000", "--network", "container:patina-x-net", "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges", "--security-opt", "seccomp=/d/seccomp.json",
-            "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,size=1g",
+            "--read-only", "--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=1g",
             "--mount", "type=bind,source=/w,target=/workspace",
             "--mount", "type=bind,source=/o,target=/patina/host-objects,readonly",
             "--env", "HOME=/home/agent", "--env", "ANTHROPIC_API_KEY",

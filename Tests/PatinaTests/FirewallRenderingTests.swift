@@ -191,8 +191,11 @@ struct FirewallRenderingTests {
     }
 
     @Test func selfTestProbesWhatWasAllowed() throws {
-        let rendered = try plan(["10.1.2.3:8080/tcp", "10.1.2.4:53000/udp", "10.0.0.0/8:443", "pypi.org:443/tcp",
-                                 "*.example.com", "example.org"]).render(templates: templates)
+        var firewall = try plan(["10.1.2.3:8080/tcp", "10.1.2.4:53000/udp", "10.0.0.0/8:443", "pypi.org:443/tcp",
+                                 "*.example.com", "example.org", "proxy.golang.org:443/tcp"])
+        // A name only patina's toolchain presets brought in: skipped when it does not resolve.
+        firewall.optionalNames = ["proxy.golang.org"]
+        let rendered = try firewall.render(templates: templates)
         let script = try #require(rendered["selftest.sh"])
         for line in ["blocked_tcp '172.17.0.1' 18080 '172.17.0.1:18080' &",
                      "blocked_udp '172.17.0.1' 18081 '172.17.0.1:18081' &",
@@ -202,8 +205,10 @@ struct FirewallRenderingTests {
                      "resolver_nxdomain 'blocked.patina-selftest.invalid' &",
                      "reach_tcp '172.17.0.1' 4321 '172.17.0.1:4321/tcp' &",
                      "reach_tcp '10.1.2.3' 8080 '10.1.2.3:8080/tcp' &",
-                     "resolve 'pypi.org' 443 &",
-                     "resolve 'example.org'  &",
+                     "resolve 'pypi.org' '443' '' &",
+                     "resolve 'example.org' '' '' &",
+                     "resolve 'proxy.golang.org' '443' 'optional' &",
+                     "echo \"SKIP resolve $1 not found",
                      "'reach-tcp pypi.org:443'",
                      "'resolve example.org'",
                      "'SKIP allowed 10.0.0.0/8:443 a block, not one host'",

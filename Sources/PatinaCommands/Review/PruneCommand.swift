@@ -19,7 +19,7 @@ struct PruneCommand: AsyncParsableCommand {
     @Option(name: .customLong("older-than"), help: "Only runs that ended longer ago than this, e.g. 7d, 12h, 30m.")
     var olderThan: String?
 
-    @Option(help: "Only runs with this status (succeeded, failed, timed_out, interrupted, error, budget_exceeded). Repeatable.")
+    @Option(help: ArgumentHelp("Only runs with this status (\(RunStatus.list(including: false))). Repeatable."))
     var status: [String] = []
 
     @Flag(help: "Only runs whose branch is merged into another branch (squash merges count).")
@@ -39,7 +39,7 @@ struct PruneCommand: AsyncParsableCommand {
 
     func validate() throws {
         for s in status where RunStatus(rawValue: s) == nil || s == "running" {
-            throw ValidationError("--status \(s): use one of succeeded, failed, timed_out, interrupted, error, budget_exceeded")
+            throw ValidationError("--status \(s): use one of \(RunStatus.list(including: false))")
         }
         if let olderThan {
             do { _ = try DurationParser.seconds(olderThan) } catch { throw ValidationError("--older-than: \(error)") }

@@ -184,7 +184,7 @@ public struct BatchRecord: Codable, Sendable {
             guard let id = inputs.items[index].runID, let run = byID[id] else { return true }
             switch run.status {
             case .interrupted, .running: return true
-            case .failed, .timedOut, .error, .budgetExceeded: return failed
+            case .failed, .checkFailed, .timedOut, .error, .budgetExceeded: return failed
             case .succeeded: return false
             }
         }

@@ -123,7 +123,8 @@ public enum BatchReport {
         let runs = "runs: \(batch.runs.count)" + (unstarted > 0 ? " (\(unstarted) not started)" : "")
         return [
             runs,
-            "succeeded: \(batch.runs.filter { $0.status == .succeeded }.count)",
+            "succeeded: \(batch.runs.filter { $0.status == .succeeded }.count)"
+                + { n in n > 0 ? " (check failed: \(n))" : "" }(batch.runs.filter { $0.status == .checkFailed }.count),
             "check pass rate: " + (rates.isEmpty ? "—" : rates.joined(separator: ", ")),
             spend,
             "wall time: " + wallTime(batch),

@@ -117,7 +117,8 @@ public final class BatchRunner: @unchecked Sendable {
                 plan = replanned
                 continue
             }
-            if record.status == .succeeded { await gate.restore() }
+            // The model answered to the end: a failed check says nothing about rate limits.
+            if record.status == .succeeded || record.status == .checkFailed { await gate.restore() }
             if !requeues.isEmpty {
                 record.requeues = requeues
                 try? plan.store.save(record)

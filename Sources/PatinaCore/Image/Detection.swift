@@ -14,6 +14,11 @@ public struct Detection: Sendable {
     public var autoPresets: [String]
     /// The whole allow-list the run would get (Claude Code's endpoint first).
     public var allowList: [String]
+    /// Whether the run's firewall is on (it is unless --no-firewall).
+    public var firewall: Bool
+    /// Names the toolchains' presets bring in that do not resolve from this machine: left out
+    /// of a run, which goes on without them.
+    public var unresolvedPresetNames: [String]
     public var caches: [String]
     public var claude: String
     public var claudeVersion: String?
@@ -48,12 +53,14 @@ public struct Detection: Sendable {
                                      labels: ["patina": "1", "patina.run": plan.id, "patina.repo": plan.store.repositoryKey],
                                      extras: extras)
         let devcontainerJSON = try AgentSandbox.devcontainerJSON(spec, plan: plan)
+        let unresolved = protections.unresolvedAutoNames
         let lines = setup.notes + protections.dnsNotes
             + protections.pinnedNames.map { "dns: \($0.name) → \($0.addresses.joined(separator: ", ")): \($0.reason)" }
+            + unresolved.map { "note: \($0) does not resolve from this machine: a run leaves it out and goes on (a preset patina adds for the toolchains names it; --no-auto-presets leaves such presets out)" }
         return Detection(
             repository: plan.repositoryRoot.path, lines: lines, devcontainer: setup.devcontainer?.path,
             notActedOn: setup.devcontainer?.notActedOn ?? [], toolchains: setup.toolchains, autoPresets: setup.autoPresets,
-            allowList: protections.allowListSummary, caches: setup.caches, claude: setup.claude.npmWarning ?? setup.claude.description,
+            allowList: protections.allowListSummary, firewall: plan.firewallEnabled, unresolvedPresetNames: unresolved, caches: setup.caches, claude: setup.claude.npmWarning ?? setup.claude.description,
             claudeVersion: setup.claude.version, hostCA: setup.trust.caFiles, proxies: setup.trust.proxies.map(\.endpoint),
             dnsPinned: protections.pinnedNames, agentImage: image, dockerfile: recipe.dockerfile, devcontainerJSON: devcontainerJSON)
     }
@@ -65,6 +72,8 @@ extension Detection: Encodable {
         case notActedOn = "not_acted_on"
         case autoPresets = "auto_presets"
         case allowList = "allow_list"
+        case firewall
+        case unresolvedPresetNames = "unresolved_preset_names"
         case claudeVersion = "claude_version"
         case hostCA = "host_ca"
         case dnsPinned = "dns_pinned"

@@ -82,7 +82,8 @@ public enum Toolchains {
     static let kinds: [Kind] = [
         Kind(name: "python", packages: ["python3", "python3-pip", "python3-venv"], provides: "3.11", preset: "pypi", caches: ["pip"], pinIsMinimum: false),
         Kind(name: "node", packages: ["nodejs", "npm"], provides: "18.19", preset: "npm", caches: ["npm"], pinIsMinimum: false),
-        Kind(name: "go", packages: ["golang-go"], provides: "1.19", preset: "golang", caches: ["go"], pinIsMinimum: true),
+        // gcc and libc6-dev: cgo is Go's default (anything importing net needs it).
+        Kind(name: "go", packages: ["golang-go", "gcc", "libc6-dev"], provides: "1.19", preset: "golang", caches: ["go"], pinIsMinimum: true),
         Kind(name: "rust", packages: ["cargo", "rustc"], provides: "1.63", preset: "crates", caches: ["cargo"], pinIsMinimum: true),
         Kind(name: "swift", packages: [], provides: nil, preset: nil, caches: ["swiftpm"], pinIsMinimum: true),
         Kind(name: "ruby", packages: ["ruby", "ruby-dev", "bundler"], provides: "3.1", preset: "rubygems", caches: [], pinIsMinimum: false),

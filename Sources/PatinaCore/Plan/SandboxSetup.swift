@@ -74,7 +74,7 @@ public struct SandboxSetup: Sendable {
             }
         }
         let detected = Toolchains.detect(in: root)
-        let toolchains = try Toolchains.resolve(detected: detected, setting: config.toolchains)
+        var toolchains = try Toolchains.resolve(detected: detected, setting: config.toolchains)
         var installed = toolchains
         if devcontainer != nil {
             let named: [String]
@@ -83,6 +83,13 @@ public struct SandboxSetup: Sendable {
             case nil: named = []
             }
             installed = toolchains.filter { named.contains($0.name) }
+            // What patina does not install, no note may say it does.
+            for index in toolchains.indices where !named.contains(toolchains[index].name) {
+                let pip = toolchains[index].pipPackages
+                guard !pip.isEmpty else { continue }
+                toolchains[index].notes = toolchains[index].notes.filter { !$0.contains("from the package index") }
+                    + ["\(pip.joined(separator: ", ")) is not installed: the devcontainer provides \(toolchains[index].name) and patina installs nothing in it (add it to the devcontainer, or name \(toolchains[index].name) under \"toolchains\" in .patina/config.json)"]
+            }
         }
         var autoPresets: [String] = []
         if firewallEnabled && !options.noAutoPresets {

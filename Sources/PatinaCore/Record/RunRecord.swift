@@ -4,9 +4,11 @@ import PatinaModelProxy
 import PatinaSandbox
 
 /// How a run ended.
-public enum RunStatus: String, Codable, Sendable {
+public enum RunStatus: String, Codable, Sendable, CaseIterable {
     case running
     case succeeded
+    /// The agent succeeded but the run's check (`--check`) did not pass on the collected head.
+    case checkFailed = "check_failed"
     case failed
     case timedOut = "timed_out"
     /// Stopped by the user (Ctrl-C, SIGTERM) or by a batch being stopped; collected.
@@ -17,6 +19,14 @@ public enum RunStatus: String, Codable, Sendable {
 
     /// The run ended and will not change any more.
     public var isFinal: Bool { self != .running }
+
+    /// The status as a headline: `CHECK FAILED`, `TIMED OUT`.
+    public var headline: String { rawValue.replacingOccurrences(of: "_", with: " ").uppercased() }
+
+    /// Every status, for help texts and errors: `running, succeeded, check_failed, …`.
+    public static func list(including running: Bool = true) -> String {
+        allCases.filter { running || $0 != .running }.map(\.rawValue).joined(separator: ", ")
+    }
 }
 
 /// The result of the run's check (`--check CMD`): the command run in a fresh
@@ -30,6 +40,21 @@ public struct CheckResult: Codable, Sendable, Equatable {
     public var timedOut: Bool = false
     /// Why the check could not run at all (no branch, the sandbox failed), if so.
     public var error: String?
+
+    /// One line: what ran, how it ended, how long it took.
+    public var summary: String {
+        var text = "`\(command.split(separator: "\n").first.map(String.init) ?? "")` "
+        if passed {
+            text += "passed"
+        } else if let exitCode {
+            text += "FAILED (exit \(exitCode)" + (timedOut ? ", timed out" : "") + ")"
+        } else {
+            text += "FAILED"
+        }
+        text += " in \(DurationParser.format(durationS))"
+        if let error { text += ": \(error)" }
+        return text
+    }
 
     public init(command: String, exitCode: Int?, passed: Bool, durationS: Double, outputTail: String, timedOut: Bool = false, error: String? = nil) {
         self.command = command
@@ -255,6 +280,8 @@ public struct RunRecord: Codable, Sendable {
     public var toolchains: [Toolchain]?
     /// Registry presets added to the allow-list for those toolchains.
     public var autoPresets: [String]?
+    /// Names those presets brought in that did not resolve in the sandbox: left out, the run went on.
+    public var unresolvedPresetNames: [String]?
     /// Warm caches mounted into the run.
     public var caches: [String]?
     /// CA bundles of this machine the image trusts, and proxies passed in (host:port).
@@ -303,6 +330,7 @@ public struct RunRecord: Codable, Sendable {
         case devcontainerNotActedOn = "devcontainer_not_acted_on"
         case toolchains, caches, proxies, lifecycle
         case autoPresets = "auto_presets"
+        case unresolvedPresetNames = "unresolved_preset_names"
         case hostCA = "host_ca"
         case dnsPinned = "dns_pinned"
         case requests, unpriced

@@ -103,9 +103,16 @@ public struct Review: Sendable {
             try repository.deleteBranch(record.branch)
             removed.append("branch \(record.branch)")
         }
-        for tag in [record.startTag, record.endTag] where (try? repository.tagTarget(tag)) != nil {
-            try repository.deleteTag(tag)
-            removed.append("tag \(tag)")
+        for tag in [record.startTag, record.endTag] {
+            if (try? repository.sessionRefTarget(tag)) != nil {
+                try repository.deleteSessionRef(tag)
+                removed.append("ref \(tag)")
+            }
+            // A tag an older patina made and no command moved yet.
+            if (try? repository.tagTarget(tag)) != nil {
+                try repository.deleteTag(tag)
+                removed.append("tag \(tag)")
+            }
         }
         return removed
     }

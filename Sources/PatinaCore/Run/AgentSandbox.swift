@@ -48,7 +48,10 @@ public enum AgentSandbox {
         spec.capAdd = plan.capAdd
         spec.securityOptions = ["no-new-privileges", "seccomp=\(layout.seccompProfile.path)"]
         spec.readOnlyRoot = true
-        spec.tmpfs = ["/tmp:rw,nosuid,nodev,size=\(plan.limits.tmp)"]
+        // `exec` spelled out: Docker's --tmpfs is noexec unless told, and toolchains run what
+        // they build there (go test's binaries, a venv's pip, pytest's tmp_path scripts). The
+        // agent can write executables in its worktree anyway; nosuid and nodev stay.
+        spec.tmpfs = ["/tmp:rw,exec,nosuid,nodev,size=\(plan.limits.tmp)"]
         spec.mounts = [
             Mount(source: (worktree ?? plan.worktree).path, target: RunLayout.workspace, readOnly: false),
             Mount(source: layout.gitFile.path, target: RunLayout.workspace + "/.git", readOnly: true),
@@ -91,6 +94,37 @@ public enum AgentSandbox {
         spec.command = ["timeout", "--signal=KILL", String(Int(plan.timeoutSeconds) + 30)] + command
         return spec
     }
+
+    /// Where a Python toolchain's virtualenv lives: in the container's home, so the agent's
+    /// stays for the run and the check gets a fresh one.
+    public static let virtualenv = RunLayout.containerHome + "/.venv"
+
+    /// `command` in the toolchains' environment, as a dev container has it. For Python (when
+    /// the image has python3 and no virtualenv of its own): an activated virtualenv
+    /// (`VIRTUAL_ENV`, `PATH`) made at start if missing — without pip of its own but seeing the
+    /// system's, through `pip`/`pip3` wrappers — so `pip install -e .`, `python3 -m pip` and
+    /// `pytest` work where Debian's interpreter refuses (PEP 668); pip and uv install into it.
+    public static func toolchainEnvironment(_ command: [String], plan: RunPlan) -> [String] {
+        guard plan.sandbox.toolchains.contains(where: { $0.name == "python" }), !command.isEmpty else { return command }
+        return ["/bin/sh", "-c", pythonEnvironmentScript, "patina-python-env"] + command
+    }
+
+    static let pythonEnvironmentScript = """
+        if [ -z "${VIRTUAL_ENV:-}" ] && command -v python3 >/dev/null 2>&1; then
+          venv=\(virtualenv)
+          if [ ! -x "$venv/bin/python" ] && python3 -m venv --without-pip --system-site-packages "$venv" >/dev/null 2>&1; then
+            for name in pip pip3; do
+              printf '#!/bin/sh\nexec "%s/bin/python" -m pip "$@"\n' "$venv" > "$venv/bin/$name" && chmod 0755 "$venv/bin/$name"
+            done
+          fi
+          if [ -x "$venv/bin/python" ]; then
+            export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
+            # A login shell (`patina shell`) resets PATH in /etc/profile: put the venv back after it.
+            [ -e "$HOME/.profile" ] || printf '[ -n "${VIRTUAL_ENV:-}" ] && PATH="$VIRTUAL_ENV/bin:$PATH"\n' > "$HOME/.profile" 2>/dev/null
+          fi
+        fi
+        exec "$@"
+        """
 
     public static func devcontainerJSON(_ spec: ContainerSpec, plan: RunPlan) throws -> String {
         func json(_ value: Any) -> String {

@@ -63,7 +63,8 @@ extension Protections {
         spec.environment["PATINA_DENIED_SYSCALLS"] = deniedSyscallNumbers
         // The system's bash, not the first one the image's PATH finds (it may name the
         // worktree); in POSIX mode it reads no BASH_ENV (the probe leaves that mode at once).
-        spec.command = ["/bin/bash", "--posix", RunLayout.containerProbe, "--handshake", ProbeHandshake.containerPath, "--"] + spec.command
+        spec.command = ["/bin/bash", "--posix", RunLayout.containerProbe, "--handshake", ProbeHandshake.containerPath, "--"]
+            + AgentSandbox.toolchainEnvironment(spec.command, plan: plan)
         return handshake
     }
 
@@ -122,10 +123,19 @@ extension Protections {
             throw SandboxFailure("the \(handshake.role) container stopped waiting for its go-ahead")
         }
         let lines = output.split(separator: "\n")
+        for name in Self.unresolvedOptionalNames(output) {
+            progress.note("\(name) does not resolve: a preset patina added for the toolchains names it; the run goes on without it (--no-auto-presets leaves such presets out)")
+        }
         let passed = lines.filter { $0.hasPrefix("PASS") }.count
         progress.step("probes passed in the \(handshake.role) container (\(passed) checks: seccomp, no-new-privs, no capabilities"
             + (handshake.selfTest ? ", firewall self-test)" : ")"))
         return lines.last { $0.hasPrefix("INFO probes took ") }.flatMap { Int($0.split(separator: " ")[3]) }
+    }
+
+    /// The names the self-test skipped because they do not resolve (patina's own presets').
+    static func unresolvedOptionalNames(_ report: String) -> [String] {
+        report.split(separator: "\n").filter { $0.hasPrefix("SKIP resolve ") }
+            .compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) }
     }
 
     /// `forgetRejectedDestinations`, its error as text.

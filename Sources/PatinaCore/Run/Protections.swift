@@ -15,6 +15,30 @@ final class Protections: @unchecked Sendable {
     private(set) var seccompRelaxed: [String] = []
     private(set) var seccompReport: SeccompCompileReport?
     private(set) var allowEntries: [AllowEntry] = []
+    /// Names only the toolchains' presets (added by patina, not asked for) brought in.
+    private(set) var autoOnlyNames: Set<String> = []
+    /// What this machine's resolver answered for the allowed names (empty: no answer);
+    /// nil when the sandbox does not forward to this machine's servers.
+    private(set) var hostResolved: [String: [String]]?
+
+    /// A name the user asked for (`--allow`, `--preset`, .patina/) that does not resolve here
+    /// would fail the firewall's self-test once the branch exists: it stops the run now,
+    /// before anything is created, in one line. Only where the sandbox asks the same servers
+    /// as this machine's resolver (no `dns` setting, no other resolver files).
+    func requireAskedNamesResolve(_ asked: [AllowEntry]) throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let hostResolved, env["PATINA_RESOLV_CONF"] == nil, env["PATINA_RESOLVED_CONF"] == nil else { return }
+        for entry in asked {
+            guard let name = entry.name, hostResolved[name]?.isEmpty == true else { continue }
+            throw PlanError("\(name) (\(entry.source)) does not resolve from this machine, so the sandbox could not reach it either: check the name, or leave it out of \(entry.source.hasPrefix("preset") ? "--preset and .patina/config.json" : entry.source)")
+        }
+    }
+
+    /// The names patina added by itself that do not resolve from this machine (for `patina detect`).
+    var unresolvedAutoNames: [String] {
+        guard let hostResolved else { return [] }
+        return autoOnlyNames.filter { hostResolved[$0]?.isEmpty == true }.sorted()
+    }
     private(set) var agentEndpoints: [AllowEntry] = []
     /// Allowed names answered with this machine's own addresses for them, and why others were not.
     private(set) var pinnedNames: [PinnedName] = []
@@ -68,8 +92,11 @@ final class Protections: @unchecked Sendable {
 
         guard plan.firewallEnabled else { return }
         var entries = try Preset.defaults(templates: plan.templates)
+        let defaults = entries.count
         let allowFile = plan.repositoryRoot.appendingPathComponent(".patina/allow.txt")
-        var presets = plan.presets
+        // The toolchains' presets come last: a name they alone bring in is optional.
+        let auto = plan.sandbox.autoPresets
+        var presets = plan.presets.filter { !auto.contains($0) }
         if let text = try? String(contentsOf: allowFile, encoding: .utf8) {
             let file = try AllowList.parseFile(text, source: ".patina/allow.txt")
             entries += file.entries
@@ -78,9 +105,14 @@ final class Protections: @unchecked Sendable {
         entries += try AllowList.parse(plan.config.allow ?? [], source: ".patina/config.json")
         entries += try AllowList.parse(plan.options.allow, source: "--allow")
         entries += try Preset.load(names: presets, templates: plan.templates)
+        let asked = Array(entries.dropFirst(defaults))
         entries += try plan.sandbox.trust.proxyAllowEntries()
+        let autoEntries = try Preset.load(names: auto, templates: plan.templates)
+        autoOnlyNames = Set(autoEntries.compactMap(\.name)).subtracting(entries.compactMap(\.name))
+        entries += autoEntries
         allowEntries = entries
         try pinNamesToHostResolution()
+        try requireAskedNamesResolve(asked)
         // Render once now so a bad template or setting fails before anything exists.
         // The agent's one model endpoint, its run's proxy, is added once it listens.
         _ = try makeFirewallPlan(gateway: nil, selfTest: SelfTestTargets()).render(templates: plan.templates, mechanism: probeTemplates)
@@ -107,8 +139,10 @@ final class Protections: @unchecked Sendable {
             dnsNotes.append("accept_private_dns names \(name), which the allow-list does not: nothing to accept")
         }
         guard !names.isEmpty else { return }
+        let resolved = HostResolution.resolve(names)
+        hostResolved = resolved
         let decided = HostResolution.pins(
-            names: names, resolved: HostResolution.resolve(names), accepted: Set(accepted), closed: HostNetwork.addresses())
+            names: names, resolved: resolved, accepted: Set(accepted), closed: HostNetwork.addresses())
         pinnedNames = decided.pins
         dnsNotes += decided.notes
     }
@@ -126,10 +160,12 @@ final class Protections: @unchecked Sendable {
     }
 
     private func makeFirewallPlan(gateway: String?, selfTest: SelfTestTargets) throws -> FirewallPlan {
-        try FirewallPlan(
+        var firewall = try FirewallPlan(
             entries: allowEntries, agentEndpoints: agentEndpoints,
             upstreamDNS: plan.config.dns ?? hostDNS.servers, upstreamSources: plan.config.dns == nil ? hostDNS.looked : [],
             hostAddresses: HostNetwork.addresses(), gateway: gateway, selfTest: selfTest, pinned: pinnedNames)
+        firewall.optionalNames = autoOnlyNames
+        return firewall
     }
 
     /// Writes the seccomp profile and probe script into the run's config folder.

@@ -155,13 +155,14 @@ struct RunCollection: Sendable {
 
     /// `session-<id>-start` at the base and `session-<id>-end` at the collected head, so
     /// plain git shows the run's work: `git diff session-<id>-start..session-<id>-end`.
-    /// Returns the problems met.
+    /// They are refs at `refs/session-…`, not tags: the user's `git describe --tags`,
+    /// setuptools-scm and `git push --tags` never see them. Returns the problems met.
     func tagSession(head: ObjectID, record: RunRecord) -> [String] {
         let message = "patina run \(runID): " + (record.task.split(separator: "\n").first.map(String.init) ?? "")
         var problems: [String] = []
         for (name, commit) in [(record.startTag, base), (record.endTag, head)] {
             do {
-                try repository.createTag(name, at: commit, message: message)
+                try repository.createSessionRef(name, at: commit, message: message)
             } catch {
                 problems.append("could not tag \(name): \(error)")
             }

@@ -49,6 +49,10 @@ public struct RunLayout: Sendable {
     /// The clean checkout of the collected head that the check runs on, and the check's home.
     public var checkWorkspace: URL { sandbox.appendingPathComponent("check-workspace") }
     public var checkHome: URL { sandbox.appendingPathComponent("check-home") }
+    /// The check's own git directory (the collected head on the run's branch, the host's tags)
+    /// and the host's objects as they are after collection (hard links), mounted read-only.
+    public var checkGit: URL { sandbox.appendingPathComponent("check-git") }
+    public var checkObjects: URL { sandbox.appendingPathComponent("check-objects") }
     public var checkLog: URL { runDirectory.appendingPathComponent("check.log") }
     /// Where the agent's view of its worktree is mounted when patina runs as root (an
     /// idmapped mount: the agent's uid sees root's files as its own). Beside the runs, in
@@ -59,7 +63,7 @@ public struct RunLayout: Sendable {
             .appendingPathComponent("views").appendingPathComponent(runDirectory.lastPathComponent)
     }
     /// What of the sandbox goes once the run is collected (the agent's home stays, for review).
-    public var scratch: [URL] { [hostObjectsSnapshot, checkWorkspace, checkHome, handshakes, netguardState] }
+    public var scratch: [URL] { [hostObjectsSnapshot, checkWorkspace, checkHome, checkGit, checkObjects, handshakes, netguardState] }
 
     /// The logs patina writes into the run directory (session.md aside, which is rendered
     /// redacted): swept for credential values once the run is collected.

@@ -227,7 +227,7 @@ extension FirewallPlan {
                 }
             case .name(let name):
                 guard resolved.insert(name).inserted else { continue }
-                var item: [String: Any] = ["name": name]
+                var item: [String: Any] = ["name": name, "optional": optionalNames.contains(name)]
                 let tcpPort = allEntries.first { $0.name == name && $0.port != nil && $0.transport != .udp }?.port
                 if let tcpPort { item["port"] = tcpPort }
                 resolve.append(item)

@@ -37,6 +37,9 @@ public struct FirewallPlan: Sendable {
     public let selfTest: SelfTestTargets
     /// Allowed names the resolver answers itself with this machine's addresses for them.
     public let pinned: [PinnedName]
+    /// Names only patina added (toolchains' presets): the self-test skips one that does not
+    /// resolve rather than failing.
+    public var optionalNames: Set<String> = []
 
     public init(
         entries: [AllowEntry],

@@ -74,7 +74,7 @@ public enum HostResolution {
             pins.append(PinnedName(
                 name: name, addresses: addresses.map(\.address),
                 reason: isPrivate ? "accept_private_dns, and the same as this machine resolves it to"
-                    : "the same as this machine resolves it to; the rebinding guard would drop it"))
+                    : "allowed, answered with the addresses this machine resolves it to (the resolver's rebinding guard would drop them otherwise)"))
         }
         return (pins, notes)
     }

@@ -6,6 +6,12 @@ import PatinaSandbox
 /// from the same image, with the same protections and firewall, on a clean
 /// checkout of the collected head — not the agent's worktree, so nothing the
 /// agent left running or wrote outside git counts. Never holds a credential.
+///
+/// The checkout is a git repository as the agent's was: the run's branch at the collected
+/// head in a git directory of its own, the host's objects (as they are after collection)
+/// and tags readable but never writable, so tools that version from git (setuptools-scm,
+/// hatch-vcs, `git describe`) work on good code. The devcontainer's lifecycle commands run
+/// first, as they did before the agent.
 extension RunLifecycle {
     func runCheck(_ command: String, image: String, head: ObjectID) async -> CheckResult {
         let start = Date()
@@ -18,13 +24,20 @@ extension RunLifecycle {
         if await control.reason == .interrupted { return failed("not run: the run was interrupted") }
         let fm = FileManager.default
         do {
-            try? fm.removeItem(at: layout.checkWorkspace)
-            try? fm.removeItem(at: layout.checkHome)
+            for url in [layout.checkWorkspace, layout.checkHome, layout.checkGit, layout.checkObjects] { try? fm.removeItem(at: url) }
             try plan.repository.exportTree(of: head, to: layout.checkWorkspace)
             try fm.createDirectory(at: layout.checkHome, withIntermediateDirectories: true)
+            try SandboxGitDirectory.create(
+                at: layout.checkGit, host: plan.repository, branch: plan.branch, base: head,
+                hostObjectsPathInContainer: RunLayout.containerHostObjects)
+            writeHostTags(into: layout.checkGit)
+            // The check's own gitfile, in its workspace (git refuses one owned by another user).
+            try Data("gitdir: \(RunLayout.containerGit)\n".utf8).write(to: layout.checkWorkspace.appendingPathComponent(".git"))
+            try snapshotHostObjects(into: layout.checkObjects)
             if getuid() == 0 {
-                Ownership.change(layout.checkWorkspace, uid: plan.agentUID, gid: plan.agentGID)
-                Ownership.change(layout.checkHome, uid: plan.agentUID, gid: plan.agentGID)
+                for url in [layout.checkWorkspace, layout.checkHome, layout.checkGit] {
+                    Ownership.change(url, uid: plan.agentUID, gid: plan.agentGID)
+                }
             }
         } catch {
             return failed("could not check out \(head.short) for the check: \(error)")
@@ -35,14 +48,23 @@ extension RunLifecycle {
         spec.labels["patina.role"] = "check"
         spec.mounts = [
             Mount(source: layout.checkWorkspace.path, target: RunLayout.workspace, readOnly: false),
+            Mount(source: layout.checkGit.path, target: RunLayout.containerGit, readOnly: false),
+            Mount(source: layout.checkObjects.path, target: RunLayout.containerHostObjects, readOnly: true),
             Mount(source: layout.checkHome.path, target: RunLayout.containerHome, readOnly: false),
         ]
+        var script = "exec 2>&1\n"
+        if let lifecycle = plan.sandbox.devcontainer?.lifecycle, !lifecycle.isEmpty {
+            // What onCreateCommand & co. set up before the agent, set up again here.
+            try? Data(LifecycleScript.render(lifecycle).utf8).write(to: layout.lifecycleScript)
+            spec.mounts.append(Mount(source: layout.lifecycleScript.path, target: RunLayout.containerLifecycle, readOnly: true))
+            script += "/bin/sh \(RunLayout.containerLifecycle) || exit $?\n"
+        }
         // No credential, and no warm cache: what the agent left in a cache must not decide
         // whether the check passes. The proxy, when there is one, is the way out.
         spec.passEnvironment = plan.sandbox.trust.passedVariables
         spec.environment = ["HOME": RunLayout.containerHome, "PATINA_RUN_ID": plan.id, "PATINA_CHECK": "1"]
         let timeout = plan.checkTimeoutSeconds
-        spec.command = ["timeout", "--signal=KILL", String(Int(timeout) + 30), "bash", "-c", "exec 2>&1\n" + command]
+        spec.command = ["timeout", "--signal=KILL", String(Int(timeout) + 30), "bash", "-c", script + command]
 
         _ = fm.createFile(atPath: layout.checkLog.path, contents: nil)
         let log = try? FileHandle(forWritingTo: layout.checkLog)

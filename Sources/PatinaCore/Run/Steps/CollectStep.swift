@@ -61,6 +61,8 @@ extension RunLifecycle {
         }
         collection.releaseWorktreeView()
         collection.copyTranscript(into: &record, redactor: redactor)
+        let unresolved = Protections.unresolvedOptionalNames((try? String(contentsOf: layout.probeReport, encoding: .utf8)) ?? "")
+        record.unresolvedPresetNames = unresolved.isEmpty ? nil : unresolved
         guard agentStarted else {
             collection.reclaimOwnership()
             // The agent never ran: the branch holds nothing; remove it and its worktree.
@@ -98,6 +100,12 @@ extension RunLifecycle {
             progress.phase(.check)
             let check = await runCheck(command, image: image, head: head)
             record.check = check
+            // A check that did not pass makes a failed run: the check, not the agent's word,
+            // says whether the task was done. Another ending (timeout, budget) keeps its status.
+            if record.status == .succeeded && !check.passed {
+                record.status = .checkFailed
+                record.reason = ([record.reason].compactMap { $0 } + ["the check " + check.summary]).joined(separator: "; ")
+            }
             steps.record("check", check.durationS, check.passed ? "passed" : "failed" + (check.error.map { ": \($0)" } ?? ""))
         }
         // The agent's home stays (its transcript, for review); the rest of the sandbox goes.

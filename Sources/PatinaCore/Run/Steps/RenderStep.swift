@@ -35,6 +35,7 @@ extension RunLifecycle {
             indexFrom: fm.fileExists(atPath: hostIndex.path) ? hostIndex : nil,
             sparse: plan.sparse)
         try Data("gitdir: \(RunLayout.containerGit)\n".utf8).write(to: layout.gitFile)
+        writeHostTags(into: layout.privateGit)
         try snapshotHostObjects()
 
         try holdWarmCaches()
@@ -68,12 +69,23 @@ extension RunLifecycle {
         caches.map { SandboxExtras(mounts: $0.mounts, environment: $0.environment) } ?? SandboxExtras()
     }
 
+    /// The repository's tags, readable to a sandbox's git (`git describe --tags`, setuptools-scm,
+    /// hatch-vcs see what they see on the host); their objects come with the host's. A
+    /// repository whose tags cannot be listed runs without them, said in the step log.
+    func writeHostTags(into gitDirectory: URL) {
+        do {
+            try SandboxGitDirectory.writeTags(plan.repository.tagReferences(), into: gitDirectory)
+        } catch {
+            steps.note("the repository's tags are not readable in the sandbox: \(error)")
+        }
+    }
+
     /// The host's objects as they are now, hard-linked into the run's sandbox
     /// folder and mounted read-only: objects that other runs collect later (their
     /// packs land in the host's objects directory) stay out of this run's sight.
     /// Objects never change once written, so links are safe and cost no copying.
-    func snapshotHostObjects() throws {
-        let target = layout.hostObjectsSnapshot
+    func snapshotHostObjects(into target: URL? = nil) throws {
+        let target = target ?? layout.hostObjectsSnapshot
         try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
         var copied = 0
         try Self.linkTree(from: plan.repository.objectsDirectory.standardizedFileURL.path, to: target.path, copied: &copied)
