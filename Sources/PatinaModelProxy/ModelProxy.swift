@@ -222,27 +222,31 @@ public final class ModelProxy: Sendable {
     /// api.jsonl gets a line for the first few only, so a client cannot fill the disk.
     private func refuseClient(_ client: Socket, status: Int, message: String, refused: String, request: HTTPRequest? = nil,
                               type: String? = nil) {
-        let writer = HTTPResponseWriter(socket: client, keepAlive: false)
         let type = type ?? (status >= 500 ? "overloaded_error" : (status == 413 ? "request_too_large" : "invalid_request_error"))
-        let text = refused == "credential" ? message : "patina's model proxy: \(message)"
-        try? writer.complete(status: status, json: Self.errorBody(type: type, message: text),
-                             extraHeaders: [("x-should-retry", status == 503 ? "true" : "false")])
-        client.shutdown()
+        // Counted before the client hears of it: what it sends next is judged with this one known.
         if refused != "credential" && refused != "route" { account.countRefusedClient() }
         if request != nil { account.countRequest() }
+        defer { client.shutdown() }
+        let answer = {
+            let writer = HTTPResponseWriter(socket: client, keepAlive: false)
+            let text = refused == "credential" ? message : "patina's model proxy: \(message)"
+            try? writer.complete(status: status, json: Self.errorBody(type: type, message: text),
+                                 extraHeaders: [("x-should-retry", status == 503 ? "true" : "false")])
+        }
         let logged = state.withLock { state -> Int? in
             guard state.refusedClientLines < Self.maxRefusedClientLines else { return nil }
             state.refusedClientLines += 1
             state.seq += 1
             return state.seq
         }
-        guard let seq = logged else { return }
+        guard let seq = logged else { return answer() }
         var entry = APILogEntry(time: Date(), seq: seq, method: request?.method ?? "", path: request?.path ?? "", status: status, latencyMS: 0)
         entry.errorType = type
         entry.errorMessage = message
         entry.refused = refused
         log.append(entry)
         onEvent(.answered(entry, account.snapshot))
+        answer()
     }
 
     struct Refusal {

@@ -445,7 +445,7 @@ import Testing
         let text = Self.render(record, [])
         #expect(text.contains("- **Status**: budget_exceeded\n"))
         #expect(text.contains("- **Model API**: 7 requests through patina's model proxy to `https://api.anthropic.com` · 429 (rate limited) ×2 · "
-            + "529 (overloaded) ×1 · budget $0.50 · Claude Code's own count $0.0001 (not used)\n"), "\(text)")
+            + "529 (overloaded) ×1 · budget $0.5000 · Claude Code's own count $0.0001 (not used)\n"), "\(text)")
         // A record from before the proxy has no such line.
         #expect(!Self.render(Self.record(), []).contains("**Model API**"))
     }
