@@ -133,3 +133,27 @@ struct LiveBoardEndToEndTests {
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 }
+
+/// Two attempts started in the same second differ only in their random ends: `runs` shows
+/// each id whole, and `compare` names each by a label only it has, in both of its tables.
+@Suite(.serialized, .requiresDocker, .timeLimit(.minutes(10)))
+struct TwinAttemptsEndToEndTests {
+    @Test func twoAttemptsOfTheSameSecondAreToldApart() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.bash("echo t > t.txt && git add t.txt && git commit -qm twin"), .text("done")])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let output = try patina.yolo("a task whose slug is long enough to have been cut in the old runs table", ["--attempts", "2", "--jobs", "2"])
+        #expect(output.status == 0, "\(output.stderr.suffix(1500))")
+        let ids = ((try PatinaRunner.record(output))["runs"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+        #expect(ids.count == 2)
+        let listed = try patina.run(["runs"]).stdout
+        for id in ids { #expect(listed.contains(id), "\(listed)") }
+        #expect(listed.contains("succeeded") && !listed.contains("succeede "), "\(listed)")
+        let compared = try patina.run(["compare"] + ids).stdout
+        let lines = compared.split(separator: "\n").map(String.init)
+        let labels = ids.map { id in lines.dropFirst().first { line in line.split(separator: " ").first.map { id.hasSuffix(String($0)) } == true } }
+        #expect(labels.allSatisfy { $0 != nil } && Set(labels.compactMap { $0?.split(separator: " ").first }).count == 2, "\(compared)")
+        let touched = try #require(lines.first { $0.hasPrefix("FILES TOUCHED") })
+        for label in labels.compactMap({ $0?.split(separator: " ").first }) { #expect(touched.contains(String(label)), "\(compared)") }
+    }
+}
