@@ -78,7 +78,7 @@ public struct PatinaError: Error, CustomStringConvertible, Sendable {
             default: return .badInput
             }
         case let error as GitError:
-            return kind(of: error)
+            return kind(ofGit: error)
         case let stop as RunLifecycle.Stopped:
             switch stop.reason {
             case .interrupted: return .interrupted
@@ -90,7 +90,7 @@ public struct PatinaError: Error, CustomStringConvertible, Sendable {
         }
     }
 
-    static func kind(of error: GitError) -> Kind {
+    static func kind(ofGit error: GitError) -> Kind {
         switch error {
         case .notARepository, .notOwnedByCurrentUser, .noCommits, .unknownRevision, .notACommit, .invalidName,
              .branchExists, .branchNotFound, .branchMoved, .tagNotFound, .worktreeNotFound, .mergeConflicts,

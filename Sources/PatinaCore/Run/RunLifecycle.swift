@@ -2,6 +2,7 @@ import Foundation
 import PatinaGit
 import PatinaModelProxy
 import PatinaSandbox
+import PatinaTemplates
 import Synchronization
 
 /// One run, from plan to collected branch. The steps, each in its own file
