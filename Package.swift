@@ -10,6 +10,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        // FilePath for swift-subprocess's API (already a dependency of swift-subprocess).
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
@@ -42,6 +44,7 @@ let package = Package(
             dependencies: [
                 "CSeccomp", "CPatinaShim", "PatinaTemplates",
                 .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),
@@ -61,17 +64,14 @@ let package = Package(
         // core: run planning, lifecycle, run store, templates, session log.
         .target(
             name: "PatinaCore",
-            dependencies: [
-                "PatinaGit", "PatinaSandbox", "PatinaTemplates", "PatinaModelProxy",
-                .product(name: "Subprocess", package: "swift-subprocess"),
-            ],
+            dependencies: ["PatinaGit", "PatinaSandbox", "PatinaTemplates", "PatinaModelProxy"],
             swiftSettings: strict
         ),
         // commands: one file per subcommand, parsing and printing only.
         .target(
             name: "PatinaCommands",
             dependencies: [
-                "CPatinaShim", "PatinaCore", "PatinaGit", "PatinaModelProxy", "PatinaSandbox",
+                "CPatinaShim", "PatinaCore", "PatinaGit", "PatinaModelProxy", "PatinaSandbox", "PatinaTemplates",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict,
@@ -87,16 +87,13 @@ let package = Package(
 
         .target(
             name: "PatinaTestSupport",
-            dependencies: [
-                "PatinaCore", "PatinaSandbox",
-                .product(name: "Subprocess", package: "swift-subprocess"),
-            ],
+            dependencies: ["PatinaCore", "PatinaSandbox"],
             path: "Tests/PatinaTestSupport",
             swiftSettings: strict
         ),
         .testTarget(
             name: "PatinaTests",
-            dependencies: ["PatinaCore", "PatinaCommands", "PatinaModelProxy", "PatinaTestSupport"],
+            dependencies: ["PatinaCore", "PatinaGit", "PatinaModelProxy", "PatinaSandbox", "PatinaTemplates", "PatinaTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -106,12 +103,15 @@ let package = Package(
         ),
         .testTarget(
             name: "PatinaEndToEndTests",
-            dependencies: ["PatinaCore", "PatinaTestSupport"],
+            dependencies: ["PatinaCore", "PatinaGit", "PatinaSandbox", "PatinaTestSupport"],
             swiftSettings: strict
         ),
     ]
 )
 
+/// Warnings are errors. MemberImportVisibility: a file sees the members of the modules it
+/// imports itself, not of those another file imports, so each target's imports are exactly
+/// what it uses, and the dependencies above declare exactly those.
 var strict: [SwiftSetting] {
-    [.unsafeFlags(["-warnings-as-errors"])]
+    [.unsafeFlags(["-warnings-as-errors"]), .enableUpcomingFeature("MemberImportVisibility")]
 }

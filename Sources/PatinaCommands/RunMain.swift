@@ -32,19 +32,26 @@ extension Patina {
             }
             Glibc.exit(0)
         } catch {
-            var code = exitCode(for: error)
+            let code = exitCode(for: error)
             if error is ExitCode { Glibc.exit(code.rawValue) }
-            let hintUsage = code == .validationFailure
-            // Bad input (flags, files, plans) exits 2, like a usage error of most tools.
-            if code == .validationFailure || error is BadInput { code = ExitCode(2) }
+            // Help and --version, as ArgumentParser prints them.
             if code == .success { Self.exit(withError: error) }
+            let hintUsage = code == .validationFailure
+            let failure = Self.failure(error, argumentParserCode: code)
             var message = message(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
             for prefix in ["Error: ", "error: "] where message.hasPrefix(prefix) { message.removeFirst(prefix.count) }
             let line = message.split(separator: "\n").first.map(String.init) ?? "failed"
             let hint = hintUsage && !line.contains("patina") ? " (see `\(helpCommand(for: arguments ?? Array(CommandLine.arguments.dropFirst())))`)" : ""
             try? FileHandle.standardError.write(contentsOf: Data("error: \(Terminal.line(line))\(hint)\n".utf8))
-            Glibc.exit(code.rawValue)
+            Glibc.exit(failure.kind.exitCode)
         }
+    }
+
+    /// The one place an error becomes an exit code: its kind (`PatinaError.Kind`), from
+    /// the error's type; ArgumentParser's usage errors are bad input.
+    static func failure(_ error: any Error, argumentParserCode code: ExitCode) -> PatinaError {
+        if code == .validationFailure { return PatinaError(.badInput, "\(error)", cause: error) }
+        return PatinaError(classifying: error)
     }
 
     /// Where to read about a usage error: the help of the (sub)command the arguments name,

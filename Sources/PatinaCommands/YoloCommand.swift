@@ -70,9 +70,9 @@ enum SingleRun {
         let progress = Progress(runID: plan.id, handler: renderer.handle)
         let record = await RunLifecycle(plan: plan, engine: engine, progress: progress, control: control).execute()
         if record.createdNothing {
-            // Nothing exists: one line, as for any other bad input.
+            // Nothing exists: one line, with the kind of what stopped it (bad input, the environment).
             if record.status == .interrupted { throw ExitCode(130) }
-            throw PlanError(record.reason ?? "the run could not start")
+            throw record.failure ?? PatinaError(.environment, record.reason ?? "the run could not start")
         }
         if json {
             printJSON(record.json())
@@ -82,7 +82,6 @@ enum SingleRun {
         } else {
             say(Terminal.inert(RunSummary.text(record)))
         }
-        if record.status == .interrupted { throw ExitCode(130) }
-        if record.status != .succeeded || record.check?.passed == false { throw ExitCode(record.status == .error ? 2 : 1) }
+        if let kind = PatinaError.kind(of: record) { throw ExitCode(kind.exitCode) }
     }
 }

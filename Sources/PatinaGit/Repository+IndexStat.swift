@@ -68,6 +68,7 @@ extension Repository {
 }
 
 /// A value handed to the walk's lanes (each writes only the entries of the files it meets).
+/// `@unchecked`: the lanes write disjoint entries and the caller reads only after all lanes joined.
 struct UnsafeSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }

@@ -1,6 +1,7 @@
 import CGit2
 import CPatinaShim
 import Foundation
+import Synchronization
 
 /// Who owns the files of a checkout: patina running as root hands a run's worktree to
 /// the agent's uid.
@@ -264,15 +265,13 @@ enum WorktreeCheckout {
     }
 
     /// The first failure of the workers; the others stop at their next chunk.
-    private final class Failures: @unchecked Sendable {
-        // @unchecked: every access goes through `lock`.
-        private let lock = NSLock()
-        private var errors: [GitError] = []
+    private final class Failures: Sendable {
+        private let errors = Mutex<[GitError]>([])
 
-        func add(_ error: GitError) { lock.withLock { errors.append(error) } }
-        var any: Bool { lock.withLock { !errors.isEmpty } }
+        func add(_ error: GitError) { errors.withLock { $0.append(error) } }
+        var any: Bool { errors.withLock { !$0.isEmpty } }
         var error: GitError? {
-            lock.withLock {
+            errors.withLock { errors in
                 guard let first = errors.first else { return nil }
                 guard errors.count > 1 else { return first }
                 return .fileSystem("checking out failed: " + errors.map(\.description).joined(separator: "; "))

@@ -17,7 +17,7 @@ import Synchronization
 /// name is reported under that name only. Left: a hard link made, written through and
 /// removed again before collection changes a file under a name never reported; the change
 /// then stays in the worktree, uncommitted, and the next collection or `git status` sees it.
-public final class WorktreeWatch: @unchecked Sendable {
+public final class WorktreeWatch: Sendable {
     /// Paths relative to the worktree, as bytes (no trailing NUL); a directory stands for
     /// everything under it.
     public enum Changes: Sendable, Equatable {

@@ -18,8 +18,8 @@ public struct SocketError: Error, CustomStringConvertible, Sendable {
 
 /// One socket descriptor with an owner: closed exactly once, by `deinit`.
 /// Another thread may `shutdown()` it to wake a blocked read; only the owner closes.
-final class Socket: @unchecked Sendable {
-    // @unchecked: `fd` never changes; the kernel serializes concurrent calls on it.
+final class Socket: Sendable {
+    // `fd` never changes; the kernel serializes concurrent calls on it.
     let fd: Int32
 
     init(fd: Int32) {

@@ -2,8 +2,9 @@ import Foundation
 import PatinaTestSupport
 import Testing
 
-/// Bad input: one clear line on stderr, a non-zero exit, and nothing created —
-/// no branch, no worktree, no run directory, no container.
+/// Bad input: one clear line on stderr, exit 2, and nothing created — no branch, no
+/// worktree, no run directory, no container. An engine that is missing or does not answer
+/// is the environment failing (exit 3), with nothing created either.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct BadInputTests {
     struct Case: CustomTestStringConvertible, Sendable {
@@ -14,7 +15,7 @@ struct BadInputTests {
         var unsetCredentials = false
         /// Files written into the repository's directory first (batch files).
         var files: [String: String] = [:]
-        var status: Int32? = nil
+        var status: Int32 = 2
         var testDescription: String { name }
     }
 
@@ -33,9 +34,11 @@ struct BadInputTests {
         Case(name: "bad base image", arguments: ["yolo", "--base-image", "Not An Image!", "x"], expected: "invalid --base-image"),
         Case(name: "missing credentials", arguments: ["yolo", "x"], expected: "ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN", unsetCredentials: true),
         Case(name: "docker missing", arguments: ["yolo", "x"], expected: "docker is not installed",
-             environment: ["PATINA_DOCKER": "/nonexistent/docker"]),
+             environment: ["PATINA_DOCKER": "/nonexistent/docker"], status: 3),
         Case(name: "docker daemon down", arguments: ["yolo", "x"], expected: "Docker daemon is not answering",
-             environment: ["DOCKER_HOST": "unix:///nonexistent/docker.sock"]),
+             environment: ["DOCKER_HOST": "unix:///nonexistent/docker.sock"], status: 3),
+        Case(name: "seccomp check of a missing profile", arguments: ["seccomp", "check", "--profile", "/nonexistent"],
+             expected: "invalid seccomp profile /nonexistent: unreadable"),
         Case(name: "batch file missing", arguments: ["batch", "nope.txt"], expected: "batch file nope.txt does not exist", status: 2),
         Case(name: "batch file empty", arguments: ["batch", "empty.txt"], expected: "holds no tasks",
              files: ["empty.txt": "# nothing\n\n"], status: 2),
@@ -155,7 +158,7 @@ struct BadInputTests {
         for (name, content) in c.files { try repo.write(name, content) }
         let output = try ProcessRunner.run([TestEnvironment.patinaBinary.path] + c.arguments, in: repo.path, environment: environment)
         try expectRejected(output, expected: c.expected, repo: repo)
-        if let status = c.status { #expect(output.status == status) }
+        #expect(output.status == c.status, "\(output.stderr)")
     }
 
     /// `patina --version` and `patina version`: the version, the commit it was built from

@@ -15,7 +15,12 @@ struct ImageBuildFailureEndToEndTests {
         let model = try FakeModel(script: [.text("unreachable")])
         let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
         let output = try patina.yolo("never starts")
-        #expect(output.status != 0)
+        // The environment failed (exit 3), before anything of the run existed.
+        #expect(output.status == 3, "\(output.stderr)")
+        #expect(output.stderr.split(separator: "\n").last?.hasPrefix("error: the devcontainer's Dockerfile did not build") == true, "\(output.stderr)")
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty, "a branch was left")
+        #expect(try repo.git("worktree", "list").split(separator: "\n").count == 1, "a worktree was left")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
         let said = output.stdout + output.stderr
         #expect(said.contains("RUN echo \(marker) && false") && said.contains(marker), "\(said)")
         #expect(!said.contains("DEPRECATED"), "\(said)")

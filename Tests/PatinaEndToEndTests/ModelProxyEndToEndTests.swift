@@ -231,6 +231,8 @@ struct ModelProxyEndToEndTests {
         let run = try FinishedRun(patina.yolo("no model", ["--timeout", "5m"]))
         #expect(Date().timeIntervalSince(started) < 120)
         #expect(run.status == "error", "\(run.record)")
+        // The environment failed: exit 3, not the 1 of a run whose agent failed.
+        #expect(run.output.status == 3, "\(run.output.stderr)")
         let reason = run.record["reason"] as? String ?? ""
         #expect(reason.contains(deadURL) && reason.contains("could not be reached"), "reason: \(reason)")
         #expect(run.output.stderr.contains("stopping the agent"), "\(run.output.stderr)")

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaGit
 import PatinaSandbox
 import PatinaTestSupport
 import Testing

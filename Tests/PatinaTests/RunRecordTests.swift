@@ -1,4 +1,5 @@
 import Foundation
+import PatinaModelProxy
 import Testing
 @testable import PatinaCore
 

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaSandbox
 import PatinaTestSupport
 import Testing
 @testable import PatinaCore

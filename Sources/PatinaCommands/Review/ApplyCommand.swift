@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PatinaCore
+import PatinaGit
 import PatinaSandbox
 
 /// `patina apply RUN`: the run's changes into the working tree, uncommitted.

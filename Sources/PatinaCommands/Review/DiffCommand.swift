@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PatinaCore
+import PatinaGit
 
 /// `patina diff RUN`: the run's changes, base..head; marked paths first.
 struct DiffCommand: AsyncParsableCommand {

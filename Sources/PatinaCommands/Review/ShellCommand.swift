@@ -42,7 +42,8 @@ struct ShellCommand: AsyncParsableCommand {
         })
         let result = await RunLifecycle(plan: plan, engine: engine, progress: progress, control: control).execute()
         if result.createdNothing || result.exitCode == nil {
-            throw ReviewError("the shell's sandbox could not start: \(result.reason ?? "unknown reason")")
+            throw PatinaError(result.failure?.kind ?? .environment, "the shell's sandbox could not start: \(result.reason ?? "unknown reason")",
+                              cause: result.failure)
         }
         if let code = result.exitCode, code != 0 { throw ExitCode(Int32(code)) }
     }

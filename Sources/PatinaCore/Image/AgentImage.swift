@@ -1,5 +1,6 @@
 import Foundation
 import PatinaSandbox
+import PatinaTemplates
 
 /// The agent's image as a recipe: patina's layer (its packages, the toolchains,
 /// the host's CA certificates, the agent's user, the devcontainer's local features

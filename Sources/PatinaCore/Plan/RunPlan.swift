@@ -7,7 +7,7 @@ import PatinaTemplates
 /// Everything a run needs, validated. Building a plan creates nothing: bad
 /// input fails here with one clear line, before any branch, worktree, file or
 /// container exists.
-public struct RunPlan: @unchecked Sendable {
+public struct RunPlan: Sendable {
     public internal(set) var id: String
     public let task: String
     public let repository: Repository

@@ -34,6 +34,7 @@ public struct Redactor: Sendable {
         guard secrets.contains(where: text.contains),
               var redacted = try? RunRecord.decoder.decode(RunRecord.self, from: Data(self(text).utf8)) else { return record }
         redacted.createdNothing = record.createdNothing
+        redacted.failure = record.failure
         return redacted
     }
 

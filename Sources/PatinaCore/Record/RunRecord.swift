@@ -294,6 +294,9 @@ public struct RunRecord: Codable, Sendable {
     /// Runs that never created anything (bad input found late, an image that failed to build):
     /// nothing is on disk for them. Not part of run.json.
     public var createdNothing = false
+    /// What stopped a run that ended in `error` (or created nothing), with its kind: the
+    /// exit code is chosen from it at the edge. Not part of run.json.
+    public var failure: PatinaError?
 
     enum CodingKeys: String, CodingKey {
         case id, task, status, reason, branch, repository, worktree, started, finished, tokens, model, image, firewall, steps, commits, transcript

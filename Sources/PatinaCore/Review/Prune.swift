@@ -1,4 +1,5 @@
 import Foundation
+import PatinaGit
 import PatinaSandbox
 
 /// `patina prune`: which runs go, what of them, and what is kept and why.

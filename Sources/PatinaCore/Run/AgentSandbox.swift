@@ -1,5 +1,6 @@
 import Foundation
 import PatinaSandbox
+import PatinaTemplates
 
 /// What a run adds to its containers beyond the plan: the warm caches it holds.
 public struct SandboxExtras: Sendable, Equatable {

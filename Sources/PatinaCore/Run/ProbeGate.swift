@@ -1,6 +1,7 @@
 import Foundation
 import PatinaGit
 import PatinaSandbox
+import Synchronization
 
 /// One sandbox container's protection checks, run inside that very container before its
 /// command: `probe.sh --handshake` writes its report into `directory` (mounted at
@@ -24,11 +25,10 @@ struct ProbeHandshake: Sendable {
 }
 
 /// A flag one task sets and another reads.
-final class EndFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var ended = false
-    func set() { lock.withLock { ended = true } }
-    var value: Bool { lock.withLock { ended } }
+final class EndFlag: Sendable {
+    private let ended = Mutex(false)
+    func set() { ended.withLock { $0 = true } }
+    var value: Bool { ended.withLock { $0 } }
 }
 
 extension Protections {

@@ -7,6 +7,8 @@ import PatinaTemplates
 /// prove both inside each sandbox container before its command starts (ProbeGate). Any protection that fails to apply stops the
 /// run: the agent never runs less protected than configured.
 final class Protections: @unchecked Sendable {
+    // @unchecked: relies on the run's order: prepare() fills the plan's fields before another task reads them, and the
+    // sandbox task alone writes the holder's, read elsewhere only after it ends (splitting plan and holder would check it).
     let plan: RunPlan
     let layout: RunLayout
     let engine: DockerEngine

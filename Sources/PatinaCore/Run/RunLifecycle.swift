@@ -2,6 +2,7 @@ import Foundation
 import PatinaGit
 import PatinaModelProxy
 import PatinaSandbox
+import PatinaTemplates
 import Synchronization
 
 /// One run, from plan to collected branch. The steps, each in its own file
@@ -167,9 +168,11 @@ public final class RunLifecycle: @unchecked Sendable {
         } catch let stop as Stopped {
             record.status = stop.reason.runStatus
             record.reason = stop.description
+            record.failure = PatinaError(classifying: stop)
         } catch {
             record.status = .error
             record.reason = "\(error)"
+            record.failure = PatinaError(classifying: error, otherwise: .environment)
             progress.warn("run stopped: \(error)")
         }
         // No container may start after collection has removed the run's containers.
@@ -339,6 +342,9 @@ public final class RunLifecycle: @unchecked Sendable {
         record.createdNothing = true
         record.headCommit = nil
         record = redactor(record)
+        // The line shown is the redacted reason; the error it came from stays the cause.
+        let failure = PatinaError(classifying: error, otherwise: .environment)
+        record.failure = PatinaError(failure.kind, record.reason ?? failure.message, cause: failure.cause)
         record.finished = Date()
         record.durationS = (record.finished!.timeIntervalSince(started) * 1000).rounded() / 1000
         record.steps = steps.steps

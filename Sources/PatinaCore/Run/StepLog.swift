@@ -1,21 +1,26 @@
 import Foundation
+import Synchronization
 
 /// patina's own step log with timings: `steps.log` in the run directory,
 /// appended as each step ends, so even an interrupted run keeps what happened.
-public final class StepLog: @unchecked Sendable {
-    public private(set) var steps: [StepTiming] = []
-    private var url: URL?
-    private let lock = NSLock()
-    /// What was written before the log had a file: written first once it has one.
-    private var pending = ""
+public final class StepLog: Sendable {
+    private struct State {
+        var steps: [StepTiming] = []
+        var url: URL?
+        /// What was written before the log had a file: written first once it has one.
+        var pending = ""
+    }
+    private let state: Mutex<State>
     private let redactor: Redactor
+
+    public var steps: [StepTiming] { state.withLock { $0.steps } }
 
     /// Starts writing to `url`, including what was recorded so far.
     public func attach(_ url: URL) {
-        lock.withLock {
-            self.url = url
-            try? Data(pending.utf8).write(to: url)
-            pending = ""
+        state.withLock { state in
+            state.url = url
+            try? Data(state.pending.utf8).write(to: url)
+            state.pending = ""
         }
     }
 
@@ -25,7 +30,7 @@ public final class StepLog: @unchecked Sendable {
     }
 
     public init(url: URL?, redactor: Redactor = Redactor(secrets: [])) {
-        self.url = url
+        state = Mutex(State(url: url))
         self.redactor = redactor
     }
 
@@ -43,22 +48,22 @@ public final class StepLog: @unchecked Sendable {
     }
 
     public func record(_ name: String, _ seconds: Double, _ detail: String?) {
-        lock.withLock {
-            let step = StepTiming(name: name, seconds: seconds, detail: detail.map { redactor($0) })
-            steps.append(step)
-            append(Self.line(step))
+        let step = StepTiming(name: name, seconds: seconds, detail: detail.map { redactor($0) })
+        state.withLock { state in
+            state.steps.append(step)
+            Self.append(Self.line(step), to: &state)
         }
     }
 
     /// A line of text that is not a step (what was found, a command's output), indented.
     public func note(_ text: String) {
-        lock.withLock { append("    " + text + "\n") }
+        state.withLock { Self.append("    " + text + "\n", to: &$0) }
     }
 
     // Called with the lock held.
-    private func append(_ text: String) {
-        guard let url else {
-            pending += text
+    private static func append(_ text: String, to state: inout State) {
+        guard let url = state.url else {
+            state.pending += text
             return
         }
         if let handle = try? FileHandle(forWritingTo: url) {

@@ -1,5 +1,6 @@
 import Foundation
 import PatinaSandbox
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -161,27 +162,29 @@ final class CacheLease: @unchecked Sendable {
 }
 
 /// An flock(2) lock on a file, held until released (or until patina exits).
-final class FileLock: @unchecked Sendable {
-    // @unchecked: the descriptor is only closed once, by release().
-    private var descriptor: Int32
+final class FileLock: Sendable {
+    /// -1 once released: the descriptor is closed exactly once.
+    private let descriptor: Mutex<Int32>
 
     struct Busy: Error {}
 
     init(_ url: URL, exclusive: Bool) throws {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        descriptor = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw Busy() }
-        guard flock(descriptor, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 else {
-            close(descriptor)
-            descriptor = -1
+        let fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw Busy() }
+        guard flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 else {
+            close(fd)
             throw Busy()
         }
+        descriptor = Mutex(fd)
     }
 
     func release() {
-        guard descriptor >= 0 else { return }
-        close(descriptor)
-        descriptor = -1
+        descriptor.withLock { fd in
+            guard fd >= 0 else { return }
+            close(fd)
+            fd = -1
+        }
     }
 
     deinit { release() }

@@ -5,6 +5,7 @@ import Foundation
 /// (`agent_reported` in the record) and drives the live progress lines. Nothing here
 /// decides the run's cost or tokens: the model proxy counts those.
 public final class SessionRecorder: @unchecked Sendable {
+    // @unchecked: the one stream reader writes every mutable property under `lock`; the public ones are read after the stream ended.
     public private(set) var sessionID: String?
     public private(set) var model: String?
     public private(set) var result: StreamEvent.ResultSummary?

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One allow-list entry: where the agent may connect.
 ///
 /// Written `HOST[:PORT][/tcp|/udp]`:

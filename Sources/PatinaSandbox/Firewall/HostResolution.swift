@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -116,11 +117,9 @@ public enum HostResolution {
         return out
     }
 
-    private final class ResultBox: @unchecked Sendable {
-        // @unchecked: every access holds the lock.
-        private var values: [String: [String]] = [:]
-        private let lock = NSLock()
-        func set(_ name: String, _ addresses: [String]) { lock.withLock { values[name] = addresses } }
-        func snapshot() -> [String: [String]] { lock.withLock { values } }
+    private final class ResultBox: Sendable {
+        private let values = Mutex<[String: [String]]>([:])
+        func set(_ name: String, _ addresses: [String]) { values.withLock { $0[name] = addresses } }
+        func snapshot() -> [String: [String]] { values.withLock { $0 } }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,15 +8,17 @@ import Glibc
 /// firewall self-test aims at. The self-test's own verdict comes from inside
 /// the sandbox; the canary is the host's independent check that nothing
 /// blocked actually arrived.
-public final class Canary: @unchecked Sendable {
+public final class Canary: Sendable {
     public let address: String
     public let tcpPort: Int
     public let udpPort: Int
     private let tcpSocket: Int32
     private let udpSocket: Int32
-    private var hits: [String] = []
-    private let lock = NSLock()
-    private var running = true
+    private struct State {
+        var hits: [String] = []
+        var running = true
+    }
+    private let state = Mutex(State())
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -46,13 +49,13 @@ public final class Canary: @unchecked Sendable {
 
     /// What arrived, one line per connection or datagram.
     public var received: [String] {
-        lock.withLock { hits }
+        state.withLock { $0.hits }
     }
 
     /// Returns at once; the poll loop notices within one timeout and closes the
     /// sockets itself, so nobody closes them under it.
     public func stop() {
-        lock.withLock { running = false }
+        state.withLock { $0.running = false }
     }
 
     private func loop() {
@@ -60,7 +63,7 @@ public final class Canary: @unchecked Sendable {
             close(tcpSocket)
             close(udpSocket)
         }
-        while lock.withLock({ running }) {
+        while state.withLock({ $0.running }) {
             var fds = [pollfd(fd: tcpSocket, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: udpSocket, events: Int16(POLLIN), revents: 0)]
             guard poll(&fds, 2, 100) > 0 else { continue }
@@ -72,7 +75,7 @@ public final class Canary: @unchecked Sendable {
                 }
                 if fd >= 0 {
                     close(fd)
-                    lock.withLock { hits.append("tcp connection from \(Self.describe(peer))") }
+                    state.withLock { $0.hits.append("tcp connection from \(Self.describe(peer))") }
                 }
             }
             if fds[1].revents & Int16(POLLIN) != 0 {
@@ -82,7 +85,7 @@ public final class Canary: @unchecked Sendable {
                 let n = withUnsafeMutablePointer(to: &peer) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(udpSocket, &buffer, buffer.count, 0, $0, &length) }
                 }
-                if n >= 0 { lock.withLock { hits.append("udp datagram (\(n) bytes) from \(Self.describe(peer))") } }
+                if n >= 0 { state.withLock { $0.hits.append("udp datagram (\(n) bytes) from \(Self.describe(peer))") } }
             }
         }
     }

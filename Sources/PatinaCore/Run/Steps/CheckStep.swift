@@ -1,6 +1,7 @@
 import Foundation
 import PatinaGit
 import PatinaSandbox
+import Synchronization
 
 /// Step "check": the user's command (`--check CMD`) in a fresh sandbox container
 /// from the same image, with the same protections and firewall, on a clean
@@ -102,20 +103,18 @@ extension RunLifecycle {
 }
 
 /// The last lines of an output, kept while it streams.
-final class LineTail: @unchecked Sendable {
-    // @unchecked: appended to from one stream reader at a time, read after it ends; the lock covers both.
-    private var lines: [String] = []
+final class LineTail: Sendable {
+    private let lines = Mutex<[String]>([])
     private let limit: Int
-    private let lock = NSLock()
 
     init(limit: Int) { self.limit = limit }
 
     func append(_ line: String) {
-        lock.withLock {
+        lines.withLock { lines in
             lines.append(String(line.prefix(500)))
             if lines.count > limit { lines.removeFirst(lines.count - limit) }
         }
     }
 
-    var text: String { lock.withLock { lines.joined(separator: "\n") } }
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
 }

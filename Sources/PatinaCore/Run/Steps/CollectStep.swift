@@ -1,5 +1,6 @@
 import Foundation
 import PatinaGit
+import PatinaModelProxy
 import PatinaSandbox
 
 /// Step "collect": always runs once a branch exists. The agent's containers go

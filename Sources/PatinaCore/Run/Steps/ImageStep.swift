@@ -85,7 +85,7 @@ extension RunLifecycle {
         let pull = try await engine.run(["pull", image])
         guard pull.succeeded else {
             let from = image == plan.baseImage ? "pass --base-image" : "check the image in \(plan.sandbox.devcontainer?.path ?? "devcontainer.json")"
-            throw PlanError("image \(image) is not available locally and `docker pull` failed; build or import it first, or \(from)")
+            throw PatinaError(.environment, "image \(image) is not available locally and `docker pull` failed; build or import it first, or \(from)")
         }
     }
 }
@@ -119,7 +119,8 @@ enum DevcontainerImage {
                 context: build.context, dockerfile: build.dockerfile, tag: tag, labels: ["patina.image": "devcontainer"],
                 target: build.target, buildArguments: build.args.map { ($0.name, $0.value) }, passedBuildArguments: passedBuildArguments)
         } catch let failure as ImageBuildFailure {
-            throw PlanError("the devcontainer's Dockerfile did not build (\(build.dockerfile.lastPathComponent), exit \(failure.exitCode)): \(failure.tail)")
+            throw PatinaError(.environment, "the devcontainer's Dockerfile did not build (\(build.dockerfile.lastPathComponent), exit \(failure.exitCode)): \(failure.tail)",
+                              cause: failure)
         }
     }
 
@@ -139,8 +140,9 @@ enum DevcontainerImage {
         beforeBuilding(tag)
         let result = try await Command.run(cliArguments(cli: cli, repositoryRoot: repositoryRoot, config: devcontainer.file, tag: tag))
         guard result.succeeded else {
-            let tail = ImageBuildFailure(tag: tag, exitCode: result.exitCode, output: result.standardOutput + "\n" + result.standardError).tail
-            throw PlanError("the devcontainer CLI could not build \(devcontainer.path) (exit \(result.exitCode)): \(tail)")
+            let failure = ImageBuildFailure(tag: tag, exitCode: result.exitCode, output: result.standardOutput + "\n" + result.standardError)
+            throw PatinaError(.environment, "the devcontainer CLI could not build \(devcontainer.path) (exit \(result.exitCode)): \(failure.tail)",
+                              cause: failure)
         }
         let id = try await engine.check(["image", "inspect", "--format", "{{.Id}}", tag]).standardOutput
             .trimmingCharacters(in: .whitespacesAndNewlines)

@@ -1,5 +1,6 @@
 import Foundation
 import PatinaSandbox
+import Synchronization
 
 /// Step "lifecycle": the devcontainer's onCreate, updateContent and postCreate
 /// commands, in a container started like the agent's (its user, its protections,
@@ -95,29 +96,33 @@ enum LifecycleScript {
 }
 
 /// What the lifecycle script reported, as it streams.
-final class LifecycleOutcome: @unchecked Sendable {
-    // @unchecked: written by the one stream reader, read after it ends; the lock covers both.
-    private let lock = NSLock()
-    private var byLabel: [String: Int] = [:]
-    private(set) var current: String?
-    private(set) var failed: String?
+final class LifecycleOutcome: Sendable {
+    private struct State {
+        var byLabel: [String: Int] = [:]
+        var current: String?
+        var failed: String?
+    }
+    private let state = Mutex(State())
     private let labels: [String]
 
     init(commands: [LifecycleCommand]) { labels = commands.map(\.label) }
 
+    var current: String? { state.withLock { $0.current } }
+    var failed: String? { state.withLock { $0.failed } }
+
     func record(_ event: LifecycleScript.Event) {
-        lock.withLock {
+        state.withLock { state in
             switch event {
-            case .start(let label): current = label
-            case .ok(let label): byLabel[label] = 0
+            case .start(let label): state.current = label
+            case .ok(let label): state.byLabel[label] = 0
             case .failed(let label, let code):
-                byLabel[label] = code
-                failed = label
+                state.byLabel[label] = code
+                state.failed = label
             }
         }
     }
 
     var results: [LifecycleResult] {
-        lock.withLock { labels.map { LifecycleResult(label: $0, exitCode: byLabel[$0]) } }
+        state.withLock { state in labels.map { LifecycleResult(label: $0, exitCode: state.byLabel[$0]) } }
     }
 }
