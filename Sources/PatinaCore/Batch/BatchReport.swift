@@ -88,7 +88,12 @@ public enum BatchReport {
         ]
     }
 
-    public static func checkText(_ r: RunRecord) -> String { r.check.map { $0.passed ? "passed" : "failed" } ?? "—" }
+    public static func checkText(_ r: RunRecord) -> String {
+        guard let check = r.check else { return "—" }
+        guard let rounds = r.rounds, r.options?.rounds ?? 1 > 1 || rounds.count > 1 else { return check.passed ? "passed" : "failed" }
+        if let round = r.passedAtRound { return "passed r\(round)" }
+        return "failed r\(rounds.count)"
+    }
     public static func cost(_ value: Double?) -> String { value.map { String(format: "$%.4f", $0) } ?? "—" }
     /// The batch's runs by the shortest unique end of their ids (the same in every table of one report).
     public static func shortIDs(_ batch: BatchRecord) -> [String: String] {

@@ -87,3 +87,13 @@ extension TokenCounts {
                     cacheRead: a.cacheRead + b.cacheRead, cacheCreation: a.cacheCreation + b.cacheCreation)
     }
 }
+
+extension RunRecord {
+    /// "rounds 2 of 3, the check passed at round 2 (passed)": for a run with rounds.
+    public var roundsText: String? {
+        guard let rounds, let stopReason else { return nil }
+        let allowed = options?.rounds ?? rounds.count
+        return "\(rounds.count) of \(allowed) round\(allowed == 1 ? "" : "s") used, "
+            + (passedAtRound.map { "passed at round \($0)" } ?? "never passed") + " (stopped: \(stopReason.rawValue))"
+    }
+}
