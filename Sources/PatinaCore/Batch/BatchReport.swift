@@ -117,6 +117,7 @@ public enum BatchReport {
             let x = rate[m] ?? (0, 0)
             return "\(m) \(x.passed)/\(x.runs) (\(x.runs == 0 ? 0 : Int((Double(x.passed) * 100 / Double(x.runs)).rounded()))%)"
         }
+        let checked = batch.runs.contains { $0.check != nil || $0.options?.check != nil }
         let unstarted = batch.unstartedItems.count
         let replaced = batch.replacedRuns.count
         var spend = "total spend: " + (batch.costUSD.map { cost($0) } ?? "unknown (a run's model had no price)")
@@ -130,10 +131,37 @@ public enum BatchReport {
             runs,
             "succeeded: \(batch.runs.filter { $0.status == .succeeded }.count)"
                 + { n in n > 0 ? " (check failed: \(n))" : "" }(batch.runs.filter { $0.status == .checkFailed }.count),
-            "check pass rate: " + (rates.isEmpty ? "—" : rates.joined(separator: ", ")),
+            checked ? "check pass rate: " + (rates.isEmpty ? "—" : rates.joined(separator: ", ")) : "check pass rate: no check",
+        ] + roundTotals(batch, models: models) + [
             spend,
             "wall time: " + wallTime(batch),
         ]
+    }
+
+    /// With rounds, per model: the pass rate after round 1 (pass@1) beside the one after all
+    /// rounds, and the mean number of rounds the passing runs took.
+    static func roundTotals(_ batch: BatchRecord, models: [String]) -> [String] {
+        guard batch.runs.contains(where: { ($0.rounds?.count ?? 0) > 1 || ($0.options?.rounds ?? 1) > 1 }) else { return [] }
+        return models.map { model in
+            let runs = batch.runs.filter { ($0.model ?? "default") == model }
+            let first = runs.filter(passedAtFirstRound).count
+            let all = runs.filter(passed).count
+            let rounds = runs.compactMap { $0.passedAtRound ?? (passed($0) && $0.rounds == nil ? 1 : nil) }
+            let mean = rounds.isEmpty ? "—" : String(format: "%.1f", Double(rounds.reduce(0, +)) / Double(rounds.count))
+            let passing = runs.filter(passed)
+            let costs = passing.compactMap(\.costUSD)
+            let perPass = costs.isEmpty || costs.count < passing.count ? "—" : cost(costs.reduce(0, +) / Double(costs.count))
+            return "rounds, \(model): pass@1 \(first)/\(runs.count) (\(percent(first, runs.count))), after all rounds \(all)/\(runs.count) (\(percent(all, runs.count))), mean rounds to pass \(mean), cost per passing run \(perPass)"
+        }
+    }
+
+    static func passedAtFirstRound(_ r: RunRecord) -> Bool {
+        guard let first = r.rounds?.first else { return passed(r) }
+        return first.check?.passed == true
+    }
+
+    static func percent(_ n: Int, _ of: Int) -> String {
+        "\(of == 0 ? 0 : Int((Double(n) * 100 / Double(of)).rounded()))%"
     }
 
     // MARK: Markdown
@@ -154,11 +182,12 @@ public enum BatchReport {
                 out.append("| " + c.joined(separator: " | ") + " |")
             }
             // Why each run ended and what its agent said last, clipped to one escaped line.
-            let notes = group.runs.filter { $0.reason != nil || $0.lastMessage != nil || $0.history != nil }
+            let notes = group.runs.filter { $0.reason != nil || $0.lastMessage != nil || $0.history != nil || $0.rounds != nil }
             if !notes.isEmpty { out.append("") }
             for r in notes {
                 var line = "- run \(Escaping.markdown(short[r.id] ?? r.id))"
                 for note in historyNotes(r) { line += " — **" + Escaping.markdown(Escaping.clip(note, 400)) + "**" }
+                if let rounds = r.roundsText { line += " — " + Escaping.markdown(rounds) }
                 if let reason = r.reason { line += " — reason: " + Escaping.markdown(Escaping.clip(reason, 300)) }
                 if let message = r.lastMessage { line += " — last message: " + Escaping.markdown(Escaping.clip(message, 300)) }
                 out.append(line)
