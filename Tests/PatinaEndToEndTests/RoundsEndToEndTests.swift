@@ -1,4 +1,5 @@
 import Foundation
+import PatinaCore
 import PatinaTestSupport
 import Testing
 
@@ -122,5 +123,87 @@ struct RoundsEndToEndTests {
         #expect(check1["tests"] == nil)
         let opening = try #require(mainRequests(model).first { ($0["turn"] as? Int) == 2 })
         #expect((opening["last_user_text"] as? String ?? "").contains("BROKEN-REPORT"))
+    }
+
+    @Test func aBudgetSpentByRoundOneStopsBeforeRoundTwo() throws {
+        // Each answer reports 100,000 input tokens: $0.40 at the default model's price; round 1
+        // is two answers, $0.80: the whole budget.
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "value.txt": "0\n"])
+        let model = try FakeModel(script: [
+            Self.write("41"), .text("Set the value."),
+            Self.write("42"), .text("Fixed the value."),
+        ])
+        try model.setUsage(["input_tokens": 100_000, "output_tokens": 0])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let run = try FinishedRun(patina.yolo("set the value", ["--check", "grep -qx 42 value.txt", "--rounds", "3", "--max-cost", "0.8"]))
+        #expect(run.output.status == 1, "\(run.output.stderr)")
+        #expect(run.status == "budget_exceeded", "\(run.record["reason"] ?? "")")
+        #expect(run.record["stop_reason"] as? String == "budget_exceeded")
+        #expect((run.record["rounds"] as? [[String: Any]])?.count == 1)
+        #expect(!mainRequests(model).contains { ($0["turn"] as? Int ?? 0) >= 2 }, "no round 2 started")
+        #expect(try repo.git("show", "\(run.branch):value.txt") == "41")
+    }
+
+    @Test func ctrlCInRoundTwoStopsTheRunAndCollectsIt() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "value.txt": "0\n"])
+        let model = try FakeModel(script: [
+            Self.write("41"), .text("Set the value."),
+            .bash("printf '42\\n' > value.txt && sleep 600"), .text("unreachable"),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
+                                        "--quiet", "--check", "grep -qx 42 value.txt", "--rounds", "3", "set the value"])
+        // Round 2's agent is running its command once the model saw a request of turn 3.
+        let deadline = Date().addingTimeInterval(180)
+        while !mainRequests(model).contains(where: { ($0["turn"] as? Int) == 2 }) && Date() < deadline && process.isRunning {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        Thread.sleep(forTimeInterval: 2)
+        #expect(process.isRunning)
+        process.interrupt()
+        let stopDeadline = Date().addingTimeInterval(60)
+        while process.isRunning && Date() < stopDeadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(!process.isRunning, "patina did not stop after Ctrl-C")
+        #expect(process.terminationStatus == 130)
+        let runs = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]]
+        let record = try #require(runs?.first)
+        #expect(record["status"] as? String == "interrupted", "\(record)")
+        #expect(record["stop_reason"] as? String == "interrupted")
+        #expect((record["rounds"] as? [[String: Any]])?.count == 2)
+        // Round 2's uncommitted change was collected onto the branch.
+        #expect(try repo.git("show", "\(record["branch"] as? String ?? ""):value.txt") == "42")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
+    @Test func aBatchWithRoundsReportsPassAtOneBesideAllRounds() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "value.txt": "0\n"])
+        let model = try FakeModel(byTask: [
+            (match: "quick", turns: [Self.write("42"), .text("Set it.")]),
+            (match: "slow", turns: [Self.write("41"), .text("Set it."), Self.write("42"), .text("Fixed it.")]),
+        ])
+        try repo.write("../tasks.jsonl", """
+            {"task": "quick: set the value", "name": "quick"}
+            {"task": "slow: set the value", "name": "slow", "rounds": 2}
+
+            """)
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let out = try patina.run(["batch", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
+                                  "--jobs", "2", "--check", "grep -qx 42 value.txt", "--rounds", "3",
+                                  repo.root.appendingPathComponent("tasks.jsonl").path])
+        #expect(out.status == 0, "\(out.stderr)")
+        let batches = try JSONSerialization.jsonObject(with: Data(try patina.run(["batches", "--json"]).stdout.utf8)) as? [[String: Any]]
+        let batch = try #require(batches?.first)
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        let byName = Dictionary(uniqueKeysWithValues: runs.map { ($0["name"] as? String ?? "", $0) })
+        #expect(byName["quick"]?["passed_at_round"] as? Int == 1)
+        #expect(byName["slow"]?["passed_at_round"] as? Int == 2)
+        #expect((byName["slow"]?["options"] as? [String: Any])?["rounds"] as? Int == 2, "a line's rounds win over the flag's")
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let directory = store.root.appendingPathComponent("batches/\(batch["id"] as? String ?? "")")
+        let report = try String(contentsOf: directory.appendingPathComponent("report.md"), encoding: .utf8)
+        #expect(report.contains("pass@1 1/2 (50%), after all rounds 2/2 (100%), mean rounds to pass 1.5"), "\(report)")
+        #expect(report.contains("2 of 2 rounds used, passed at round 2"), "\(report)")
+        let shown = try patina.run(["batch", "show", "latest"])
+        #expect(shown.stdout.contains("passed r2"), "\(shown.stdout)")
     }
 }
