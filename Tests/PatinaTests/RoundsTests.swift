@@ -148,6 +148,11 @@ import Testing
         #expect(totals.contains { $0.hasPrefix("rounds, default: pass@1 1/3 (33%), after all rounds 2/3 (67%), mean rounds to pass 1.5") }, "\(totals)")
         #expect(BatchReport.markdown(b).contains("3 of 3 rounds used, never passed (stopped: rounds\\_exhausted)"), "\(BatchReport.markdown(b))")
         #expect(BatchReport.checkText(b.runs[1]) == "passed r2")
+        let html = BatchReport.html(b, diffs: [:])
+        #expect(html.contains("<svg role=\"img\""))
+        #expect(html.contains("round 1: 1/3") && html.contains("all rounds: 2/3"), "\(html)")
+        #expect(html.contains("<title>20261121-040000-fix-cccc: 1m15s, $0.1000, did not pass</title>"))
+        #expect(!html.contains("http://") && !html.contains("https://"))
 
         let unchecked = BatchReportTests.batch([(0, BatchReportTests.run("20261121-040000-fix-dddd")), (0, BatchReportTests.run("20261121-040000-fix-eeee"))])
         #expect(BatchReport.totals(unchecked).contains("check pass rate: no check"), "\(BatchReport.totals(unchecked))")

@@ -235,10 +235,61 @@ public enum BatchReport {
             </table>
             <h2>Totals</h2>
             <ul>\(totals(batch).map { "<li>\(Escaping.html($0))</li>" }.joined())</ul>
+            \(charts(batch))
             <script>\(script)</script>
             </body></html>
 
             """
+    }
+
+    /// Inline SVG, readable without colour: per model the pass rate after round 1 (dashed, first)
+    /// beside the one after all rounds (solid, second), each bar labelled with its numbers; and each
+    /// run's cost against its duration (a filled circle passed, a cross did not).
+    static func charts(_ batch: BatchRecord) -> String {
+        let runs = batch.runs.filter { !$0.createdNothing }
+        guard !runs.isEmpty else { return "" }
+        var models: [String] = []
+        for r in runs where !models.contains(r.model ?? "default") { models.append(r.model ?? "default") }
+        let rows = models.map { m in
+            let of = runs.filter { ($0.model ?? "default") == m }
+            return (m, of.filter(passedAtFirstRound).count, of.filter(passed).count, of.count)
+        }
+        let barHeight = 16, rowHeight = 44, width = 360, left = 200
+        var svg = ["<figure><figcaption>Check pass rate per model: after round 1 (light, dashed, first bar) and after all rounds (dark, second bar)</figcaption>",
+                   "<svg role=\"img\" width=\"\(left + width + 140)\" height=\"\(rows.count * rowHeight + 10)\">",
+                  ]
+        for (i, row) in rows.enumerated() {
+            let y = i * rowHeight + 5
+            let first = row.3 == 0 ? 0 : width * row.1 / row.3, all = row.3 == 0 ? 0 : width * row.2 / row.3
+            svg.append("<text x=\"0\" y=\"\(y + barHeight)\" font-size=\"12\">\(Escaping.html(Escaping.clip(row.0, 30)))</text>")
+            svg.append("<rect x=\"\(left)\" y=\"\(y)\" width=\"\(width)\" height=\"\(barHeight)\" fill=\"none\" stroke=\"#999\"/>")
+            svg.append("<rect x=\"\(left)\" y=\"\(y)\" width=\"\(first)\" height=\"\(barHeight)\" fill=\"#ccc\" stroke=\"#333\" stroke-dasharray=\"3 2\"/>")
+            svg.append("<text x=\"\(left + width + 6)\" y=\"\(y + 12)\" font-size=\"11\">round 1: \(row.1)/\(row.3)</text>")
+            svg.append("<rect x=\"\(left)\" y=\"\(y + barHeight + 2)\" width=\"\(width)\" height=\"\(barHeight)\" fill=\"none\" stroke=\"#999\"/>")
+            svg.append("<rect x=\"\(left)\" y=\"\(y + barHeight + 2)\" width=\"\(all)\" height=\"\(barHeight)\" fill=\"#333\"/>")
+            svg.append("<text x=\"\(left + width + 6)\" y=\"\(y + barHeight + 14)\" font-size=\"11\">all rounds: \(row.2)/\(row.3)</text>")
+        }
+        svg.append("</svg></figure>")
+        let points = runs.compactMap { r in r.durationS.map { (r, $0, r.costUSD ?? 0) } }
+        if !points.isEmpty {
+            let maxD = max(points.map(\.1).max() ?? 1, 1), maxC = max(points.map(\.2).max() ?? 0, 0.0001)
+            let w = 420.0, h = 220.0, pad = 50.0
+            svg.append("<figure><figcaption>Each run's cost against its duration (● passed its check, ✕ did not); max \(DurationParser.format(maxD)), \(cost(maxC))</figcaption>")
+            svg.append("<svg role=\"img\" width=\"\(Int(w + pad * 2))\" height=\"\(Int(h + pad))\">")
+            svg.append("<line x1=\"\(pad)\" y1=\"\(h)\" x2=\"\(pad + w)\" y2=\"\(h)\" stroke=\"#333\"/><line x1=\"\(pad)\" y1=\"0\" x2=\"\(pad)\" y2=\"\(h)\" stroke=\"#333\"/>")
+            svg.append("<text x=\"\(pad + w / 2)\" y=\"\(h + 30)\" font-size=\"11\">duration (0 – \(DurationParser.format(maxD)))</text>")
+            svg.append("<text x=\"0\" y=\"12\" font-size=\"11\">cost</text><text x=\"0\" y=\"26\" font-size=\"11\">\(cost(maxC))</text>")
+            for (r, d, c) in points {
+                let x = pad + w * d / maxD, y = h - (h - 10) * c / maxC
+                let label = Escaping.html("\(r.id): \(DurationParser.format(d)), \(cost(c)), \(passed(r) ? "passed" : "did not pass")")
+                func n(_ v: Double) -> String { String(format: "%.1f", v) }
+                svg.append(passed(r)
+                    ? "<circle cx=\"\(n(x))\" cy=\"\(n(y))\" r=\"5\" fill=\"#333\"><title>\(label)</title></circle>"
+                    : "<path d=\"M\(n(x - 5)) \(n(y - 5))l10 10m0 -10l-10 10\" stroke=\"#333\" stroke-width=\"2\"><title>\(label)</title></path>")
+            }
+            svg.append("</svg></figure>")
+        }
+        return "<h2>Charts</h2>\n" + svg.joined(separator: "\n")
     }
 
     static func details(_ r: RunRecord, diff: String?) -> String {
@@ -249,6 +300,13 @@ public enum BatchReport {
             let how = (c.passed ? "passed" : "failed") + (c.exitCode.map { " (exit \($0))" } ?? "") + (c.timedOut ? ", timed out" : "")
             parts.append("<p><b>Check</b> <code>\(Escaping.html(c.command))</code>: \(how)\(c.error.map { " — " + Escaping.html($0) } ?? "")</p>")
             if !c.outputTail.isEmpty { parts.append("<pre>\(Escaping.html(c.outputTail, keepLines: true))</pre>") }
+        }
+        if let rounds = r.roundsText { parts.append("<p><b>Rounds:</b> \(Escaping.html(rounds))</p>") }
+        for round in r.rounds ?? [] where round.check?.failures?.isEmpty == false {
+            let failures = (round.check?.failures ?? []).prefix(20).map { f in
+                "<li>\(Escaping.html(f.name))\(f.file.map { " (" + Escaping.html($0) + (f.line.map { ":\($0)" } ?? "") + ")" } ?? "")\(f.message.map { ": " + Escaping.html(Escaping.clip($0, 200)) } ?? "")</li>"
+            }
+            parts.append("<p>Round \(round.round): failing tests</p><ul>\(failures.joined())</ul>")
         }
         if let message = r.lastMessage { parts.append("<p><b>Last message</b></p><pre>\(Escaping.html(message, keepLines: true))</pre>") }
         if let diff, !diff.isEmpty { parts.append("<pre class=\"diff\">\(diffHTML(diff))</pre>") }
