@@ -384,6 +384,11 @@ public struct RunRecord: Codable, Sendable {
     public var endTag: String { "session-\(id)-end" }
     /// The mark at round `round`'s head, for a run with rounds.
     public static func roundTag(_ id: String, _ round: Int) -> String { "session-\(id)-round-\(round)" }
+    /// Every mark the run may have made: start, end, and one per round it may have reached.
+    public var sessionRefs: [String] {
+        let rounds = max(self.rounds?.count ?? 0, options?.rounds ?? 1)
+        return [startTag, endTag] + (rounds > 1 ? (1...rounds).map { Self.roundTag(id, $0) } : [])
+    }
 
     public var additions: Int { filesChanged.reduce(0) { $0 + $1.additions } }
     public var deletions: Int { filesChanged.reduce(0) { $0 + $1.deletions } }

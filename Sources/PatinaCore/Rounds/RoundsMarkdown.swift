@@ -26,8 +26,13 @@ enum RoundsMarkdown {
                 }
                 if let dir = round.dir, let log = try? String(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("session.md"), encoding: .utf8),
                    let activity = section("Activity Log", of: log) {
-                    text += "\n#### Activity Log\n\n" + activity + "\n"
+                    // Its headings go two levels down, under this round's.
+                    let demoted = activity.split(separator: "\n", omittingEmptySubsequences: false)
+                        .map { $0.hasPrefix("#") ? "##" + $0 : String($0) }.joined(separator: "\n")
+                    text += "\n#### Activity Log\n\n" + demoted + "\n"
                 }
+            } else {
+                text += "The task; its activity is the Activity Log above.\n"
             }
             text += "\n#### Check\n\n"
             text += "- head \(round.head.map { String($0.prefix(12)) } ?? "none") (`\(RunRecord.roundTag(record.id, round.round))`), \(round.commits) commit\(round.commits == 1 ? "" : "s"), "
