@@ -87,7 +87,10 @@ struct RoundLoop {
         record.finished = Date()
         record.durationS = ((record.finished ?? Date()).timeIntervalSince(started) * 1000).rounded() / 1000
         do {
-            try SessionMarkdown.write(record: record, repository: plan.repository, secrets: plan.credentials.secretValues)
+            let written = try SessionMarkdown.write(record: record, repository: plan.repository, secrets: plan.credentials.secretValues)
+            if let earlier = plan.resume?.runID, earlier != plan.id, let before = try? plan.store.load(earlier) {
+                try RoundsMarkdown.insertPreviousContext(RoundsMarkdown.context(of: before), into: written)
+            }
             try RoundsMarkdown.append(record: record, to: URL(fileURLWithPath: record.runDir).appendingPathComponent("session.md"))
         } catch {
             progress.warn("could not write session.md: \(error)")

@@ -52,6 +52,31 @@ enum RoundsMarkdown {
         try Data(text.utf8).write(to: sessionMarkdown, options: .atomic)
     }
 
+    /// What the run a resumed run continues did: its task, ending, head, commits and check.
+    static func context(of earlier: RunRecord) -> [String] {
+        var lines = [
+            "- continues run `\(earlier.id)` on `\(earlier.branch)`: " + Escaping.markdownLine(earlier.task, limit: 200),
+            "- it ended \(earlier.status.rawValue) at \(earlier.headCommit.map { String($0.prefix(12)) } ?? "its base"), "
+                + "\(earlier.commits ?? 0) commit\((earlier.commits ?? 0) == 1 ? "" : "s"), \(earlier.filesChanged.count) file\(earlier.filesChanged.count == 1 ? "" : "s") changed",
+        ]
+        if let check = earlier.check { lines.append("- its check: " + Escaping.markdownLine(check.summary, limit: 300)) }
+        if let rounds = earlier.roundsText { lines.append("- " + Escaping.markdownLine(rounds, limit: 200)) }
+        if let message = earlier.lastMessage { lines.append("- its last message: " + Escaping.markdownLine(message, limit: 300)) }
+        return lines
+    }
+
+    /// A "Previous Session Context" section before the first section of a session.md.
+    static func insertPreviousContext(_ lines: [String], into url: URL) throws {
+        var text = try String(contentsOf: url, encoding: .utf8)
+        let section = "## Previous Session Context\n\n" + lines.joined(separator: "\n") + "\n\n"
+        if let first = text.range(of: "\n## ") {
+            text.insert(contentsOf: section, at: text.index(after: first.lowerBound))
+        } else {
+            text += "\n" + section
+        }
+        try Data(text.utf8).write(to: url, options: .atomic)
+    }
+
     /// Agent-written text as a quote block, each line escaped.
     static func quoted(_ text: String) -> String {
         text.split(separator: "\n", omittingEmptySubsequences: false).map { "> " + Escaping.markdownLine(String($0), limit: 500) }.joined(separator: "\n")

@@ -199,7 +199,11 @@ public final class RunLifecycle: @unchecked Sendable {
             // The session log people read, from session.jsonl and the record: for every
             // run that got this far, whatever its outcome.
             do {
-                try SessionMarkdown.write(record: record, repository: plan.repository, secrets: redactor.secrets)
+                let written = try SessionMarkdown.write(record: record, repository: plan.repository, secrets: redactor.secrets)
+                // `patina resume`: what came before, as the seeds' session logs open.
+                if let earlier = plan.resume?.runID, earlier != plan.id, let before = try? plan.store.load(earlier) {
+                    try RoundsMarkdown.insertPreviousContext(RoundsMarkdown.context(of: before), into: written)
+                }
             } catch {
                 progress.warn("could not write session.md: \(error)")
             }
