@@ -154,6 +154,22 @@ import Testing
         #expect(html.contains("<title>20261121-040000-fix-cccc: 1m15s, $0.1000, did not pass</title>"))
         #expect(!html.contains("http://") && !html.contains("https://"))
 
+        // With reports: which run passes which test, round by round.
+        var reported = b
+        for i in reported.runs.indices {
+            for k in (reported.runs[i].rounds ?? []).indices {
+                let passed = reported.runs[i].rounds![k].check!.passed
+                reported.runs[i].rounds![k].check!.tests = TestCounts(total: 2, failed: passed ? 0 : 1, skipped: 0)
+                reported.runs[i].rounds![k].check!.failures = passed ? [] : [TestFailure(name: "test_value", classname: "tests")]
+            }
+        }
+        let matrix = BatchReport.testMatrix(reported.runs)
+        #expect(matrix?.count == 1)
+        #expect(matrix?.first?.0 == "tests.test_value")
+        #expect(matrix?.first?.1 == ["✓", "✗ ✓", "✗ ✗ ✗"])
+        #expect(BatchReport.markdown(reported).contains("| tests.test\\_value | ✓ | ✗ ✓ | ✗ ✗ ✗ |"), "\(BatchReport.markdown(reported))")
+        #expect(BatchReport.html(reported, diffs: [:]).contains("<h2>Tests × runs</h2>"))
+
         let unchecked = BatchReportTests.batch([(0, BatchReportTests.run("20261121-040000-fix-dddd")), (0, BatchReportTests.run("20261121-040000-fix-eeee"))])
         #expect(BatchReport.totals(unchecked).contains("check pass rate: no check"), "\(BatchReport.totals(unchecked))")
     }

@@ -192,6 +192,12 @@ public enum BatchReport {
                 if let message = r.lastMessage { line += " — last message: " + Escaping.markdown(Escaping.clip(message, 300)) }
                 out.append(line)
             }
+            if let matrix = testMatrix(group.runs) {
+                out += ["", "Tests × runs (one mark per round reached: ✓ passed or skipped, ✗ failed, ? not known):", "",
+                        "| test | " + group.runs.map { Escaping.markdown(short[$0.id] ?? $0.id) }.joined(separator: " | ") + " |",
+                        "|" + String(repeating: "---|", count: group.runs.count + 1)]
+                for (test, marks) in matrix { out.append("| " + Escaping.markdown(test) + " | " + marks.joined(separator: " | ") + " |") }
+            }
         }
         let unstarted = batch.unstartedItems
         if !unstarted.isEmpty {
@@ -233,6 +239,7 @@ public enum BatchReport {
             <table id="runs"><thead><tr>\(head)</tr></thead>
             \(body.joined(separator: "\n"))
             </table>
+            \(matrixHTML(batch))
             <h2>Totals</h2>
             <ul>\(totals(batch).map { "<li>\(Escaping.html($0))</li>" }.joined())</ul>
             \(charts(batch))
@@ -240,6 +247,44 @@ public enum BatchReport {
             </body></html>
 
             """
+    }
+
+    /// Which run passes which test, per round reached: every test that failed in some round of
+    /// one of `runs`, and for each run a mark per round whose check read a report. Nil when no
+    /// run read a report with a failure.
+    static func testMatrix(_ runs: [RunRecord], limit: Int = 40) -> [(String, [String])]? {
+        func checks(_ r: RunRecord) -> [CheckResult] { r.rounds?.compactMap(\.check) ?? [r.check].compactMap { $0 } }
+        func key(_ f: TestFailure) -> String { [f.classname, f.name].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ".") }
+        var tests: [String] = []
+        for r in runs {
+            for check in checks(r) { for f in check.failures ?? [] where !tests.contains(key(f)) { tests.append(key(f)) } }
+        }
+        guard !tests.isEmpty else { return nil }
+        return tests.prefix(limit).map { test in
+            (test, runs.map { r in
+                let marks = checks(r).map { check -> String in
+                    guard check.tests != nil else { return "?" }
+                    if (check.failures ?? []).contains(where: { key($0) == test }) { return "✗" }
+                    return check.failuresNotKept == nil ? "✓" : "?"
+                }
+                return marks.isEmpty ? "—" : marks.joined(separator: " ")
+            })
+        }
+    }
+
+    static func matrixHTML(_ batch: BatchRecord) -> String {
+        let short = shortIDs(batch)
+        var out: [String] = []
+        for group in groups(batch) {
+            guard let matrix = testMatrix(group.runs) else { continue }
+            out.append("<h3>\(Escaping.html(group.label)): tests × runs</h3><p class=\"meta\">One mark per round reached: ✓ passed or skipped, ✗ failed, ? not known.</p>")
+            out.append("<table class=\"matrix\"><thead><tr><th>test</th>" + group.runs.map { "<th>\(Escaping.html(short[$0.id] ?? $0.id))</th>" }.joined() + "</tr></thead><tbody>")
+            for (test, marks) in matrix {
+                out.append("<tr><td>\(Escaping.html(test))</td>" + marks.map { "<td>\(Escaping.html($0))</td>" }.joined() + "</tr>")
+            }
+            out.append("</tbody></table>")
+        }
+        return out.isEmpty ? "" : "<h2>Tests × runs</h2>\n" + out.joined(separator: "\n")
     }
 
     /// Inline SVG, readable without colour: per model the pass rate after round 1 (dashed, first)
