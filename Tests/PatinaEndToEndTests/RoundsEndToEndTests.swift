@@ -206,4 +206,37 @@ struct RoundsEndToEndTests {
         let shown = try patina.run(["batch", "show", "latest"])
         #expect(shown.stdout.contains("passed r2"), "\(shown.stdout)")
     }
+
+    @Test func aPatinaKilledInRoundTwoLeavesARunTheNextCommandCollectsWithItsRounds() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "value.txt": "0\n"])
+        let model = try FakeModel(script: [
+            Self.write("41"), .text("Set the value."),
+            .bash("printf '42\\n' > value.txt && tail -f /dev/null"), .text("unreachable"),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
+                                        "--check", "grep -qx 42 value.txt", "--rounds", "3", "set the value"])
+        let deadline = Date().addingTimeInterval(180)
+        while !mainRequests(model).contains(where: { ($0["turn"] as? Int) == 2 }) && Date() < deadline && process.isRunning {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        Thread.sleep(forTimeInterval: 1)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+
+        let listed = try patina.run(["runs", "--json"])
+        #expect(listed.stderr.contains("collected it"), "\(listed.stderr)")
+        let runs = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        let run = try #require(runs.first)
+        #expect(run["status"] as? String == "interrupted", "\(run)")
+        #expect(run["stop_reason"] as? String == "interrupted")
+        let rounds = run["rounds"] as? [[String: Any]] ?? []
+        #expect(rounds.map { $0["round"] as? Int } == [1, 2], "\(run)")
+        #expect(run["commits"] as? Int == 2, "round 1's commit and round 2's leftovers")
+        let id = run["id"] as? String ?? ""
+        #expect(try repo.git("show", "\(run["branch"] as? String ?? ""):value.txt") == "42")
+        #expect(try repo.git("rev-parse", "session-\(id)-end^{commit}") == run["head_commit"] as? String)
+        #expect(try repo.git("rev-parse", "session-\(id)-round-2^{commit}") == run["head_commit"] as? String)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
 }

@@ -19,7 +19,7 @@ struct RoundLoop {
         let started = first.started
         let originalBase = plan.baseCommit
         let runDirectory = plan.runDirectory
-        record.rounds = [roundEntry(first, round: 1, base: plan.baseCommit, dir: nil)]
+        record.rounds = [Self.roundEntry(first, round: 1, base: plan.baseCommit, dir: nil)]
         keepCheckLog(of: runDirectory, round: 1, in: runDirectory)
         var round = 1
         var last = first
@@ -73,10 +73,13 @@ struct RoundLoop {
             next.maxCostUSD = plan.maxCostUSD.map { $0 - spent }
             roundBase = head
             try? FileManager.default.createDirectory(at: next.runDirectory, withIntermediateDirectories: true)
+            // The run so far, for recovery should this patina die during the round (whose own
+            // record is the store's meanwhile).
+            try? Data(record.json().utf8).write(to: runDirectory.appendingPathComponent(Self.savedRunFile), options: .atomic)
             try? Data(followUp.utf8).write(to: next.runDirectory.appendingPathComponent("follow-up.md"))
             let result = await RunLifecycle(plan: next, engine: engine, progress: progress, control: control).executeRound()
             last = result
-            merge(result, round: round, base: head, into: &record, originalBase: originalBase)
+            Self.merge(result, round: round, base: head, into: &record, originalBase: originalBase, repository: plan.repository)
             keepCheckLog(of: next.runDirectory, round: round, in: runDirectory)
             if result.createdNothing { stop = result.status == .interrupted ? .interrupted : .error; break }
         }
@@ -96,6 +99,7 @@ struct RoundLoop {
             progress.warn("could not write session.md: \(error)")
         }
         try? plan.store.save(record)
+        try? FileManager.default.removeItem(at: runDirectory.appendingPathComponent(Self.savedRunFile))
         return record
     }
 
@@ -114,14 +118,31 @@ struct RoundLoop {
         return nil
     }
 
-    func roundEntry(_ r: RunRecord, round: Int, base: ObjectID, dir: String?) -> RoundRecord {
+    static func roundEntry(_ r: RunRecord, round: Int, base: ObjectID, dir: String?) -> RoundRecord {
         RoundRecord(round: round, started: r.started, durationS: r.durationS ?? 0, head: r.headCommit, commits: r.commits ?? 0,
                     costUSD: r.costUSD, tokens: r.tokens, check: r.check, status: r.status, dir: dir)
     }
 
     /// Round `round`'s record folded into the run's: the last round's ending and check, the
     /// figures added up, the changes counted from the run's base.
-    func merge(_ r: RunRecord, round: Int, base: ObjectID, into record: inout RunRecord, originalBase: ObjectID) {
+    static let savedRunFile = "rounds-run.json"
+
+    /// The round a run directory holds (`round-<k>` inside the run's own), if it is one.
+    static func roundNumber(of directory: URL) -> Int? {
+        let name = directory.lastPathComponent
+        guard name.hasPrefix("round-"), let k = Int(name.dropFirst(6)), k > 1,
+              FileManager.default.fileExists(atPath: directory.deletingLastPathComponent().appendingPathComponent(savedRunFile).path)
+        else { return nil }
+        return k
+    }
+
+    /// The run's record as it was before its latest round started.
+    static func savedRun(in runDirectory: URL) -> RunRecord? {
+        guard let data = FileManager.default.contents(atPath: runDirectory.appendingPathComponent(savedRunFile).path) else { return nil }
+        return try? RunRecord.decoder.decode(RunRecord.self, from: data)
+    }
+
+    static func merge(_ r: RunRecord, round: Int, base: ObjectID, into record: inout RunRecord, originalBase: ObjectID, repository: Repository) {
         record.rounds = (record.rounds ?? []) + [roundEntry(r, round: round, base: base, dir: r.runDir)]
         record.status = r.status
         record.reason = r.reason
@@ -137,7 +158,7 @@ struct RoundLoop {
         record.requests = Self.sum(record.requests, r.requests)
         if let tokens = r.tokens { record.tokens = (record.tokens ?? TokenCounts()) + tokens }
         record.steps += r.steps.map { StepTiming(name: "round \(round) \($0.name)", seconds: $0.seconds, detail: $0.detail) }
-        if let head = record.headCommit.flatMap({ ObjectID(hex: $0) }), let history = try? plan.repository.gitDirectoryOnly() {
+        if let head = record.headCommit.flatMap({ ObjectID(hex: $0) }), let history = try? repository.gitDirectoryOnly() {
             if let stats = try? history.diffStat(from: originalBase, to: head) {
                 record.filesChanged = stats.map {
                     FileChangeRecord(path: $0.path, additions: $0.additions, deletions: $0.deletions, status: $0.status.rawValue)
