@@ -30,7 +30,13 @@ struct RoundLoop {
                 stop = reason
                 break
             }
-            if await control.reason == .interrupted { stop = .interrupted; break }
+            if await control.reason == .interrupted {
+                // Ctrl-C during the round's check: the run was interrupted, not just failed.
+                stop = .interrupted
+                record.status = .interrupted
+                record.reason = ([record.reason].compactMap { $0 } + ["interrupted after round \(round)"]).joined(separator: "; ")
+                break
+            }
             let elapsed = Date().timeIntervalSince(started)
             let timeLeft = plan.timeoutSeconds - elapsed
             if timeLeft < 1 {
