@@ -22,7 +22,7 @@ struct BatchRunCommand: AsyncParsableCommand {
         discussion: """
             FILE is .txt (one task per line; blank lines and # lines ignored) or .jsonl (one object per \
             line: "task" required; optional "name", "attempts", "model" or "models", "base", "timeout", \
-            "max_turns", "check", "allow", "max_cost"). Flags give the defaults; a line's keys win. A bad line stops \
+            "max_turns", "check", "allow", "max_cost", "rounds", "check_report"). Flags give the defaults; a line's keys win. A bad line stops \
             the batch before anything is created. Records: batches/<id>/batch.json, report.md and \
             report.html in patina's store; `patina batch show` prints the table. Ctrl-C stops the \
             batch: queued runs never start, running ones are collected; `patina batch resume` finishes it.

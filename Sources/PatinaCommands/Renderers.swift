@@ -209,8 +209,14 @@ final class BatchRenderer: @unchecked Sendable {
     }
 
     private func finishedLine(_ r: RunRecord) -> String {
-        var parts = ["\(r.status == .succeeded ? "✓" : "✗") [\(short(r.id))]", r.status.rawValue]
+        // ✓ only for a run that succeeded and whose check, if any, passed.
+        let good = r.status == .succeeded && r.check?.passed != false
+        var parts = ["\(good ? "✓" : "✗") [\(short(r.id))]", r.status.rawValue]
         if let check = r.check { parts.append(check.passed ? "check passed" : "check FAILED") }
+        if let rounds = r.rounds, rounds.count > 1 || (r.options?.rounds ?? 1) > 1 {
+            parts.append(r.passedAtRound.map { "passed at round \($0) of \(r.options?.rounds ?? rounds.count)" }
+                         ?? "\(rounds.count) round\(rounds.count == 1 ? "" : "s"), \(r.stopReason?.rawValue ?? "")")
+        }
         parts.append("\(counted(r.filesChanged.count, "file")) +\(r.additions) -\(r.deletions)")
         parts.append(RunSummary.cost(r.costUSD))
         if let label = labels[r.id] { parts.append(label.0 + (label.1.map { " #\($0)" } ?? "") + (label.2.map { " (\($0))" } ?? "")) }

@@ -23,6 +23,16 @@ struct RunFlags: ParsableArguments {
     @Option(name: .customLong("check-timeout"), help: "Stop the check after this long (default: 10m).")
     var checkTimeout: String?
 
+    @Option(name: .customLong("rounds"), parsing: .unconditional, help: ArgumentHelp(
+        "With --check: when the check fails, the same conversation goes on in a fresh sandbox on the same branch with the check's failures, until it passes or N rounds, the budget or the timeout are used up (default: rounds in .patina/config.json, else 1).",
+        valueName: "n"))
+    var rounds: Int?
+
+    @Option(name: .customLong("check-report"), help: ArgumentHelp(
+        "The JUnit XML file the check writes, relative to its checkout (pytest --junitxml, swift test --xunit-output, …): its failing tests go into the record and the next round's follow-up.",
+        valueName: "path"))
+    var checkReport: String?
+
     @Option(name: .customLong("max-cost"), help: ArgumentHelp(
         "The run's budget in US dollars: once its model answers cost this much, patina's model proxy refuses further requests and the run ends budget_exceeded (still collected). Default: max_cost in .patina/config.json, else none.",
         valueName: "usd"))
@@ -56,6 +66,8 @@ struct RunFlags: ParsableArguments {
         options.check = check
         options.checkTimeout = checkTimeout
         options.maxCost = maxCost
+        options.rounds = rounds
+        options.checkReport = checkReport
         options.sparse = sparse
         options.allowAPIFeatures = allowAPIFeatures
         return options

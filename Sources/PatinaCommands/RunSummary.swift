@@ -60,6 +60,16 @@ enum RunSummary {
     static func checkLines(_ r: RunRecord) -> [String] {
         guard let check = r.check else { return [] }
         var lines = ["  check:     \(check.summary)"]
+        if let rounds = r.roundsText { lines.append("  rounds:    \(rounds)") }
+        if let tests = check.tests {
+            lines.append("  tests:     \(tests.total), \(tests.failed) failed, \(tests.skipped) skipped")
+            for failure in (check.failures ?? []).prefix(10) {
+                let location = failure.file.map { f in failure.line.map { "\(f):\($0)" } ?? f }
+                lines.append("    ✗ " + Escaping.visible(failure.name + (location.map { " (\($0))" } ?? "")
+                    + (failure.message.map { ": \($0.prefix(200))" } ?? "")))
+            }
+        }
+        if let note = check.reportNote { lines.append("  report:    " + Escaping.visible(note)) }
         if !check.passed {
             let tail = check.outputTail.split(separator: "\n", omittingEmptySubsequences: false).suffix(12)
             if !tail.isEmpty && !(tail.count == 1 && tail[tail.startIndex].isEmpty) {
@@ -105,6 +115,7 @@ enum RunSummary {
             var files = "\(counted(r.filesChanged.count, "file")) +\(r.additions) -\(r.deletions)"
             if r.history?.rewritten == true { files += "  ! history rewritten" }
             if r.history?.backdated.isEmpty == false { files += "  ! backdated commits" }
+            if let rounds = r.roundsText { files += "  " + rounds }
             return [r.status.rawValue, r.id, r.durationS.map { DurationParser.format($0) } ?? "—", cost(r.costUSD),
                     branch == .none ? "—" : branch.rawValue, files]
         }

@@ -471,7 +471,7 @@ class Handler(BaseHTTPRequestHandler):
             n_messages=len(messages),
             max_tokens=body.get("max_tokens"),
             system_head=system_text(body)[:160],
-            last_user_text=last_user_text(messages)[:500],
+            last_user_text=last_user_text(messages)[:4000],
             tool_results=all_results,
             new_tool_results=last_results,
         )

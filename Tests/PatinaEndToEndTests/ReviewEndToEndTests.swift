@@ -270,6 +270,10 @@ struct ReviewEndToEndTests {
         let earlier = (opening["tool_results"] as? [[String: Any]] ?? []).map { "\($0["content"] ?? "")" }.joined()
         #expect(earlier.contains("FIRST-RESULT-MARKER"), "first request: \(opening)")
         #expect((opening["last_user_text"] as? String ?? "").contains("now the second part"))
+        // Its session log opens with what came before.
+        let session = resumed.file("session.md") ?? ""
+        #expect(session.contains("## Previous Session Context\n\n- continues run `\(first.id)`"), "\(session)")
+        #expect(session.contains("- it ended succeeded at \(first.head.prefix(12)), 1 commit"), "\(session)")
 
         // The follow-up's commit is on the same branch, on top of the first run's head.
         #expect(try repo.git("log", "-1", "--format=%s", first.branch) == "second")

@@ -29,6 +29,8 @@ import Testing
         options.maxCost = "0.002"
         options.sparse = ["src"]
         options.allowAPIFeatures = ["web_search"]
+        options.rounds = 3
+        options.checkReport = "report.xml"
         let mirror = Mirror(reflecting: options)
         let defaults = Mirror(reflecting: YoloOptions(task: "t"))
         for (child, plain) in zip(mirror.children, defaults.children) where child.label != "task" {

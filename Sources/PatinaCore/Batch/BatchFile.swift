@@ -14,6 +14,9 @@ public struct BatchTask: Sendable, Equatable {
     public var allow: [String]?
     /// The run's budget (`--max-cost`), as written.
     public var maxCost: String?
+    /// `rounds` and `check_report` (`--rounds`, `--check-report`).
+    public var rounds: Int?
+    public var checkReport: String?
 
     public init(line: Int, task: String) {
         self.line = line
@@ -25,7 +28,7 @@ public struct BatchTask: Sendable, Equatable {
 /// or `.jsonl` (one object per line). Any bad line stops the batch before
 /// anything is created, with one line naming FILE:LINE.
 public enum BatchFile {
-    public static let keys = ["task", "name", "attempts", "model", "models", "base", "timeout", "max_turns", "check", "allow", "max_cost"]
+    public static let keys = ["task", "name", "attempts", "model", "models", "base", "timeout", "max_turns", "check", "allow", "max_cost", "rounds", "check_report"]
 
     public static func load(_ path: String) throws -> [BatchTask] {
         var isDirectory: ObjCBool = false
@@ -101,6 +104,8 @@ public enum BatchFile {
         result.maxTurns = try integer("max_turns")
         result.check = try string("check")
         result.allow = try strings("allow")
+        result.rounds = try integer("rounds")
+        result.checkReport = try string("check_report")
         if let cost = object["max_cost"] {
             // A number (2.5) or a string ("$2.50"); checked with the other options.
             if let text = cost as? String {
@@ -146,6 +151,8 @@ public enum BatchPlanner {
             if let check = task.check { options.check = check }
             if let allow = task.allow { options.allow = defaults.allow + allow }
             if let cost = task.maxCost { options.maxCost = cost }
+            if let rounds = task.rounds { options.rounds = rounds }
+            if let report = task.checkReport { options.checkReport = report }
             do {
                 try options.validateFlags()
             } catch {

@@ -88,7 +88,12 @@ public enum BatchReport {
         ]
     }
 
-    public static func checkText(_ r: RunRecord) -> String { r.check.map { $0.passed ? "passed" : "failed" } ?? "—" }
+    public static func checkText(_ r: RunRecord) -> String {
+        guard let check = r.check else { return "—" }
+        guard let rounds = r.rounds, r.options?.rounds ?? 1 > 1 || rounds.count > 1 else { return check.passed ? "passed" : "failed" }
+        if let round = r.passedAtRound { return "passed r\(round)" }
+        return "failed r\(rounds.count)"
+    }
     public static func cost(_ value: Double?) -> String { value.map { String(format: "$%.4f", $0) } ?? "—" }
     /// The batch's runs by the shortest unique end of their ids (the same in every table of one report).
     public static func shortIDs(_ batch: BatchRecord) -> [String: String] {
@@ -112,6 +117,7 @@ public enum BatchReport {
             let x = rate[m] ?? (0, 0)
             return "\(m) \(x.passed)/\(x.runs) (\(x.runs == 0 ? 0 : Int((Double(x.passed) * 100 / Double(x.runs)).rounded()))%)"
         }
+        let checked = batch.runs.contains { $0.check != nil || $0.options?.check != nil }
         let unstarted = batch.unstartedItems.count
         let replaced = batch.replacedRuns.count
         var spend = "total spend: " + (batch.costUSD.map { cost($0) } ?? "unknown (a run's model had no price)")
@@ -125,10 +131,37 @@ public enum BatchReport {
             runs,
             "succeeded: \(batch.runs.filter { $0.status == .succeeded }.count)"
                 + { n in n > 0 ? " (check failed: \(n))" : "" }(batch.runs.filter { $0.status == .checkFailed }.count),
-            "check pass rate: " + (rates.isEmpty ? "—" : rates.joined(separator: ", ")),
+            checked ? "check pass rate: " + (rates.isEmpty ? "—" : rates.joined(separator: ", ")) : "check pass rate: no check",
+        ] + roundTotals(batch, models: models) + [
             spend,
             "wall time: " + wallTime(batch),
         ]
+    }
+
+    /// With rounds, per model: the pass rate after round 1 (pass@1) beside the one after all
+    /// rounds, and the mean number of rounds the passing runs took.
+    static func roundTotals(_ batch: BatchRecord, models: [String]) -> [String] {
+        guard batch.runs.contains(where: { ($0.rounds?.count ?? 0) > 1 || ($0.options?.rounds ?? 1) > 1 }) else { return [] }
+        return models.map { model in
+            let runs = batch.runs.filter { ($0.model ?? "default") == model }
+            let first = runs.filter(passedAtFirstRound).count
+            let all = runs.filter(passed).count
+            let rounds = runs.compactMap { $0.passedAtRound ?? (passed($0) && $0.rounds == nil ? 1 : nil) }
+            let mean = rounds.isEmpty ? "—" : String(format: "%.1f", Double(rounds.reduce(0, +)) / Double(rounds.count))
+            let passing = runs.filter(passed)
+            let costs = passing.compactMap(\.costUSD)
+            let perPass = costs.isEmpty || costs.count < passing.count ? "—" : cost(costs.reduce(0, +) / Double(costs.count))
+            return "rounds, \(model): pass@1 \(first)/\(runs.count) (\(percent(first, runs.count))), after all rounds \(all)/\(runs.count) (\(percent(all, runs.count))), mean rounds to pass \(mean), cost per passing run \(perPass)"
+        }
+    }
+
+    static func passedAtFirstRound(_ r: RunRecord) -> Bool {
+        guard let first = r.rounds?.first else { return passed(r) }
+        return first.check?.passed == true
+    }
+
+    static func percent(_ n: Int, _ of: Int) -> String {
+        "\(of == 0 ? 0 : Int((Double(n) * 100 / Double(of)).rounded()))%"
     }
 
     // MARK: Markdown
@@ -149,14 +182,21 @@ public enum BatchReport {
                 out.append("| " + c.joined(separator: " | ") + " |")
             }
             // Why each run ended and what its agent said last, clipped to one escaped line.
-            let notes = group.runs.filter { $0.reason != nil || $0.lastMessage != nil || $0.history != nil }
+            let notes = group.runs.filter { $0.reason != nil || $0.lastMessage != nil || $0.history != nil || $0.rounds != nil }
             if !notes.isEmpty { out.append("") }
             for r in notes {
                 var line = "- run \(Escaping.markdown(short[r.id] ?? r.id))"
                 for note in historyNotes(r) { line += " — **" + Escaping.markdown(Escaping.clip(note, 400)) + "**" }
+                if let rounds = r.roundsText { line += " — " + Escaping.markdown(rounds) }
                 if let reason = r.reason { line += " — reason: " + Escaping.markdown(Escaping.clip(reason, 300)) }
                 if let message = r.lastMessage { line += " — last message: " + Escaping.markdown(Escaping.clip(message, 300)) }
                 out.append(line)
+            }
+            if let matrix = testMatrix(group.runs) {
+                out += ["", "Tests × runs (one mark per round reached: ✓ passed or skipped, ✗ failed, ? not known):", "",
+                        "| test | " + group.runs.map { Escaping.markdown(short[$0.id] ?? $0.id) }.joined(separator: " | ") + " |",
+                        "|" + String(repeating: "---|", count: group.runs.count + 1)]
+                for (test, marks) in matrix { out.append("| " + Escaping.markdown(test) + " | " + marks.joined(separator: " | ") + " |") }
             }
         }
         let unstarted = batch.unstartedItems
@@ -199,12 +239,102 @@ public enum BatchReport {
             <table id="runs"><thead><tr>\(head)</tr></thead>
             \(body.joined(separator: "\n"))
             </table>
+            \(matrixHTML(batch))
             <h2>Totals</h2>
             <ul>\(totals(batch).map { "<li>\(Escaping.html($0))</li>" }.joined())</ul>
+            \(charts(batch))
             <script>\(script)</script>
             </body></html>
 
             """
+    }
+
+    /// Which run passes which test, per round reached: every test that failed in some round of
+    /// one of `runs`, and for each run a mark per round whose check read a report. Nil when no
+    /// run read a report with a failure.
+    static func testMatrix(_ runs: [RunRecord], limit: Int = 40) -> [(String, [String])]? {
+        func checks(_ r: RunRecord) -> [CheckResult] { r.rounds?.compactMap(\.check) ?? [r.check].compactMap { $0 } }
+        func key(_ f: TestFailure) -> String { [f.classname, f.name].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ".") }
+        var tests: [String] = []
+        for r in runs {
+            for check in checks(r) { for f in check.failures ?? [] where !tests.contains(key(f)) { tests.append(key(f)) } }
+        }
+        guard !tests.isEmpty else { return nil }
+        return tests.prefix(limit).map { test in
+            (test, runs.map { r in
+                let marks = checks(r).map { check -> String in
+                    guard check.tests != nil else { return "?" }
+                    if (check.failures ?? []).contains(where: { key($0) == test }) { return "✗" }
+                    return check.failuresNotKept == nil ? "✓" : "?"
+                }
+                return marks.isEmpty ? "—" : marks.joined(separator: " ")
+            })
+        }
+    }
+
+    static func matrixHTML(_ batch: BatchRecord) -> String {
+        let short = shortIDs(batch)
+        var out: [String] = []
+        for group in groups(batch) {
+            guard let matrix = testMatrix(group.runs) else { continue }
+            out.append("<h3>\(Escaping.html(group.label)): tests × runs</h3><p class=\"meta\">One mark per round reached: ✓ passed or skipped, ✗ failed, ? not known.</p>")
+            out.append("<table class=\"matrix\"><thead><tr><th>test</th>" + group.runs.map { "<th>\(Escaping.html(short[$0.id] ?? $0.id))</th>" }.joined() + "</tr></thead><tbody>")
+            for (test, marks) in matrix {
+                out.append("<tr><td>\(Escaping.html(test))</td>" + marks.map { "<td>\(Escaping.html($0))</td>" }.joined() + "</tr>")
+            }
+            out.append("</tbody></table>")
+        }
+        return out.isEmpty ? "" : "<h2>Tests × runs</h2>\n" + out.joined(separator: "\n")
+    }
+
+    /// Inline SVG, readable without colour: per model the pass rate after round 1 (dashed, first)
+    /// beside the one after all rounds (solid, second), each bar labelled with its numbers; and each
+    /// run's cost against its duration (a filled circle passed, a cross did not).
+    static func charts(_ batch: BatchRecord) -> String {
+        let runs = batch.runs.filter { !$0.createdNothing }
+        guard !runs.isEmpty else { return "" }
+        var models: [String] = []
+        for r in runs where !models.contains(r.model ?? "default") { models.append(r.model ?? "default") }
+        let rows = models.map { m in
+            let of = runs.filter { ($0.model ?? "default") == m }
+            return (m, of.filter(passedAtFirstRound).count, of.filter(passed).count, of.count)
+        }
+        let barHeight = 16, rowHeight = 44, width = 360, left = 200
+        var svg = ["<figure><figcaption>Check pass rate per model: after round 1 (light, dashed, first bar) and after all rounds (dark, second bar)</figcaption>",
+                   "<svg role=\"img\" width=\"\(left + width + 140)\" height=\"\(rows.count * rowHeight + 10)\">",
+                  ]
+        for (i, row) in rows.enumerated() {
+            let y = i * rowHeight + 5
+            let first = row.3 == 0 ? 0 : width * row.1 / row.3, all = row.3 == 0 ? 0 : width * row.2 / row.3
+            svg.append("<text x=\"0\" y=\"\(y + barHeight)\" font-size=\"12\">\(Escaping.html(Escaping.clip(row.0, 30)))</text>")
+            svg.append("<rect x=\"\(left)\" y=\"\(y)\" width=\"\(width)\" height=\"\(barHeight)\" fill=\"none\" stroke=\"#999\"/>")
+            svg.append("<rect x=\"\(left)\" y=\"\(y)\" width=\"\(first)\" height=\"\(barHeight)\" fill=\"#ccc\" stroke=\"#333\" stroke-dasharray=\"3 2\"/>")
+            svg.append("<text x=\"\(left + width + 6)\" y=\"\(y + 12)\" font-size=\"11\">round 1: \(row.1)/\(row.3)</text>")
+            svg.append("<rect x=\"\(left)\" y=\"\(y + barHeight + 2)\" width=\"\(width)\" height=\"\(barHeight)\" fill=\"none\" stroke=\"#999\"/>")
+            svg.append("<rect x=\"\(left)\" y=\"\(y + barHeight + 2)\" width=\"\(all)\" height=\"\(barHeight)\" fill=\"#333\"/>")
+            svg.append("<text x=\"\(left + width + 6)\" y=\"\(y + barHeight + 14)\" font-size=\"11\">all rounds: \(row.2)/\(row.3)</text>")
+        }
+        svg.append("</svg></figure>")
+        let points = runs.compactMap { r in r.durationS.map { (r, $0, r.costUSD ?? 0) } }
+        if !points.isEmpty {
+            let maxD = max(points.map(\.1).max() ?? 1, 1), maxC = max(points.map(\.2).max() ?? 0, 0.0001)
+            let w = 420.0, h = 220.0, pad = 50.0
+            svg.append("<figure><figcaption>Each run's cost against its duration (● passed its check, ✕ did not); max \(DurationParser.format(maxD)), \(cost(maxC))</figcaption>")
+            svg.append("<svg role=\"img\" width=\"\(Int(w + pad * 2))\" height=\"\(Int(h + pad))\">")
+            svg.append("<line x1=\"\(pad)\" y1=\"\(h)\" x2=\"\(pad + w)\" y2=\"\(h)\" stroke=\"#333\"/><line x1=\"\(pad)\" y1=\"0\" x2=\"\(pad)\" y2=\"\(h)\" stroke=\"#333\"/>")
+            svg.append("<text x=\"\(pad + w / 2)\" y=\"\(h + 30)\" font-size=\"11\">duration (0 – \(DurationParser.format(maxD)))</text>")
+            svg.append("<text x=\"0\" y=\"12\" font-size=\"11\">cost</text><text x=\"0\" y=\"26\" font-size=\"11\">\(cost(maxC))</text>")
+            for (r, d, c) in points {
+                let x = pad + w * d / maxD, y = h - (h - 10) * c / maxC
+                let label = Escaping.html("\(r.id): \(DurationParser.format(d)), \(cost(c)), \(passed(r) ? "passed" : "did not pass")")
+                func n(_ v: Double) -> String { String(format: "%.1f", v) }
+                svg.append(passed(r)
+                    ? "<circle cx=\"\(n(x))\" cy=\"\(n(y))\" r=\"5\" fill=\"#333\"><title>\(label)</title></circle>"
+                    : "<path d=\"M\(n(x - 5)) \(n(y - 5))l10 10m0 -10l-10 10\" stroke=\"#333\" stroke-width=\"2\"><title>\(label)</title></path>")
+            }
+            svg.append("</svg></figure>")
+        }
+        return "<h2>Charts</h2>\n" + svg.joined(separator: "\n")
     }
 
     static func details(_ r: RunRecord, diff: String?) -> String {
@@ -215,6 +345,13 @@ public enum BatchReport {
             let how = (c.passed ? "passed" : "failed") + (c.exitCode.map { " (exit \($0))" } ?? "") + (c.timedOut ? ", timed out" : "")
             parts.append("<p><b>Check</b> <code>\(Escaping.html(c.command))</code>: \(how)\(c.error.map { " — " + Escaping.html($0) } ?? "")</p>")
             if !c.outputTail.isEmpty { parts.append("<pre>\(Escaping.html(c.outputTail, keepLines: true))</pre>") }
+        }
+        if let rounds = r.roundsText { parts.append("<p><b>Rounds:</b> \(Escaping.html(rounds))</p>") }
+        for round in r.rounds ?? [] where round.check?.failures?.isEmpty == false {
+            let failures = (round.check?.failures ?? []).prefix(20).map { f in
+                "<li>\(Escaping.html(f.name))\(f.file.map { " (" + Escaping.html($0) + (f.line.map { ":\($0)" } ?? "") + ")" } ?? "")\(f.message.map { ": " + Escaping.html(Escaping.clip($0, 200)) } ?? "")</li>"
+            }
+            parts.append("<p>Round \(round.round): failing tests</p><ul>\(failures.joined())</ul>")
         }
         if let message = r.lastMessage { parts.append("<p><b>Last message</b></p><pre>\(Escaping.html(message, keepLines: true))</pre>") }
         if let diff, !diff.isEmpty { parts.append("<pre class=\"diff\">\(diffHTML(diff))</pre>") }

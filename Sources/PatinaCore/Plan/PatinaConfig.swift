@@ -45,6 +45,10 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
     public var modelPrices: [String: ModelPrice]?
     /// Server-side network features of the model API the proxy forwards (`--allow-api-feature` adds).
     public var allowAPIFeatures: [String]?
+    /// Rounds for runs with a check (`--rounds` wins; ignored without a check).
+    public var rounds: Int?
+    /// The JUnit report the check writes (`--check-report` wins).
+    public var checkReport: String?
 
     public init() {}
 
@@ -59,6 +63,8 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
         case maxCost = "max_cost"
         case modelPrices = "model_prices"
         case allowAPIFeatures = "allow_api_features"
+        case rounds
+        case checkReport = "check_report"
     }
 
     public struct Invalid: BadInput, CustomStringConvertible {

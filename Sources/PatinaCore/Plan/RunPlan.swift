@@ -9,17 +9,17 @@ import PatinaTemplates
 /// container exists.
 public struct RunPlan: Sendable {
     public internal(set) var id: String
-    public let task: String
+    public internal(set) var task: String
     public let repository: Repository
     public let repositoryRoot: URL
-    public let baseCommit: ObjectID
+    public internal(set) var baseCommit: ObjectID
     public internal(set) var branch: String
     public let store: RunStore
     public internal(set) var runDirectory: URL
     public internal(set) var worktree: URL
     public let config: PatinaConfig
     public let templates: TemplateSet
-    public let timeoutSeconds: Double
+    public internal(set) var timeoutSeconds: Double
     public let model: String?
     public let maxTurns: Int?
     /// The image the sandbox starts from without a devcontainer, and the firewall's image.
@@ -38,6 +38,12 @@ public struct RunPlan: Sendable {
     /// `--check CMD` and its own timeout.
     public let check: String?
     public let checkTimeoutSeconds: Double
+    /// `--check-report`: the JUnit file the check writes, relative to its checkout.
+    public let checkReport: String?
+    /// `--rounds`: how many agent steps (each followed by the check) the run may take.
+    public let rounds: Int
+    /// Which round this plan is for (1 for the task; later rounds continue the conversation).
+    public internal(set) var round = 1
     /// Set when the run belongs to a batch.
     public var batchID: String?
     public var attempt: Int?
@@ -50,7 +56,7 @@ public struct RunPlan: Sendable {
     public internal(set) var resume: ResumeSource? = nil
     /// The run's budget in US dollars (`--max-cost`, `max_cost`): the model proxy refuses
     /// requests once the run's answers cost this much.
-    public let maxCostUSD: Double?
+    public internal(set) var maxCostUSD: Double?
     /// What answers cost: the shipped table with the repository's `model_prices` on top.
     public let prices: PriceTable
     /// A budget shared with the other runs of a batch (`--max-total-cost`).
@@ -169,6 +175,12 @@ public enum Planner {
         let branch = "patina/\(id)"
         let checkTimeout = try DurationParser.seconds(options.checkTimeout ?? YoloOptions.defaultCheckTimeout)
         let check = options.check?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let rounds = config.rounds, rounds < 1 || rounds > YoloOptions.maxRounds {
+            throw PlanError("rounds in .patina/config.json must be between 1 and \(YoloOptions.maxRounds)")
+        }
+        // A configured number of rounds applies to runs with a check; `--rounds` without one is refused.
+        let rounds = check == nil ? 1 : options.rounds ?? config.rounds ?? 1
+        let checkReport = try check == nil ? nil : (options.checkReport ?? config.checkReport).map(YoloOptions.reportPath)
 
         // Asked while the rest is planned; its answer counts before anything is created.
         let engineCheck = Task { if checkEngine { try await engine.ensureAvailable() } }
@@ -211,7 +223,7 @@ public enum Planner {
             presets: presets + sandbox.autoPresets,
             capAdd: try Capabilities.validate(config.capAdd ?? []),
             options: options,
-            check: check, checkTimeoutSeconds: checkTimeout,
+            check: check, checkTimeoutSeconds: checkTimeout, checkReport: checkReport, rounds: rounds,
             batchID: nil, attempt: nil, name: nil,
             claudeMaxRetries: environment["CLAUDE_CODE_MAX_RETRIES"].flatMap { Int($0) },
             maxCostUSD: maxCost, prices: prices, sharedBudget: nil, sparse: sparse,

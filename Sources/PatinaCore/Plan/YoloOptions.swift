@@ -30,6 +30,10 @@ public struct YoloOptions: Sendable, Codable, Equatable {
     public var sparse: [String] = []
     /// `--allow-api-feature NAME`: server-side network features of the model API the proxy forwards.
     public var allowAPIFeatures: [String] = []
+    /// `--rounds N`: after a failing check, the same conversation goes on with the failures, up to N rounds.
+    public var rounds: Int?
+    /// `--check-report PATH`: the JUnit XML file the check writes, relative to its checkout.
+    public var checkReport: String?
 
     public static let defaultCheckTimeout = "10m"
 
@@ -40,6 +44,7 @@ public struct YoloOptions: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case task, base, baseImage, agentBinary, model, maxTurns, timeout, allow, presets, noFirewall, quiet, json
         case check, checkTimeout, devcontainer, noAutoPresets, noHostCA, sparse, allowAPIFeatures, maxCost
+        case rounds, checkReport
     }
 
     /// Records written by earlier versions lack the newer keys: each one is optional.
@@ -65,6 +70,8 @@ public struct YoloOptions: Sendable, Codable, Equatable {
         sparse = try c.decodeIfPresent([String].self, forKey: .sparse) ?? []
         allowAPIFeatures = try c.decodeIfPresent([String].self, forKey: .allowAPIFeatures) ?? []
         maxCost = try c.decodeIfPresent(String.self, forKey: .maxCost)
+        rounds = try c.decodeIfPresent(Int.self, forKey: .rounds)
+        checkReport = try c.decodeIfPresent(String.self, forKey: .checkReport)
     }
 
     /// The checks that need nothing but the flags themselves; run by the
@@ -79,11 +86,34 @@ public struct YoloOptions: Sendable, Codable, Equatable {
             throw PlanError("--check is empty: give the command that tells whether the task is done, e.g. --check 'make test'")
         }
         if let checkTimeout { _ = try DurationParser.seconds(checkTimeout) }
+        if let rounds {
+            if rounds < 1 { throw PlanError("--rounds must be at least 1 (got \(rounds))") }
+            if rounds > 1 && check == nil {
+                throw PlanError("--rounds \(rounds) needs --check: the check's failures are what the next round is given")
+            }
+            if rounds > Self.maxRounds { throw PlanError("--rounds must be at most \(Self.maxRounds) (got \(rounds))") }
+        }
+        if let checkReport {
+            if check == nil { throw PlanError("--check-report needs --check: the report is what the check writes") }
+            _ = try Self.reportPath(checkReport)
+        }
         if let maxCost { _ = try Budget.parse(maxCost, setting: "--max-cost") }
         for directory in sparse { _ = try Self.sparseDirectory(directory) }
         for feature in allowAPIFeatures {
             if let problem = APIPolicy.problem(with: feature) { throw PlanError("--allow-api-feature: \(problem)") }
         }
+    }
+
+    public static let maxRounds = 50
+
+    /// A `--check-report` path as a path in the check's checkout: relative, no "." or ".." step.
+    public static func reportPath(_ text: String) throws -> String {
+        let steps = text.split(separator: "/", omittingEmptySubsequences: true)
+        guard !text.hasPrefix("/"), !steps.isEmpty, !steps.contains(where: { $0 == "." || $0 == ".." }),
+              !text.contains("\0"), text.utf8.count <= 1024 else {
+            throw PlanError("--check-report \(Escaping.visible(text)): give a file relative to the checkout the check runs in, e.g. --check-report report.xml")
+        }
+        return steps.joined(separator: "/")
     }
 
     /// A `--sparse` directory as a path in the repository ("src/api"): relative, no "." or
@@ -183,6 +213,8 @@ extension YoloOptions {
         o.noAutoPresets = noAutoPresets || flags.noAutoPresets
         o.noHostCA = noHostCA || flags.noHostCA
         o.maxCost = flags.maxCost ?? maxCost
+        o.rounds = flags.rounds ?? rounds
+        o.checkReport = flags.checkReport ?? checkReport
         o.allowAPIFeatures = allowAPIFeatures + flags.allowAPIFeatures.filter { !allowAPIFeatures.contains($0) }
         o.quiet = flags.quiet
         o.json = flags.json

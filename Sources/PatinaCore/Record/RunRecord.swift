@@ -40,6 +40,13 @@ public struct CheckResult: Codable, Sendable, Equatable {
     public var timedOut: Bool = false
     /// Why the check could not run at all (no branch, the sandbox failed), if so.
     public var error: String?
+    /// From the check's JUnit report (`--check-report`), when one was read.
+    public var tests: TestCounts?
+    public var failures: [TestFailure]?
+    /// Failing tests beyond those kept in `failures`.
+    public var failuresNotKept: Int?
+    /// Why the report was not read (missing, too big, malformed): a note, not a failure.
+    public var reportNote: String?
 
     /// One line: what ran, how it ended, how long it took.
     public var summary: String {
@@ -72,6 +79,9 @@ public struct CheckResult: Codable, Sendable, Equatable {
         case durationS = "duration_s"
         case outputTail = "output_tail"
         case timedOut = "timed_out"
+        case tests, failures
+        case failuresNotKept = "failures_not_kept"
+        case reportNote = "report_note"
     }
 }
 
@@ -227,6 +237,12 @@ public struct RunRecord: Codable, Sendable {
     /// The task's name in a batch file, when it has one.
     public var name: String?
     public var check: CheckResult?
+    /// A run with `--rounds`: each round in order; `check` is the last round's.
+    public var rounds: [RoundRecord]?
+    /// The round whose check passed; nil when none did.
+    public var passedAtRound: Int?
+    /// Why the rounds stopped.
+    public var stopReason: RoundStopReason?
     /// The agent's final message (its `result` text), for reports. Written by the agent: data, never markup.
     public var lastMessage: String?
     /// HTTP status of the API error the agent stopped on (429, 529, ...), if any, as the
@@ -319,7 +335,9 @@ public struct RunRecord: Codable, Sendable {
         case claudeSessionID = "claude_session_id"
         case allowList = "allow_list"
         case seccompRelaxed = "seccomp_relaxed"
-        case batch, attempt, name, check, requeues, options, discarded, pid
+        case batch, attempt, name, check, requeues, options, discarded, pid, rounds
+        case passedAtRound = "passed_at_round"
+        case stopReason = "stop_reason"
         case resumedFrom = "resumed_from"
         case sensitiveChanges = "sensitive_changes"
         case historyRewritten = "history_rewritten"
@@ -367,6 +385,13 @@ public struct RunRecord: Codable, Sendable {
     /// The tags marking the run's work in the repository: `git diff START..END`.
     public var startTag: String { "session-\(id)-start" }
     public var endTag: String { "session-\(id)-end" }
+    /// The mark at round `round`'s head, for a run with rounds.
+    public static func roundTag(_ id: String, _ round: Int) -> String { "session-\(id)-round-\(round)" }
+    /// Every mark the run may have made: start, end, and one per round it may have reached.
+    public var sessionRefs: [String] {
+        let rounds = max(self.rounds?.count ?? 0, options?.rounds ?? 1)
+        return [startTag, endTag] + (rounds > 1 ? (1...rounds).map { Self.roundTag(id, $0) } : [])
+    }
 
     public var additions: Int { filesChanged.reduce(0) { $0 + $1.additions } }
     public var deletions: Int { filesChanged.reduce(0) { $0 + $1.deletions } }

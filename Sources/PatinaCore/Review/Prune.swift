@@ -95,8 +95,8 @@ extension Review {
         var parts: [String] = []
         if FileManager.default.fileExists(atPath: record.worktree) { parts.append("worktree \(record.worktree)") }
         if repository.branchExists(record.branch) { parts.append("branch \(record.branch)") }
-        for tag in [record.startTag, record.endTag] where (try? repository.sessionRefTarget(tag)) != nil { parts.append("ref \(tag)") }
-        for tag in [record.startTag, record.endTag] where (try? repository.tagTarget(tag)) != nil { parts.append("tag \(tag)") }
+        for tag in record.sessionRefs where (try? repository.sessionRefTarget(tag)) != nil { parts.append("ref \(tag)") }
+        for tag in record.sessionRefs where (try? repository.tagTarget(tag)) != nil { parts.append("tag \(tag)") }
         if FileManager.default.fileExists(atPath: record.runDir) { parts.append("run directory \(record.runDir)") }
         return parts
     }

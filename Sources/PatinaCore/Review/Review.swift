@@ -103,7 +103,7 @@ public struct Review: Sendable {
             try repository.deleteBranch(record.branch)
             removed.append("branch \(record.branch)")
         }
-        for tag in [record.startTag, record.endTag] {
+        for tag in record.sessionRefs {
             if (try? repository.sessionRefTarget(tag)) != nil {
                 try repository.deleteSessionRef(tag)
                 removed.append("ref \(tag)")

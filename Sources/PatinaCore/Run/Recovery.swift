@@ -134,7 +134,8 @@ public enum Recovery {
             reasons.append("the agent had not started: nothing to collect, the branch was removed")
         } else if repository.branchExists(record.branch) {
             let (head, problems, _) = collection.collectBranch(into: &record)
-            reasons += problems + collection.tagSession(head: head, record: record)
+            let round = RoundLoop.roundNumber(of: layout.runDirectory)
+            reasons += problems + collection.tagSession(head: head, record: record, round: round ?? 1, rounds: round ?? 1)
         } else {
             reasons.append("its branch \(record.branch) is gone")
         }
@@ -152,6 +153,18 @@ public enum Recovery {
         }
         let secrets = Credentials.secretValues(in: ProcessInfo.processInfo.environment)
         _ = try? SessionMarkdown.write(record: record, repository: repository, secrets: secrets)
+        // A later round of a run with rounds: folded into the run's record as the loop would have.
+        if let round = RoundLoop.roundNumber(of: layout.runDirectory), var run = RoundLoop.savedRun(in: layout.runDirectory.deletingLastPathComponent()),
+           let base = ObjectID(hex: run.baseCommit), let roundBase = ObjectID(hex: record.baseCommit) {
+            RoundLoop.merge(record, round: round, base: roundBase, into: &run, originalBase: base, repository: repository)
+            run.stopReason = .interrupted
+            run.passedAtRound = run.rounds?.first(where: { $0.check?.passed == true })?.round
+            run.finished = now
+            run.durationS = ((now.timeIntervalSince(run.started)) * 1000).rounded() / 1000
+            _ = try? SessionMarkdown.write(record: run, repository: repository, secrets: secrets)
+            try? RoundsMarkdown.append(record: run, to: URL(fileURLWithPath: run.runDir).appendingPathComponent("session.md"))
+            record = run
+        }
         do {
             try store.save(record)
         } catch {

@@ -157,11 +157,16 @@ struct RunCollection: Sendable {
     /// plain git shows the run's work: `git diff session-<id>-start..session-<id>-end`.
     /// They are refs at `refs/session-…`, not tags: the user's `git describe --tags`,
     /// setuptools-scm and `git push --tags` never see them. Returns the problems met.
-    func tagSession(head: ObjectID, record: RunRecord) -> [String] {
+    /// With rounds, round `round` also marks its head (`session-<id>-round-<k>`); a later
+    /// round moves the end mark and leaves the start where round 1 put it.
+    func tagSession(head: ObjectID, record: RunRecord, round: Int = 1, rounds: Int = 1) -> [String] {
         let message = "patina run \(runID): " + (record.task.split(separator: "\n").first.map(String.init) ?? "")
         var problems: [String] = []
-        for (name, commit) in [(record.startTag, base), (record.endTag, head)] {
+        var marks = round == 1 ? [(record.startTag, base), (record.endTag, head)] : [(record.endTag, head)]
+        if rounds > 1 { marks.append((RunRecord.roundTag(record.id, round), head)) }
+        for (name, commit) in marks {
             do {
+                if round > 1, (try? repository.sessionRefTarget(name)) != nil { try repository.deleteSessionRef(name) }
                 try repository.createSessionRef(name, at: commit, message: message)
             } catch {
                 problems.append("could not tag \(name): \(error)")

@@ -95,8 +95,20 @@ public final class RunLifecycle: @unchecked Sendable {
         return labels
     }
 
-    /// Runs every step and returns the final record; never throws.
+    /// Runs every step (every round, with `--rounds`) and returns the final record; never throws.
     public func execute() async -> RunRecord {
+        var record = await executeRound()
+        if plan.rounds > 1, plan.shell == nil, !record.createdNothing {
+            record = await RoundLoop(plan: plan, engine: engine, progress: progress, control: control).run(from: record)
+        }
+        progress.phase(.done)
+        progress.emit(.finished(record))
+        return record
+    }
+
+    /// One round: the whole run for round 1, or one more agent step and check on the
+    /// run's branch for a later round (`RoundLoop`).
+    func executeRound() async -> RunRecord {
         let started = Date()
         record.started = started
         // The network holder's start is the longest part of the sandbox and needs only the
@@ -190,7 +202,11 @@ public final class RunLifecycle: @unchecked Sendable {
             // The session log people read, from session.jsonl and the record: for every
             // run that got this far, whatever its outcome.
             do {
-                try SessionMarkdown.write(record: record, repository: plan.repository, secrets: redactor.secrets)
+                let written = try SessionMarkdown.write(record: record, repository: plan.repository, secrets: redactor.secrets)
+                // `patina resume`: what came before, as the seeds' session logs open.
+                if let earlier = plan.resume?.runID, earlier != plan.id, let before = try? plan.store.load(earlier) {
+                    try RoundsMarkdown.insertPreviousContext(RoundsMarkdown.context(of: before), into: written)
+                }
             } catch {
                 progress.warn("could not write session.md: \(error)")
             }
@@ -202,8 +218,6 @@ public final class RunLifecycle: @unchecked Sendable {
         // The last containers' removal went on while the record was written.
         await teardown.value
         plan.store.clearPending(plan.id)
-        progress.phase(.done)
-        progress.emit(.finished(record))
         return record
     }
 
@@ -348,8 +362,6 @@ public final class RunLifecycle: @unchecked Sendable {
         record.finished = Date()
         record.durationS = (record.finished!.timeIntervalSince(started) * 1000).rounded() / 1000
         record.steps = steps.steps
-        progress.phase(.done)
-        progress.emit(.finished(record))
         return record
     }
 

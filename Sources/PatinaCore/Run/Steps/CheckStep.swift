@@ -94,11 +94,73 @@ extension RunLifecycle {
         let passed = exitCode == 0 && stopped == nil
         let duration = (Date().timeIntervalSince(start) * 1000).rounded() / 1000
         progress.step("check \(passed ? "passed" : "FAILED") (exit \(exitCode)\(timedOut ? ", timed out" : ""), \(DurationParser.format(duration)))")
-        return CheckResult(
+        var check = CheckResult(
             command: command, exitCode: exitCode, passed: passed, durationS: duration, outputTail: tail.text,
             timedOut: timedOut,
             error: timedOut ? "stopped after the \(DurationParser.format(timeout)) check timeout"
                 : stopped == .interrupted ? "interrupted" : nil)
+        if let report = plan.checkReport { readReport(report, into: &check) }
+        return check
+    }
+
+    /// The check's JUnit report, from its checkout once its container is gone: never
+    /// through a symbolic link, at most `JUnitReport.byteLimit` bytes; what cannot be read
+    /// is a note on the check.
+    func readReport(_ path: String, into check: inout CheckResult) {
+        switch CheckReportFile.read(path, in: layout.checkWorkspace) {
+        case .failure(let problem):
+            check.reportNote = "--check-report \(path): \(problem.reason)"
+        case .success(let data):
+            do {
+                let report = try JUnitReport.parse(data)
+                check.tests = report.counts
+                check.failures = report.failures
+                check.failuresNotKept = report.failuresNotKept == 0 ? nil : report.failuresNotKept
+                progress.step("check report: \(report.counts.total) tests, \(report.counts.failed) failed, \(report.counts.skipped) skipped")
+                return
+            } catch let problem as JUnitReport.Unreadable {
+                check.reportNote = "--check-report \(path): \(problem.reason)"
+            } catch {
+                check.reportNote = "--check-report \(path): \(error)"
+            }
+        }
+        if let note = check.reportNote { progress.note(redactor(note)) }
+    }
+}
+
+/// Reads a file the check wrote, below its checkout, as untrusted: every step of the path
+/// a real directory (no symbolic link out of the checkout), the file a regular file opened
+/// without following links, and no more than the report's limit read.
+enum CheckReportFile {
+    static func read(_ path: String, in root: URL, limit: Int = JUnitReport.byteLimit) -> Result<Data, JUnitReport.Unreadable> {
+        let steps = path.split(separator: "/").map(String.init)
+        var directory = root.path
+        for step in steps.dropLast() {
+            directory += "/" + step
+            var info = stat()
+            guard lstat(directory, &info) == 0 else { return .failure(JUnitReport.Unreadable(reason: "the check wrote no such file")) }
+            guard info.st_mode & S_IFMT == S_IFDIR else { return .failure(JUnitReport.Unreadable(reason: "\(step) is not a directory (a symbolic link is not followed)")) }
+        }
+        let file = directory + "/" + (steps.last ?? "")
+        let fd = open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            return .failure(JUnitReport.Unreadable(reason: errno == ELOOP ? "a symbolic link, not followed" : "the check wrote no such file"))
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return .failure(JUnitReport.Unreadable(reason: "not a regular file")) }
+        guard Int(info.st_size) <= limit else {
+            return .failure(JUnitReport.Unreadable(reason: "\(info.st_size) bytes, more than the \(limit) read"))
+        }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while data.count <= limit {
+            let n = Glibc.read(fd, &buffer, buffer.count)
+            if n <= 0 { break }
+            data.append(contentsOf: buffer[0..<n])
+        }
+        guard data.count <= limit else { return .failure(JUnitReport.Unreadable(reason: "more than the \(limit) bytes read")) }
+        return .success(data)
     }
 }
 

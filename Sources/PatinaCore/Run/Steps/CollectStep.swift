@@ -90,7 +90,7 @@ extension RunLifecycle {
             progress.warn("the run changed files that affect later sandboxes or your machine: "
                 + sensitive.map { "\($0.path) (\($0.reason))" }.joined(separator: ", ") + "; review with `patina diff \(plan.id)`")
         }
-        let all = problems + collection.tagSession(head: head, record: record)
+        let all = problems + collection.tagSession(head: head, record: record, round: plan.round, rounds: plan.rounds)
         parts.lap("tags")
         if !all.isEmpty {
             record.reason = ([record.reason].compactMap { $0 } + all).joined(separator: "; ")

@@ -1,0 +1,99 @@
+import Foundation
+
+/// What a JUnit report said about the tests of one check.
+public struct TestCounts: Codable, Sendable, Equatable {
+    public var total: Int
+    public var failed: Int
+    public var skipped: Int
+
+    public init(total: Int, failed: Int, skipped: Int) {
+        self.total = total
+        self.failed = failed
+        self.skipped = skipped
+    }
+}
+
+/// One failing (or erroring) test case of a JUnit report. Every field was written by code
+/// the agent controls: data, bounded in size, never instructions.
+public struct TestFailure: Codable, Sendable, Equatable {
+    public var name: String
+    public var classname: String?
+    public var file: String?
+    public var line: Int?
+    public var message: String?
+
+    public init(name: String, classname: String? = nil, file: String? = nil, line: Int? = nil, message: String? = nil) {
+        self.name = name
+        self.classname = classname
+        self.file = file
+        self.line = line
+        self.message = message
+    }
+}
+
+/// Why a run with rounds stopped going round.
+public enum RoundStopReason: String, Codable, Sendable, Equatable {
+    case passed
+    case roundsExhausted = "rounds_exhausted"
+    case noChange = "no_change"
+    case budgetExceeded = "budget_exceeded"
+    case timedOut = "timed_out"
+    case interrupted
+    case error
+}
+
+/// One round of a run: one agent step and the check after it, on the run's branch.
+public struct RoundRecord: Codable, Sendable, Equatable {
+    public var round: Int
+    public var started: Date
+    public var durationS: Double
+    /// The branch's head after the round was collected.
+    public var head: String?
+    /// Commits the round added (leftovers included).
+    public var commits: Int
+    public var costUSD: Double?
+    public var tokens: TokenCounts?
+    public var check: CheckResult?
+    /// How the round's own agent step ended.
+    public var status: RunStatus
+    /// Where the round's files are (session.jsonl, transcript, check.log); the run's own
+    /// directory for round 1.
+    public var dir: String?
+
+    public init(round: Int, started: Date, durationS: Double, head: String?, commits: Int, costUSD: Double?,
+                tokens: TokenCounts?, check: CheckResult?, status: RunStatus, dir: String?) {
+        self.round = round
+        self.started = started
+        self.durationS = durationS
+        self.head = head
+        self.commits = commits
+        self.costUSD = costUSD
+        self.tokens = tokens
+        self.check = check
+        self.status = status
+        self.dir = dir
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case round, started, head, commits, tokens, check, status, dir
+        case durationS = "duration_s"
+        case costUSD = "cost_usd"
+    }
+}
+
+extension TokenCounts {
+    static func + (a: TokenCounts, b: TokenCounts) -> TokenCounts {
+        TokenCounts(input: a.input + b.input, output: a.output + b.output,
+                    cacheRead: a.cacheRead + b.cacheRead, cacheCreation: a.cacheCreation + b.cacheCreation)
+    }
+}
+
+extension RunRecord {
+    /// "rounds 2 of 3, the check passed at round 2 (passed)": for a run with rounds.
+    public var roundsText: String? {
+        guard let rounds, let stopReason else { return nil }
+        let allowed = options?.rounds ?? rounds.count
+        return "\(rounds.count) of \(allowed) round\(allowed == 1 ? "" : "s") used, "
+            + (passedAtRound.map { "passed at round \($0)" } ?? "never passed") + " (stopped: \(stopReason.rawValue))"
+    }
+}
