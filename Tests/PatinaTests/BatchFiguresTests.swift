@@ -29,6 +29,9 @@ import Testing
         options.maxCost = "0.002"
         options.sparse = ["src"]
         options.allowAPIFeatures = ["web_search"]
+        options.maxFileSize = "10m"
+        options.maxNewPaths = 50
+        options.minFree = "5%"
         let mirror = Mirror(reflecting: options)
         let defaults = Mirror(reflecting: YoloOptions(task: "t"))
         for (child, plain) in zip(mirror.children, defaults.children) where child.label != "task" {

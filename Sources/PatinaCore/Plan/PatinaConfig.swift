@@ -45,6 +45,12 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
     public var modelPrices: [String: ModelPrice]?
     /// Server-side network features of the model API the proxy forwards (`--allow-api-feature` adds).
     public var allowAPIFeatures: [String]?
+    /// Leftovers larger than this are not committed (`--max-file-size` wins).
+    public var maxFileSize: SizeSetting?
+    /// New paths committed from the worktree at most (`--max-new-paths` wins).
+    public var maxNewPaths: Int?
+    /// The free space a run leaves on its disks (`--min-free` wins).
+    public var minFree: SizeSetting?
 
     public init() {}
 
@@ -59,6 +65,9 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
         case maxCost = "max_cost"
         case modelPrices = "model_prices"
         case allowAPIFeatures = "allow_api_features"
+        case maxFileSize = "max_file_size"
+        case maxNewPaths = "max_new_paths"
+        case minFree = "min_free"
     }
 
     public struct Invalid: BadInput, CustomStringConvertible {

@@ -30,6 +30,12 @@ public struct YoloOptions: Sendable, Codable, Equatable {
     public var sparse: [String] = []
     /// `--allow-api-feature NAME`: server-side network features of the model API the proxy forwards.
     public var allowAPIFeatures: [String] = []
+    /// `--max-file-size SIZE`: a leftover larger than this is not committed.
+    public var maxFileSize: String?
+    /// `--max-new-paths N`: at most this many new paths are committed from the worktree.
+    public var maxNewPaths: Int?
+    /// `--min-free SIZE|N%`: the agent is stopped when a disk the run uses has less free.
+    public var minFree: String?
 
     public static let defaultCheckTimeout = "10m"
 
@@ -40,6 +46,7 @@ public struct YoloOptions: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case task, base, baseImage, agentBinary, model, maxTurns, timeout, allow, presets, noFirewall, quiet, json
         case check, checkTimeout, devcontainer, noAutoPresets, noHostCA, sparse, allowAPIFeatures, maxCost
+        case maxFileSize, maxNewPaths, minFree
     }
 
     /// Records written by earlier versions lack the newer keys: each one is optional.
@@ -65,6 +72,9 @@ public struct YoloOptions: Sendable, Codable, Equatable {
         sparse = try c.decodeIfPresent([String].self, forKey: .sparse) ?? []
         allowAPIFeatures = try c.decodeIfPresent([String].self, forKey: .allowAPIFeatures) ?? []
         maxCost = try c.decodeIfPresent(String.self, forKey: .maxCost)
+        maxFileSize = try c.decodeIfPresent(String.self, forKey: .maxFileSize)
+        maxNewPaths = try c.decodeIfPresent(Int.self, forKey: .maxNewPaths)
+        minFree = try c.decodeIfPresent(String.self, forKey: .minFree)
     }
 
     /// The checks that need nothing but the flags themselves; run by the
@@ -81,6 +91,9 @@ public struct YoloOptions: Sendable, Codable, Equatable {
         if let checkTimeout { _ = try DurationParser.seconds(checkTimeout) }
         if let maxCost { _ = try Budget.parse(maxCost, setting: "--max-cost") }
         for directory in sparse { _ = try Self.sparseDirectory(directory) }
+        if let maxFileSize { _ = try ByteSize.parse(maxFileSize, setting: "--max-file-size") }
+        if let maxNewPaths, maxNewPaths < 1 { throw PlanError("--max-new-paths must be at least 1 (got \(maxNewPaths))") }
+        if let minFree { _ = try DiskFloor.parse(minFree, setting: "--min-free") }
         for feature in allowAPIFeatures {
             if let problem = APIPolicy.problem(with: feature) { throw PlanError("--allow-api-feature: \(problem)") }
         }
@@ -183,6 +196,9 @@ extension YoloOptions {
         o.noAutoPresets = noAutoPresets || flags.noAutoPresets
         o.noHostCA = noHostCA || flags.noHostCA
         o.maxCost = flags.maxCost ?? maxCost
+        o.maxFileSize = flags.maxFileSize ?? maxFileSize
+        o.maxNewPaths = flags.maxNewPaths ?? maxNewPaths
+        o.minFree = flags.minFree ?? minFree
         o.allowAPIFeatures = allowAPIFeatures + flags.allowAPIFeatures.filter { !allowAPIFeatures.contains($0) }
         o.quiet = flags.quiet
         o.json = flags.json

@@ -116,8 +116,12 @@ public enum Recovery {
         guard let base = ObjectID(hex: record.baseCommit) else {
             return Recovered(record: record, problem: "its record has no valid base commit")
         }
+        var policy = DiskPolicy()
+        if let bytes = record.maxFileSizeBytes { policy.maxFileBytes = bytes }
+        if let count = record.maxNewPaths { policy.maxNewPaths = count }
         let collection = RunCollection(repository: repository, layout: layout, worktree: URL(fileURLWithPath: record.worktree),
-                                       branch: record.branch, base: base, runID: record.id)
+                                       branch: record.branch, base: base, runID: record.id, policy: policy)
+        DiskReserve(url: layout.diskReserve).release()
         collection.releaseWorktreeView()
         collection.copyTranscript(into: &record)
         defer { collection.reclaimOwnership() }

@@ -13,6 +13,8 @@ struct RunCollection: Sendable {
     let branch: String
     let base: ObjectID
     let runID: String
+    /// What of the worktree is committed (the leftovers policy).
+    var policy = DiskPolicy()
 
     /// After `patina shell` (by the shell itself, or by recovery when its patina died): the
     /// commits made in the shell move the run's branch on from `base`, and the worktree's
@@ -109,7 +111,7 @@ struct RunCollection: Sendable {
             let collected = try Collector.collect(
                 into: repository, privateGitDirectory: layout.privateGit, worktree: worktree,
                 branch: branch, base: base, leftoversMessage: message, scope: scope, prepared: prepared,
-                limits: .forRun())
+                limits: .forRun(policy: policy))
             head = collected.head
             if let failure = collected.importFailure {
                 problems.append("could not import the agent's commits: \(failure)")
@@ -128,6 +130,12 @@ struct RunCollection: Sendable {
                 record.leftoversCommitted = true
                 leftovers = true
             }
+            record.maxFileSizeBytes = policy.maxFileBytes
+            record.maxNewPaths = policy.maxNewPaths
+            // The agent's own commits are its business and stay; files over the limit in them are flagged.
+            let large = (try? repository.largeFiles(
+                from: base, to: head, over: policy.maxFileBytes, excluding: Set([collected.leftovers.commit].compactMap { $0 }))) ?? []
+            record.largeFilesCommitted = large.isEmpty ? nil : large
         } catch {
             problems.append("could not collect the branch: \(error)")
             head = (try? repository.branchTip(branch)) ?? nil ?? base
@@ -229,7 +237,7 @@ extension CollectionLimits {
     /// The limits of one run's collection, its time budget starting now. The tests' hooks
     /// (`PATINA_COLLECT_IMPORT_BYTES`, `PATINA_COLLECT_FILE_BYTES`, `PATINA_COLLECT_NEW_PATHS`,
     /// `PATINA_COLLECT_SECONDS`) can only lower them.
-    static func forRun(environment: [String: String] = ProcessInfo.processInfo.environment) -> CollectionLimits {
+    static func forRun(policy: DiskPolicy = DiskPolicy(), environment: [String: String] = ProcessInfo.processInfo.environment) -> CollectionLimits {
         func lowered(_ key: String, _ value: Int) -> Int {
             guard let text = environment[key], let wanted = Int(text), wanted >= 0 else { return value }
             return min(wanted, value)
@@ -237,8 +245,8 @@ extension CollectionLimits {
         let seconds = lowered("PATINA_COLLECT_SECONDS", Int(defaultTimeBudget))
         return CollectionLimits(
             importBytes: lowered("PATINA_COLLECT_IMPORT_BYTES", defaultImportBytes),
-            leftoverFileBytes: lowered("PATINA_COLLECT_FILE_BYTES", defaultLeftoverFileBytes),
-            leftoverNewPaths: lowered("PATINA_COLLECT_NEW_PATHS", defaultLeftoverNewPaths),
+            leftoverFileBytes: lowered("PATINA_COLLECT_FILE_BYTES", policy.maxFileBytes),
+            leftoverNewPaths: lowered("PATINA_COLLECT_NEW_PATHS", policy.maxNewPaths),
             deadline: Date().addingTimeInterval(TimeInterval(seconds)))
     }
 }

@@ -9,7 +9,7 @@ import PatinaSandbox
 extension RunLifecycle {
     var collection: RunCollection {
         RunCollection(repository: plan.repository, layout: layout, worktree: plan.worktree,
-                      branch: plan.branch, base: plan.baseCommit, runID: plan.id)
+                      branch: plan.branch, base: plan.baseCommit, runID: plan.id, policy: plan.disk)
     }
 
     /// What the agent's uid must own during the run when patina runs as root.
