@@ -146,3 +146,25 @@ public struct SizeSetting: Codable, Sendable, Equatable {
         try c.encode(text)
     }
 }
+
+extension RunRecord {
+    /// What the disk limits did to the run, one plain line each (empty when nothing): the
+    /// leftovers not committed, and files over the limit the agent committed itself (they stay).
+    public var diskNotes: [String] {
+        var notes: [String] = []
+        if let count = leftoversSkippedCount, count > 0 {
+            let listed = (leftoversSkipped ?? []).prefix(5).map { skipped in
+                skipped.path + (skipped.size.map { " (\(ByteSize.format($0)))" } ?? "") + ": " + skipped.reason
+            }
+            notes.append("\(count) leftover path\(count == 1 ? "" : "s") not committed (over the leftovers limits; still in the worktree until discard or prune): "
+                + listed.joined(separator: "; ") + (count > listed.count ? "; …" : ""))
+        }
+        if let large = largeFilesCommitted, !large.isEmpty {
+            let limit = maxFileSizeBytes.map(ByteSize.format) ?? ByteSize.format(CollectionLimits.defaultLeftoverFileBytes)
+            let listed = large.prefix(5).map { "\($0.path) (\(ByteSize.format($0.size)), commit \($0.commit.prefix(8)))" }
+            notes.append("the agent's own commits hold \(large.count)\(large.count >= 20 ? "+" : "") file\(large.count == 1 ? "" : "s") over \(limit) (kept on the branch; merging brings them into your repository): "
+                + listed.joined(separator: ", ") + (large.count > listed.count ? ", …" : ""))
+        }
+        return notes
+    }
+}

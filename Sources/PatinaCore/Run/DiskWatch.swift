@@ -127,3 +127,44 @@ struct DiskReserve {
         _ = unlink(url.path)
     }
 }
+
+/// What a directory takes on disk: allocated blocks (`st_blocks` × 512, so a sparse file
+/// counts what it really holds), each hard-linked file once, links never followed, other
+/// filesystems never entered.
+public enum DiskUsage {
+    public static func allocated(_ url: URL) -> Int {
+        var root = stat()
+        guard lstat(url.path, &root) == 0 else { return 0 }
+        var total = 0
+        var seen = Set<[UInt64]>()
+        var directories: [String] = []
+        func count(_ info: stat, _ path: String) {
+            let isDirectory = (info.st_mode & S_IFMT) == S_IFDIR
+            if info.st_nlink > 1 && !isDirectory {
+                guard seen.insert([UInt64(info.st_dev), UInt64(info.st_ino)]).inserted else { return }
+            }
+            total += Int(info.st_blocks) * 512
+            if isDirectory && info.st_dev == root.st_dev { directories.append(path) }
+        }
+        count(root, url.path)
+        while let directory = directories.popLast() {
+            // O_NOFOLLOW: a directory swapped for a link meanwhile is not entered.
+            let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0, let stream = fdopendir(fd) else {
+                if fd >= 0 { close(fd) }
+                continue
+            }
+            defer { closedir(stream) }
+            while let entry = readdir(stream) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                var info = stat()
+                guard fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+                count(info, directory + "/" + name)
+            }
+        }
+        return total
+    }
+}
