@@ -21,6 +21,9 @@ struct DiskLimitsTests {
         #expect(ByteSize.format(1536) == "1.5 KB")
         #expect(ByteSize.format(300) == "300 bytes")
         #expect(ByteSize.format(3 << 29) == "1.5 GB")
+        // Never rounded up to the limit it is under.
+        #expect(ByteSize.format((64 << 20) - 1) == "63.9 MB")
+        #expect(ByteSize.format(314_572_800 + 4096) == "300 MB")
     }
 
     @Test func floorsAndTheirDefault() throws {
@@ -75,6 +78,9 @@ struct DiskLimitsTests {
         #expect(shortage.holds == "the run's worktree")  // one filesystem, named once
         #expect(shortage.filesystem == DiskSpace.mountPoint(of: directory))
         #expect(shortage.description.contains("free of") && shortage.description.contains("--min-free"))
+        // A run about to start needs its reserve on top of the floor.
+        let starting = try #require(DiskFloorWatch(places: places, floor: .bytes(1)).shortage(reserve: space.totalBytes))
+        #expect(starting.reserveBytes == space.totalBytes && starting.description.contains("a run holds for its records"))
     }
 
     @Test func allocatedBlocksNotApparentSizesNorLinks() throws {
@@ -118,7 +124,7 @@ struct DiskLimitsTests {
         record.leftoversSkippedCount = 1
         #expect(record.diskNotes.count == 2)
         #expect(record.diskNotes[0].contains("huge.dat (300 MB)"))
-        #expect(record.diskNotes[1].contains("big.bin (2.9 MB, commit \(large[0].commit.prefix(8)))") && record.diskNotes[1].contains("over 1 MB"))
+        #expect(record.diskNotes[1].contains("big.bin (2.8 MB, commit \(large[0].commit.prefix(8)))") && record.diskNotes[1].contains("over 1 MB"))
         let decoded = try RunRecord.decoder.decode(RunRecord.self, from: Data(record.json().utf8))
         #expect(decoded.largeFilesCommitted == large && decoded.maxFileSizeBytes == 1 << 20)
     }

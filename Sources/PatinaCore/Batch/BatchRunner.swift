@@ -87,7 +87,7 @@ public final class BatchRunner: @unchecked Sendable {
                 await gate.release()
                 return
             }
-            if let shortage = DiskFloorWatch(plan: plan).shortage() {
+            if let shortage = DiskFloorWatch(plan: plan).shortage(reserve: DiskReserve.bytes) {
                 // A disk below its floor: this item does not start (`batch resume` can run it
                 // once there is room again).
                 let first = lock.withLock { () -> Bool in

@@ -35,7 +35,9 @@ public enum ByteSize {
             index += 1
         }
         if index == 0 { return "\(bytes) bytes" }
-        let text = value < 10 && value != value.rounded() ? String(format: "%.1f", value) : String(format: "%.0f", value)
+        // One decimal below 100, where a rounded figure could read as the limit it is under.
+        let text = value < 100 && (value * 10).rounded(.down) != value.rounded(.down) * 10 ? String(format: "%.1f", (value * 10).rounded(.down) / 10)
+            : String(format: "%.0f", value.rounded(.down))
         return "\(text) \(units[index])"
     }
 }

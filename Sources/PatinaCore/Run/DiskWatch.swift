@@ -11,16 +11,20 @@ public struct DiskShortage: Sendable, Equatable, Codable, CustomStringConvertibl
     public var freeBytes: Int
     public var floorBytes: Int
     public var totalBytes: Int
+    /// For a run about to start: the room it holds for its records (`DiskReserve`), on top of the floor.
+    public var reserveBytes: Int?
 
     enum CodingKeys: String, CodingKey {
         case holds, path, filesystem
         case freeBytes = "free_bytes"
         case floorBytes = "floor_bytes"
         case totalBytes = "total_bytes"
+        case reserveBytes = "reserve_bytes"
     }
 
     public var description: String {
         "the filesystem at \(filesystem) (holding \(holds), \(path)) has \(ByteSize.format(freeBytes)) free of \(ByteSize.format(totalBytes)), below the \(ByteSize.format(floorBytes)) floor (--min-free)"
+            + (reserveBytes.map { " and the \(ByteSize.format($0)) a run holds for its records" } ?? "")
     }
 }
 
@@ -79,16 +83,18 @@ public struct DiskFloorWatch: Sendable {
         self.init(places: [("the run's worktree", plan.worktree), ("patina's home", plan.store.root)], floor: plan.disk.floor)
     }
 
-    /// The first filesystem below its floor, if any (each filesystem once).
-    public func shortage() -> DiskShortage? {
+    /// The first filesystem below its floor, if any (each filesystem once). `reserve`: for a
+    /// run about to start, the room it will hold for its records, needed on top of the floor.
+    public func shortage(reserve: Int = 0) -> DiskShortage? {
         if floor == .bytes(0) { return nil }
         var seen = Set<UInt64>()
         for place in places {
             guard let space = DiskSpace.of(place.url), seen.insert(space.device).inserted else { continue }
             let floorBytes = floor.bytes(ofFilesystem: space.totalBytes)
-            if space.freeBytes < floorBytes {
+            if space.freeBytes < floorBytes + reserve {
                 return DiskShortage(holds: place.holds, path: place.url.path, filesystem: DiskSpace.mountPoint(of: place.url),
-                                    freeBytes: space.freeBytes, floorBytes: floorBytes, totalBytes: space.totalBytes)
+                                    freeBytes: space.freeBytes, floorBytes: floorBytes, totalBytes: space.totalBytes,
+                                    reserveBytes: reserve > 0 ? reserve : nil)
             }
         }
         return nil

@@ -137,8 +137,8 @@ public enum Recovery {
             record.headCommit = nil
             reasons.append("the agent had not started: nothing to collect, the branch was removed")
         } else if repository.branchExists(record.branch) {
-            let (head, problems, _) = collection.collectBranch(into: &record)
-            reasons += problems + collection.tagSession(head: head, record: record)
+            let (head, problems, _, notes) = collection.collectBranch(into: &record)
+            reasons += problems + notes + collection.tagSession(head: head, record: record)
         } else {
             reasons.append("its branch \(record.branch) is gone")
         }

@@ -97,13 +97,15 @@ struct RunCollection: Sendable {
 
     /// The agent's commits, then whatever it left uncommitted, onto the branch; the
     /// record gets the head, diffstat, commit count and sensitive changes. Returns the
-    /// head and the problems met (each a clause of the run's reason).
+    /// head, the problems met (each a clause of the run's reason) and the notes: what the
+    /// leftovers policy kept out, said in the reason too but no failure of the run.
     /// `scope`: what the run's `WorktreeWatch` saw change (everything when there was none).
     /// `prepared`: the worktree's index, opened while the containers went.
     func collectBranch(
         into record: inout RunRecord, scope: WorktreeScope = .everything, prepared: WorktreeIndex? = nil
-    ) -> (head: ObjectID, problems: [String], leftovers: Bool) {
+    ) -> (head: ObjectID, problems: [String], leftovers: Bool, notes: [String]) {
         var problems: [String] = []
+        var notes: [String] = []
         var head = base
         var leftovers = false
         let message = "patina: commit changes the agent left uncommitted\n\nRun \(runID) ended (\(record.status.rawValue)) with uncommitted changes in its worktree; patina committed them so nothing is lost.\n"
@@ -124,7 +126,7 @@ struct RunCollection: Sendable {
                 record.leftoversSkipped = limited.overLimit
                 record.leftoversSkippedCount = limited.overLimitCount
                 let shown = limited.overLimit.prefix(3).map { "\($0.path) (\($0.reason))" }.joined(separator: ", ")
-                problems.append("\(limited.overLimitCount) leftover path\(limited.overLimitCount == 1 ? "" : "s") over collection's limits not committed, kept in the worktree \(worktree.path): \(shown)\(limited.overLimitCount > 3 ? ", …" : "") (leftovers_skipped in run.json)")
+                notes.append("\(limited.overLimitCount) leftover path\(limited.overLimitCount == 1 ? "" : "s") over collection's limits not committed, kept in the worktree \(worktree.path): \(shown)\(limited.overLimitCount > 3 ? ", …" : "") (leftovers_skipped in run.json)")
             }
             if collected.leftovers.commit != nil {
                 record.leftoversCommitted = true
@@ -158,7 +160,7 @@ struct RunCollection: Sendable {
             problems.append("could not compute the diffstat: \(error)")
         }
         try? FileManager.default.removeItem(at: layout.privateGit)
-        return (head, problems, leftovers)
+        return (head, problems, leftovers, notes)
     }
 
     /// `session-<id>-start` at the base and `session-<id>-end` at the collected head, so

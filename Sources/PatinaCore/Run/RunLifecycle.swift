@@ -102,7 +102,7 @@ public final class RunLifecycle: @unchecked Sendable {
         let started = Date()
         record.started = started
         // A disk already below its floor: nothing starts (a batch's later runs among them).
-        if plan.shell == nil, let shortage = DiskFloorWatch(plan: plan).shortage() {
+        if plan.shell == nil, let shortage = DiskFloorWatch(plan: plan).shortage(reserve: DiskReserve.bytes) {
             record.diskLow = shortage
             return finishWithoutBranch(DiskFloorError(shortage: shortage), started: started)
         }

@@ -78,7 +78,7 @@ extension RunLifecycle {
         }
         // Read while the tree is still the agent's: its stat data then matches the index
         // refreshed at render, so only what the agent changed is read. Handed back after.
-        let (head, problems, leftovers) = collection.collectBranch(
+        let (head, problems, leftovers, notes) = collection.collectBranch(
             into: &record, scope: watchedScope(), prepared: await preparing.value)
         parts.lap("git")
         collection.reclaimOwnership()
@@ -89,7 +89,8 @@ extension RunLifecycle {
             progress.warn("the run changed files that affect later sandboxes or your machine: "
                 + sensitive.map { "\($0.path) (\($0.reason))" }.joined(separator: ", ") + "; review with `patina diff \(plan.id)`")
         }
-        let all = problems + collection.tagSession(head: head, record: record)
+        // What the leftovers policy kept out is said in the reason, and is no failure of the run.
+        let all = problems + notes + collection.tagSession(head: head, record: record)
         parts.lap("tags")
         if !all.isEmpty {
             record.reason = ([record.reason].compactMap { $0 } + all).joined(separator: "; ")
