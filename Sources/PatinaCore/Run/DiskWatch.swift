@@ -89,7 +89,8 @@ public struct DiskFloorWatch: Sendable {
         if floor == .bytes(0) { return nil }
         var seen = Set<UInt64>()
         for place in places {
-            guard let space = DiskSpace.of(place.url), seen.insert(space.device).inserted else { continue }
+            // A filesystem that reports no size (ramfs) says nothing about its free space.
+            guard let space = DiskSpace.of(place.url), space.totalBytes > 0, seen.insert(space.device).inserted else { continue }
             let floorBytes = floor.bytes(ofFilesystem: space.totalBytes)
             if space.freeBytes < floorBytes + reserve {
                 return DiskShortage(holds: place.holds, path: place.url.path, filesystem: DiskSpace.mountPoint(of: place.url),
