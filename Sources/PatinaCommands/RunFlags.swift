@@ -48,6 +48,21 @@ struct RunFlags: ParsableArguments {
         valueName: "dir"))
     var sparse: [String] = []
 
+    @Option(name: .customLong("max-file-size"), help: ArgumentHelp(
+        "A file the agent leaves uncommitted that is larger than SIZE (e.g. 50m, 1g) is not committed by patina: it stays in the worktree and run.json lists it (leftovers_skipped). Default: max_file_size in .patina/config.json, else 50m.",
+        valueName: "size"))
+    var maxFileSize: String?
+
+    @Option(name: .customLong("max-new-paths"), help: ArgumentHelp(
+        "At most N new paths the agent leaves uncommitted are committed by patina; the rest stay in the worktree, listed. Default: max_new_paths in .patina/config.json, else 10000.",
+        valueName: "n"))
+    var maxNewPaths: Int?
+
+    @Option(name: .customLong("min-free"), help: ArgumentHelp(
+        "Stop the agent (the run is still collected, status error) when the filesystem holding the run's worktree or patina's home has less free space than SIZE (e.g. 2g) or N% of it. Default: min_free in .patina/config.json, else the smaller of 2g and 10%; 0 switches it off.",
+        valueName: "size"))
+    var minFree: String?
+
     @Flag(help: "No progress output (warnings still show).")
     var quiet = false
 
@@ -70,6 +85,9 @@ struct RunFlags: ParsableArguments {
         options.checkReport = checkReport
         options.sparse = sparse
         options.allowAPIFeatures = allowAPIFeatures
+        options.maxFileSize = maxFileSize
+        options.maxNewPaths = maxNewPaths
+        options.minFree = minFree
         return options
     }
 }

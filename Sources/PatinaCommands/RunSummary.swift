@@ -44,6 +44,7 @@ enum RunSummary {
             if let line = history.backdatedLine { lines.append("  history:   ! \(line)") }
             if let line = history.refsLine { lines.append("  history:   ! \(line)") }
         }
+        for note in r.diskNotes { lines.append("  ! disk:    \(note)") }
         lines.append("  files:     \(r.filesChanged.count) changed, +\(r.additions) -\(r.deletions)" + (r.leftoversCommitted ? " (uncommitted changes were committed by patina)" : ""))
         let sensitive = Set(r.sensitiveChanges ?? [])
         for f in r.filesChanged {
@@ -110,14 +111,14 @@ enum RunSummary {
 
     /// `patina runs`: a header and one line per run, every cell whole (statuses and ids are
     /// never cut: the columns are as wide as their longest value).
-    static func table(_ listed: [(record: RunRecord, branch: Review.BranchState)]) -> [String] {
-        let rows = [["STATUS", "RUN", "TIME", "COST", "BRANCH", "CHANGES"]] + listed.map { r, branch in
+    static func table(_ listed: [(record: RunRecord, branch: Review.BranchState, disk: Int?)]) -> [String] {
+        let rows = [["STATUS", "RUN", "TIME", "COST", "BRANCH", "DISK", "CHANGES"]] + listed.map { r, branch, disk in
             var files = "\(counted(r.filesChanged.count, "file")) +\(r.additions) -\(r.deletions)"
             if r.history?.rewritten == true { files += "  ! history rewritten" }
             if r.history?.backdated.isEmpty == false { files += "  ! backdated commits" }
             if let rounds = r.roundsText { files += "  " + rounds }
             return [r.status.rawValue, r.id, r.durationS.map { DurationParser.format($0) } ?? "—", cost(r.costUSD),
-                    branch == .none ? "—" : branch.rawValue, files]
+                    branch == .none ? "—" : branch.rawValue, disk.map(ByteSize.format) ?? "—", files]
         }
         let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         return rows.map { row in

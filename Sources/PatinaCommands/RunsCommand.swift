@@ -47,12 +47,18 @@ struct RunsCommand: AsyncParsableCommand {
     struct Listed: Encodable {
         var record: RunRecord
         var branchState: Review.BranchState
+        /// What the run's worktree takes on disk now (allocated blocks); nil without a worktree.
+        var worktreeBytes: Int?
         func encode(to encoder: any Encoder) throws {
             try record.encode(to: encoder)
             var container = encoder.container(keyedBy: Key.self)
             try container.encode(branchState, forKey: .branchState)
+            try container.encode(worktreeBytes, forKey: .worktreeBytes)
         }
-        enum Key: String, CodingKey { case branchState = "branch_state" }
+        enum Key: String, CodingKey {
+            case branchState = "branch_state"
+            case worktreeBytes = "worktree_bytes"
+        }
     }
 
     func run() async throws {
@@ -70,7 +76,11 @@ struct RunsCommand: AsyncParsableCommand {
             records = records.filter { $0.started >= cutoff }
         }
         if let limit { records = Array(records.prefix(limit)) }
-        let listed = records.map { Listed(record: $0, branchState: review.branchState($0)) }
+        let listed = records.map { record in
+            Listed(record: record, branchState: review.branchState(record),
+                   worktreeBytes: FileManager.default.fileExists(atPath: record.worktree)
+                       ? DiskUsage.allocated(URL(fileURLWithPath: record.worktree)) : nil)
+        }
         if json {
             try Output.json(listed)
             return
@@ -83,7 +93,13 @@ struct RunsCommand: AsyncParsableCommand {
         }
         // Each run as its branch is now (a later shell or resume may have moved it).
         let all = review.store.list()
-        let current = listed.map { item in ((try? review.current(item.record, all: all))?.record ?? item.record, item.branchState) }
+        let current = listed.map { item in
+            ((try? review.current(item.record, all: all))?.record ?? item.record, item.branchState, item.worktreeBytes)
+        }
         for line in RunSummary.table(current) { say(line) }
+        let held = listed.compactMap(\.worktreeBytes).reduce(0, +)
+        if held > 0 {
+            say("worktrees hold \(ByteSize.format(held)) on disk; `patina prune --dry-run` shows what pruning would give back")
+        }
     }
 }

@@ -70,7 +70,7 @@ struct BadInputTests {
         Case(name: "unknown API feature in the config", arguments: ["yolo", "x"],
              expected: "allow_api_features in .patina/config.json: unknown API feature 'web'",
              files: [".patina/config.json": "{\"allow_api_features\": [\"web\"]}\n"], status: 2),
-    ] + sandboxCases + budgetCases + reviewCases
+    ] + sandboxCases + budgetCases + diskCases + reviewCases
 
     /// The repository's sandbox: its devcontainer.json, toolchains and certificates.
     static let sandboxCases: [Case] = [
@@ -128,6 +128,30 @@ struct BadInputTests {
              files: [".patina/config.json": "{\"model_prices\": {\"my-model\": {\"input\": \"cheap\", \"output\": 1}}}"], status: 2),
         Case(name: "base URL not http", arguments: ["yolo", "x"], expected: "ANTHROPIC_BASE_URL \"ftp://example.com\" is not an http(s) URL",
              environment: ["ANTHROPIC_BASE_URL": "ftp://example.com"], status: 2),
+    ]
+
+    /// The disk limits: sizes, counts and floors that cannot be.
+    static let diskCases: [Case] = [
+        Case(name: "max file size not a size", arguments: ["yolo", "--max-file-size", "big", "x"],
+             expected: "--max-file-size must be a size like 50m, 300MB or 2g (got \"big\")", status: 2),
+        Case(name: "max file size zero", arguments: ["yolo", "--max-file-size", "0", "x"], expected: "--max-file-size must be a size", status: 2),
+        Case(name: "max file size unknown unit", arguments: ["yolo", "--max-file-size", "5q", "x"], expected: "--max-file-size must be a size", status: 2),
+        Case(name: "max new paths zero", arguments: ["yolo", "--max-new-paths", "0", "x"], expected: "--max-new-paths must be at least 1", status: 2),
+        Case(name: "min free over 100%", arguments: ["yolo", "--min-free", "150%", "x"],
+             expected: "--min-free must be a size like 2g or a share of the filesystem like 5% (got \"150%\")", status: 2),
+        Case(name: "min free negative", arguments: ["yolo", "--min-free=-1g", "x"], expected: "--min-free must be a size", status: 2),
+        Case(name: "batch min free", arguments: ["batch", "--min-free", "lots", "t.txt"], expected: "--min-free must be a size",
+             files: ["t.txt": "a\n"], status: 2),
+        Case(name: "batch line max file size", arguments: ["batch", "t.jsonl"], expected: "t.jsonl:1: --max-file-size must be a size",
+             files: ["t.jsonl": "{\"task\": \"a\", \"max_file_size\": \"huge\"}\n"], status: 2),
+        Case(name: "config max file size", arguments: ["yolo", "x"], expected: "max_file_size in .patina/config.json must be a size",
+             files: [".patina/config.json": "{\"max_file_size\": \"10 parsecs\"}"], status: 2),
+        Case(name: "config max new paths", arguments: ["yolo", "x"], expected: "max_new_paths in .patina/config.json must be at least 1",
+             files: [".patina/config.json": "{\"max_new_paths\": -5}"], status: 2),
+        Case(name: "config min free", arguments: ["yolo", "x"], expected: "min_free in .patina/config.json must be a size",
+             files: [".patina/config.json": "{\"min_free\": \"0.5 of it\"}"], status: 2),
+        Case(name: "config max new paths wrong type", arguments: ["yolo", "x"], expected: "wrong type for \"max_new_paths\"",
+             files: [".patina/config.json": "{\"max_new_paths\": \"many\"}"], status: 2),
     ]
 
     /// Every review verb on a run that does not exist: one line, exit 2, nothing created.

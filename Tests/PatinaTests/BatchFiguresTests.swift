@@ -31,6 +31,9 @@ import Testing
         options.allowAPIFeatures = ["web_search"]
         options.rounds = 3
         options.checkReport = "report.xml"
+        options.maxFileSize = "10m"
+        options.maxNewPaths = 50
+        options.minFree = "5%"
         let mirror = Mirror(reflecting: options)
         let defaults = Mirror(reflecting: YoloOptions(task: "t"))
         for (child, plain) in zip(mirror.children, defaults.children) where child.label != "task" {

@@ -53,7 +53,14 @@ struct PruneCommand: AsyncParsableCommand {
         var containers: [String]
         var images: [String]
         var problems: [String]
-        enum CodingKeys: String, CodingKey { case runs, kept, containers, images, problems; case dryRun = "dry_run" }
+        /// Worktrees and run directories, allocated blocks: what the runs' removal gives back.
+        var bytes: Int
+        var runBytes: [String: Int]
+        enum CodingKeys: String, CodingKey {
+            case runs, kept, containers, images, problems, bytes
+            case dryRun = "dry_run"
+            case runBytes = "run_bytes"
+        }
     }
 
     func run() async throws {
@@ -75,11 +82,15 @@ struct PruneCommand: AsyncParsableCommand {
             try Output.json(PlanJSON(
                 dryRun: dryRun, runs: plan.remove.map { [$0.record.id: $0.removes] },
                 kept: plan.kept.map { ["id": $0.id, "reason": $0.reason] },
-                containers: plan.containers, images: plan.images, problems: problems))
+                containers: plan.containers, images: plan.images, problems: problems, bytes: plan.bytes,
+                runBytes: Dictionary(plan.remove.map { ($0.record.id, $0.bytes) }, uniquingKeysWith: { a, _ in a })))
         } else {
             let verb = dryRun ? "would remove" : "removed"
             for item in plan.remove {
-                say("\(verb) run \(item.record.id): \(item.removes.joined(separator: ", "))")
+                say("\(verb) run \(item.record.id) (\(ByteSize.format(item.bytes))): \(item.removes.joined(separator: ", "))")
+            }
+            if !plan.remove.isEmpty {
+                say("\(dryRun ? "would give back" : "gave back") \(ByteSize.format(plan.bytes)) on disk (worktrees and run directories; the branches' objects go at the repository's next git gc)")
             }
             for name in plan.containers { say("\(verb) container \(name)") }
             for image in plan.images { say("\(verb) image \(image)") }

@@ -17,6 +17,8 @@ public struct BatchTask: Sendable, Equatable {
     /// `rounds` and `check_report` (`--rounds`, `--check-report`).
     public var rounds: Int?
     public var checkReport: String?
+    /// The run's leftovers limit (`--max-file-size`), as written.
+    public var maxFileSize: String?
 
     public init(line: Int, task: String) {
         self.line = line
@@ -28,7 +30,7 @@ public struct BatchTask: Sendable, Equatable {
 /// or `.jsonl` (one object per line). Any bad line stops the batch before
 /// anything is created, with one line naming FILE:LINE.
 public enum BatchFile {
-    public static let keys = ["task", "name", "attempts", "model", "models", "base", "timeout", "max_turns", "check", "allow", "max_cost", "rounds", "check_report"]
+    public static let keys = ["task", "name", "attempts", "model", "models", "base", "timeout", "max_turns", "check", "allow", "max_cost", "rounds", "check_report", "max_file_size"]
 
     public static func load(_ path: String) throws -> [BatchTask] {
         var isDirectory: ObjCBool = false
@@ -116,6 +118,16 @@ public enum BatchFile {
                 throw bad("\"max_cost\" must be a number of US dollars")
             }
         }
+        if let size = object["max_file_size"] {
+            // A size ("50m") or a number of bytes; checked with the other options.
+            if let text = size as? String {
+                result.maxFileSize = text
+            } else if let number = size as? NSNumber, String(cString: number.objCType) != "c", number.int64Value > 0 {
+                result.maxFileSize = "\(number.int64Value)"
+            } else {
+                throw bad("\"max_file_size\" must be a size like \"50m\" or a number of bytes")
+            }
+        }
         if let attempts = result.attempts, let problem = BatchPlanner.validateAttempts(attempts, source: "\"attempts\"") {
             throw bad(problem)
         }
@@ -153,6 +165,7 @@ public enum BatchPlanner {
             if let cost = task.maxCost { options.maxCost = cost }
             if let rounds = task.rounds { options.rounds = rounds }
             if let report = task.checkReport { options.checkReport = report }
+            if let size = task.maxFileSize { options.maxFileSize = size }
             do {
                 try options.validateFlags()
             } catch {
@@ -173,19 +186,9 @@ public enum BatchPlanner {
     /// How many runs this machine holds at once: 75% of its memory divided by
     /// one run's memory limit, at most two runs per CPU core, at least one.
     public static func defaultJobs(memoryLimit: String) -> Int {
-        let perRun = Double(ByteSize.parse(memoryLimit) ?? 4 << 30)
+        let perRun = Double((try? ByteSize.parse(memoryLimit, setting: "memory")) ?? 4 << 30)
         let byMemory = Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.75 / perRun)
         let byCPU = ProcessInfo.processInfo.activeProcessorCount * 2
         return max(1, min(byMemory, byCPU))
-    }
-}
-
-/// Sizes like docker's: 512m, 4g, 1024k, 100 (bytes).
-enum ByteSize {
-    static func parse(_ text: String) -> UInt64? {
-        let lower = text.lowercased()
-        let units: [Character: UInt64] = ["b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30]
-        if let last = lower.last, let unit = units[last] { return UInt64(lower.dropLast()).map { $0 * unit } }
-        return UInt64(lower)
     }
 }

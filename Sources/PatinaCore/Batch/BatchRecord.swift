@@ -109,6 +109,9 @@ public struct BatchRecord: Codable, Sendable {
     /// The patina process running the batch, to tell a batch in flight from one whose
     /// patina died (`Recovery` then marks it `interrupted`).
     public var pid: Int32?
+    /// Set when queued runs did not start because a disk was below its floor (`--min-free`):
+    /// the first such shortage.
+    public var diskLow: DiskShortage?
 
     /// What the batch's runs cost in all, replaced runs included, as their model proxies
     /// counted; nil when some run's cost is unknown.
@@ -155,6 +158,7 @@ public struct BatchRecord: Codable, Sendable {
         case durationS = "duration_s"
         case maxTotalCostUSD = "max_total_cost_usd"
         case replacedRuns = "replaced_runs"
+        case diskLow = "disk_low"
     }
 
     public init(from decoder: Decoder) throws {
@@ -170,6 +174,7 @@ public struct BatchRecord: Codable, Sendable {
         maxTotalCostUSD = try c.decodeIfPresent(Double.self, forKey: .maxTotalCostUSD)
         replacedRuns = try c.decodeIfPresent([ReplacedRun].self, forKey: .replacedRuns) ?? []
         pid = try c.decodeIfPresent(Int32.self, forKey: .pid)
+        diskLow = try c.decodeIfPresent(DiskShortage.self, forKey: .diskLow)
     }
 
     public func json() -> String {

@@ -182,13 +182,14 @@ public enum BatchReport {
                 out.append("| " + c.joined(separator: " | ") + " |")
             }
             // Why each run ended and what its agent said last, clipped to one escaped line.
-            let notes = group.runs.filter { $0.reason != nil || $0.lastMessage != nil || $0.history != nil || $0.rounds != nil }
+            let notes = group.runs.filter { $0.reason != nil || $0.lastMessage != nil || $0.history != nil || $0.rounds != nil || !$0.diskNotes.isEmpty }
             if !notes.isEmpty { out.append("") }
             for r in notes {
                 var line = "- run \(Escaping.markdown(short[r.id] ?? r.id))"
                 for note in historyNotes(r) { line += " — **" + Escaping.markdown(Escaping.clip(note, 400)) + "**" }
                 if let rounds = r.roundsText { line += " — " + Escaping.markdown(rounds) }
                 if let reason = r.reason { line += " — reason: " + Escaping.markdown(Escaping.clip(reason, 300)) }
+                for note in r.diskNotes { line += " — disk: " + Escaping.markdown(Escaping.clip(note, 400)) }
                 if let message = r.lastMessage { line += " — last message: " + Escaping.markdown(Escaping.clip(message, 300)) }
                 out.append(line)
             }
@@ -201,7 +202,9 @@ public enum BatchReport {
         }
         let unstarted = batch.unstartedItems
         if !unstarted.isEmpty {
-            out += ["", "## Not started", ""] + unstarted.map { item in
+            out += ["", "## Not started", ""]
+            if let low = batch.diskLow { out += ["Queued runs did not start: " + Escaping.markdown(low.description), ""] }
+            out += unstarted.map { item in
                 "- " + Escaping.markdown(Escaping.clip(item.label, 120)) + " — attempt \(item.attempt)" + (item.model.map { ", " + Escaping.markdown($0) } ?? "")
             }
         }
@@ -341,6 +344,7 @@ public enum BatchReport {
         var parts = historyNotes(r).map { "<p class=\"history\"><b>\(Escaping.html($0))</b></p>" }
         parts.append("<p><b>Task</b></p><pre>\(Escaping.html(r.task, keepLines: true))</pre>")
         if let reason = r.reason { parts.append("<p><b>Reason:</b> \(Escaping.html(reason))</p>") }
+        for note in r.diskNotes { parts.append("<p><b>Disk:</b> \(Escaping.html(note))</p>") }
         if let c = r.check {
             let how = (c.passed ? "passed" : "failed") + (c.exitCode.map { " (exit \($0))" } ?? "") + (c.timedOut ? ", timed out" : "")
             parts.append("<p><b>Check</b> <code>\(Escaping.html(c.command))</code>: \(how)\(c.error.map { " — " + Escaping.html($0) } ?? "")</p>")

@@ -87,6 +87,20 @@ public final class BatchRunner: @unchecked Sendable {
                 await gate.release()
                 return
             }
+            if let shortage = DiskFloorWatch(plan: plan).shortage(reserve: DiskReserve.bytes) {
+                // A disk below its floor: this item does not start (`batch resume` can run it
+                // once there is room again).
+                let first = lock.withLock { () -> Bool in
+                    defer { if batch.diskLow == nil { batch.diskLow = shortage } }
+                    return batch.diskLow == nil
+                }
+                if first {
+                    Progress(runID: plan.id, handler: handler).warn("queued runs do not start: \(shortage)")
+                }
+                save()
+                await gate.release()
+                return
+            }
             let control = RunControl(engine: engine)
             let startedRun = lock.withLock { () -> Bool in
                 guard !stopping else { return false }

@@ -82,8 +82,8 @@ public struct PatinaError: Error, CustomStringConvertible, Sendable {
         case let stop as RunLifecycle.Stopped:
             switch stop.reason {
             case .interrupted: return .interrupted
+            case .modelUnreachable, .diskLow: return .environment
             case .timeout: return .outcome
-            case .modelUnreachable: return .environment
             }
         default:
             return nil

@@ -49,6 +49,12 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
     public var rounds: Int?
     /// The JUnit report the check writes (`--check-report` wins).
     public var checkReport: String?
+    /// Leftovers larger than this are not committed (`--max-file-size` wins).
+    public var maxFileSize: SizeSetting?
+    /// New paths committed from the worktree at most (`--max-new-paths` wins).
+    public var maxNewPaths: Int?
+    /// The free space a run leaves on its disks (`--min-free` wins).
+    public var minFree: SizeSetting?
 
     public init() {}
 
@@ -65,6 +71,9 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
         case allowAPIFeatures = "allow_api_features"
         case rounds
         case checkReport = "check_report"
+        case maxFileSize = "max_file_size"
+        case maxNewPaths = "max_new_paths"
+        case minFree = "min_free"
     }
 
     public struct Invalid: BadInput, CustomStringConvertible {

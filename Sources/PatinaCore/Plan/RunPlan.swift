@@ -66,6 +66,8 @@ public struct RunPlan: Sendable {
     public let sparse: [String]
     /// What of the model API the run's proxy forwards (`allow_api_features` and `--allow-api-feature`).
     public let apiPolicy: APIPolicy
+    /// What collection commits from the worktree and the free space the run leaves on its disks.
+    public let disk: DiskPolicy
     /// Set for `patina shell`: the user's command instead of the agent, on an earlier
     /// run's branch and worktree. No record is kept and no credential enters.
     public internal(set) var shell: ShellRequest? = nil
@@ -209,6 +211,7 @@ public enum Planner {
             }
         }
         let apiFeatures = (config.allowAPIFeatures ?? []) + options.allowAPIFeatures
+        let disk = try DiskPolicy.plan(options: options, config: config)
 
         let (uid, gid) = agentIDs()
         return RunPlan(
@@ -227,7 +230,7 @@ public enum Planner {
             batchID: nil, attempt: nil, name: nil,
             claudeMaxRetries: environment["CLAUDE_CODE_MAX_RETRIES"].flatMap { Int($0) },
             maxCostUSD: maxCost, prices: prices, sharedBudget: nil, sparse: sparse,
-            apiPolicy: APIPolicy(allowed: apiFeatures))
+            apiPolicy: APIPolicy(allowed: apiFeatures), disk: disk)
     }
 
     /// With a budget, a model must have a price: its spending could not be counted otherwise.

@@ -34,6 +34,12 @@ public struct YoloOptions: Sendable, Codable, Equatable {
     public var rounds: Int?
     /// `--check-report PATH`: the JUnit XML file the check writes, relative to its checkout.
     public var checkReport: String?
+    /// `--max-file-size SIZE`: a leftover larger than this is not committed.
+    public var maxFileSize: String?
+    /// `--max-new-paths N`: at most this many new paths are committed from the worktree.
+    public var maxNewPaths: Int?
+    /// `--min-free SIZE|N%`: the agent is stopped when a disk the run uses has less free.
+    public var minFree: String?
 
     public static let defaultCheckTimeout = "10m"
 
@@ -44,7 +50,7 @@ public struct YoloOptions: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case task, base, baseImage, agentBinary, model, maxTurns, timeout, allow, presets, noFirewall, quiet, json
         case check, checkTimeout, devcontainer, noAutoPresets, noHostCA, sparse, allowAPIFeatures, maxCost
-        case rounds, checkReport
+        case rounds, checkReport, maxFileSize, maxNewPaths, minFree
     }
 
     /// Records written by earlier versions lack the newer keys: each one is optional.
@@ -72,6 +78,9 @@ public struct YoloOptions: Sendable, Codable, Equatable {
         maxCost = try c.decodeIfPresent(String.self, forKey: .maxCost)
         rounds = try c.decodeIfPresent(Int.self, forKey: .rounds)
         checkReport = try c.decodeIfPresent(String.self, forKey: .checkReport)
+        maxFileSize = try c.decodeIfPresent(String.self, forKey: .maxFileSize)
+        maxNewPaths = try c.decodeIfPresent(Int.self, forKey: .maxNewPaths)
+        minFree = try c.decodeIfPresent(String.self, forKey: .minFree)
     }
 
     /// The checks that need nothing but the flags themselves; run by the
@@ -99,6 +108,9 @@ public struct YoloOptions: Sendable, Codable, Equatable {
         }
         if let maxCost { _ = try Budget.parse(maxCost, setting: "--max-cost") }
         for directory in sparse { _ = try Self.sparseDirectory(directory) }
+        if let maxFileSize { _ = try ByteSize.parse(maxFileSize, setting: "--max-file-size") }
+        if let maxNewPaths, maxNewPaths < 1 { throw PlanError("--max-new-paths must be at least 1 (got \(maxNewPaths))") }
+        if let minFree { _ = try DiskFloor.parse(minFree, setting: "--min-free") }
         for feature in allowAPIFeatures {
             if let problem = APIPolicy.problem(with: feature) { throw PlanError("--allow-api-feature: \(problem)") }
         }
@@ -215,6 +227,9 @@ extension YoloOptions {
         o.maxCost = flags.maxCost ?? maxCost
         o.rounds = flags.rounds ?? rounds
         o.checkReport = flags.checkReport ?? checkReport
+        o.maxFileSize = flags.maxFileSize ?? maxFileSize
+        o.maxNewPaths = flags.maxNewPaths ?? maxNewPaths
+        o.minFree = flags.minFree ?? minFree
         o.allowAPIFeatures = allowAPIFeatures + flags.allowAPIFeatures.filter { !allowAPIFeatures.contains($0) }
         o.quiet = flags.quiet
         o.json = flags.json

@@ -217,6 +217,13 @@ public struct RunRecord: Codable, Sendable {
     /// out of time): they stay in the worktree. The first ones only; the count says how many.
     public var leftoversSkipped: [SkippedLeftover]?
     public var leftoversSkippedCount: Int?
+    /// The leftovers policy the run was collected under (`--max-file-size`, `max_new_paths`).
+    public var maxFileSizeBytes: Int?
+    public var maxNewPaths: Int?
+    /// Files over `maxFileSizeBytes` in the agent's own commits: they stay (its business), flagged.
+    public var largeFilesCommitted: [LargeFile]?
+    /// Set when the disk floor stopped the run (`--min-free`).
+    public var diskLow: DiskShortage?
     /// What of the agent's output was cut to stay bounded (its stderr, its stdout lines,
     /// session.jsonl, the transcript copy), each with how much was left out.
     public var outputTruncated: [String]?
@@ -327,6 +334,10 @@ public struct RunRecord: Codable, Sendable {
         case leftoversCommitted = "leftovers_committed"
         case leftoversSkipped = "leftovers_skipped"
         case leftoversSkippedCount = "leftovers_skipped_count"
+        case maxFileSizeBytes = "max_file_size_bytes"
+        case maxNewPaths = "max_new_paths"
+        case largeFilesCommitted = "large_files_committed"
+        case diskLow = "disk_low"
         case outputTruncated = "output_truncated"
         case maxTurns = "max_turns"
         case timeoutS = "timeout_s"

@@ -18,6 +18,9 @@ public struct PrunePlan: Sendable {
         public var record: RunRecord
         /// Branch, worktree, tags and the run directory: what exists of them.
         public var removes: [String]
+        /// What its worktree and run directory take on disk (allocated blocks): what
+        /// removing them gives back.
+        public var bytes: Int = 0
     }
     public var remove: [Item] = []
     public var kept: [(id: String, reason: String)] = []
@@ -25,6 +28,8 @@ public struct PrunePlan: Sendable {
     public var images: [String] = []
 
     public var isEmpty: Bool { remove.isEmpty && containers.isEmpty && images.isEmpty }
+    /// What removing the runs gives back on disk (worktrees and run directories).
+    public var bytes: Int { remove.reduce(0) { $0 + $1.bytes } }
 }
 
 extension Review {
@@ -59,7 +64,8 @@ extension Review {
                 plan.kept.append((record.id, "unmerged: \(record.branch) holds commits no other branch has (merge it, or prune with --force)"))
                 continue
             }
-            plan.remove.append(PrunePlan.Item(record: record, removes: existingParts(of: record)))
+            let bytes = [record.worktree, record.runDir].reduce(0) { $0 + DiskUsage.allocated(URL(fileURLWithPath: $1)) }
+            plan.remove.append(PrunePlan.Item(record: record, removes: existingParts(of: record), bytes: bytes))
         }
         if let engine {
             let (containers, images) = await leftoverDocker(engine: engine, pruning: Set(plan.remove.map(\.record.id)), all: all)

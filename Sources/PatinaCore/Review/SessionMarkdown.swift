@@ -401,6 +401,7 @@ public enum SessionMarkdown {
         func outcome() -> [String] {
             var out = ["## Outcome", "", "- **Status**: " + record.status.rawValue]
             if let reason = record.reason { out.append("- **Reason**: " + text(reason, 300)) }
+            for note in record.diskNotes { out.append("- **Disk**: " + text(note, 600)) }
             out.append("- **Check**: " + check())
             out.append("- **Agent**: " + usage())
             if let api = modelAPI() { out.append("- **Model API**: " + api) }

@@ -116,8 +116,12 @@ public enum Recovery {
         guard let base = ObjectID(hex: record.baseCommit) else {
             return Recovered(record: record, problem: "its record has no valid base commit")
         }
+        var policy = DiskPolicy()
+        if let bytes = record.maxFileSizeBytes { policy.maxFileBytes = bytes }
+        if let count = record.maxNewPaths { policy.maxNewPaths = count }
         let collection = RunCollection(repository: repository, layout: layout, worktree: URL(fileURLWithPath: record.worktree),
-                                       branch: record.branch, base: base, runID: record.id)
+                                       branch: record.branch, base: base, runID: record.id, policy: policy)
+        DiskReserve(url: layout.diskReserve).release()
         collection.releaseWorktreeView()
         collection.copyTranscript(into: &record)
         defer { collection.reclaimOwnership() }
@@ -133,9 +137,9 @@ public enum Recovery {
             record.headCommit = nil
             reasons.append("the agent had not started: nothing to collect, the branch was removed")
         } else if repository.branchExists(record.branch) {
-            let (head, problems, _) = collection.collectBranch(into: &record)
+            let (head, problems, _, notes) = collection.collectBranch(into: &record)
             let round = RoundLoop.roundNumber(of: layout.runDirectory)
-            reasons += problems + collection.tagSession(head: head, record: record, round: round ?? 1, rounds: round ?? 1)
+            reasons += problems + notes + collection.tagSession(head: head, record: record, round: round ?? 1, rounds: round ?? 1)
         } else {
             reasons.append("its branch \(record.branch) is gone")
         }

@@ -13,6 +13,8 @@ struct RunCollection: Sendable {
     let branch: String
     let base: ObjectID
     let runID: String
+    /// What of the worktree is committed (the leftovers policy).
+    var policy = DiskPolicy()
 
     /// After `patina shell` (by the shell itself, or by recovery when its patina died): the
     /// commits made in the shell move the run's branch on from `base`, and the worktree's
@@ -95,13 +97,15 @@ struct RunCollection: Sendable {
 
     /// The agent's commits, then whatever it left uncommitted, onto the branch; the
     /// record gets the head, diffstat, commit count and sensitive changes. Returns the
-    /// head and the problems met (each a clause of the run's reason).
+    /// head, the problems met (each a clause of the run's reason) and the notes: what the
+    /// leftovers policy kept out, said in the reason too but no failure of the run.
     /// `scope`: what the run's `WorktreeWatch` saw change (everything when there was none).
     /// `prepared`: the worktree's index, opened while the containers went.
     func collectBranch(
         into record: inout RunRecord, scope: WorktreeScope = .everything, prepared: WorktreeIndex? = nil
-    ) -> (head: ObjectID, problems: [String], leftovers: Bool) {
+    ) -> (head: ObjectID, problems: [String], leftovers: Bool, notes: [String]) {
         var problems: [String] = []
+        var notes: [String] = []
         var head = base
         var leftovers = false
         let message = "patina: commit changes the agent left uncommitted\n\nRun \(runID) ended (\(record.status.rawValue)) with uncommitted changes in its worktree; patina committed them so nothing is lost.\n"
@@ -109,7 +113,7 @@ struct RunCollection: Sendable {
             let collected = try Collector.collect(
                 into: repository, privateGitDirectory: layout.privateGit, worktree: worktree,
                 branch: branch, base: base, leftoversMessage: message, scope: scope, prepared: prepared,
-                limits: .forRun())
+                limits: .forRun(policy: policy))
             head = collected.head
             if let failure = collected.importFailure {
                 problems.append("could not import the agent's commits: \(failure)")
@@ -122,12 +126,18 @@ struct RunCollection: Sendable {
                 record.leftoversSkipped = limited.overLimit
                 record.leftoversSkippedCount = limited.overLimitCount
                 let shown = limited.overLimit.prefix(3).map { "\($0.path) (\($0.reason))" }.joined(separator: ", ")
-                problems.append("\(limited.overLimitCount) leftover path\(limited.overLimitCount == 1 ? "" : "s") over collection's limits not committed, kept in the worktree \(worktree.path): \(shown)\(limited.overLimitCount > 3 ? ", …" : "") (leftovers_skipped in run.json)")
+                notes.append("\(limited.overLimitCount) leftover path\(limited.overLimitCount == 1 ? "" : "s") over collection's limits not committed, kept in the worktree \(worktree.path): \(shown)\(limited.overLimitCount > 3 ? ", …" : "") (leftovers_skipped in run.json)")
             }
             if collected.leftovers.commit != nil {
                 record.leftoversCommitted = true
                 leftovers = true
             }
+            record.maxFileSizeBytes = policy.maxFileBytes
+            record.maxNewPaths = policy.maxNewPaths
+            // The agent's own commits are its business and stay; files over the limit in them are flagged.
+            let large = (try? repository.largeFiles(
+                from: base, to: head, over: policy.maxFileBytes, excluding: Set([collected.leftovers.commit].compactMap { $0 }))) ?? []
+            record.largeFilesCommitted = large.isEmpty ? nil : large
         } catch {
             problems.append("could not collect the branch: \(error)")
             head = (try? repository.branchTip(branch)) ?? nil ?? base
@@ -150,7 +160,7 @@ struct RunCollection: Sendable {
             problems.append("could not compute the diffstat: \(error)")
         }
         try? FileManager.default.removeItem(at: layout.privateGit)
-        return (head, problems, leftovers)
+        return (head, problems, leftovers, notes)
     }
 
     /// `session-<id>-start` at the base and `session-<id>-end` at the collected head, so
@@ -234,7 +244,7 @@ extension CollectionLimits {
     /// The limits of one run's collection, its time budget starting now. The tests' hooks
     /// (`PATINA_COLLECT_IMPORT_BYTES`, `PATINA_COLLECT_FILE_BYTES`, `PATINA_COLLECT_NEW_PATHS`,
     /// `PATINA_COLLECT_SECONDS`) can only lower them.
-    static func forRun(environment: [String: String] = ProcessInfo.processInfo.environment) -> CollectionLimits {
+    static func forRun(policy: DiskPolicy = DiskPolicy(), environment: [String: String] = ProcessInfo.processInfo.environment) -> CollectionLimits {
         func lowered(_ key: String, _ value: Int) -> Int {
             guard let text = environment[key], let wanted = Int(text), wanted >= 0 else { return value }
             return min(wanted, value)
@@ -242,8 +252,8 @@ extension CollectionLimits {
         let seconds = lowered("PATINA_COLLECT_SECONDS", Int(defaultTimeBudget))
         return CollectionLimits(
             importBytes: lowered("PATINA_COLLECT_IMPORT_BYTES", defaultImportBytes),
-            leftoverFileBytes: lowered("PATINA_COLLECT_FILE_BYTES", defaultLeftoverFileBytes),
-            leftoverNewPaths: lowered("PATINA_COLLECT_NEW_PATHS", defaultLeftoverNewPaths),
+            leftoverFileBytes: lowered("PATINA_COLLECT_FILE_BYTES", policy.maxFileBytes),
+            leftoverNewPaths: lowered("PATINA_COLLECT_NEW_PATHS", policy.maxNewPaths),
             deadline: Date().addingTimeInterval(TimeInterval(seconds)))
     }
 }

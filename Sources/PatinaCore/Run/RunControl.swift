@@ -7,13 +7,23 @@ public enum StopReason: Sendable, Equatable {
     case interrupted
     /// The run's model proxy could not reach the model API, for good.
     case modelUnreachable
+    /// A filesystem holding the run's worktree or patina's home fell below `--min-free`.
+    case diskLow(DiskShortage)
 
     /// The status of a run stopped for this reason.
     var runStatus: RunStatus {
         switch self {
         case .timeout: .timedOut
         case .interrupted: .interrupted
-        case .modelUnreachable: .error
+        case .modelUnreachable, .diskLow: .error
+        }
+    }
+
+    /// A stop the check must obey too: the user's, or a disk with no room for it.
+    var stopsTheCheck: Bool {
+        switch self {
+        case .interrupted, .diskLow: true
+        case .timeout, .modelUnreachable: false
         }
     }
 }
@@ -74,7 +84,7 @@ public actor RunControl {
     /// The check has its own timeout: what stopped the agent (its timeout, the model
     /// API out of reach) must not stop it, while a user's stop still does.
     public func resetAgentStop() {
-        if reason != .interrupted { reason = nil }
+        if reason?.stopsTheCheck != true { reason = nil }
         killedAgent = false
     }
 }

@@ -19,6 +19,8 @@ public struct RunLayout: Sendable {
     /// One line per request the run's model proxy answered: the source of cost and tokens.
     public var apiLog: URL { runDirectory.appendingPathComponent("api.jsonl") }
     public var agentStderr: URL { runDirectory.appendingPathComponent("agent-stderr.log") }
+    /// Room held for patina's own records while the run is in flight (`DiskReserve`).
+    public var diskReserve: URL { runDirectory.appendingPathComponent(".disk-reserve") }
     public var rendered: URL { runDirectory.appendingPathComponent("config") }
     public var dockerfile: URL { rendered.appendingPathComponent("Dockerfile") }
     public var devcontainer: URL { rendered.appendingPathComponent(".devcontainer/devcontainer.json") }

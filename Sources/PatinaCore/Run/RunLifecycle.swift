@@ -67,6 +67,9 @@ public final class RunLifecycle: @unchecked Sendable {
         record.attempt = plan.attempt
         record.name = plan.name
         record.options = plan.options
+        // Recovery collects under the same policy when this patina dies.
+        record.maxFileSizeBytes = plan.disk.maxFileBytes
+        record.maxNewPaths = plan.disk.maxNewPaths
         record.resumedFrom = plan.resume?.runID
         record.pid = getpid()
         let setup = plan.sandbox
@@ -111,6 +114,11 @@ public final class RunLifecycle: @unchecked Sendable {
     func executeRound() async -> RunRecord {
         let started = Date()
         record.started = started
+        // A disk already below its floor: nothing starts (a batch's later runs among them).
+        if plan.shell == nil, let shortage = DiskFloorWatch(plan: plan).shortage(reserve: DiskReserve.bytes) {
+            record.diskLow = shortage
+            return finishWithoutBranch(DiskFloorError(shortage: shortage), started: started)
+        }
         // The network holder's start is the longest part of the sandbox and needs only the
         // netguard image: it starts now, while the run is planned, and waits for the rules.
         let holder = startHolderEarly()
@@ -145,6 +153,7 @@ public final class RunLifecycle: @unchecked Sendable {
                 try plan.store.save(redactor(record))
                 // Recovery knows the run by its record from now on.
                 plan.store.clearPending(plan.id)
+                DiskReserve(url: layout.diskReserve).hold()
             }
             sandbox = Task {
                 try await self.steps.time("sandbox") {
@@ -162,6 +171,8 @@ public final class RunLifecycle: @unchecked Sendable {
             return finishWithoutBranch(error, started: started)
         }
         steps.attach(layout.stepLog)
+        // From the branch to collection: the disks the run writes to stay above their floor.
+        let floorWatch = plan.shell == nil ? DiskFloorWatch(plan: plan).watch(control) : nil
 
         do {
             progress.phase(.render)
@@ -189,6 +200,13 @@ public final class RunLifecycle: @unchecked Sendable {
         }
         // No container may start after collection has removed the run's containers.
         _ = await sandbox?.result
+        floorWatch?.cancel()
+        if case .diskLow(let shortage)? = await control.reason {
+            record.diskLow = shortage
+            // The room held for patina's records is given back for collection and the record.
+            DiskReserve(url: layout.diskReserve).release()
+            progress.warn("stopped the run: \(shortage)")
+        }
         // Collection must finish even when the task running this run is cancelled:
         // an unstructured task is not cancelled with it.
         let collection = Task { await self.collectAndCheck(image: images.agent) }
@@ -198,6 +216,7 @@ public final class RunLifecycle: @unchecked Sendable {
         record.finished = Date()
         record.durationS = (record.finished!.timeIntervalSince(started) * 1000).rounded() / 1000
         record.steps = steps.steps
+        DiskReserve(url: layout.diskReserve).release()
         if plan.shell == nil {
             // The session log people read, from session.jsonl and the record: for every
             // run that got this far, whatever its outcome.
@@ -427,8 +446,15 @@ public final class RunLifecycle: @unchecked Sendable {
             case .timeout: "timed out before the agent started"
             case .interrupted: "interrupted before the agent started; nothing was left behind"
             case .modelUnreachable: "the model API could not be reached"
+            case .diskLow(let shortage): "stopped before the agent started: \(shortage)"
             }
         }
+    }
+
+    /// A disk below its floor before the run started: nothing was created.
+    struct DiskFloorError: Error, CustomStringConvertible {
+        let shortage: DiskShortage
+        var description: String { "not started: \(shortage); free some space, or lower --min-free" }
     }
 
     func checkInterrupted() async throws {

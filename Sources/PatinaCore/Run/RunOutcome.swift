@@ -29,6 +29,8 @@ struct RunOutcome: Equatable {
             return RunOutcome(status: .interrupted, reason: "interrupted (Ctrl-C or SIGTERM)")
         case (.modelUnreachable?, _):
             return RunOutcome(status: .error, reason: "the model API could not be reached")
+        case (.diskLow(let shortage)?, _):
+            return RunOutcome(status: .error, reason: "stopped the agent: \(shortage)")
         case (nil, let summary?) where !summary.isError && summary.subtype == "success" && exitCode == 0:
             return RunOutcome(status: .succeeded, reason: nil)
         case (nil, let summary?):

@@ -22,7 +22,11 @@ extension RunLifecycle {
         }
         // The agent's timeout does not stop the check; a user's stop does.
         await control.resetAgentStop()
-        if await control.reason == .interrupted { return failed("not run: the run was interrupted") }
+        switch await control.reason {
+        case .interrupted?: return failed("not run: the run was interrupted")
+        case .diskLow(let shortage)?: return failed("not run: \(shortage)")
+        default: break
+        }
         let fm = FileManager.default
         do {
             for url in [layout.checkWorkspace, layout.checkHome, layout.checkGit, layout.checkObjects] { try? fm.removeItem(at: url) }

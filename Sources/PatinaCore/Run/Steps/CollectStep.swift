@@ -10,7 +10,7 @@ import PatinaSandbox
 extension RunLifecycle {
     var collection: RunCollection {
         RunCollection(repository: plan.repository, layout: layout, worktree: plan.worktree,
-                      branch: plan.branch, base: plan.baseCommit, runID: plan.id)
+                      branch: plan.branch, base: plan.baseCommit, runID: plan.id, policy: plan.disk)
     }
 
     /// What the agent's uid must own during the run when patina runs as root.
@@ -79,7 +79,7 @@ extension RunLifecycle {
         }
         // Read while the tree is still the agent's: its stat data then matches the index
         // refreshed at render, so only what the agent changed is read. Handed back after.
-        let (head, problems, leftovers) = collection.collectBranch(
+        let (head, problems, leftovers, notes) = collection.collectBranch(
             into: &record, scope: watchedScope(), prepared: await preparing.value)
         parts.lap("git")
         collection.reclaimOwnership()
@@ -90,7 +90,8 @@ extension RunLifecycle {
             progress.warn("the run changed files that affect later sandboxes or your machine: "
                 + sensitive.map { "\($0.path) (\($0.reason))" }.joined(separator: ", ") + "; review with `patina diff \(plan.id)`")
         }
-        let all = problems + collection.tagSession(head: head, record: record, round: plan.round, rounds: plan.rounds)
+        // What the leftovers policy kept out is said in the reason, and is no failure of the run.
+        let all = problems + notes + collection.tagSession(head: head, record: record, round: plan.round, rounds: plan.rounds)
         parts.lap("tags")
         if !all.isEmpty {
             record.reason = ([record.reason].compactMap { $0 } + all).joined(separator: "; ")
