@@ -134,7 +134,8 @@ struct DiskEndToEndTests {
         #expect(runs.status == 0 && runs.stdout.contains(run.id), "\(runs.stderr)")
         #expect(try patina.run(["show", run.id]).status == 0)
         let refused = try patina.yolo("anything")
-        #expect(refused.status == 2 && refused.stderr.contains("not started: the filesystem at \(repo.home.path)"), "\(refused.stderr)")
+        // A full disk is the environment failing (exit 3), not bad input; nothing is created.
+        #expect(refused.status == 3 && refused.stderr.contains("not started: the filesystem at \(repo.home.path)"), "\(refused.stderr)")
         #expect(refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
         #expect(try repo.git("branch", "--list", "patina/*").split(separator: "\n").count == 1)
 

@@ -14,14 +14,13 @@ struct ProxyAttackEndToEndTests {
     static let attack = #"""
         u=${ANTHROPIC_BASE_URL#http://}; h=${u%:*}; p=${u##*:}; k=$ANTHROPIC_API_KEY
         req() { printf 'POST /v1/messages HTTP/1.1\r\nHost: x\r\n%s\r\n' "$1"; }
-        exec 3<>/dev/tcp/$h/$p; req "x-api-key: $k"$'\r\nTransfer-Encoding: chunked\r\n' >&3; printf '7fffffffffffffff\r\nabc\r\n' >&3
-        echo "OVERFLOW:$(timeout 10 head -1 <&3 | tr -d '\r')"; exec 3>&-
+        echo "OVERFLOW:$( ( exec 3<>/dev/tcp/$h/$p && { req "x-api-key: $k"$'\r\nTransfer-Encoding: chunked\r\n' >&3; printf '7fffffffffffffff\r\nabc\r\n' >&3; timeout 10 head -1 <&3 | tr -d '\r'; } ) 2>&1 )"
         for i in $(seq 30); do ( exec 4<>/dev/tcp/$h/$p; req $'Content-Length: 67108864\r\n' >&4; head -c 8388608 /dev/zero >&4 2>/dev/null; timeout 10 head -1 <&4 ) >/dev/null 2>&1 & done; wait
         for i in $(seq 60); do ( exec 5<>/dev/tcp/$h/$p; printf 'POST /v1/mess' >&5; timeout 5 cat <&5 ) >/dev/null 2>&1 & done
         sleep 1
-        exec 6<>/dev/tcp/$h/$p; req "x-api-key: $k"$'\r\nContent-Length: 0\r\n' >&6; echo "CROWDED:$(timeout 10 head -1 <&6 | tr -d '\r')"; exec 6>&-
+        echo "CROWDED:$( ( exec 6<>/dev/tcp/$h/$p && { req "x-api-key: $k"$'\r\nContent-Length: 0\r\n' >&6; timeout 10 head -1 <&6 | tr -d '\r'; } ) 2>&1 )"
         wait
-        send() { exec 7<>/dev/tcp/$h/$p; req "x-api-key: $k"$'\r\nContent-Type: application/json\r\nConnection: close\r\n'"$2"$'Content-Length: '"${#1}"$'\r\n' >&7; printf '%s' "$1" >&7; timeout 10 head -1 <&7 | tr -d '\r'; exec 7>&-; }
+        send() { ( exec 7<>/dev/tcp/$h/$p && { req "x-api-key: $k"$'\r\nContent-Type: application/json\r\nConnection: close\r\n'"$2"$'Content-Length: '"${#1}"$'\r\n' >&7; printf '%s' "$1" >&7; timeout 10 head -1 <&7 | tr -d '\r'; } ) 2>&1; }
         m='"model":"claude-sonnet-4-5","max_tokens":10'
         echo "MCP:$(send "{$m,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"mcp_servers\":[{\"type\":\"url\",\"url\":\"https://attacker.invalid/mcp\",\"name\":\"x\"}]}")"
         echo "FETCH:$(send "{$m,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"web_fetch_20250910\",\"name\":\"web_fetch\"}]}")"
@@ -65,6 +64,7 @@ struct ProxyAttackEndToEndTests {
 
         let results = model.allToolResults().joined(separator: "\n")
         #expect(results.contains("ATTACK-DONE"), "\(results)")
+        // Each step's line, whatever happened to the others (a failed connection prints its reason there).
         for (label, statuses) in [("OVERFLOW", ["400", "413"]), ("CROWDED", ["503"]), ("MCP", ["403"]), ("FETCH", ["403"]), ("URL", ["403"]),
                                   ("BETA", ["403"])] {
             let line = results.split(separator: "\n").first { $0.hasPrefix(label + ":") } ?? ""
