@@ -21,6 +21,7 @@ public struct Patina: AsyncParsableCommand {
             ShellCommand.self,
             BatchCommand.self,
             BatchesCommand.self,
+            BatchTaskCommand.self,
             DetectCommand.self,
             CacheCommand.self,
             SeccompCommand.self,
