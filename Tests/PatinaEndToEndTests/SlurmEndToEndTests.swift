@@ -1,0 +1,208 @@
+import Foundation
+import PatinaCore
+import PatinaTestSupport
+import Testing
+
+/// The test cluster: `scripts/setup-slurm` (munged, slurmctld and two `slurmd -N` nodes on
+/// this host, under /var/lib/patina-test-slurm), started once per test process.
+enum SlurmTestCluster {
+    static let directory = URL(fileURLWithPath: ProcessInfo.processInfo.environment["PATINA_SLURM_DIR"] ?? "/var/lib/patina-test-slurm")
+
+    /// SLURM_CONF of the running cluster; throws when it could not be started.
+    static let conf: Result<String, ProcessRunner.Failure> = {
+        let script = TestEnvironment.packageRoot.appendingPathComponent("scripts/setup-slurm")
+        guard let output = try? ProcessRunner.run([script.path]), output.status == 0,
+              let line = output.stdout.split(separator: "\n").last(where: { $0.hasPrefix("SLURM_CONF=") })
+        else { return .failure(ProcessRunner.Failure(description: "scripts/setup-slurm failed")) }
+        return .success(String(line.dropFirst("SLURM_CONF=".count)))
+    }()
+
+    /// Runs the cluster's nodes see (and Slurm's own files: state, spool, logs).
+    static func files() -> [URL] {
+        let enumerator = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey])
+        return (enumerator?.allObjects as? [URL] ?? []).filter { !$0.path.hasSuffix(".key") && !$0.path.hasSuffix(".seed") }
+    }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// Needs the test Slurm cluster: on with `PATINA_E2E_SLURM=1` (scripts/test sets it).
+    static var requiresSlurm: Self {
+        .enabled(if: ProcessInfo.processInfo.environment["PATINA_E2E_SLURM"] == "1",
+                 "needs the test Slurm cluster (PATINA_E2E_SLURM=1; scripts/setup-slurm starts it)")
+    }
+}
+
+/// `patina batch --on slurm` on a real Slurm (22.05, two nodes), real Docker, real Claude
+/// Code; only the model is the scripted fake. The submitting patina serves the model proxy
+/// and holds the key; the nodes' tasks get a placeholder only.
+@Suite(.serialized, .requiresDocker, .requiresSlurm, .timeLimit(.minutes(10)))
+struct SlurmEndToEndTests {
+    func slurmPatina(_ repo: TemporaryRepository, model: FakeModel, key: String) throws -> PatinaRunner {
+        let conf = try SlurmTestCluster.conf.get()
+        var patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        patina.extraEnvironment["SLURM_CONF"] = conf
+        patina.extraEnvironment["ANTHROPIC_API_KEY"] = key
+        patina.extraEnvironment["PATINA_SLURM_POLL"] = "0.5"
+        return patina
+    }
+
+    func arguments(_ extra: [String]) -> [String] {
+        ["batch", "--on", "slurm", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage] + extra
+    }
+
+    func agentContainers(_ repo: TemporaryRepository) throws -> Int {
+        let key = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git")).repositoryKey
+        return try ProcessRunner.check(["docker", "ps", "--filter", "label=patina.repo=\(key)", "--filter", "label=patina.role=agent",
+                                        "--format", "{{.Names}}"]).split(separator: "\n").count
+    }
+
+    /// Every file under `directory` holding `needle`.
+    func filesContaining(_ needle: String, under directories: [URL]) -> [String] {
+        var hits: [String] = []
+        for directory in directories {
+            let enumerator = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil)
+            while let url = enumerator?.nextObject() as? URL {
+                guard let data = FileManager.default.contents(atPath: url.path), data.count < 64 << 20 else { continue }
+                if data.range(of: Data(needle.utf8)) != nil { hits.append(url.path) }
+            }
+        }
+        return hits
+    }
+
+    /// The environment and command line of every node-side task process now.
+    func taskProcesses() -> [(cmdline: String, environ: String)] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { $0.allSatisfy(\.isNumber) } ?? []
+        return pids.compactMap { pid in
+            guard let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                  String(decoding: cmd, as: UTF8.self).contains("batch-task") else { return nil }
+            let env = FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data()
+            return (String(decoding: cmd, as: UTF8.self), String(decoding: env, as: UTF8.self))
+        }
+    }
+
+    @Test func fourRunsOverTwoNodesWithTheKeyOnlyHere() throws {
+        let repo = try TemporaryRepository()
+        let main = try repo.git("rev-parse", "main")
+        let names = ["one", "two", "three", "four"]
+        let model = try FakeModel(byTask: names.map { name in
+            (match: "task \(name)", turns: [.bash("echo \(name) > \(name).txt && git add \(name).txt && git commit -qm \(name) && sleep 3"), .text("\(name) done")])
+        })
+        let key = "sk-ant-api03-slurm-e2e-" + UUID().uuidString.lowercased()
+        let patina = try slurmPatina(repo, model: model, key: key)
+        try repo.write("../tasks.jsonl", names.map { "{\"task\": \"task \($0)\", \"name\": \"\($0)\", \"check\": \"test -f \($0).txt\"}" }
+            .joined(separator: "\n") + "\n")
+        let started = Date()
+        let run = BackgroundRun { try patina.run(self.arguments(["--json", repo.root.appendingPathComponent("tasks.jsonl").path])) }
+        // While the tasks run: their processes' environment and command line, and Slurm's
+        // spool and state (the job's script and environment live there only while it runs).
+        var seenTasks = 0
+        var leaks: [String] = []
+        let deadline = Date().addingTimeInterval(300)
+        while model.requests().count < 8 && Date() < deadline {
+            for process in taskProcesses() {
+                seenTasks += 1
+                if process.environ.contains(key) || process.cmdline.contains(key) { leaks.append("a task's environment or command line") }
+            }
+            leaks += filesContaining(key, under: [SlurmTestCluster.directory])
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        let output = try #require(run.wait())
+        let seconds = Date().timeIntervalSince(started)
+        #expect(output.status == 0, "\(output.stderr.suffix(3000))")
+        #expect(seenTasks > 0, "no task process was seen running")
+        let batch = try PatinaRunner.record(output)
+        #expect(batch["status"] as? String == "succeeded")
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        #expect(runs.count == 4)
+        var nodes = Set<String>()
+        for run in runs {
+            let name = run["name"] as? String ?? ""
+            #expect(run["status"] as? String == "succeeded", "\(name): \(run["reason"] ?? "")")
+            #expect((run["check"] as? [String: Any])?["passed"] as? Bool == true, "\(name)")
+            let executor = run["executor"] as? [String: Any] ?? [:]
+            #expect(executor["kind"] as? String == "slurm")
+            #expect((executor["job_id"] as? String ?? "").contains("_"))
+            nodes.insert(executor["node"] as? String ?? "")
+            // The branch came home to the user's repository.
+            #expect(try repo.git("show", "\(run["branch"] as? String ?? ""):\(name).txt") == name)
+            // What the agent spent, as the submitting patina's proxy counted it.
+            #expect((run["requests"] as? Int ?? 0) >= 2, "\(name): \(run["requests"] ?? "nil")")
+        }
+        #expect(nodes == ["patina-test-n1", "patina-test-n2"], "runs spread over both nodes: \(nodes)")
+        // The fake model received the real key on every request, through the submitting patina.
+        let credentials = Set(model.requests().compactMap { $0["x_api_key"] as? String })
+        #expect(credentials == [key], "\(credentials)")
+        // The key is nowhere on the shared filesystem, in Slurm's files or a task's environment.
+        leaks += filesContaining(key, under: [repo.home, repo.path, SlurmTestCluster.directory])
+        #expect(leaks.isEmpty, "the key leaked: \(Set(leaks))")
+        let batchID = batch["id"] as? String ?? ""
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let slurm = store.root.appendingPathComponent("batches/\(batchID)/slurm")
+        let script = try String(contentsOf: slurm.appendingPathComponent("job.sh"), encoding: .utf8)
+        #expect(script.contains("batch-task") && !script.contains(key))
+        let taskFile = slurm.appendingPathComponent("task-0.json")
+        let mode = (try FileManager.default.attributesOfItem(atPath: taskFile.path)[.posixPermissions] as? NSNumber)?.intValue
+        #expect(mode == 0o600)
+        #expect(try repo.git("rev-parse", "main") == main)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+        print("slurm: 4 runs over 2 nodes in \(Int(seconds)) s")
+    }
+
+    @Test func ctrlCCancelsTheArrayAndEveryRunIsCollected() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [
+            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
+            .text("unreachable"),
+        ])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-ctrlc-" + UUID().uuidString.lowercased())
+        let process = try patina.start(["yolo", "--on", "slurm", "--attempts", "3", "--jobs", "2",
+                                        "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
+                                        "work forever"])
+        let deadline = Date().addingTimeInterval(240)
+        while (try agentContainers(repo)) < 2 && Date() < deadline && process.isRunning {
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        Thread.sleep(forTimeInterval: 3)
+        #expect(process.isRunning)
+        process.interrupt()
+        let stopDeadline = Date().addingTimeInterval(150)
+        while process.isRunning && Date() < stopDeadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(!process.isRunning, "patina did not stop after Ctrl-C")
+        #expect(process.terminationStatus == 130)
+        #expect(taskProcesses().isEmpty, "a task still runs")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+
+        let out = try patina.run(["batches", "--json"])
+        let batches = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [[String: Any]] ?? []
+        let batch = try #require(batches.first)
+        #expect(batch["status"] as? String == "interrupted")
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        #expect(runs.count == 2, "the third task never started: \(runs.map { $0["id"] ?? "" })")
+        for run in runs {
+            #expect(run["status"] as? String == "interrupted", "\(run["reason"] ?? "")")
+            #expect(try repo.git("show", "\(run["branch"] as? String ?? ""):w.txt") == "w")
+        }
+    }
+
+    @Test func noSbatchIsExitThreeAndNothingIsCreated() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.text("never asked")])
+        var patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        // git and docker, but no Slurm client.
+        let bin = repo.root.appendingPathComponent("bin")
+        try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        for tool in ["git", "docker"] {
+            try FileManager.default.createSymbolicLink(atPath: bin.appendingPathComponent(tool).path, withDestinationPath: "/usr/bin/\(tool)")
+        }
+        patina.extraEnvironment["PATH"] = bin.path
+        try repo.write("../tasks.txt", "task one\n")
+        let output = try patina.run(arguments([repo.root.appendingPathComponent("tasks.txt").path]))
+        #expect(output.status == 3, "\(output.stderr)")
+        #expect(output.stderr.split(separator: "\n").count == 1 && output.stderr.contains("sbatch"), "\(output.stderr)")
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let batches = (try? FileManager.default.contentsOfDirectory(atPath: store.root.appendingPathComponent("batches").path)) ?? []
+        #expect(batches.filter { !$0.hasPrefix(".") }.isEmpty, "\(batches)")
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
+        #expect(model.requests().isEmpty)
+    }
+}
