@@ -203,6 +203,42 @@ struct SlurmEndToEndTests {
         let batches = (try? FileManager.default.contentsOfDirectory(atPath: store.root.appendingPathComponent("batches").path)) ?? []
         #expect(batches.filter { !$0.hasPrefix(".") }.isEmpty, "\(batches)")
         #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
+
+        // A controller that does not answer: the same, quickly.
+        let conf = try SlurmTestCluster.conf.get()
+        let dead = repo.root.appendingPathComponent("slurm.conf")
+        try String(contentsOfFile: conf, encoding: .utf8).replacingOccurrences(of: "SlurmctldPort=", with: "SlurmctldPort=2")
+            .write(to: dead, atomically: true, encoding: .utf8)
+        var down = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        down.extraEnvironment["SLURM_CONF"] = dead.path
+        let refused = try down.run(arguments([repo.root.appendingPathComponent("tasks.txt").path]))
+        #expect(refused.status == 3, "\(refused.stderr)")
+        #expect(refused.stderr.split(separator: "\n").count == 1 && refused.stderr.contains("controller does not answer"), "\(refused.stderr)")
+        let after = (try? FileManager.default.contentsOfDirectory(atPath: store.root.appendingPathComponent("batches").path)) ?? []
+        #expect(after.filter { !$0.hasPrefix(".") }.isEmpty, "\(after)")
+        #expect(model.requests().isEmpty)
+    }
+
+    @Test func aNodeWithoutDockerIsAnErrorNamingTheNode() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.text("never asked")])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-nodocker-" + UUID().uuidString.lowercased())
+        try repo.write("../tasks.txt", "task one\ntask two\n")
+        // The nodes' patina finds no Docker engine where their environment points.
+        let output = try patina.run(arguments(["--json", "--slurm-arg=--export=ALL,DOCKER_HOST=unix:///nonexistent/docker.sock",
+                                               repo.root.appendingPathComponent("tasks.txt").path]))
+        #expect(output.status == 1, "\(output.stderr.suffix(2000))")
+        let batch = try PatinaRunner.record(output)
+        #expect(batch["status"] as? String == "failed")
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        #expect(runs.count == 2)
+        for run in runs {
+            let reason = run["reason"] as? String ?? ""
+            #expect(run["status"] as? String == "error")
+            #expect(reason.contains("patina-test-n") && reason.contains("node "), "\(reason)")
+            #expect((run["executor"] as? [String: Any])?["node"] as? String != nil)
+        }
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
         #expect(model.requests().isEmpty)
     }
 }

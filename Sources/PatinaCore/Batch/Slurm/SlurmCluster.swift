@@ -127,8 +127,13 @@ public enum SlurmCluster {
             throw ClusterError("no Slurm here: `sbatch --version` failed (exit \(version.exitCode)): \(lastLine(version.standardError))")
         }
         let ping = try? await Command.run(["scontrol", "ping"])
-        guard let ping, ping.succeeded, ping.standardOutput.contains("UP") else {
-            let said = ping.map { lastLine($0.standardOutput + "\n" + $0.standardError) } ?? "scontrol not found"
+        guard let ping, ping.succeeded, ping.standardOutput.contains(" is UP") else {
+            // "Slurmctld(primary) at HOST is DOWN", then a box of asterisks.
+            let said = ping.map { answer in
+                (answer.standardOutput + "\n" + answer.standardError).split(separator: "\n")
+                    .first { !$0.trimmingCharacters(in: .whitespaces).isEmpty && !$0.hasPrefix("*") }
+                    .map(String.init) ?? "no answer"
+            } ?? "scontrol not found"
             throw ClusterError("the Slurm controller does not answer (`scontrol ping`: \(said))")
         }
     }
