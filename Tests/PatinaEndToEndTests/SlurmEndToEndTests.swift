@@ -241,4 +241,30 @@ struct SlurmEndToEndTests {
         #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
         #expect(model.requests().isEmpty)
     }
+
+    @Test func theBatchsBudgetIsKeptHereAcrossTheNodes() throws {
+        let repo = try TemporaryRepository()
+        // Each answer reports 100,000 input tokens ($0.40 at the default model's price).
+        let model = try FakeModel(script: [
+            .bash("echo one > one.txt && git add one.txt && git commit -qm one"),
+            .bash("echo two > two.txt && git add two.txt && git commit -qm two"),
+            .bash("echo three > three.txt && git add three.txt && git commit -qm three"),
+            .text("all three"),
+        ])
+        try model.setUsage(["input_tokens": 100_000, "output_tokens": 0])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-budget-" + UUID().uuidString.lowercased())
+        let output = try patina.run(["yolo", "--on", "slurm", "--attempts", "3", "--jobs", "1", "--max-total-cost", "0.5", "--json",
+                                     "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage, "spend"])
+        #expect(output.status == 1, "\(output.stderr.suffix(2000))")
+        let batch = try PatinaRunner.record(output)
+        #expect(batch["status"] as? String == "budget_exceeded", "\(output.stderr.suffix(2000))")
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        #expect(!runs.isEmpty && runs.count < 3, "queued tasks were cancelled once the budget was spent: \(runs.count)")
+        for run in runs {
+            #expect(run["status"] as? String == "budget_exceeded", "\(run["reason"] ?? "")")
+        }
+        // The submitting patina's proxies let two answers through in all, then refused.
+        #expect(model.answeredMessages().count == 2, "\(model.answeredMessages().count)")
+        #expect(try repo.git("log", "--format=%s", runs.first?["branch"] as? String ?? "").split(separator: "\n").prefix(2) == ["two", "one"])
+    }
 }
