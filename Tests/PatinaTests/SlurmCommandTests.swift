@@ -32,9 +32,11 @@ import Testing
             1|PENDING||Resources
             2|COMPLETED|node2|None
             3-7%3|PENDING||JobArrayTaskLimit
+            N/A|CANCELLED||JobArrayTaskLimit
 
             """)
-        #expect(tasks.count == 3)
+        #expect(tasks.count == 4)
+        #expect(tasks[SlurmCommands.remainingTasks]?.state == "CANCELLED")
         #expect(tasks[0] == SlurmCommands.TaskState(index: 0, state: "RUNNING", node: "node1", reason: nil))
         #expect(tasks[1]?.reason == "Resources" && tasks[1]?.node == nil && tasks[1]?.isFinished == false)
         #expect(tasks[2]?.isFinished == true)

@@ -68,17 +68,22 @@ public enum SlurmCommands {
         public var isFinished: Bool { !["PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"].contains(state) }
     }
 
-    /// squeue's lines (`squeue(job:)`), by array index; lines that are not one task are skipped.
+    /// squeue's lines (`squeue(job:)`), by array index. The array's tasks that were never
+    /// split off (still pending, or cancelled while pending) share one line whose task is
+    /// `N/A`: it is kept under `remainingTasks`.
     public static func parseTasks(_ output: String) -> [Int: TaskState] {
         var tasks: [Int: TaskState] = [:]
         for line in output.split(separator: "\n") {
             let fields = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard fields.count >= 4, let index = Int(fields[0]) else { continue }
+            guard fields.count >= 4, let index = Int(fields[0]) ?? (fields[0] == "N/A" ? remainingTasks : nil) else { continue }
             tasks[index] = TaskState(index: index, state: fields[1], node: fields[2].isEmpty ? nil : fields[2],
                                      reason: ["", "None", "(null)"].contains(fields[3]) ? nil : fields[3])
         }
         return tasks
     }
+
+    /// The key of the line standing for the array's tasks not listed on their own.
+    public static let remainingTasks = -1
 
     /// A run's Slurm request: its CPU limit rounded up, its memory limit plus patina's own
     /// (the node's patina, the network holder, the image build) in MiB.

@@ -173,7 +173,9 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
             for (arrayIndex, itemIndex) in order.enumerated() where !finished.contains(arrayIndex) {
                 guard let plan = plans[itemIndex], let runProgress = progress[arrayIndex] else { continue }
                 // A task squeue no longer lists (aged out) has ended too.
-                let task = tasks[arrayIndex] ?? SlurmCommands.TaskState(index: arrayIndex, state: "GONE", node: shown[arrayIndex]?.node, reason: nil)
+                let task = tasks[arrayIndex]
+                    ?? tasks[SlurmCommands.remainingTasks].map { SlurmCommands.TaskState(index: arrayIndex, state: $0.state, node: nil, reason: $0.reason) }
+                    ?? SlurmCommands.TaskState(index: arrayIndex, state: "GONE", node: shown[arrayIndex]?.node, reason: nil)
                 if shown[arrayIndex] != task && !task.isFinished {
                     switch task.state {
                     case "PENDING": runProgress.step("slurm: pending" + (task.reason.map { " (\($0))" } ?? ""))
