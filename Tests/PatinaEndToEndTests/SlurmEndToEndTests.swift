@@ -24,6 +24,15 @@ enum SlurmTestCluster {
     }
 }
 
+/// Set once a background command returned.
+final class EndedFlag: @unchecked Sendable {
+    // @unchecked: `value` is only touched under `lock`.
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
 extension Trait where Self == ConditionTrait {
     /// Needs the test Slurm cluster: on with `PATINA_E2E_SLURM=1` (scripts/test sets it).
     static var requiresSlurm: Self {
@@ -92,13 +101,17 @@ struct SlurmEndToEndTests {
         try repo.write("../tasks.jsonl", names.map { "{\"task\": \"task \($0)\", \"name\": \"\($0)\", \"check\": \"test -f \($0).txt\"}" }
             .joined(separator: "\n") + "\n")
         let started = Date()
-        let run = BackgroundRun { try patina.run(self.arguments(["--json", repo.root.appendingPathComponent("tasks.jsonl").path])) }
+        let ended = EndedFlag()
+        let run = BackgroundRun {
+            defer { ended.set() }
+            return try patina.run(self.arguments(["--json", repo.root.appendingPathComponent("tasks.jsonl").path]))
+        }
         // While the tasks run: their processes' environment and command line, and Slurm's
         // spool and state (the job's script and environment live there only while it runs).
         var seenTasks = 0
         var leaks: [String] = []
         let deadline = Date().addingTimeInterval(300)
-        while model.requests().count < 8 && Date() < deadline {
+        while !ended.isSet && Date() < deadline {
             for process in taskProcesses() {
                 seenTasks += 1
                 if process.environ.contains(key) || process.cmdline.contains(key) { leaks.append("a task's environment or command line") }
