@@ -42,7 +42,8 @@ enum BatchSession {
         }
         let runner: any BatchExecutor
         if let executor, executor.kind == .slurm {
-            runner = SlurmExecutor(batch: batch, plans: plans, store: store, engine: engine, options: executor.slurm,
+            let config = plans.keys.min().flatMap { plans[$0]?.config.slurm }
+            runner = SlurmExecutor(batch: batch, plans: plans, store: store, engine: engine, options: executor.slurm.over(config),
                                    patina: ownExecutable(), handler: renderer.handle)
         } else {
             runner = BatchRunner(

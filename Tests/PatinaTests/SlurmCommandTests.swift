@@ -55,4 +55,14 @@ import Testing
         #expect(script.hasPrefix("#!/bin/sh\n"))
         #expect(script.contains(#"exec '/opt/pat'\''ina/patina' batch-task --batch 'b1' --index "$SLURM_ARRAY_TASK_ID""#))
     }
+
+    @Test func flagsWinOverTheRepositorysSlurmSettings() throws {
+        let config = try JSONDecoder().decode(PatinaConfig.self, from: Data("""
+            {"slurm": {"partition": "cpu", "account": "lab", "args": ["--qos=long"], "proxy_listen": "10.0.0.5"}}
+            """.utf8))
+        let options = SlurmOptions(partition: "gpu", extraArguments: ["--constraint=docker"]).over(config.slurm)
+        #expect(options == SlurmOptions(partition: "gpu", account: "lab", time: nil, extraArguments: ["--qos=long", "--constraint=docker"],
+                                        proxyListen: "10.0.0.5"))
+        #expect(SlurmOptions(time: "1:00:00").over(nil) == SlurmOptions(time: "1:00:00"))
+    }
 }

@@ -30,6 +30,16 @@ public struct SlurmOptions: Sendable, Equatable {
     }
 }
 
+extension SlurmOptions {
+    /// These options (from flags) over the repository's `"slurm"` settings: a flag wins,
+    /// sbatch arguments of both are passed (the config's first).
+    public func over(_ config: PatinaConfig.Slurm?) -> SlurmOptions {
+        guard let config else { return self }
+        return SlurmOptions(partition: partition ?? config.partition, account: account ?? config.account, time: time ?? config.time,
+                            extraArguments: (config.args ?? []) + extraArguments, proxyListen: proxyListen ?? config.proxyListen)
+    }
+}
+
 /// The Slurm client commands, as values (unit-tested as arrays) and parsers of their output.
 public enum SlurmCommands {
     /// sbatch's command line for a batch's job array: `tasks` tasks, at most `jobs` at once.
