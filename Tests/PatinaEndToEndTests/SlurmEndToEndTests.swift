@@ -280,4 +280,32 @@ struct SlurmEndToEndTests {
         #expect(model.answeredMessages().count == 2, "\(model.answeredMessages().count)")
         #expect(try repo.git("log", "--format=%s", runs.first?["branch"] as? String ?? "").split(separator: "\n").prefix(2) == ["two", "one"])
     }
+
+    @Test func tasksStartingTogetherOnOneHostBuildAColdImageOnce() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.text("nothing to do")])
+        // A base image of its own makes every image of this test new (tags are content hashes).
+        let cold = "patina-test/cold-slurm-\(UUID().uuidString.prefix(8).lowercased()):latest"
+        try ProcessRunner.check(["docker", "tag", TestEnvironment.baseImage, cold])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-cold-" + UUID().uuidString.lowercased())
+        let output = try patina.run(["yolo", "--on", "slurm", "--attempts", "4", "--json",
+                                     "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", cold, "say hello"])
+        let batch = try PatinaRunner.record(output)
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        let images = Set(runs.compactMap { $0["image"] as? String })
+        defer {
+            for image in images { _ = try? ProcessRunner.run(["docker", "rmi", "-f", image]) }
+            _ = try? ProcessRunner.run(["docker", "rmi", "-f", cold])
+        }
+        #expect(output.status == 0, "\(output.stderr.suffix(2000))")
+        #expect(runs.count == 4 && images.count == 1)
+        // Both nodes are this host: one Docker engine, so one build for the four tasks.
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let slurm = store.root.appendingPathComponent("batches/\(batch["id"] as? String ?? "")/slurm")
+        let outputs = try FileManager.default.contentsOfDirectory(atPath: slurm.path).filter { $0.hasSuffix(".out") }
+        #expect(outputs.count == 4)
+        let lines = try outputs.flatMap { try String(contentsOf: slurm.appendingPathComponent($0), encoding: .utf8).split(separator: "\n") }
+        #expect(lines.filter { $0.contains("building the agent image") }.count == 1, "\(lines.filter { $0.contains("building") })")
+        #expect(Set(runs.compactMap { ($0["executor"] as? [String: Any])?["node"] as? String }).count == 2)
+    }
 }
