@@ -78,6 +78,16 @@ struct SlurmEndToEndTests {
         return hits
     }
 
+    /// The node-side task processes now.
+    func taskPIDs() -> [Int32] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { $0.allSatisfy(\.isNumber) } ?? []
+        return pids.compactMap { pid in
+            guard let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                  String(decoding: cmd, as: UTF8.self).contains("batch-task") else { return nil }
+            return Int32(pid)
+        }
+    }
+
     /// The environment and command line of every node-side task process now.
     func taskProcesses() -> [(cmdline: String, environ: String)] {
         let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { $0.allSatisfy(\.isNumber) } ?? []
@@ -307,5 +317,35 @@ struct SlurmEndToEndTests {
         let lines = try outputs.flatMap { try String(contentsOf: slurm.appendingPathComponent($0), encoding: .utf8).split(separator: "\n") }
         #expect(lines.filter { $0.contains("building the agent image") }.count == 1, "\(lines.filter { $0.contains("building") })")
         #expect(Set(runs.compactMap { ($0["executor"] as? [String: Any])?["node"] as? String }).count == 2)
+    }
+
+    @Test func aTaskKilledBeforeItCollectedIsCollectedByTheSubmittingPatina() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [
+            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
+            .text("unreachable"),
+        ])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-kill-" + UUID().uuidString.lowercased())
+        try repo.write("../tasks.txt", "task killed\n")
+        let ended = EndedFlag()
+        let run = BackgroundRun {
+            defer { ended.set() }
+            return try patina.run(self.arguments(["--json", repo.root.appendingPathComponent("tasks.txt").path]))
+        }
+        let deadline = Date().addingTimeInterval(180)
+        while (try agentContainers(repo)) < 1 && Date() < deadline && !ended.isSet { Thread.sleep(forTimeInterval: 0.3) }
+        Thread.sleep(forTimeInterval: 3)
+        // SIGKILL to the node's patina (as after KillWait): it cannot collect, its containers stay.
+        let pids = taskPIDs()
+        #expect(pids.count == 1)
+        for pid in pids { kill(pid, SIGKILL) }
+        let output = try #require(run.wait())
+        #expect([1, 130].contains(output.status), "\(output.stderr.suffix(2000))")
+        #expect(output.stderr.contains("collecting it here"), "\(output.stderr.suffix(2000))")
+        let batch = try PatinaRunner.record(output)
+        let record = try #require((batch["runs"] as? [[String: Any]])?.first)
+        #expect(record["status"] as? String == "interrupted", "\(record["reason"] ?? "")")
+        #expect(try repo.git("show", "\(record["branch"] as? String ?? ""):w.txt") == "w")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 }

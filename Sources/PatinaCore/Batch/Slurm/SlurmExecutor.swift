@@ -193,7 +193,7 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
                 guard task.isFinished else { continue }
                 finished.insert(arrayIndex)
                 proxies[arrayIndex]?.stop()
-                collect(plan: plan, itemIndex: itemIndex, arrayIndex: arrayIndex, job: job, task: shown[arrayIndex] ?? task,
+                await collect(plan: plan, itemIndex: itemIndex, arrayIndex: arrayIndex, job: job, task: shown[arrayIndex] ?? task,
                         usage: proxies[arrayIndex]?.usage, progress: runProgress)
             }
             if finished.count < order.count { try? await Task.sleep(nanoseconds: UInt64(pollSeconds * 1_000_000_000)) }
@@ -203,7 +203,7 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
     /// The record of a task that ended: the node's run.json with what this patina's proxy
     /// counted, or an `error` naming the node when the task left none.
     private func collect(plan: RunPlan, itemIndex: Int, arrayIndex: Int, job: String, task: SlurmCommands.TaskState,
-                         usage: ModelUsage?, progress: Progress) {
+                         usage: ModelUsage?, progress: Progress) async {
         let executor = RunExecutor(kind: ExecutorKind.slurm.rawValue, jobID: "\(job)_\(arrayIndex)", node: task.node)
         let output = SlurmTask.outputURL(index: arrayIndex, batch: record.id, store: store)
         let apiLog = SlurmTask.directory(batch: record.id, store: store).appendingPathComponent("\(plan.id).api.jsonl")
@@ -224,6 +224,20 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
             finish(record, itemIndex: itemIndex, progress: progress)
             return
         }
+        if run.status == .running {
+            // The task ended without collecting (SIGKILL past KillWait, node lost). A run of
+            // this host is collected here, as any patina command would; one of another host
+            // stays running for the patina on that host (a pid and containers live there).
+            if run.executor?.host == RunExecutor.thisHost {
+                progress.warn("slurm task \(job)_\(arrayIndex) on \(task.node ?? "?") ended \(task.state) before its run was collected; collecting it here")
+                let recovered = await Recovery.collect(run, repository: plan.repository, store: plan.store, engine: engine, now: Date())
+                run = recovered.record
+                if let problem = recovered.problem { progress.warn("could not collect it: \(problem)") }
+            } else {
+                progress.warn("slurm task \(job)_\(arrayIndex) on \(task.node ?? "?") ended \(task.state) before its run was collected; "
+                              + "the next patina command on \(run.executor?.host ?? "its host") collects it")
+            }
+        }
         if let usage, run.requests == nil || usage.requests > 0 {
             run.takeFigures(from: usage)
             // The node saw its requests refused; only this patina knows it was the budget.
@@ -238,11 +252,6 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
         recorded.jobID = recorded.jobID ?? executor.jobID
         recorded.node = recorded.node ?? executor.node
         run.executor = recorded
-        if run.status == .running {
-            // The task ended without collecting (killed past KillWait, node lost): the
-            // record stays running for the patina on its host to collect.
-            progress.warn("slurm task \(job)_\(arrayIndex) on \(task.node ?? "?") ended \(task.state) before its run was collected")
-        }
         if FileManager.default.fileExists(atPath: plan.runDirectory.path) {
             let kept = plan.runDirectory.appendingPathComponent("api.jsonl")
             try? FileManager.default.removeItem(at: kept)
