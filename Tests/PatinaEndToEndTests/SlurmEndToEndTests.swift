@@ -11,7 +11,10 @@ enum SlurmTestCluster {
     /// SLURM_CONF of the running cluster; throws when it could not be started.
     static let conf: Result<String, ProcessRunner.Failure> = {
         let script = TestEnvironment.packageRoot.appendingPathComponent("scripts/setup-slurm")
-        guard let output = try? ProcessRunner.run([script.path]), output.status == 0,
+        // Daemons started from a test's thread would inherit its blocked signals (SIGTERM
+        // included): the script runs with an empty signal mask.
+        let unblocked = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])"
+        guard let output = try? ProcessRunner.run(["python3", "-c", unblocked, script.path]), output.status == 0,
               let line = output.stdout.split(separator: "\n").last(where: { $0.hasPrefix("SLURM_CONF=") })
         else { return .failure(ProcessRunner.Failure(description: "scripts/setup-slurm failed")) }
         return .success(String(line.dropFirst("SLURM_CONF=".count)))
