@@ -40,6 +40,7 @@ struct BatchRunCommand: AsyncParsableCommand {
 
     @OptionGroup var flags: RunFlags
     @OptionGroup var batchFlags: BatchFlags
+    @OptionGroup var executor: ExecutorFlags
 
     func validate() throws {
         do {
@@ -50,11 +51,12 @@ struct BatchRunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if executor.kind == .slurm { try await BatchSession.checkCluster() }
         let tasks = try BatchFile.load(file)
         let items = try BatchPlanner.items(
             tasks: tasks, defaults: flags.options(task: "", model: nil), attempts: attempts, models: model, path: file)
         try await BatchSession.start(items: items, file: file, check: flags.check, jobs: batchFlags.jobs, maxTotalCost: try batchFlags.totalBudget(),
-                                     quiet: flags.quiet, json: flags.json)
+                                     executor: executor, quiet: flags.quiet, json: flags.json)
     }
 }
 

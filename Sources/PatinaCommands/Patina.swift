@@ -29,6 +29,7 @@ public struct Patina: AsyncParsableCommand {
             ShellCommand.self,
             BatchCommand.self,
             BatchesCommand.self,
+            BatchTaskCommand.self,
             DetectCommand.self,
             CacheCommand.self,
             SeccompCommand.self,

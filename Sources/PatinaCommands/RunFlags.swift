@@ -148,3 +148,46 @@ struct BatchFlags: ParsableArguments {
         try maxTotalCost.map { try Budget.parse($0, setting: "--max-total-cost") }
     }
 }
+
+/// Where a batch's runs execute (`--on`) and the Slurm executor's options.
+struct ExecutorFlags: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Where the runs execute: local (this machine, --jobs at once) or slurm (one job array; nodes with Docker, the repository and patina's home on a shared filesystem; see docs/CLUSTER.md).",
+        valueName: "executor"))
+    var on: String = ExecutorKind.local.rawValue
+
+    @Option(name: .customLong("slurm-partition"), help: "--on slurm: the partition (sbatch --partition).")
+    var slurmPartition: String?
+
+    @Option(name: .customLong("slurm-account"), help: "--on slurm: the account (sbatch --account).")
+    var slurmAccount: String?
+
+    @Option(name: .customLong("slurm-time"), help: "--on slurm: each task's time limit (sbatch --time, e.g. 2:00:00).")
+    var slurmTime: String?
+
+    @Option(name: .customLong("slurm-arg"), parsing: .unconditionalSingleValue, help: ArgumentHelp("--on slurm: one more sbatch argument, as given. Repeatable.", valueName: "arg"))
+    var slurmArgs: [String] = []
+
+    @Option(name: .customLong("proxy-listen"), help: ArgumentHelp(
+        "--on slurm: the address of this machine where patina serves the runs' model proxy; the nodes' sandboxes must reach it (default: the docker bridge's gateway, right only when the nodes are this machine).",
+        valueName: "addr"))
+    var proxyListen: String?
+
+    var kind: ExecutorKind { ExecutorKind(rawValue: on) ?? .local }
+
+    func validate() throws {
+        guard let kind = ExecutorKind(rawValue: on) else {
+            throw ValidationError("--on \(on): use local or slurm")
+        }
+        if kind == .local && (slurmPartition != nil || slurmAccount != nil || slurmTime != nil || !slurmArgs.isEmpty || proxyListen != nil) {
+            throw ValidationError("--slurm-* and --proxy-listen go with --on slurm")
+        }
+        if let address = proxyListen, !address.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }) {
+            throw ValidationError("--proxy-listen \(address): give an IP address of this machine")
+        }
+    }
+
+    var slurm: SlurmOptions {
+        SlurmOptions(partition: slurmPartition, account: slurmAccount, time: slurmTime, extraArguments: slurmArgs, proxyListen: proxyListen)
+    }
+}

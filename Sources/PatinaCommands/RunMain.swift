@@ -22,7 +22,8 @@ extension Patina {
         pthread_sigmask(SIG_UNBLOCK, &signals, nil)
         do {
             var command = try parseAsRoot(arguments)
-            if !(command is SeccompCommand || command is SeccompCheckCommand || command is VersionCommand) {
+            // A Slurm task recovers nothing: the runs it could see belong to other tasks and their hosts.
+            if !(command is SeccompCommand || command is SeccompCheckCommand || command is VersionCommand || command is BatchTaskCommand) {
                 await recoverAbandonedRuns()
             }
             if var asyncCommand = command as? AsyncParsableCommand {

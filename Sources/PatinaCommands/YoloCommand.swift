@@ -28,6 +28,7 @@ struct YoloCommand: AsyncParsableCommand {
 
     @OptionGroup var flags: RunFlags
     @OptionGroup var batchFlags: BatchFlags
+    @OptionGroup var executor: ExecutorFlags
 
     func validate() throws {
         do {
@@ -38,15 +39,19 @@ struct YoloCommand: AsyncParsableCommand {
         if batchFlags.maxTotalCost != nil && attempts == 1 && model.count <= 1 {
             throw ValidationError("--max-total-cost is a batch's budget (--attempts, several --model, or patina batch); use --max-cost for one run")
         }
+        if executor.kind == .slurm && attempts == 1 && model.count <= 1 {
+            throw ValidationError("--on slurm runs a batch (--attempts N, several --model, or patina batch)")
+        }
     }
 
     func run() async throws {
         if attempts > 1 || model.count > 1 {
+            if executor.kind == .slurm { try await BatchSession.checkCluster() }
             let items = try BatchPlanner.items(
                 tasks: [BatchTask(line: 1, task: task)], defaults: flags.options(task: task, model: nil),
                 attempts: attempts, models: model, path: nil)
             try await BatchSession.start(items: items, file: nil, check: flags.check, jobs: batchFlags.jobs, maxTotalCost: try batchFlags.totalBudget(),
-                                         quiet: flags.quiet, json: flags.json)
+                                         executor: executor, quiet: flags.quiet, json: flags.json)
             return
         }
         let engine = DockerEngine()

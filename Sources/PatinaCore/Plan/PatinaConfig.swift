@@ -55,11 +55,35 @@ public struct PatinaConfig: Codable, Sendable, Equatable {
     public var maxNewPaths: Int?
     /// The free space a run leaves on its disks (`--min-free` wins).
     public var minFree: SizeSetting?
+    /// `--on slurm`'s defaults (the `--slurm-*` flags and `--proxy-listen` win).
+    public var slurm: Slurm?
+
+    public struct Slurm: Codable, Sendable, Equatable {
+        public var partition: String?
+        public var account: String?
+        public var time: String?
+        /// More sbatch arguments, before those of `--slurm-arg`.
+        public var args: [String]?
+        public var proxyListen: String?
+
+        public init(partition: String? = nil, account: String? = nil, time: String? = nil, args: [String]? = nil, proxyListen: String? = nil) {
+            self.partition = partition
+            self.account = account
+            self.time = time
+            self.args = args
+            self.proxyListen = proxyListen
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case partition, account, time, args
+            case proxyListen = "proxy_listen"
+        }
+    }
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case allow, presets, model, timeout, limits, seccomp, dns, toolchains
+        case allow, presets, model, timeout, limits, seccomp, dns, toolchains, slurm
         case baseImage = "base_image"
         case maxTurns = "max_turns"
         case capAdd = "cap_add"

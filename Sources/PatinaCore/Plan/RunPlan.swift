@@ -71,6 +71,12 @@ public struct RunPlan: Sendable {
     /// Set for `patina shell`: the user's command instead of the agent, on an earlier
     /// run's branch and worktree. No record is kept and no credential enters.
     public internal(set) var shell: ShellRequest? = nil
+    /// Set when the model proxy runs in another patina (a Slurm task's run: the submitting
+    /// patina serves it and holds the credential): the sandbox's endpoint and placeholder.
+    /// No proxy is started here and no credential is known here.
+    public var remoteModel: ModelAccess? = nil
+    /// Where the run executes, recorded in run.json (nil: this machine, as always).
+    public var executor: RunExecutor? = nil
 
     /// The Claude Code executable copied into the image; nil when npm installs it.
     public var agentBinary: URL? { sandbox.claude.binary }
@@ -90,6 +96,17 @@ public struct RunPlan: Sendable {
         copy.branch = "patina/\(copy.id)"
         copy.runDirectory = store.runDirectory(copy.id)
         copy.worktree = store.worktree(copy.id)
+        return copy
+    }
+
+    /// The same plan under the id another patina chose for it (a Slurm task's run is
+    /// planned by the submitting patina, then again on its node).
+    public func withID(_ id: String) -> RunPlan {
+        var copy = self
+        copy.id = id
+        copy.branch = "patina/\(id)"
+        copy.runDirectory = store.runDirectory(id)
+        copy.worktree = store.worktree(id)
         return copy
     }
 

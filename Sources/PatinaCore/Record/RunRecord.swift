@@ -320,6 +320,8 @@ public struct RunRecord: Codable, Sendable {
     /// What stopped a run that ended in `error` (or created nothing), with its kind: the
     /// exit code is chosen from it at the edge. Not part of run.json.
     public var failure: PatinaError?
+    /// Where the run executed: `local`, or `slurm` with its job array task and node.
+    public var executor: RunExecutor?
 
     enum CodingKeys: String, CodingKey {
         case id, task, status, reason, branch, repository, worktree, started, finished, tokens, model, image, firewall, steps, commits, transcript
@@ -373,6 +375,7 @@ public struct RunRecord: Codable, Sendable {
         case apiRefused = "api_refused"
         case proxyRefusedClients = "proxy_refused_clients"
         case agentReported = "agent_reported"
+        case executor
     }
 
     public static let encoder: JSONEncoder = {
@@ -428,5 +431,32 @@ extension TokenCounts {
     /// The record's counts of what the model proxy added up.
     init(_ usage: APIUsage) {
         self.init(input: usage.inputTokens, output: usage.outputTokens, cacheRead: usage.cacheReadTokens, cacheCreation: usage.cacheWriteTokens)
+    }
+}
+
+/// Where a run executed (run.json's `executor`).
+public struct RunExecutor: Codable, Sendable, Equatable {
+    /// `local` or `slurm`.
+    public var kind: String
+    /// Slurm: the array job and task, `JOB_TASK`.
+    public var jobID: String?
+    /// The node (Slurm's node name) the run executed on.
+    public var node: String?
+    /// The host name the node's patina saw: where the run's processes and containers lived.
+    public var host: String?
+
+    public init(kind: String, jobID: String? = nil, node: String? = nil, host: String? = nil) {
+        self.kind = kind
+        self.jobID = jobID
+        self.node = node
+        self.host = host
+    }
+
+    /// This machine's host name, as a run's `host` records it.
+    public static var thisHost: String { ProcessInfo.processInfo.hostName }
+
+    enum CodingKeys: String, CodingKey {
+        case kind, node, host
+        case jobID = "job_id"
     }
 }

@@ -38,6 +38,9 @@ public struct Review: Sendable {
     /// that runs it is alive.
     public static func inFlight(_ record: RunRecord) -> Bool {
         guard record.status == .running else { return false }
+        // A pid means something only on the host that ran it (a Slurm node): a run of
+        // another host is left to that host's patina and to the batch that submitted it.
+        if let host = record.executor?.host, host != RunExecutor.thisHost { return true }
         return patinaAlive(pid: record.pid)
     }
 

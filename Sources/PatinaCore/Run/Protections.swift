@@ -380,7 +380,15 @@ final class Protections: @unchecked Sendable {
     private func askHolder(_ verb: String, deadline: Double) async throws -> String {
         holderRequests += 1
         let fifo = layout.netguardState.appendingPathComponent(Netguard.requestsFIFO)
-        if let why = Self.writeLine("\(verb) \(holderRequests)", toFIFO: fifo) {
+        var why = Self.writeLine("\(verb) \(holderRequests)", toFIFO: fifo)
+        // Between two requests the holder opens its FIFO again; a writer in that moment
+        // finds no reader (ENXIO). Seen on a loaded machine: try again for a few seconds.
+        let noReader = String(cString: strerror(ENXIO)), retryUntil = Date().addingTimeInterval(5)
+        while why == noReader, Date() < retryUntil {
+            try await Task.sleep(nanoseconds: 50_000_000)
+            why = Self.writeLine("\(verb) \(holderRequests)", toFIFO: fifo)
+        }
+        if let why {
             throw SandboxFailure("the network holder is not listening for requests (\(why))")
         }
         return try await awaitHolder(file: "\(verb)-\(holderRequests)", what: "answering \(verb)", deadline: deadline)

@@ -72,6 +72,7 @@ public final class RunLifecycle: @unchecked Sendable {
         record.maxNewPaths = plan.disk.maxNewPaths
         record.resumedFrom = plan.resume?.runID
         record.pid = getpid()
+        record.executor = plan.executor
         let setup = plan.sandbox
         record.claudeVersion = setup.claude.version
         record.claudeSource = setup.claude.source.rawValue
@@ -388,6 +389,12 @@ public final class RunLifecycle: @unchecked Sendable {
     /// holds no credential): the agent's only model endpoint. Returns its URL.
     func startModelProxy(gateway: String) throws -> String? {
         guard plan.shell == nil else { return nil }
+        if let remote = plan.remoteModel {
+            // The submitting patina serves this run's proxy and holds the credential.
+            modelAccess = remote
+            progress.step("model proxy of the submitting patina at \(remote.baseURL); the sandbox holds a placeholder, not the credential")
+            return remote.baseURL
+        }
         let credentials = plan.credentials
         let placeholder = ModelProxyConfiguration.makePlaceholder(scheme: credentials.upstream.scheme)
         var configuration = ModelProxyConfiguration(

@@ -59,6 +59,10 @@ public struct ImageCache: Sendable {
         // Runs of one process that need the same image wait for one build.
         try await ImageBuilds.shared.once(tag) {
             if await engine.imageExists(tag) { return }
+            // Other patina processes of this host (Slurm tasks starting on one node) too.
+            let lock = try await HostLock.acquire("image-" + tag)
+            defer { withExtendedLifetime(lock) {} }
+            if await engine.imageExists(tag) { return }
             try await beforeBuilding(tag)
             try await build(recipe, tag: tag, labels: labels)
         }

@@ -1,0 +1,159 @@
+import Foundation
+import PatinaSandbox
+
+/// The environment failed: no Slurm client, or a controller that does not answer.
+/// Exit 3, nothing created.
+public struct ClusterError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Slurm options of a batch (`--slurm-*` flags, `"slurm"` in .patina/config.json).
+public struct SlurmOptions: Sendable, Equatable {
+    public var partition: String?
+    public var account: String?
+    /// sbatch's `--time` (e.g. `2:00:00`).
+    public var time: String?
+    /// More sbatch arguments, passed as given.
+    public var extraArguments: [String] = []
+    /// Where the submitting patina serves the runs' model proxies (an address of this
+    /// machine the nodes reach); nil: the docker bridge's gateway.
+    public var proxyListen: String?
+
+    public init(partition: String? = nil, account: String? = nil, time: String? = nil, extraArguments: [String] = [], proxyListen: String? = nil) {
+        self.partition = partition
+        self.account = account
+        self.time = time
+        self.extraArguments = extraArguments
+        self.proxyListen = proxyListen
+    }
+}
+
+extension SlurmOptions {
+    /// These options (from flags) over the repository's `"slurm"` settings: a flag wins,
+    /// sbatch arguments of both are passed (the config's first).
+    public func over(_ config: PatinaConfig.Slurm?) -> SlurmOptions {
+        guard let config else { return self }
+        return SlurmOptions(partition: partition ?? config.partition, account: account ?? config.account, time: time ?? config.time,
+                            extraArguments: (config.args ?? []) + extraArguments, proxyListen: proxyListen ?? config.proxyListen)
+    }
+}
+
+/// The Slurm client commands, as values (unit-tested as arrays) and parsers of their output.
+public enum SlurmCommands {
+    /// sbatch's command line for a batch's job array: `tasks` tasks, at most `jobs` at once.
+    public static func sbatch(
+        script: URL, jobName: String, tasks: Int, jobs: Int, cpus: Int, memoryMB: Int,
+        directory: URL, output: URL, options: SlurmOptions
+    ) -> [String] {
+        var arguments = [
+            "sbatch", "--parsable", "--array=0-\(tasks - 1)%\(max(1, jobs))", "--job-name=\(jobName)",
+            "--chdir=\(directory.path)", "--output=\(output.path)", "--cpus-per-task=\(cpus)", "--mem=\(memoryMB)M",
+            // The environment sbatch sees holds no credential (SlurmExecutor removes them).
+            "--export=ALL",
+            // A requeued task starts its run again from nothing; patina handles that itself.
+            "--no-requeue",
+        ]
+        if let partition = options.partition { arguments.append("--partition=\(partition)") }
+        if let account = options.account { arguments.append("--account=\(account)") }
+        if let time = options.time { arguments.append("--time=\(time)") }
+        arguments += options.extraArguments
+        arguments.append(script.path)
+        return arguments
+    }
+
+    /// One line per array task, finished ones too: `TASK|STATE|NODE|REASON`.
+    public static func squeue(job: String) -> [String] {
+        ["squeue", "--noheader", "--array", "--states=all", "--jobs=\(job)", "--format=%K|%T|%N|%r"]
+    }
+
+    /// The Slurm state of one array task.
+    public struct TaskState: Sendable, Equatable {
+        public var index: Int
+        public var state: String
+        public var node: String?
+        public var reason: String?
+
+        public var isFinished: Bool { !["PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"].contains(state) }
+    }
+
+    /// squeue's lines (`squeue(job:)`), by array index. The array's tasks that were never
+    /// split off (still pending, or cancelled while pending) share one line whose task is
+    /// `N/A`: it is kept under `remainingTasks`.
+    public static func parseTasks(_ output: String) -> [Int: TaskState] {
+        var tasks: [Int: TaskState] = [:]
+        for line in output.split(separator: "\n") {
+            let fields = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard fields.count >= 4, let index = Int(fields[0]) ?? (fields[0] == "N/A" ? remainingTasks : nil) else { continue }
+            tasks[index] = TaskState(index: index, state: fields[1], node: fields[2].isEmpty ? nil : fields[2],
+                                     reason: ["", "None", "(null)"].contains(fields[3]) ? nil : fields[3])
+        }
+        return tasks
+    }
+
+    /// The key of the line standing for the array's tasks not listed on their own.
+    public static let remainingTasks = -1
+
+    /// A run's Slurm request: its CPU limit rounded up, its memory limit plus patina's own
+    /// (the node's patina, the network holder, the image build) in MiB.
+    public static func request(for limits: ResourceLimits) -> (cpus: Int, memoryMB: Int) {
+        let cpus = max(1, Int((Double(limits.cpus) ?? 1).rounded(.up)))
+        return (cpus, megabytes(limits.memory) + 512)
+    }
+
+    static func megabytes(_ size: String) -> Int {
+        let lower = size.lowercased()
+        let number = Double(lower.filter { $0.isNumber || $0 == "." }) ?? 0
+        switch lower.last {
+        case "g": return Int(number * 1024)
+        case "m": return Int(number)
+        case "k": return max(1, Int(number / 1024))
+        default: return max(1, Int(number / 1024 / 1024))
+        }
+    }
+
+    /// A `'…'` word for sh.
+    static func shellQuoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+    /// The job's script: exactly one patina command per task; no credential, no secret.
+    public static func jobScript(patina: String, batchID: String) -> String {
+        """
+        #!/bin/sh
+        # patina batch \(batchID) on Slurm: each array task runs one run of the batch on its node.
+        # Written by the submitting patina, which serves the runs' model proxy and holds the credential.
+        exec \(shellQuoted(patina)) batch-task --batch \(shellQuoted(batchID)) --index "$SLURM_ARRAY_TASK_ID"
+
+        """
+    }
+}
+
+/// The cluster, as the submitting patina sees it.
+public enum SlurmCluster {
+    /// Checks that sbatch exists and the controller answers, before anything is created.
+    public static func check() async throws {
+        let version: CommandResult
+        do {
+            version = try await Command.run(["sbatch", "--version"])
+        } catch {
+            throw ClusterError("no Slurm here: `sbatch` was not found on PATH (--on slurm submits the batch with sbatch)")
+        }
+        guard version.succeeded else {
+            throw ClusterError("no Slurm here: `sbatch --version` failed (exit \(version.exitCode)): \(lastLine(version.standardError))")
+        }
+        let ping = try? await Command.run(["scontrol", "ping"])
+        guard let ping, ping.succeeded, ping.standardOutput.contains(" is UP") else {
+            // "Slurmctld(primary) at HOST is DOWN", then a box of asterisks.
+            let said = ping.map { answer in
+                (answer.standardOutput + "\n" + answer.standardError).split(separator: "\n")
+                    .first { !$0.trimmingCharacters(in: .whitespaces).isEmpty && !$0.hasPrefix("*") }
+                    .map(String.init) ?? "no answer"
+            } ?? "scontrol not found"
+            throw ClusterError("the Slurm controller does not answer (`scontrol ping`: \(said))")
+        }
+    }
+
+    static func lastLine(_ text: String) -> String {
+        text.split(separator: "\n").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+    }
+}

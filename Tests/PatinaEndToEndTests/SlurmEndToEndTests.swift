@@ -1,0 +1,354 @@
+import Foundation
+import PatinaCore
+import PatinaTestSupport
+import Testing
+
+/// The test cluster: `scripts/setup-slurm` (munged, slurmctld and two `slurmd -N` nodes on
+/// this host, under /var/lib/patina-test-slurm), started once per test process.
+enum SlurmTestCluster {
+    static let directory = URL(fileURLWithPath: ProcessInfo.processInfo.environment["PATINA_SLURM_DIR"] ?? "/var/lib/patina-test-slurm")
+
+    /// SLURM_CONF of the running cluster; throws when it could not be started.
+    static let conf: Result<String, ProcessRunner.Failure> = {
+        let script = TestEnvironment.packageRoot.appendingPathComponent("scripts/setup-slurm")
+        // Daemons started from a test's thread would inherit its blocked signals (SIGTERM
+        // included): the script runs with an empty signal mask.
+        let unblocked = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])"
+        guard let output = try? ProcessRunner.run(["python3", "-c", unblocked, script.path]), output.status == 0,
+              let line = output.stdout.split(separator: "\n").last(where: { $0.hasPrefix("SLURM_CONF=") })
+        else { return .failure(ProcessRunner.Failure(description: "scripts/setup-slurm failed")) }
+        return .success(String(line.dropFirst("SLURM_CONF=".count)))
+    }()
+
+    /// Runs the cluster's nodes see (and Slurm's own files: state, spool, logs).
+    static func files() -> [URL] {
+        let enumerator = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey])
+        return (enumerator?.allObjects as? [URL] ?? []).filter { !$0.path.hasSuffix(".key") && !$0.path.hasSuffix(".seed") }
+    }
+}
+
+/// Set once a background command returned.
+final class EndedFlag: @unchecked Sendable {
+    // @unchecked: `value` is only touched under `lock`.
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// Needs the test Slurm cluster: on with `PATINA_E2E_SLURM=1` (scripts/test sets it).
+    static var requiresSlurm: Self {
+        .enabled(if: ProcessInfo.processInfo.environment["PATINA_E2E_SLURM"] == "1",
+                 "needs the test Slurm cluster (PATINA_E2E_SLURM=1; scripts/setup-slurm starts it)")
+    }
+}
+
+/// `patina batch --on slurm` on a real Slurm (22.05, two nodes), real Docker, real Claude
+/// Code; only the model is the scripted fake. The submitting patina serves the model proxy
+/// and holds the key; the nodes' tasks get a placeholder only.
+@Suite(.serialized, .requiresDocker, .requiresSlurm, .timeLimit(.minutes(10)))
+struct SlurmEndToEndTests {
+    func slurmPatina(_ repo: TemporaryRepository, model: FakeModel, key: String) throws -> PatinaRunner {
+        let conf = try SlurmTestCluster.conf.get()
+        var patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        patina.extraEnvironment["SLURM_CONF"] = conf
+        patina.extraEnvironment["ANTHROPIC_API_KEY"] = key
+        patina.extraEnvironment["PATINA_SLURM_POLL"] = "0.5"
+        return patina
+    }
+
+    func arguments(_ extra: [String]) -> [String] {
+        ["batch", "--on", "slurm", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage] + extra
+    }
+
+    func agentContainers(_ repo: TemporaryRepository) throws -> Int {
+        let key = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git")).repositoryKey
+        return try ProcessRunner.check(["docker", "ps", "--filter", "label=patina.repo=\(key)", "--filter", "label=patina.role=agent",
+                                        "--format", "{{.Names}}"]).split(separator: "\n").count
+    }
+
+    /// Every file under `directory` holding `needle`.
+    func filesContaining(_ needle: String, under directories: [URL]) -> [String] {
+        var hits: [String] = []
+        for directory in directories {
+            let enumerator = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil)
+            while let url = enumerator?.nextObject() as? URL {
+                guard let data = FileManager.default.contents(atPath: url.path), data.count < 64 << 20 else { continue }
+                if data.range(of: Data(needle.utf8)) != nil { hits.append(url.path) }
+            }
+        }
+        return hits
+    }
+
+    /// The node-side task processes now.
+    func taskPIDs() -> [Int32] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { $0.allSatisfy(\.isNumber) } ?? []
+        return pids.compactMap { pid in
+            guard let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                  String(decoding: cmd, as: UTF8.self).contains("batch-task") else { return nil }
+            return Int32(pid)
+        }
+    }
+
+    /// The environment and command line of every node-side task process now.
+    func taskProcesses() -> [(cmdline: String, environ: String)] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { $0.allSatisfy(\.isNumber) } ?? []
+        return pids.compactMap { pid in
+            guard let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                  String(decoding: cmd, as: UTF8.self).contains("batch-task") else { return nil }
+            let env = FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data()
+            return (String(decoding: cmd, as: UTF8.self), String(decoding: env, as: UTF8.self))
+        }
+    }
+
+    @Test func fourRunsOverTwoNodesWithTheKeyOnlyHere() throws {
+        let repo = try TemporaryRepository()
+        let main = try repo.git("rev-parse", "main")
+        let names = ["one", "two", "three", "four"]
+        let model = try FakeModel(byTask: names.map { name in
+            (match: "task \(name)", turns: [.bash("echo \(name) > \(name).txt && git add \(name).txt && git commit -qm \(name) && sleep 3"), .text("\(name) done")])
+        })
+        let key = "sk-ant-api03-slurm-e2e-" + UUID().uuidString.lowercased()
+        let patina = try slurmPatina(repo, model: model, key: key)
+        try repo.write("../tasks.jsonl", names.map { "{\"task\": \"task \($0)\", \"name\": \"\($0)\", \"check\": \"test -f \($0).txt\"}" }
+            .joined(separator: "\n") + "\n")
+        let started = Date()
+        let ended = EndedFlag()
+        let run = BackgroundRun {
+            defer { ended.set() }
+            return try patina.run(self.arguments(["--json", repo.root.appendingPathComponent("tasks.jsonl").path]))
+        }
+        // While the tasks run: their processes' environment and command line, and Slurm's
+        // spool and state (the job's script and environment live there only while it runs).
+        var seenTasks = 0
+        var leaks: [String] = []
+        let deadline = Date().addingTimeInterval(300)
+        while !ended.isSet && Date() < deadline {
+            for process in taskProcesses() {
+                seenTasks += 1
+                if process.environ.contains(key) || process.cmdline.contains(key) { leaks.append("a task's environment or command line") }
+            }
+            leaks += filesContaining(key, under: [SlurmTestCluster.directory])
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        let output = try #require(run.wait())
+        let seconds = Date().timeIntervalSince(started)
+        #expect(output.status == 0, "\(output.stderr.suffix(3000))")
+        #expect(seenTasks > 0, "no task process was seen running")
+        let batch = try PatinaRunner.record(output)
+        #expect(batch["status"] as? String == "succeeded")
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        #expect(runs.count == 4)
+        var nodes = Set<String>()
+        for run in runs {
+            let name = run["name"] as? String ?? ""
+            #expect(run["status"] as? String == "succeeded", "\(name): \(run["reason"] ?? "")")
+            #expect((run["check"] as? [String: Any])?["passed"] as? Bool == true, "\(name)")
+            let executor = run["executor"] as? [String: Any] ?? [:]
+            #expect(executor["kind"] as? String == "slurm")
+            #expect((executor["job_id"] as? String ?? "").contains("_"))
+            nodes.insert(executor["node"] as? String ?? "")
+            // The branch came home to the user's repository.
+            #expect(try repo.git("show", "\(run["branch"] as? String ?? ""):\(name).txt") == name)
+            // What the agent spent, as the submitting patina's proxy counted it.
+            #expect((run["requests"] as? Int ?? 0) >= 2, "\(name): \(run["requests"] ?? "nil")")
+        }
+        #expect(nodes == ["patina-test-n1", "patina-test-n2"], "runs spread over both nodes: \(nodes)")
+        // The fake model received the real key on every request, through the submitting patina.
+        let credentials = Set(model.requests().compactMap { $0["x_api_key"] as? String })
+        #expect(credentials == [key], "\(credentials)")
+        // The key is nowhere on the shared filesystem, in Slurm's files or a task's environment.
+        leaks += filesContaining(key, under: [repo.home, repo.path, SlurmTestCluster.directory])
+        #expect(leaks.isEmpty, "the key leaked: \(Set(leaks))")
+        let batchID = batch["id"] as? String ?? ""
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let slurm = store.root.appendingPathComponent("batches/\(batchID)/slurm")
+        let script = try String(contentsOf: slurm.appendingPathComponent("job.sh"), encoding: .utf8)
+        #expect(script.contains("batch-task") && !script.contains(key))
+        let taskFile = slurm.appendingPathComponent("task-0.json")
+        let mode = (try FileManager.default.attributesOfItem(atPath: taskFile.path)[.posixPermissions] as? NSNumber)?.intValue
+        #expect(mode == 0o600)
+        #expect(try repo.git("rev-parse", "main") == main)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+        print("slurm: 4 runs over 2 nodes in \(Int(seconds)) s")
+    }
+
+    @Test func ctrlCCancelsTheArrayAndEveryRunIsCollected() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [
+            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
+            .text("unreachable"),
+        ])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-ctrlc-" + UUID().uuidString.lowercased())
+        let process = try patina.start(["yolo", "--on", "slurm", "--attempts", "3", "--jobs", "2",
+                                        "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
+                                        "work forever"])
+        let deadline = Date().addingTimeInterval(240)
+        while (try agentContainers(repo)) < 2 && Date() < deadline && process.isRunning {
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        Thread.sleep(forTimeInterval: 3)
+        #expect(process.isRunning)
+        process.interrupt()
+        let stopDeadline = Date().addingTimeInterval(150)
+        while process.isRunning && Date() < stopDeadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(!process.isRunning, "patina did not stop after Ctrl-C")
+        #expect(process.terminationStatus == 130)
+        #expect(taskProcesses().isEmpty, "a task still runs")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+
+        let out = try patina.run(["batches", "--json"])
+        let batches = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [[String: Any]] ?? []
+        let batch = try #require(batches.first)
+        #expect(batch["status"] as? String == "interrupted")
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        #expect(runs.count == 2, "the third task never started: \(runs.map { $0["id"] ?? "" })")
+        for run in runs {
+            #expect(run["status"] as? String == "interrupted", "\(run["reason"] ?? "")")
+            #expect(try repo.git("show", "\(run["branch"] as? String ?? ""):w.txt") == "w")
+        }
+    }
+
+    @Test func noSbatchIsExitThreeAndNothingIsCreated() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.text("never asked")])
+        var patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        // git and docker, but no Slurm client.
+        let bin = repo.root.appendingPathComponent("bin")
+        try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        for tool in ["git", "docker"] {
+            try FileManager.default.createSymbolicLink(atPath: bin.appendingPathComponent(tool).path, withDestinationPath: "/usr/bin/\(tool)")
+        }
+        patina.extraEnvironment["PATH"] = bin.path
+        try repo.write("../tasks.txt", "task one\n")
+        let output = try patina.run(arguments([repo.root.appendingPathComponent("tasks.txt").path]))
+        #expect(output.status == 3, "\(output.stderr)")
+        #expect(output.stderr.split(separator: "\n").count == 1 && output.stderr.contains("sbatch"), "\(output.stderr)")
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let batches = (try? FileManager.default.contentsOfDirectory(atPath: store.root.appendingPathComponent("batches").path)) ?? []
+        #expect(batches.filter { !$0.hasPrefix(".") }.isEmpty, "\(batches)")
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
+
+        // A controller that does not answer: the same, quickly.
+        let conf = try SlurmTestCluster.conf.get()
+        let dead = repo.root.appendingPathComponent("slurm.conf")
+        try String(contentsOfFile: conf, encoding: .utf8).replacingOccurrences(of: "SlurmctldPort=", with: "SlurmctldPort=2")
+            .write(to: dead, atomically: true, encoding: .utf8)
+        var down = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        down.extraEnvironment["SLURM_CONF"] = dead.path
+        let refused = try down.run(arguments([repo.root.appendingPathComponent("tasks.txt").path]))
+        #expect(refused.status == 3, "\(refused.stderr)")
+        #expect(refused.stderr.split(separator: "\n").count == 1 && refused.stderr.contains("controller does not answer"), "\(refused.stderr)")
+        let after = (try? FileManager.default.contentsOfDirectory(atPath: store.root.appendingPathComponent("batches").path)) ?? []
+        #expect(after.filter { !$0.hasPrefix(".") }.isEmpty, "\(after)")
+        #expect(model.requests().isEmpty)
+    }
+
+    @Test func aNodeWithoutDockerIsAnErrorNamingTheNode() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.text("never asked")])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-nodocker-" + UUID().uuidString.lowercased())
+        try repo.write("../tasks.txt", "task one\ntask two\n")
+        // The nodes' patina finds no Docker engine where their environment points.
+        let output = try patina.run(arguments(["--json", "--slurm-arg=--export=ALL,DOCKER_HOST=unix:///nonexistent/docker.sock",
+                                               repo.root.appendingPathComponent("tasks.txt").path]))
+        #expect(output.status == 1, "\(output.stderr.suffix(2000))")
+        let batch = try PatinaRunner.record(output)
+        #expect(batch["status"] as? String == "failed")
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        #expect(runs.count == 2)
+        for run in runs {
+            let reason = run["reason"] as? String ?? ""
+            #expect(run["status"] as? String == "error")
+            #expect(reason.contains("patina-test-n") && reason.contains("node "), "\(reason)")
+            #expect((run["executor"] as? [String: Any])?["node"] as? String != nil)
+        }
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
+        #expect(model.requests().isEmpty)
+    }
+
+    @Test func theBatchsBudgetIsKeptHereAcrossTheNodes() throws {
+        let repo = try TemporaryRepository()
+        // Each answer reports 100,000 input tokens ($0.40 at the default model's price).
+        let model = try FakeModel(script: [
+            .bash("echo one > one.txt && git add one.txt && git commit -qm one"),
+            .bash("echo two > two.txt && git add two.txt && git commit -qm two"),
+            .bash("echo three > three.txt && git add three.txt && git commit -qm three"),
+            .text("all three"),
+        ])
+        try model.setUsage(["input_tokens": 100_000, "output_tokens": 0])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-budget-" + UUID().uuidString.lowercased())
+        let output = try patina.run(["yolo", "--on", "slurm", "--attempts", "3", "--jobs", "1", "--max-total-cost", "0.5", "--json",
+                                     "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage, "spend"])
+        #expect(output.status == 1, "\(output.stderr.suffix(2000))")
+        let batch = try PatinaRunner.record(output)
+        #expect(batch["status"] as? String == "budget_exceeded", "\(output.stderr.suffix(2000))")
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        #expect(!runs.isEmpty && runs.count < 3, "queued tasks were cancelled once the budget was spent: \(runs.count)")
+        for run in runs {
+            #expect(run["status"] as? String == "budget_exceeded", "\(run["reason"] ?? "")")
+        }
+        // The submitting patina's proxies let two answers through in all, then refused.
+        #expect(model.answeredMessages().count == 2, "\(model.answeredMessages().count)")
+        #expect(try repo.git("log", "--format=%s", runs.first?["branch"] as? String ?? "").split(separator: "\n").prefix(2) == ["two", "one"])
+    }
+
+    @Test func tasksStartingTogetherOnOneHostBuildAColdImageOnce() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.text("nothing to do")])
+        // A base image of its own makes every image of this test new (tags are content hashes).
+        let cold = "patina-test/cold-slurm-\(UUID().uuidString.prefix(8).lowercased()):latest"
+        try ProcessRunner.check(["docker", "tag", TestEnvironment.baseImage, cold])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-cold-" + UUID().uuidString.lowercased())
+        let output = try patina.run(["yolo", "--on", "slurm", "--attempts", "4", "--json",
+                                     "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", cold, "say hello"])
+        let batch = try PatinaRunner.record(output)
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        let images = Set(runs.compactMap { $0["image"] as? String })
+        defer {
+            for image in images { _ = try? ProcessRunner.run(["docker", "rmi", "-f", image]) }
+            _ = try? ProcessRunner.run(["docker", "rmi", "-f", cold])
+        }
+        #expect(output.status == 0, "\(output.stderr.suffix(2000))")
+        #expect(runs.count == 4 && images.count == 1)
+        // Both nodes are this host: one Docker engine, so one build for the four tasks.
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let slurm = store.root.appendingPathComponent("batches/\(batch["id"] as? String ?? "")/slurm")
+        let outputs = try FileManager.default.contentsOfDirectory(atPath: slurm.path).filter { $0.hasSuffix(".out") }
+        #expect(outputs.count == 4)
+        let lines = try outputs.flatMap { try String(contentsOf: slurm.appendingPathComponent($0), encoding: .utf8).split(separator: "\n") }
+        #expect(lines.filter { $0.contains("building the agent image") }.count == 1, "\(lines.filter { $0.contains("building") })")
+        #expect(Set(runs.compactMap { ($0["executor"] as? [String: Any])?["node"] as? String }).count == 2)
+    }
+
+    @Test func aTaskKilledBeforeItCollectedIsCollectedByTheSubmittingPatina() throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [
+            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
+            .text("unreachable"),
+        ])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-kill-" + UUID().uuidString.lowercased())
+        try repo.write("../tasks.txt", "task killed\n")
+        let ended = EndedFlag()
+        let run = BackgroundRun {
+            defer { ended.set() }
+            return try patina.run(self.arguments(["--json", repo.root.appendingPathComponent("tasks.txt").path]))
+        }
+        let deadline = Date().addingTimeInterval(180)
+        while (try agentContainers(repo)) < 1 && Date() < deadline && !ended.isSet { Thread.sleep(forTimeInterval: 0.3) }
+        Thread.sleep(forTimeInterval: 3)
+        // SIGKILL to the node's patina (as after KillWait): it cannot collect, its containers stay.
+        let pids = taskPIDs()
+        #expect(pids.count == 1)
+        for pid in pids { kill(pid, SIGKILL) }
+        let output = try #require(run.wait())
+        #expect([1, 130].contains(output.status), "\(output.stderr.suffix(2000))")
+        #expect(output.stderr.contains("collecting it here"), "\(output.stderr.suffix(2000))")
+        let batch = try PatinaRunner.record(output)
+        let record = try #require((batch["runs"] as? [[String: Any]])?.first)
+        #expect(record["status"] as? String == "interrupted", "\(record["reason"] ?? "")")
+        #expect(try repo.git("show", "\(record["branch"] as? String ?? ""):w.txt") == "w")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+}
