@@ -11,6 +11,12 @@ public struct TagReference: Sendable, Equatable {
     public var target: ObjectID
     /// The commit an annotated tag peels to; nil for a lightweight tag.
     public var peeled: ObjectID?
+
+    public init(name: String, target: ObjectID, peeled: ObjectID? = nil) {
+        self.name = name
+        self.target = target
+        self.peeled = peeled
+    }
 }
 
 extension Repository {

@@ -11,14 +11,19 @@ public enum SandboxRefs {
 
     /// Refs other than `refs/heads/<branch>`, sorted (at most 200), and "HEAD -> X" when
     /// HEAD points elsewhere than the branch. Empty when the directory cannot be read.
-    public static func outside(branch: String, privateGitDirectory: URL) -> [String] {
+    /// `given`: the repository's tags, handed to the sandbox as its packed-refs
+    /// (`SandboxGitDirectory.writeTags`); one still at the commit it was given is not the agent's.
+    public static func outside(branch: String, privateGitDirectory: URL, given: [TagReference] = []) -> [String] {
+        let givenTargets = Dictionary(given.map { ("refs/tags/\($0.name)", $0.target.hex) }, uniquingKeysWith: { first, _ in first })
         guard let root = try? UntrustedDirectory.open(privateGitDirectory) else { return [] }
         var names = Set<String>()
         if let refs = try? root.directory("refs") { collect(refs, prefix: "refs", depth: 0, into: &names) }
         if let bytes = try? root.readFile("packed-refs", limit: AgentHead.maximumPackedRefsSize) {
             for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") && !line.hasPrefix("^") {
                 let fields = line.split(separator: " ", maxSplits: 1)
-                if fields.count == 2, names.count < maximumNames { names.insert(String(fields[1]).trimmingCharacters(in: .whitespaces)) }
+                guard fields.count == 2, names.count < maximumNames else { continue }
+                let name = String(fields[1]).trimmingCharacters(in: .whitespaces)
+                if givenTargets[name] != String(fields[0]) { names.insert(name) }
             }
         }
         var found = names.subtracting(["refs/heads/\(branch)"]).sorted()

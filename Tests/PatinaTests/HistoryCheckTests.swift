@@ -124,4 +124,19 @@ import Testing
         #expect(SandboxRefs.outside(branch: "patina/run", privateGitDirectory: git)
                 == ["HEAD -> refs/heads/other", "refs/heads/other", "refs/tags/link", "refs/tags/v1"])
     }
+
+    @Test func theRepositorysOwnTagsHandedToTheSandboxAreNotTheAgents() throws {
+        let fixture = try GitFixture()
+        let git = fixture.url("agent.git")
+        try FileManager.default.createDirectory(at: git.appendingPathComponent("refs/heads/patina"), withIntermediateDirectories: true)
+        try Data("ref: refs/heads/patina/run\n".utf8).write(to: git.appendingPathComponent("HEAD"))
+        let release = TagReference(name: "1.5.0", target: try #require(ObjectID(hex: String(repeating: "c", count: 40))))
+        let moved = TagReference(name: "2.0", target: try #require(ObjectID(hex: String(repeating: "d", count: 40))))
+        try SandboxGitDirectory.writeTags([release, moved], into: git)
+        #expect(SandboxRefs.outside(branch: "patina/run", privateGitDirectory: git, given: [release, moved]).isEmpty)
+        // A given tag the agent moved is its own again.
+        var elsewhere = moved
+        elsewhere.target = try #require(ObjectID(hex: String(repeating: "e", count: 40)))
+        #expect(SandboxRefs.outside(branch: "patina/run", privateGitDirectory: git, given: [release, elsewhere]) == ["refs/tags/2.0"])
+    }
 }

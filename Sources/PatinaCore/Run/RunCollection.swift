@@ -155,7 +155,8 @@ struct RunCollection: Sendable {
             record.sensitiveChanges = RunDiff.markedPaths(record).map(\.path)
             // A head that does not descend from the base, or commits dated before the run.
             record.checkHistory(in: history, base: base, head: head,
-                                refsOutsideBranch: SandboxRefs.outside(branch: branch, privateGitDirectory: layout.privateGit))
+                                refsOutsideBranch: SandboxRefs.outside(branch: branch, privateGitDirectory: layout.privateGit,
+                                                                       given: (try? repository.tagReferences()) ?? []))
         } catch {
             problems.append("could not compute the diffstat: \(error)")
         }
