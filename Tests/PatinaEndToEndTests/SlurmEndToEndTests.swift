@@ -7,6 +7,11 @@ import Testing
 /// this host, under /var/lib/patina-test-slurm), started once per test process.
 enum SlurmTestCluster {
     static let directory = URL(fileURLWithPath: ProcessInfo.processInfo.environment["PATINA_SLURM_DIR"] ?? "/var/lib/patina-test-slurm")
+    /// Where a test's repository and patina home live: every node mounts it at this path.
+    static var shared: URL { directory.appendingPathComponent("shared") }
+    /// The node in a container: its own host name and process namespace.
+    static let containerNode = "patina-test-c1"
+    static let nodeContainer = "patina-test-slurm-c1"
 
     /// SLURM_CONF of the running cluster; throws when it could not be started.
     static let conf: Result<String, ProcessRunner.Failure> = {
@@ -103,7 +108,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func fourRunsOverTwoNodesWithTheKeyOnlyHere() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let main = try repo.git("rev-parse", "main")
         let names = ["one", "two", "three", "four"]
         let model = try FakeModel(byTask: names.map { name in
@@ -154,7 +159,10 @@ struct SlurmEndToEndTests {
             // What the agent spent, as the submitting patina's proxy counted it.
             #expect((run["requests"] as? Int ?? 0) >= 2, "\(name): \(run["requests"] ?? "nil")")
         }
-        #expect(nodes == ["patina-test-n1", "patina-test-n2"], "runs spread over both nodes: \(nodes)")
+        #expect(nodes.contains(SlurmTestCluster.containerNode) && nodes.count >= 2, "runs spread over the nodes: \(nodes)")
+        // Over both hosts: this one and the container node's own.
+        let hosts = Set(runs.compactMap { ($0["executor"] as? [String: Any])?["host"] as? String })
+        #expect(hosts.count == 2 && hosts.contains(SlurmTestCluster.containerNode), "\(hosts)")
         // The fake model received the real key on every request, through the submitting patina.
         let credentials = Set(model.requests().compactMap { $0["x_api_key"] as? String })
         #expect(credentials == [key], "\(credentials)")
@@ -175,7 +183,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func ctrlCCancelsTheArrayAndEveryRunIsCollected() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [
             .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
             .text("unreachable"),
@@ -211,7 +219,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func noSbatchIsExitThreeAndNothingIsCreated() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [.text("never asked")])
         var patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
         // git and docker, but no Slurm client.
@@ -246,7 +254,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func aNodeWithoutDockerIsAnErrorNamingTheNode() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [.text("never asked")])
         let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-nodocker-" + UUID().uuidString.lowercased())
         try repo.write("../tasks.txt", "task one\ntask two\n")
@@ -269,7 +277,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func theBatchsBudgetIsKeptHereAcrossTheNodes() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         // Each answer reports 100,000 input tokens ($0.40 at the default model's price).
         let model = try FakeModel(script: [
             .bash("echo one > one.txt && git add one.txt && git commit -qm one"),
@@ -295,7 +303,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func tasksStartingTogetherOnOneHostBuildAColdImageOnce() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [.text("nothing to do")])
         // A base image of its own makes every image of this test new (tags are content hashes).
         let cold = "patina-test/cold-slurm-\(UUID().uuidString.prefix(8).lowercased()):latest"
@@ -323,7 +331,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func aTaskKilledBeforeItCollectedIsCollectedByTheSubmittingPatina() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [
             .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
             .text("unreachable"),
