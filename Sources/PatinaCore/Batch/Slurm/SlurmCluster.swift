@@ -153,6 +153,21 @@ public enum SlurmCluster {
         }
     }
 
+    /// Whether the array task `job` (`JOB_TASK`) has ended, by Slurm's word: its final state
+    /// (e.g. `NODE_FAIL`), or a note when Slurm no longer knows it; nil while it runs or
+    /// when Slurm does not answer (nothing is collected then).
+    public static func taskEnded(_ job: String?) async -> String? {
+        guard let job, !job.isEmpty, let answer = try? await Command.run(["squeue", "--noheader", "--states=all", "--jobs=\(job)", "--format=%T"])
+        else { return nil }
+        guard answer.succeeded else {
+            // Aged out of the controller's memory (MinJobAge): long over.
+            return answer.standardError.contains("Invalid job id") ? "(no longer known to Slurm)" : nil
+        }
+        guard let state = answer.standardOutput.split(separator: "\n").first.map({ $0.trimmingCharacters(in: .whitespaces) }), !state.isEmpty
+        else { return "(no longer listed by squeue)" }
+        return SlurmCommands.TaskState(index: 0, state: state).isFinished ? state : nil
+    }
+
     static func lastLine(_ text: String) -> String {
         text.split(separator: "\n").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
     }
