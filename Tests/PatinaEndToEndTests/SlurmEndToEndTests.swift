@@ -273,7 +273,7 @@ struct SlurmEndToEndTests {
         for run in runs {
             let reason = run["reason"] as? String ?? ""
             #expect(run["status"] as? String == "error")
-            #expect(reason.contains("patina-test-n") && reason.contains("node "), "\(reason)")
+            #expect(reason.contains("node patina-test-"), "\(reason)")
             #expect((run["executor"] as? [String: Any])?["node"] as? String != nil)
         }
         #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
