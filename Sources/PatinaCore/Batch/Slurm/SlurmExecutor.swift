@@ -178,13 +178,8 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
                     ?? tasks[SlurmCommands.remainingTasks].map { SlurmCommands.TaskState(index: arrayIndex, state: $0.state, node: nil, reason: $0.reason) }
                     ?? SlurmCommands.TaskState(index: arrayIndex, state: "GONE", node: shown[arrayIndex]?.node, reason: nil)
                 if shown[arrayIndex] != task && !task.isFinished {
-                    switch task.state {
-                    case "PENDING": runProgress.step("slurm: pending" + (task.reason.map { " (\($0))" } ?? ""))
-                    case "RUNNING":
-                        runProgress.phase(.agent)
-                        runProgress.step("slurm: running on \(task.node ?? "?")")
-                    default: runProgress.step("slurm: \(task.state.lowercased())" + (task.node.map { " on \($0)" } ?? ""))
-                    }
+                    if task.state == "RUNNING" { runProgress.phase(.agent) }
+                    runProgress.emit(.placement(state: task.state, node: task.node, reason: task.state == "RUNNING" ? nil : task.reason))
                 }
                 if task.node == nil, let node = shown[arrayIndex]?.node {
                     shown[arrayIndex] = SlurmCommands.TaskState(index: arrayIndex, state: task.state, node: node, reason: task.reason)
