@@ -45,16 +45,19 @@ def timed_batch(args, ws, fake, conf, tasks_file, extra, expected, poll="0.5"):
     cmd = [args.patina, "batch", "--agent-binary", args.agent_binary, "--base-image", args.base_image,
            "--quiet", "--json", *extra, str(tasks_file)]
     env = fake.env({"PATINA_HOME": str(ws.home), "SLURM_CONF": conf, "PATINA_SLURM_POLL": poll})
+    # Files, not pipes: a 100-run batch prints more than a pipe holds while this samples.
+    out_file, err_file = ws.dir / "batch.out", ws.dir / "batch.err"
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ws.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak, cpu = 0.0, 0.0
-    while proc.poll() is None:
-        stats = proc_stats(proc.pid)
-        if stats:
-            peak, cpu = max(peak, stats[0]), stats[1]
-        time.sleep(0.2)
+    with open(out_file, "w") as out, open(err_file, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ws.repo, env=env, stdout=out, stderr=err, text=True)
+        while proc.poll() is None:
+            stats = proc_stats(proc.pid)
+            if stats:
+                peak, cpu = max(peak, stats[0]), stats[1]
+            time.sleep(0.2)
     wall = time.monotonic() - t0
-    out, err = proc.communicate()
+    out, err = out_file.read_text(), err_file.read_text()
     record = json.loads(out) if out.strip() else {}
     runs = record.get("runs", [])
     statuses = [r.get("status") for r in runs]
