@@ -433,4 +433,51 @@ struct SlurmEndToEndTests {
         #expect(try repo.git("show", "\(again["branch"] as? String ?? ""):r.txt") == "r")
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
+
+    /// The submitting patina and the node both gone (SIGKILL, the node's container killed):
+    /// the next patina command on this host asks squeue, and once the task ended NODE_FAIL
+    /// collects the run from the shared filesystem, leaving its containers to the node.
+    @Test func withTheSubmitterGoneTooTheNextCommandHereCollectsALostNodesRun() throws {
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
+        let model = try FakeModel(script: [
+            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
+            .text("unreachable"),
+        ])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-gone-" + UUID().uuidString.lowercased())
+        try repo.write("../tasks.txt", "task orphaned\n")
+        let process = try patina.start(arguments(["--slurm-arg=--nodelist=\(SlurmTestCluster.containerNode)",
+                                                  repo.root.appendingPathComponent("tasks.txt").path]))
+        defer { _ = SlurmTestCluster.start() }
+        let deadline = Date().addingTimeInterval(180)
+        while (try agentContainers(repo)) < 1 && Date() < deadline && process.isRunning { Thread.sleep(forTimeInterval: 0.3) }
+        Thread.sleep(forTimeInterval: 2)
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let id = try #require(store.running().first?.id)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try ProcessRunner.check(["docker", "kill", SlurmTestCluster.nodeContainer])
+        // A command here leaves the run alone until Slurm says its task ended.
+        var record = try store.load(id)
+        let until = Date().addingTimeInterval(90)
+        var notes = ""
+        while record.status == .running && Date() < until {
+            let here = try patina.run(["runs"])
+            notes += here.stderr
+            record = try store.load(id)
+            if record.status == .running { Thread.sleep(forTimeInterval: 2) }
+        }
+        #expect(record.status == .interrupted, "\(notes.suffix(1500))")
+        #expect(record.reason?.contains("on \(SlurmTestCluster.containerNode) ended NODE_FAIL") == true, "\(record.reason ?? "")")
+        #expect(try repo.git("show", "\(record.branch):w.txt") == "w")
+        // Its containers are the node's to remove.
+        #expect(try agentContainers(repo) == 1)
+        #expect(store.leftOnHost(SlurmTestCluster.containerNode) == [id])
+        _ = SlurmTestCluster.start()
+        var environment = patina.environment
+        environment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
+        let there = try ProcessRunner.run(["srun", "--nodelist=\(SlurmTestCluster.containerNode)", "--chdir=\(repo.path.path)",
+                                           TestEnvironment.patinaBinary.path, "runs"], in: repo.path, environment: environment)
+        #expect(there.status == 0, "\(there.stderr)")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
 }
