@@ -28,8 +28,10 @@ public enum Recovery {
         }
         // Runs of another host (a Slurm node) whose task ended without collecting them:
         // collected from the shared filesystem; their containers stay for that host's patina.
-        for record in running where Review.inFlight(record) && record.executor?.host != nil && record.executor?.host != RunExecutor.thisHost {
-            guard let ended = await SlurmCluster.taskEnded(record.executor?.jobID) else { continue }
+        let remote = running.filter { Review.inFlight($0) && $0.executor?.host != nil && $0.executor?.host != RunExecutor.thisHost && $0.executor?.jobID != nil }
+        let ended = remote.isEmpty ? [:] : await SlurmCluster.endedTasks(remote.compactMap { $0.executor?.jobID })
+        for record in remote {
+            guard let job = record.executor?.jobID, let ended = ended[job] else { continue }
             results.append(await collect(record, repository: repository, store: store, engine: engine, now: now,
                                          cause: "its slurm task \(record.executor?.jobID ?? "") on \(record.executor?.node ?? "its node") ended \(ended) before it collected the run"))
         }

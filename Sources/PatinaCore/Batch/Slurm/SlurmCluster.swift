@@ -153,19 +153,38 @@ public enum SlurmCluster {
         }
     }
 
-    /// Whether the array task `job` (`JOB_TASK`) has ended, by Slurm's word: its final state
-    /// (e.g. `NODE_FAIL`), or a note when Slurm no longer knows it; nil while it runs or
-    /// when Slurm does not answer (nothing is collected then).
-    public static func taskEnded(_ job: String?) async -> String? {
-        guard let job, !job.isEmpty, let answer = try? await Command.run(["squeue", "--noheader", "--states=all", "--jobs=\(job)", "--format=%T"])
-        else { return nil }
-        guard answer.succeeded else {
-            // Aged out of the controller's memory (MinJobAge): long over.
-            return answer.standardError.contains("Invalid job id") ? "(no longer known to Slurm)" : nil
+    /// Which of the array tasks `tasks` (`JOB_TASK` each) have ended, by Slurm's word: each
+    /// one's final state (e.g. `NODE_FAIL`), or a note when Slurm no longer knows it. A task
+    /// still running, or of a job squeue does not answer for, is not listed (nothing is
+    /// collected then). One squeue call per array job.
+    public static func endedTasks(_ tasks: [String]) async -> [String: String] {
+        var byJob: [String: [(task: String, index: Int)]] = [:]
+        for task in Set(tasks) {
+            let parts = task.split(separator: "_")
+            guard parts.count == 2, let index = Int(parts[1]) else { continue }
+            byJob[String(parts[0]), default: []].append((task, index))
         }
-        guard let state = answer.standardOutput.split(separator: "\n").first.map({ $0.trimmingCharacters(in: .whitespaces) }), !state.isEmpty
-        else { return "(no longer listed by squeue)" }
-        return SlurmCommands.TaskState(index: 0, state: state).isFinished ? state : nil
+        var ended: [String: String] = [:]
+        for (job, members) in byJob {
+            guard let answer = try? await Command.run(SlurmCommands.squeue(job: job)) else { continue }
+            guard answer.succeeded else {
+                // Aged out of the controller's memory (MinJobAge): long over.
+                if answer.standardError.contains("Invalid job id") {
+                    for member in members { ended[member.task] = "(no longer known to Slurm)" }
+                }
+                continue
+            }
+            let states = SlurmCommands.parseTasks(answer.standardOutput)
+            for member in members {
+                // A task that ran is listed on its own line while Slurm remembers it.
+                guard let state = states[member.index] else {
+                    ended[member.task] = "(no longer listed by squeue)"
+                    continue
+                }
+                if state.isFinished { ended[member.task] = state.state }
+            }
+        }
+        return ended
     }
 
     static func lastLine(_ text: String) -> String {
