@@ -99,6 +99,14 @@ struct StartedPatina {
         }
     }
 
+    /// Waits for patina to end by itself (at most `seconds`); its exit status, nil if it did not.
+    func finish(seconds: Double = 180) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        if process.isRunning { kill(); return nil }
+        return process.terminationStatus
+    }
+
     /// SIGKILL, as a crash or the OOM killer would.
     func kill() {
         Foundation.kill(process.processIdentifier, SIGKILL)
