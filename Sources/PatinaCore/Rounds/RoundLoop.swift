@@ -31,6 +31,8 @@ struct RoundLoop {
         record.stopReason = nil
         record.finished = nil
         record.pid = getpid()
+        // A run stopped in round 1 before the loop wrote its rounds (a patina killed then).
+        if record.rounds == nil { record.rounds = [Self.roundEntry(interrupted, round: 1, base: plan.baseCommit, dir: nil)] }
         try? plan.store.save(record)
         let round = record.rounds?.last?.round ?? 1
         progress.step("resuming run \(plan.id) after round \(round) of \(plan.rounds)")
@@ -122,6 +124,7 @@ struct RoundLoop {
             if result.createdNothing { stop = result.status == .interrupted ? .interrupted : .error; break }
         }
         record.stopReason = stop
+        if record.status == .running { record.status = .error }  // a resumed run that could not go on
         record.passedAtRound = record.rounds?.first(where: { $0.check?.passed == true })?.round
         progress.step("rounds: \(round) of \(plan.rounds) used, stopped: \(stop.rawValue)"
             + (record.passedAtRound.map { ", the check passed at round \($0)" } ?? ""))
