@@ -8,16 +8,17 @@ conversation, writes 42 and commits (the check passes). The model picks its turn
 the number of assistant messages, so both sides below get exactly the same turns.
 In the same run, N interleaved pairs (the side that goes first alternates):
 
-  round   `patina yolo --check CHECK --rounds 2 --json TASK`: round 2 is the figure
-          (its own record in run.json `rounds`, from its start to its check's end),
-          plus the loop's glue (the run's duration minus its rounds')
-  resume  `patina yolo --check CHECK --json TASK` (one round, the check fails; not
-          timed), then `patina resume --json RUN FOLLOW-UP`, timed from exec to exit:
-          the same second agent step and check, started by hand
+  round   `patina yolo --check CHECK --rounds 2 --json TASK`, exec to exit, minus
+          the one-round run below: what round 2 adds to the command (its sandbox,
+          agent, collection, check, its containers' removal and the loop's own work)
+  resume  `patina yolo --check CHECK --json TASK` (one round, the check fails), then
+          `patina resume --json RUN FOLLOW-UP`, exec to exit: the same second agent
+          step and check, started by hand
 
 and report the medians, the median of the per-pair ratios round / resume, and each
-side's overhead: its time minus the agent step of run.json (Claude Code in its
-container, the probes included), split into the steps patina records.
+side's overhead: its time minus its agent step from run.json (Claude Code in its
+container, the probes included), with round 2's own record (run.json `rounds`) and
+the steps patina records for both.
 
     python3 benchmarks/rounds.py [--pairs 5]
 
@@ -63,7 +64,7 @@ def image_flags(args):
     return ["--agent-binary", args.agent_binary, "--base-image", args.base_image, "--quiet"]
 
 
-def round_side(args, ws, fake):
+def round_side(args, ws, fake, one_round):
     wall, status, r = run_cmd(args, ws, fake, ["yolo", *image_flags(args), "--json", "--check", CHECK, "--rounds", "2", TASK])
     rounds = r.get("rounds") or []
     if status != 0 or r.get("passed_at_round") != 2 or len(rounds) != 2:
@@ -73,21 +74,20 @@ def round_side(args, ws, fake):
         if step["name"].startswith("round 2 "):
             name = step["name"][len("round 2 "):]
             steps[name] = steps.get(name, 0.0) + step["seconds"]
-    second = rounds[1]["duration_s"]
-    glue = r["duration_s"] - sum(x["duration_s"] for x in rounds)
-    return {"wall": wall, "round2": second, "glue": glue, "steps": steps,
-            "overhead": second - steps.get("agent", 0.0)}
+    added = wall - one_round
+    return {"wall": wall, "added": added, "round2_record": rounds[1]["duration_s"], "steps": steps,
+            "overhead": added - steps.get("agent", 0.0)}
 
 
 def resume_side(args, ws, fake):
-    _, status, first = run_cmd(args, ws, fake, ["yolo", *image_flags(args), "--json", "--check", CHECK, TASK])
+    first_wall, status, first = run_cmd(args, ws, fake, ["yolo", *image_flags(args), "--json", "--check", CHECK, TASK])
     if first.get("status") != "check_failed":
         raise RuntimeError(f"the one-round run did not end check_failed (exit {status}): {first.get('reason')}")
     wall, status, r = run_cmd(args, ws, fake, ["resume", *image_flags(args), "--json", first["id"], FOLLOW_UP])
     if status != 0 or r.get("status") != "succeeded" or not (r.get("check") or {}).get("passed"):
         raise RuntimeError(f"the resume did not pass the check (exit {status}): {r.get('reason')}")
     steps = common.steps_of(r)
-    return {"wall": wall, "steps": steps, "overhead": wall - steps.get("agent", 0.0)}
+    return {"wall": wall, "one_round": first_wall, "steps": steps, "overhead": wall - steps.get("agent", 0.0)}
 
 
 def main():
@@ -106,16 +106,23 @@ def main():
     pairs = []
     try:
         log("warm-up")
-        round_side(args, ws, fake)
-        resume_side(args, ws, fake)
+        warm = resume_side(args, ws, fake)
+        round_side(args, ws, fake, warm["one_round"])
         for n in range(args.pairs):
-            order = ["round", "resume"] if n % 2 == 0 else ["resume", "round"]
+            # The one-round run (the resume side's first command) is the rounds run's baseline:
+            # the side that goes first alternates.
             pair = {}
-            for side in order:
-                pair[side] = round_side(args, ws, fake) if side == "round" else resume_side(args, ws, fake)
-            pair["ratio"] = pair["round"]["round2"] / pair["resume"]["wall"]
+            if n % 2 == 0:
+                pair["resume"] = resume_side(args, ws, fake)
+                pair["round"] = round_side(args, ws, fake, pair["resume"]["one_round"])
+            else:
+                pair["round"] = round_side(args, ws, fake, 0.0)
+                pair["resume"] = resume_side(args, ws, fake)
+                pair["round"]["added"] -= pair["resume"]["one_round"]
+                pair["round"]["overhead"] -= pair["resume"]["one_round"]
+            pair["ratio"] = pair["round"]["added"] / pair["resume"]["wall"]
             pair["overhead_ratio"] = pair["round"]["overhead"] / pair["resume"]["overhead"]
-            log(f"pair {n + 1}/{args.pairs}: round {fmt(pair['round']['round2'])} (+ glue {fmt(pair['round']['glue'])}), "
+            log(f"pair {n + 1}/{args.pairs}: round 2 adds {fmt(pair['round']['added'])} (its record {fmt(pair['round']['round2_record'])}), "
                 f"resume {fmt(pair['resume']['wall'])}, ratio {fmt(pair['ratio'], 'x')}")
             pairs.append(pair)
     finally:
@@ -135,15 +142,17 @@ def main():
                     names.append(name)
     print()
     print(common.table(["", "round 2 of a --rounds run", "fresh patina resume", "ratio (median of pairs)"], [
-        ["wall (round: its record; resume: exec -> exit)", fmt(med("round", "round2")), fmt(med("resume", "wall")),
+        ["wall added (round: 2-round run - 1-round run)", fmt(med("round", "added")), fmt(med("resume", "wall")),
          fmt(median([p["ratio"] for p in pairs]), "x")],
         ["  minus the agent step = overhead", fmt(med("round", "overhead")), fmt(med("resume", "overhead")),
          fmt(median([p["overhead_ratio"] for p in pairs]), "x")],
-        ["loop glue (run minus its rounds)", fmt(med("round", "glue")), "-", ""],
+        ["round 2's own record (run.json rounds)", fmt(med("round", "round2_record")), "-", ""],
+        ["the 1-round run / the 2-round run", fmt(med("resume", "one_round")), fmt(med("round", "wall")), ""],
     ] + [[f"  step {name}", fmt(med_step("round", name)), fmt(med_step("resume", name)), ""] for name in names]))
     print(f"\n{len(pairs)} pairs; ratio min {fmt(min(p['ratio'] for p in pairs), 'x')}, max {fmt(max(p['ratio'] for p in pairs), 'x')}")
     common.write_results("rounds", {"pairs": pairs, "summary": {
-        "round2": common.summary([p["round"]["round2"] for p in pairs]),
+        "round_added": common.summary([p["round"]["added"] for p in pairs]),
+        "round2_record": common.summary([p["round"]["round2_record"] for p in pairs]),
         "resume": common.summary([p["resume"]["wall"] for p in pairs]),
         "ratio": common.summary([p["ratio"] for p in pairs]),
         "overhead_round": common.summary([p["round"]["overhead"] for p in pairs]),
