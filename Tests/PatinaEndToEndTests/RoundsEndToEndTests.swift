@@ -105,6 +105,31 @@ struct RoundsEndToEndTests {
         #expect(followUp.contains("exit code 3"), "\(followUp)")
     }
 
+    @Test func resumingARunWithRoundsIsANewRunWithItsOwnRounds() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "value.txt": "0\n"])
+        let model = try FakeModel(script: [
+            Self.write("41"), .text("Set the value."),
+            Self.write("43"), .text("Changed the value."),
+            Self.write("44"), .text("Changed it again."),
+            Self.write("42"), .text("Fixed it."),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let first = try FinishedRun(patina.yolo("set the value", ["--check", "grep -qx 42 value.txt", "--rounds", "2"]))
+        #expect(first.record["stop_reason"] as? String == "rounds_exhausted")
+        // The follow-up opens the new run's round 1; a failing check there goes round again (rounds 2, the earlier run's).
+        let resumed = try FinishedRun(patina.run(["resume", "--json", first.id, "value.txt must hold 42"]))
+        #expect(resumed.output.status == 0, "\(resumed.output.stderr)")
+        #expect(resumed.id != first.id)
+        #expect(resumed.record["resumed_from"] as? String == first.id)
+        #expect(resumed.branch == first.branch)
+        #expect((resumed.record["rounds"] as? [[String: Any]])?.count == 2)
+        #expect(resumed.record["passed_at_round"] as? Int == 2)
+        #expect(try repo.git("show", "\(first.branch):value.txt") == "42")
+        let earlier = try #require(try JSONSerialization.jsonObject(with: Data(patina.run(["show", "--json", first.id]).stdout.utf8)) as? [String: Any])
+        #expect((earlier["rounds"] as? [[String: Any]])?.count == 2, "the earlier run's record stays as it was")
+        #expect(earlier["passed_at_round"] is NSNull)
+    }
+
     @Test func aRoundThatChangesNothingStopsAndAMalformedReportIsANote() throws {
         let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "value.txt": "0\n"])
         let model = try FakeModel(script: [
