@@ -102,6 +102,13 @@ struct BatchResumeCommand: AsyncParsableCommand {
         if let total = try batchFlags.totalBudget() { record.maxTotalCostUSD = total }
         var plans = try await BatchLauncher.planItems(of: &record, indices: indices, engine: engine)
         for index in indices {
+            // Interrupted between or in its rounds: the same run goes on with the rounds left
+            // (here only: a Slurm task plans its item afresh on its node, so on Slurm it starts over).
+            if executor.kind != .slurm, let previous = record.inputs.items[index].runID, let run = record.runs.first(where: { $0.id == previous }),
+               let plan = plans[index], let continued = BatchLauncher.continuation(of: run, plan: plan) {
+                plans[index] = continued
+                continue
+            }
             if let previous = record.inputs.items[index].runID {
                 record.inputs.items[index].previousRuns.append(previous)
                 if let replaced = record.runs.first(where: { $0.id == previous }) {
