@@ -32,6 +32,12 @@ let package = Package(
             linkerSettings: [.linkedLibrary("git2"), .linkedLibrary("seccomp")]
         ),
 
+        // libcurl (the model proxy's upstream client): its variadic setopt/getinfo.
+        .target(
+            name: "CCurlShim",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
+
         // git: a small owner-class wrapper over libgit2.
         .target(
             name: "PatinaGit",
@@ -56,9 +62,10 @@ let package = Package(
             swiftSettings: strict
         ),
         // model proxy: the Messages API served to one run's sandbox, forwarded with the
-        // real credential, every answer's usage and cost counted (Foundation only).
+        // real credential, every answer's usage and cost counted (Foundation and libcurl).
         .target(
             name: "PatinaModelProxy",
+            dependencies: ["CCurlShim"],
             swiftSettings: strict
         ),
         // core: run planning, lifecycle, run store, templates, session log.

@@ -295,9 +295,10 @@ struct HTTPResponseWriter {
         try socket.write(data)
     }
 
-    /// No CR or LF may reach the client inside a header.
+    /// No CR or LF may reach the client inside a header. (Scalars, not Characters: "\r\n"
+    /// is one Character, equal to neither.)
     static func clean(_ s: String) -> String {
-        s.contains(where: { $0 == "\r" || $0 == "\n" }) ? s.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " ") : s
+        s.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" }) ? s.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " ") : s
     }
 
     static func reason(_ status: Int) -> String {

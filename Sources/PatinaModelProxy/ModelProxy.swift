@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Synchronization
 
 /// The real credential, held by patina only: sent upstream by the proxy, never
@@ -87,7 +84,7 @@ public enum ModelProxyEvent: Sendable {
 /// too) through as they arrive, and counts what every answer used and cost.
 ///
 /// One thread accepts; each client connection has its own thread (Claude Code keeps
-/// a handful open); upstream answers arrive through URLSession's delegate.
+/// a handful open); each upstream request runs on a thread of its own (`Upstream`).
 public final class ModelProxy: Sendable {
     public let configuration: ModelProxyConfiguration
     public let port: Int
@@ -335,17 +332,14 @@ public final class ModelProxy: Sendable {
     }
 
     private func forward(_ request: HTTPRequest, beta: String?, isMessages: Bool, entry: inout APILogEntry, started: Date, writer: HTTPResponseWriter) -> Bool {
-        var upstreamRequest = URLRequest(url: upstreamURL(for: request.target))
-        upstreamRequest.httpMethod = request.method
-        upstreamRequest.httpBody = request.body
-        for (name, value) in request.headers where !Self.notForwarded.contains(name.lowercased()) {
-            upstreamRequest.addValue(value, forHTTPHeaderField: name)
-        }
-        if let beta { upstreamRequest.setValue(beta, forHTTPHeaderField: "anthropic-beta") }
+        var headers = request.headers.filter { !Self.notForwarded.contains($0.name.lowercased()) }
+        if let beta { headers.append(("anthropic-beta", beta)) }
         switch configuration.credential.scheme {
-        case .apiKey: upstreamRequest.setValue(configuration.credential.value, forHTTPHeaderField: "x-api-key")
-        case .bearer: upstreamRequest.setValue("Bearer \(configuration.credential.value)", forHTTPHeaderField: "Authorization")
+        case .apiKey: headers.append(("x-api-key", configuration.credential.value))
+        case .bearer: headers.append(("Authorization", "Bearer \(configuration.credential.value)"))
         }
+        let upstreamRequest = UpstreamRequest(url: upstreamURL(for: request.target), method: request.method, headers: headers,
+                                              body: request.body)
 
         let (stream, cancel) = upstream.start(upstreamRequest)
         var scanner: AnswerScanner?
@@ -382,7 +376,7 @@ public final class ModelProxy: Sendable {
                 } else if let error, entry.status == 0 {
                     // Nothing came back: the upstream could not be reached.
                     let reason = Self.reason(error)
-                    let status = (error as? URLError)?.code == .timedOut ? 504 : 502
+                    let status = (error as? UpstreamError)?.timedOut == true ? 504 : 502
                     noteFailure(reason)
                     let message = "patina's model proxy could not reach \(configuration.upstream.absoluteString): \(reason)"
                     outcome = (try? writer.complete(status: status, json: Self.errorBody(type: "api_error", message: message))) != nil
@@ -461,7 +455,7 @@ public final class ModelProxy: Sendable {
     // MARK: Helpers
 
     /// Headers the client sent that are not passed on: hop-by-hop ones, the ones the
-    /// proxy or URLSession sets, and any credential.
+    /// proxy or libcurl sets, and any credential.
     static let notForwarded: Set<String> = [
         "host", "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection",
         "proxy-authorization", "te", "trailer", "upgrade", "expect", "accept-encoding",

@@ -209,6 +209,36 @@ struct ModelProxyTests {
         #expect(server.requests == 0)
     }
 
+    /// A run's model often thinks for a minute before its first byte; all that time the
+    /// proxy must sleep, not spin (it once burned ~1 s of CPU per second of waiting).
+    @Test func waitingForASlowModelCostsNoCPU() throws {
+        let fake = try FakeModel(script: [.delayed(.text("after a long think"), seconds: 3)], host: "127.0.0.1")
+        let proxy = try Self.proxy(upstream: fake.baseURL)
+        defer { proxy.stop() }
+        let cpuBefore = Self.processCPUSeconds()
+        let started = Date()
+        let response = try Self.send(proxy, key: proxy.configuration.placeholder)
+        let wall = Date().timeIntervalSince(started)
+        let cpu = Self.processCPUSeconds() - cpuBefore
+        #expect(response.status == 200 && response.text.contains("after a long think"))
+        #expect(wall >= 2.9)
+        #expect(cpu < 0.5, "\(cpu) s of CPU while waiting \(wall) s for the model")
+    }
+
+    @Test func aLineBreakInAnUpstreamHeaderCannotStartAnotherHeader() {
+        #expect(HTTPResponseWriter.clean("v\r\nSet-Cookie: x") == "v  Set-Cookie: x")
+        #expect(HTTPResponseWriter.clean("v\nX: y\r") == "v X: y ")
+        #expect(HTTPResponseWriter.clean("plain value") == "plain value")
+    }
+
+    /// User and system time of this whole process so far.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1_000_000 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
+
     @Test func stoppingCutsAnAnswerInFlight() throws {
         let fake = try FakeModel(script: [.text(String(repeating: "a long slow answer ", count: 40))], host: "127.0.0.1")
         try fake.setEventDelay(0.5)
