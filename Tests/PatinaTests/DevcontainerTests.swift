@@ -96,6 +96,34 @@ struct DevcontainerTests {
         #expect(build.context.path == repo.path.appendingPathComponent(".devcontainer").resolvingSymlinksInPath().path)
     }
 
+    /// A base image beside a devcontainer does not make the agent's image: a note says what it does.
+    @Test func baseImageBesideADevcontainerIsSaidToBeTheFirewallsBaseOnly() throws {
+        let d = try load(#"{"image": "debian:bookworm"}"#)
+        var options = YoloOptions(task: "x")
+        var config = PatinaConfig()
+        #expect(SandboxSetup.baseImageNote(options: options, config: config, devcontainer: d) == nil)
+        config.baseImage = "corp/base:1"
+        #expect(SandboxSetup.baseImageNote(options: options, config: config, devcontainer: d)?
+            .hasPrefix("base_image corp/base:1 in .patina/config.json: the agent's image comes from .devcontainer/devcontainer.json") == true)
+        options.baseImage = "local/base:2"
+        let note = try #require(SandboxSetup.baseImageNote(options: options, config: config, devcontainer: d))
+        #expect(note == "--base-image local/base:2: the agent's image comes from .devcontainer/devcontainer.json; this image is the firewall helper's base only (--devcontainer none builds the agent's image from it)")
+    }
+
+    /// An image neither here nor pullable: the engine's last line and the ways on, on one line.
+    @Test func anUnpullableImageSaysTheEnginesReasonAndTheWaysOn() {
+        let engine = "Using default tag: latest\nError response from daemon: Get \"http://127.0.0.1:9/v2/\": dial tcp 127.0.0.1:9: connect: connection refused\n\n"
+        let fromDevcontainer = RunLifecycle.pullFailure(image: "127.0.0.1:9/x:1", engineSaid: engine, baseImage: "debian:bookworm-slim",
+                                                        devcontainer: ".devcontainer/devcontainer.json")
+        #expect(!fromDevcontainer.contains("\n"))
+        #expect(fromDevcontainer.hasPrefix("image 127.0.0.1:9/x:1 is not on this machine and could not be pulled (the engine said: Error response from daemon: Get"))
+        #expect(fromDevcontainer.contains("connection refused)") && fromDevcontainer.contains("--devcontainer none"))
+        #expect(fromDevcontainer.contains("docker tag IMAGE 127.0.0.1:9/x:1") && fromDevcontainer.contains("change the image in .devcontainer/devcontainer.json"))
+        let base = RunLifecycle.pullFailure(image: "debian:bookworm-slim", engineSaid: "", baseImage: "debian:bookworm-slim", devcontainer: nil)
+        #expect(base.contains("(the engine said: no reason given)") && base.contains("pass --base-image with an image this machine has"))
+        #expect(!base.contains("--devcontainer"))
+    }
+
     @Test func rootUserAndRegistryFeatures() throws {
         let d = try load(#"{"image": "debian", "remoteUser": "root", "features": {"ghcr.io/devcontainers/features/node:1": {"version": "20"}}}"#)
         #expect(d.user == nil)

@@ -20,6 +20,8 @@ public struct SandboxSetup: Sendable {
     public var caches: [String]
     public var claude: ClaudeCode
     public var trust: HostTrust
+    /// With a devcontainer, what a base image given by flag or config is used for.
+    public var baseImageNote: String?
 
     /// Distribution packages patina's layer installs besides its own.
     public var packages: [String] {
@@ -40,6 +42,7 @@ public struct SandboxSetup: Sendable {
     public var notes: [String] {
         var lines: [String] = []
         if let devcontainer { lines += devcontainer.summary }
+        if let baseImageNote { lines.append(baseImageNote) }
         for t in toolchains {
             let installedHere = installed.contains { $0.name == t.name }
             lines.append("toolchain " + t.summary + (installedHere ? "" : " (provided by the devcontainer; patina installs nothing)"))
@@ -105,6 +108,17 @@ public struct SandboxSetup: Sendable {
             configured: config.caCertificates, hostCA: !options.noHostCA, repositoryRoot: root, environment: environment)
         return SandboxSetup(
             devcontainer: devcontainer, devcontainerCLI: cli, toolchains: toolchains, installed: installed,
-            autoPresets: autoPresets, caches: caches, claude: claude, trust: trust)
+            autoPresets: autoPresets, caches: caches, claude: claude, trust: trust,
+            baseImageNote: devcontainer.flatMap { baseImageNote(options: options, config: config, devcontainer: $0) })
+    }
+
+    /// A base image given beside a devcontainer does not make the agent's image (the
+    /// devcontainer does); it is the firewall helper's base. Said, with the way to use it instead.
+    static func baseImageNote(options: YoloOptions, config: PatinaConfig, devcontainer: Devcontainer) -> String? {
+        let given: String
+        if let flag = options.baseImage { given = "--base-image \(flag)" }
+        else if let configured = config.baseImage { given = "base_image \(configured) in .patina/config.json" }
+        else { return nil }
+        return "\(given): the agent's image comes from \(devcontainer.path); this image is the firewall helper's base only (--devcontainer none builds the agent's image from it)"
     }
 }

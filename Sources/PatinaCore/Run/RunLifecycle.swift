@@ -296,6 +296,7 @@ public final class RunLifecycle: @unchecked Sendable {
             progress.step("devcontainer \(devcontainer.path)" + (devcontainer.notActedOn.isEmpty ? ""
                 : "; not acted on: " + devcontainer.notActedOn.map { $0.split(separator: " ").first.map(String.init) ?? $0 }.joined(separator: ", ")))
         }
+        if let note = setup.baseImageNote { progress.note(note) }
         let installed = setup.installed.map { $0.name + ($0.provides.map { " \($0)" } ?? "") }
         if !installed.isEmpty { progress.step("toolchains: \(installed.joined(separator: ", "))") }
         for note in setup.toolchains.flatMap(\.notes) { progress.note(note) }

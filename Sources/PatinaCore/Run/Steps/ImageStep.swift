@@ -84,9 +84,22 @@ extension RunLifecycle {
         progress.step("pulling base image \(image)")
         let pull = try await engine.run(["pull", image])
         guard pull.succeeded else {
-            let from = image == plan.baseImage ? "pass --base-image" : "check the image in \(plan.sandbox.devcontainer?.path ?? "devcontainer.json")"
-            throw PatinaError(.environment, "image \(image) is not available locally and `docker pull` failed; build or import it first, or \(from)")
+            throw PatinaError(.environment, Self.pullFailure(image: image, engineSaid: pull.standardError + "\n" + pull.standardOutput,
+                                                             baseImage: plan.baseImage, devcontainer: plan.sandbox.devcontainer?.path))
         }
+    }
+
+    /// One line for an image that is neither here nor pullable: the engine's reason and the ways on.
+    static func pullFailure(image: String, engineSaid: String, baseImage: String, devcontainer: String?) -> String {
+        let reason = engineSaid.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.last { !$0.isEmpty }
+            .map { Escaping.clip(String($0), 300) } ?? "no reason given"
+        let ways: String
+        if let devcontainer, image != baseImage {
+            ways = "build or tag \(image) on this machine (docker build -t \(image) … / docker tag IMAGE \(image)), change the image in \(devcontainer), or pass --devcontainer none to build the sandbox from patina's base image"
+        } else {
+            ways = "build or tag \(image) on this machine (docker build -t \(image) … / docker tag IMAGE \(image)), or pass --base-image with an image this machine has"
+        }
+        return "image \(image) is not on this machine and could not be pulled (the engine said: \(reason)); \(ways)"
     }
 }
 
