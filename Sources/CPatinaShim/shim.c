@@ -175,6 +175,12 @@ int patina_detach_mount(const char *target) {
     return syscall(SYS_umount2, target, detach | nofollow) == 0 ? 0 : errno;
 }
 
+int patina_overlay_mount(const char *target, const char *options) {
+    // MS_NOSUID | MS_NODEV, spelled out for the same clash as above.
+    const unsigned long nosuid = 2, nodev = 4;
+    return syscall(SYS_mount, "overlay", target, "overlay", nosuid | nodev, options) == 0 ? 0 : errno;
+}
+
 int patina_terminal_size(int fd, int *rows, int *columns) {
     struct winsize size;
     if (ioctl(fd, TIOCGWINSZ, &size) != 0) return -1;

@@ -56,6 +56,8 @@ public struct RunLayout: Sendable {
     public var checkGit: URL { sandbox.appendingPathComponent("check-git") }
     public var checkObjects: URL { sandbox.appendingPathComponent("check-objects") }
     public var checkLog: URL { runDirectory.appendingPathComponent("check.log") }
+    /// The check's overlays of the warm caches (`CheckCaches`): what it wrote, removed after it.
+    public var checkCaches: URL { sandbox.appendingPathComponent("check-caches") }
     /// Where the agent's view of its worktree is mounted when patina runs as root (an
     /// idmapped mount: the agent's uid sees root's files as its own). Beside the runs, in
     /// `views/`, never inside a directory patina removes recursively: removing the files

@@ -64,10 +64,22 @@ extension RunLifecycle {
             spec.mounts.append(Mount(source: layout.lifecycleScript.path, target: RunLayout.containerLifecycle, readOnly: true))
             script += "/bin/sh \(RunLayout.containerLifecycle) || exit $?\n"
         }
-        // No credential, and no warm cache: what the agent left in a cache must not decide
-        // whether the check passes. The proxy, when there is one, is the way out.
+        // No credential. The warm caches the agent had, read through overlays: the check
+        // downloads no more than the agent did, and what it writes there goes with it.
+        CheckCaches.remove(under: layout.checkCaches)
+        let caches = CheckCaches.mount(self.caches, under: layout.checkCaches, uid: plan.agentUID, gid: plan.agentGID)
+        defer {
+            if !CheckCaches.remove(under: layout.checkCaches) {
+                progress.warn("the check's cache overlays under \(layout.checkCaches.path) could not be unmounted")
+            }
+        }
+        for note in caches.notes { progress.note(note) }
+        if !caches.mounts.isEmpty {
+            steps.note("check: warm caches through overlays: " + caches.mounts.map { "\($0.target) ← \($0.source)" }.joined(separator: ", "))
+        }
+        spec.mounts += caches.mounts
         spec.passEnvironment = plan.sandbox.trust.passedVariables
-        spec.environment = ["HOME": RunLayout.containerHome, "PATINA_RUN_ID": plan.id, "PATINA_CHECK": "1"]
+        spec.environment = caches.environment.merging(["HOME": RunLayout.containerHome, "PATINA_RUN_ID": plan.id, "PATINA_CHECK": "1"]) { $1 }
         let timeout = plan.checkTimeoutSeconds
         spec.command = ["timeout", "--signal=KILL", String(Int(timeout) + 30), "bash", "-c", script + command]
 
