@@ -216,6 +216,7 @@ struct ProjectsEndToEndTests {
         #expect(shell.stderr.contains("proxy.golang.org does not resolve"), "\(shell.stderr)")
 
         let broken = try FinishedRun(PatinaRunner(repository: repo, baseURL: breaking.baseURL).yolo("change a constant", ["--check", check]))
+        Self.expectCacheUntouchedByTheCheck(repo, "go")
         #expect(broken.status == "check_failed", "\(broken.output.stderr.suffix(3000))")
         #expect(broken.output.status == 1)
         let brokenCheck = broken.record["check"] as? [String: Any] ?? [:]

@@ -33,6 +33,43 @@ struct WarmCacheTests {
         }
     }
 
+    /// The check's view of the caches: read warm through an overlay, written nowhere that stays.
+    @Test func theChecksCachesAreOverlaysThatLeaveTheCacheAsItWas() throws {
+        let lease = try store.lease(["pip", "go"], privateRoot: privateRoot, uid: 1000, gid: 1000)
+        defer { lease.release() }
+        try Data("warm".utf8).write(to: store.directory("pip").appendingPathComponent("wheel"))
+        let root = repo.root.appendingPathComponent("run/sandbox/check-caches")
+        let caches = CheckCaches.mount(lease, under: root, uid: 1000, gid: 1000)
+        defer { CheckCaches.remove(under: root) }
+        guard getuid() == 0 else {
+            #expect(caches.mounts.isEmpty && caches.environment.isEmpty)
+            #expect(caches.notes == ["the check runs without the warm caches: an overlay of them (read warm, written nowhere) needs patina to run as root"])
+            return
+        }
+        #expect(caches.notes.isEmpty, "\(caches.notes)")
+        #expect(caches.mounts.map(\.target) == ["/patina/cache/pip", "/patina/cache/go"])
+        #expect(caches.mounts.allSatisfy { $0.source.hasPrefix(root.path) && !$0.readOnly })
+        #expect(caches.environment["PIP_CACHE_DIR"] == "/patina/cache/pip" && caches.environment["GOFLAGS"] == "-modcacherw")
+        #expect(OverlayMount.mountPoints(under: root).count == 2)
+        let view = URL(fileURLWithPath: caches.mounts[0].source)
+        #expect(try String(contentsOf: view.appendingPathComponent("wheel"), encoding: .utf8) == "warm")
+        try Data("written".utf8).write(to: view.appendingPathComponent("wheel"))
+        try Data("new".utf8).write(to: view.appendingPathComponent("lock"))
+        var info = stat()
+        #expect(stat(view.path, &info) == 0 && info.st_uid == 1000)
+        #expect(CheckCaches.remove(under: root))
+        #expect(OverlayMount.mountPoints(under: root).isEmpty && !FileManager.default.fileExists(atPath: root.path))
+        #expect(try String(contentsOf: store.directory("pip").appendingPathComponent("wheel"), encoding: .utf8) == "warm")
+        #expect(!FileManager.default.fileExists(atPath: store.directory("pip").appendingPathComponent("lock").path))
+    }
+
+    @Test func anOverlayCannotNameEveryPath() {
+        let ok = URL(fileURLWithPath: "/a/b"), bad = URL(fileURLWithPath: "/a,upperdir=/etc")
+        #expect(OverlayMount.options(lower: ok, upper: URL(fileURLWithPath: "/u"), work: URL(fileURLWithPath: "/w")) == "lowerdir=/a/b,upperdir=/u,workdir=/w")
+        #expect(OverlayMount.options(lower: bad, upper: ok, work: ok) == nil)
+        #expect(OverlayMount.options(lower: URL(fileURLWithPath: "/a:b"), upper: ok, work: ok) == nil)
+    }
+
     @Test func sharedCachesAreSharedAnExclusiveOneGoesToOneRun() throws {
         let first = try store.lease(["pip", "yarn"], privateRoot: privateRoot, uid: 1000, gid: 1000)
         let second = try store.lease(["pip", "yarn"], privateRoot: repo.root.appendingPathComponent("run2/caches"), uid: 1000, gid: 1000)

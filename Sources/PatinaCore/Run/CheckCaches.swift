@@ -44,8 +44,12 @@ struct CheckCaches {
     /// True when nothing stays mounted there.
     @discardableResult
     static func remove(under root: URL) -> Bool {
-        for point in OverlayMount.mountPoints(under: root) { IdmappedMount.detach(URL(fileURLWithPath: point)) }
-        let left = OverlayMount.mountPoints(under: root)
+        var left = OverlayMount.mountPoints(under: root)
+        // A mount stacked on another at one point takes one detach each.
+        for _ in 0..<3 where !left.isEmpty {
+            for point in left { IdmappedMount.detach(URL(fileURLWithPath: point)) }
+            left = OverlayMount.mountPoints(under: root)
+        }
         if left.isEmpty { try? FileManager.default.removeItem(at: root) }
         return left.isEmpty
     }

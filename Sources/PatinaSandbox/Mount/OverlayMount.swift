@@ -32,7 +32,9 @@ public enum OverlayMount {
     /// The mount points below `directory` (this process's mount table), deepest first.
     public static func mountPoints(under directory: URL) -> [String] {
         let prefix = directory.standardizedFileURL.path + "/"
-        let table = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        // Read to its end: a /proc file says it is empty, and a reader trusting its size stops short.
+        let data = (try? FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/mountinfo")).readToEnd()) ?? Data()
+        let table = String(decoding: data, as: UTF8.self)
         // Field 5 is the mount point, with space, tab, newline and backslash as octal escapes.
         let points = table.split(separator: "\n").compactMap { line -> String? in
             let fields = line.split(separator: " ")
