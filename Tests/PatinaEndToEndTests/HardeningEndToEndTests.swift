@@ -1,5 +1,6 @@
 import Foundation
 import PatinaCore
+import PatinaSandbox
 import PatinaTestSupport
 import Testing
 
@@ -428,8 +429,7 @@ struct HardeningEndToEndTests {
         #expect(setuid == "", "setuid or setgid on the host: \(setuid)")
         let views = run.runDir.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("views")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: views.path)) ?? []).isEmpty)
-        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        #expect(!mounts.contains(views.path), "a view is still mounted: \(mounts)")
+        #expect(MountTable.points(under: views).isEmpty, "a view is still mounted: \(MountTable.points(under: views))")
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
     }
 

@@ -45,7 +45,7 @@ struct ProjectsEndToEndTests {
         let found = (FileManager.default.enumerator(atPath: repo.home.path)?.allObjects as? [String] ?? [])
             .filter { $0.contains("/cache/\(name)/written-by-") }
         #expect(found.count == 1 && found[0].hasSuffix("written-by-the-agent"), "\(found)", sourceLocation: sourceLocation)
-        #expect(OverlayMount.mountPoints(under: repo.home).isEmpty, "\(OverlayMount.mountPoints(under: repo.home))", sourceLocation: sourceLocation)
+        #expect(MountTable.points(under: repo.home).isEmpty, "\(MountTable.points(under: repo.home))", sourceLocation: sourceLocation)
     }
 
     static func value(_ key: String, in text: String) -> String? {

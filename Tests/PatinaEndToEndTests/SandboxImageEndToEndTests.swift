@@ -211,7 +211,7 @@ struct SandboxImageEndToEndTests {
         let uvCache = repo.home.appendingPathComponent("repos")
         let cacheFiles = FileManager.default.enumerator(atPath: uvCache.path)?.allObjects as? [String] ?? []
         #expect(!cacheFiles.isEmpty && !cacheFiles.contains { $0.hasSuffix("written-by-the-check") }, "\(cacheFiles.prefix(20))")
-        #expect(OverlayMount.mountPoints(under: repo.home).isEmpty, "\(OverlayMount.mountPoints(under: repo.home))")
+        #expect(MountTable.points(under: repo.home).isEmpty, "\(MountTable.points(under: repo.home))")
         // Detected, preset added and recorded, host CA trusted.
         let toolchains = first.record["toolchains"] as? [[String: Any]] ?? []
         #expect(toolchains.first?["name"] as? String == "python")

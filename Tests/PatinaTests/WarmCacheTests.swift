@@ -50,7 +50,7 @@ struct WarmCacheTests {
         #expect(caches.mounts.map(\.target) == ["/patina/cache/pip", "/patina/cache/go"])
         #expect(caches.mounts.allSatisfy { $0.source.hasPrefix(root.path) && !$0.readOnly })
         #expect(caches.environment["PIP_CACHE_DIR"] == "/patina/cache/pip" && caches.environment["GOFLAGS"] == "-modcacherw")
-        #expect(OverlayMount.mountPoints(under: root).count == 2)
+        #expect(MountTable.points(under: root).count == 2)
         let view = URL(fileURLWithPath: caches.mounts[0].source)
         #expect(try String(contentsOf: view.appendingPathComponent("wheel"), encoding: .utf8) == "warm")
         try Data("written".utf8).write(to: view.appendingPathComponent("wheel"))
@@ -58,7 +58,7 @@ struct WarmCacheTests {
         var info = stat()
         #expect(stat(view.path, &info) == 0 && info.st_uid == 1000)
         #expect(CheckCaches.remove(under: root))
-        #expect(OverlayMount.mountPoints(under: root).isEmpty && !FileManager.default.fileExists(atPath: root.path))
+        #expect(MountTable.points(under: root).isEmpty && !FileManager.default.fileExists(atPath: root.path))
         #expect(try String(contentsOf: store.directory("pip").appendingPathComponent("wheel"), encoding: .utf8) == "warm")
         #expect(!FileManager.default.fileExists(atPath: store.directory("pip").appendingPathComponent("lock").path))
     }

@@ -44,11 +44,11 @@ struct CheckCaches {
     /// True when nothing stays mounted there.
     @discardableResult
     static func remove(under root: URL) -> Bool {
-        var left = OverlayMount.mountPoints(under: root)
+        var left = MountTable.points(under: root)
         // A mount stacked on another at one point takes one detach each.
         for _ in 0..<3 where !left.isEmpty {
             for point in left { IdmappedMount.detach(URL(fileURLWithPath: point)) }
-            left = OverlayMount.mountPoints(under: root)
+            left = MountTable.points(under: root)
         }
         if left.isEmpty { try? FileManager.default.removeItem(at: root) }
         return left.isEmpty
