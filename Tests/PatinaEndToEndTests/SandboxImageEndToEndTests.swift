@@ -174,6 +174,28 @@ struct SandboxImageEndToEndTests {
         #expect(try repo.git("rev-parse", "main") == main)
     }
 
+    /// A patina killed while its check runs leaves the check's cache overlays mounted; the next
+    /// patina command collects the run and detaches them, leaving the cache as it was.
+    @Test func theChecksCacheOverlaysOfAKilledPatinaAreDetachedByTheNextCommand() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# calc\n", "pyproject.toml": "[project]\nname = \"calc\"\nversion = \"0.1.0\"\n"])
+        let model = try FakeModel(script: [.text("Nothing to do.")])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
+                                        "--check", #"touch "$PIP_CACHE_DIR/written-by-the-check" /tmp/checking && tail -f /dev/null"#, "wait in the check"])
+        let checking = awaitContainer(of: repo, endingIn: "-check", whereSucceeds: ["test", "-e", "/tmp/checking"], seconds: 300) != nil
+        #expect(checking, "the check did not start")
+        #expect(MountTable.points(under: repo.home).count == 1, "\(MountTable.points(under: repo.home))")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+
+        let listed = try patina.run(["runs"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        #expect(MountTable.points(under: repo.home).isEmpty, "\(MountTable.points(under: repo.home))")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+        let files = FileManager.default.enumerator(atPath: repo.home.path)?.allObjects as? [String] ?? []
+        #expect(!files.contains { $0.contains("written-by-the-check") || $0.contains("check-caches") }, "\(files.filter { $0.contains("check") })")
+    }
+
     /// A Python repository with no devcontainer, using uv (uv.lock): detected, uv from the
     /// package index, python from Debian; the pypi preset is added, the host's CA trusted.
     @Test func pythonRepositoryIsDetectedReachesItsIndexAndTheSecondRunFindsTheCacheWarm() throws {
