@@ -81,7 +81,7 @@ extension RunLifecycle {
 
     func ensureImage(_ image: String) async throws {
         if await engine.imageExists(image) { return }
-        progress.step("pulling base image \(image)")
+        progress.step("pulling image \(image)")
         let pull = try await engine.run(["pull", image])
         guard pull.succeeded else {
             throw PatinaError(.environment, Self.pullFailure(image: image, engineSaid: pull.standardError + "\n" + pull.standardOutput,
