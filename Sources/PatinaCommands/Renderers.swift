@@ -70,6 +70,7 @@ final class SingleRunRenderer: Sendable {
         case .apiError(let status): line = "  [\(clock)] the model API answered \(status)"
         case .modelAPI(let status, let rateLimited, let overloaded):
             line = "  [\(clock)] " + RunSummary.apiPushback(status: status, rateLimited: rateLimited, overloaded: overloaded)
+        case .placement(let state, let node, let reason): line = "• slurm: " + RunEvent.placementText(state: state, node: node, reason: reason)
         case .phase, .finished: line = nil
         }
         guard let line, !quiet else { return }
@@ -92,6 +93,8 @@ final class BatchRenderer: @unchecked Sendable {
         var started = Date()
         /// 429/529 answers so far.
         var pushback = 0
+        /// Where the executor placed it (`pending (Resources)`, `running on node12`).
+        var placement: String?
     }
 
     private let lock = NSLock()
@@ -175,6 +178,10 @@ final class BatchRenderer: @unchecked Sendable {
                 active[id]?.cost = cost
                 text = "turn \(turn) · \(name)" + (summary.isEmpty ? "" : " · \(summary)")
             case .step(let s): text = s
+            case .placement(let state, let node, let reason):
+                let phrase = RunEvent.placementText(state: state, node: node, reason: reason)
+                active[id]?.placement = phrase
+                text = "slurm: " + phrase
             case .note(let s): text = s
             case .agentStarted(let model): text = "agent started" + (model.map { " (\($0))" } ?? "")
             case .toolError(let s): text = "↳ error: \(s)"
@@ -260,6 +267,7 @@ final class BatchRenderer: @unchecked Sendable {
             return String(format: "  %@  %@  %-8@ turn %d  %@  $%.4f", short, Terminal.line(who), run.phase.rawValue, run.turns,
                           Terminal.clock(now.timeIntervalSince(run.started)), run.cost)
                 + (run.pushback > 0 ? "  429/529 ×\(run.pushback)" : "")
+                + (run.placement.map { "  \($0)" } ?? "")
         }
         let running = runs.count
         let queued = max(0, total - done - running)

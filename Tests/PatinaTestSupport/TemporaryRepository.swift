@@ -6,8 +6,9 @@ public final class TemporaryRepository: @unchecked Sendable {
     public let path: URL
     public let home: URL
 
-    public init(files: [String: String] = ["README.md": "# demo\n"]) throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("patina-test-\(UUID().uuidString.prefix(8))")
+    /// `under`: the directory to make it in (default: the temporary directory).
+    public init(files: [String: String] = ["README.md": "# demo\n"], under parent: URL? = nil) throws {
+        root = (parent ?? FileManager.default.temporaryDirectory).appendingPathComponent("patina-test-\(UUID().uuidString.prefix(8))")
         path = root.appendingPathComponent("repo")
         home = root.appendingPathComponent("patina-home")
         try FileManager.default.createDirectory(at: path, withIntermediateDirectories: true)

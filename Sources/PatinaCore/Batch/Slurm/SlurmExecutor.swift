@@ -178,13 +178,8 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
                     ?? tasks[SlurmCommands.remainingTasks].map { SlurmCommands.TaskState(index: arrayIndex, state: $0.state, node: nil, reason: $0.reason) }
                     ?? SlurmCommands.TaskState(index: arrayIndex, state: "GONE", node: shown[arrayIndex]?.node, reason: nil)
                 if shown[arrayIndex] != task && !task.isFinished {
-                    switch task.state {
-                    case "PENDING": runProgress.step("slurm: pending" + (task.reason.map { " (\($0))" } ?? ""))
-                    case "RUNNING":
-                        runProgress.phase(.agent)
-                        runProgress.step("slurm: running on \(task.node ?? "?")")
-                    default: runProgress.step("slurm: \(task.state.lowercased())" + (task.node.map { " on \($0)" } ?? ""))
-                    }
+                    if task.state == "RUNNING" { runProgress.phase(.agent) }
+                    runProgress.emit(.placement(state: task.state, node: task.node, reason: task.state == "RUNNING" ? nil : task.reason))
                 }
                 if task.node == nil, let node = shown[arrayIndex]?.node {
                     shown[arrayIndex] = SlurmCommands.TaskState(index: arrayIndex, state: task.state, node: node, reason: task.reason)
@@ -226,18 +221,19 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
             return
         }
         if run.status == .running {
-            // The task ended without collecting (SIGKILL past KillWait, node lost). A run of
-            // this host is collected here, as any patina command would; one of another host
-            // stays running for the patina on that host (a pid and containers live there).
-            if run.executor?.host == RunExecutor.thisHost {
-                progress.warn("slurm task \(job)_\(arrayIndex) on \(task.node ?? "?") ended \(task.state) before its run was collected; collecting it here")
-                let recovered = await Recovery.collect(run, repository: plan.repository, store: plan.store, engine: engine, now: Date())
-                run = recovered.record
-                if let problem = recovered.problem { progress.warn("could not collect it: \(problem)") }
-            } else {
-                progress.warn("slurm task \(job)_\(arrayIndex) on \(task.node ?? "?") ended \(task.state) before its run was collected; "
-                              + "the next patina command on \(run.executor?.host ?? "its host") collects it")
-            }
+            // The task ended without collecting (SIGKILL past KillWait, node lost): the run is
+            // collected here from the shared filesystem. Its containers are removed here when
+            // it ran on this host, else by the next patina command on its host (a pid and
+            // containers mean something only there).
+            let node = task.node ?? run.executor?.node ?? "?"
+            let cause = task.state == "NODE_FAIL"
+                ? "node \(node) was lost (slurm task \(job)_\(arrayIndex) ended NODE_FAIL) before the run was collected"
+                : "slurm task \(job)_\(arrayIndex) on \(node) ended \(task.state) before its run was collected"
+            let host = run.executor?.host.flatMap { $0 == RunExecutor.thisHost ? nil : $0 }
+            progress.warn(cause + "; collecting it here" + (host.map { " (its containers on \($0) are removed by the next patina command there)" } ?? ""))
+            let recovered = await Recovery.collect(run, repository: plan.repository, store: plan.store, engine: engine, now: Date(), cause: cause)
+            run = recovered.record
+            if let problem = recovered.problem { progress.warn("could not collect it: \(problem)") }
         }
         if let usage, run.requests == nil || usage.requests > 0 {
             run.takeFigures(from: usage)
