@@ -11,6 +11,11 @@ public struct SandboxExtras: Sendable, Equatable {
         self.mounts = mounts
         self.environment = environment
     }
+
+    /// The warm caches' mounts and environment (none without a lease).
+    init(_ caches: CacheLease?) {
+        self.init(mounts: caches?.mounts ?? [], environment: caches?.environment ?? [:])
+    }
 }
 
 /// How the agent reaches the model: its run's proxy, with a placeholder credential
