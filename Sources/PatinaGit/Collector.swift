@@ -1,3 +1,4 @@
+// Over 450 lines on purpose: the one collection path (the agent's tree into commits, leftovers, ownership) kept whole so it can be read and reviewed as one.
 import CGit2
 import CPatinaShim
 import Foundation

@@ -18,22 +18,6 @@ public struct SandboxExtras: Sendable, Equatable {
     }
 }
 
-/// How the agent reaches the model: its run's proxy, with a placeholder credential
-/// that is worth nothing anywhere else.
-public struct ModelAccess: Sendable, Equatable {
-    /// The proxy's URL, the sandbox's ANTHROPIC_BASE_URL.
-    public var baseURL: String
-    /// The variable Claude Code reads the credential from (the one the user set).
-    public var variable: String
-    public var placeholder: String
-
-    public init(baseURL: String, variable: String, placeholder: String) {
-        self.baseURL = baseURL
-        self.variable = variable
-        self.placeholder = placeholder
-    }
-}
-
 /// The agent's container as a value: no capabilities, no new privileges, the
 /// seccomp profile, read-only root, limits, non-root; only the run's own paths
 /// mounted. The probe and check containers start from this same spec.
