@@ -88,9 +88,13 @@ public final class RunLifecycle: Sendable {
 
     /// Runs every step (every round, with `--rounds`) and returns the final record; never throws.
     public func execute() async -> RunRecord {
-        var record = await executeRound()
-        if plan.rounds > 1, plan.shell == nil, !record.createdNothing {
-            record = await RoundLoop(plan: plan, engine: engine, progress: progress, control: control).run(from: record)
+        let loop = RoundLoop(plan: plan, engine: engine, progress: progress, control: control)
+        var record: RunRecord
+        if let interrupted = plan.continuing {
+            record = await loop.resume(interrupted)
+        } else {
+            record = await executeRound()
+            if plan.rounds > 1, plan.shell == nil, !record.createdNothing { record = await loop.run(from: record) }
         }
         progress.phase(.done)
         progress.emit(.finished(record))
