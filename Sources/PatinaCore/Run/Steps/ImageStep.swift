@@ -50,7 +50,7 @@ extension RunLifecycle {
 
     /// The firewall's image: patina's netguard Dockerfile on the run's base image.
     func netguardRecipe() throws -> ImageRecipe {
-        ImageRecipe(repository: "patina-netguard", dockerfile: try protections.netguardDockerfile())
+        ImageRecipe(repository: "patina-netguard", dockerfile: try Netguard.dockerfile(templates: plan.templates, baseImage: plan.baseImage))
     }
 
     /// The devcontainer's image (its `image`, or built from its Dockerfile or by the
