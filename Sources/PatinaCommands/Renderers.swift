@@ -185,7 +185,7 @@ final class BatchRenderer: Sendable {
             case .step(let s): text = s
             case .placement(let state, let node, let reason):
                 let phrase = RunEvent.placementText(state: state, node: node, reason: reason)
-                active[id]?.placement = phrase
+                b.active[id]?.placement = phrase
                 text = "slurm: " + phrase
             case .note(let s): text = s
             case .agentStarted(let model): text = "agent started" + (model.map { " (\($0))" } ?? "")
