@@ -6,9 +6,10 @@ public final class TemporaryRepository: @unchecked Sendable {
     public let path: URL
     public let home: URL
 
-    public init(files: [String: String] = ["README.md": "# demo\n"]) throws {
+    /// `name`: the repository's folder name.
+    public init(files: [String: String] = ["README.md": "# demo\n"], name: String = "repo") throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("patina-test-\(UUID().uuidString.prefix(8))")
-        path = root.appendingPathComponent("repo")
+        path = root.appendingPathComponent(name)
         home = root.appendingPathComponent("patina-home")
         try FileManager.default.createDirectory(at: path, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
@@ -21,6 +22,13 @@ public final class TemporaryRepository: @unchecked Sendable {
     }
 
     deinit {
+        // A store placed in patina's neutral folder (StorePlacement) goes with the home.
+        let repos = home.appendingPathComponent("repos")
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: repos.path)) ?? [] {
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: repos.appendingPathComponent(name).path) {
+                try? FileManager.default.removeItem(atPath: target)
+            }
+        }
         try? FileManager.default.removeItem(at: root)
     }
 

@@ -39,6 +39,8 @@ public final class RunLifecycle: @unchecked Sendable {
     var worktreeWatch: WorktreeWatch?
     /// The warm caches this run holds, from the render step until collection.
     var caches: CacheLease?
+    /// The volume holding Claude Code's binary (ClaudeVolume), from the image step on; nil with npm's.
+    var claudeVolume: String?
     /// The run's model endpoint outside the sandbox, from the sandbox step until the agent ends.
     var modelProxy: ModelProxy?
     /// What the agent's container is told about the proxy.
@@ -101,6 +103,10 @@ public final class RunLifecycle: @unchecked Sendable {
 
     /// Runs every step (every round, with `--rounds`) and returns the final record; never throws.
     public func execute() async -> RunRecord {
+        // Before anything of the run exists: what the sandbox mounts lies in a neutral folder.
+        if case .inPlace(let why) = StorePlacement.place(plan.store) {
+            steps.note("the store stays in patina's home, whose path the sandbox's mount table shows: \(why)")
+        }
         var record = await executeRound()
         if plan.rounds > 1, plan.shell == nil, !record.createdNothing {
             record = await RoundLoop(plan: plan, engine: engine, progress: progress, control: control).run(from: record)

@@ -45,6 +45,9 @@ extension RunLifecycle {
             try await cache.ensure(recipe, labels: ["patina.image": "netguard"], beforeBuilding: prepareBuild("firewall", base: plan.baseImage))
         }
         let agent = try await cache.ensure(recipe, labels: ["patina.image": "agent"], beforeBuilding: prepareBuild("agent", base: base))
+        if let binary = plan.agentBinary {
+            claudeVolume = try await ClaudeVolume.ensure(binary: binary, version: plan.sandbox.claude.version, image: agent, engine: engine, cache: cache)
+        }
         return SandboxImages(agent: agent, netguard: try await netguard, agentDockerfile: recipe.dockerfile, base: base)
     }
 

@@ -65,8 +65,11 @@ extension RunLifecycle {
         }
     }
 
+    /// The warm caches and Claude Code's volume.
     var sandboxExtras: SandboxExtras {
-        caches.map { SandboxExtras(mounts: $0.mounts, environment: $0.environment) } ?? SandboxExtras()
+        var extras = caches.map { SandboxExtras(mounts: $0.mounts, environment: $0.environment) } ?? SandboxExtras()
+        if let claudeVolume { extras.mounts.append(ClaudeVolume.mount(claudeVolume)) }
+        return extras
     }
 
     /// The repository's tags, readable to a sandbox's git (`git describe --tags`, setuptools-scm,
