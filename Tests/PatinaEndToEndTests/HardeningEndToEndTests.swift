@@ -79,7 +79,7 @@ struct HardeningEndToEndTests {
         let mountPoints = Set((out["MOUNT-POINTS"] ?? "").split(separator: " ").map(String.init))
             .filter { !["/proc", "/sys", "/dev"].contains(where: $0.hasPrefix) }
         let needed: Set = ["/", "/tmp", "/workspace", "/workspace/.git", "/patina/git", "/patina/host-objects", "/home/agent",
-                           "/patina/command-limits.sh", "/patina/probe.sh", "/patina/handshake", "/patina/firewall/selftest.sh",
+                           "/patina/command-limits.sh", "/patina/probe.sh", "/patina/handshake", "/patina/firewall/selftest.sh", "/patina/claude",
                            "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/sbin/docker-init", "/usr/sbin/docker-init"]
         #expect(!mountPoints.isEmpty && mountPoints.isSubset(of: needed), "mounted: \(mountPoints.subtracting(needed))")
 

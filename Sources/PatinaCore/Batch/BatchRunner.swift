@@ -41,6 +41,9 @@ public final class BatchRunner: @unchecked Sendable {
     public func run() async -> BatchRecord {
         let started = Date()
         lock.withLock { batch.pid = getpid() }
+        // Before the batch's folder exists: its runs' store lies in the neutral folder from the
+        // start (not for Slurm's batches: their nodes must find the store on the shared filesystem).
+        StorePlacement.place(store.runs)
         save()
         await withTaskGroup(of: Void.self) { group in
             for index in plans.keys.sorted() {

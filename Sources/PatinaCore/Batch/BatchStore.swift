@@ -20,8 +20,6 @@ public struct BatchStore: Sendable {
     /// `batches/.running/`, so recovery finds one whose patina died without reading every batch.
     public func save(_ batch: BatchRecord) throws {
         let url = recordURL(batch.id)
-        // Before the batch's folder exists: the store lies in a neutral folder from the start.
-        if batch.status == .running { StorePlacement.place(runs) }
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let marker = runningDirectory.appendingPathComponent(batch.id)
         if batch.status == .running {

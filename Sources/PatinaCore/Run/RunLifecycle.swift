@@ -104,7 +104,8 @@ public final class RunLifecycle: @unchecked Sendable {
     /// Runs every step (every round, with `--rounds`) and returns the final record; never throws.
     public func execute() async -> RunRecord {
         // Before anything of the run exists: what the sandbox mounts lies in a neutral folder.
-        if case .inPlace(let why) = StorePlacement.place(plan.store) {
+        // Not on a Slurm node (`remoteModel`): the store must stay on the shared filesystem.
+        if plan.remoteModel == nil, case .inPlace(let why) = StorePlacement.place(plan.store) {
             steps.note("the store stays in patina's home, whose path the sandbox's mount table shows: \(why)")
         }
         var record = await executeRound()
