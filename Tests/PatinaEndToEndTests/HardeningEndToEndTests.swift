@@ -134,7 +134,7 @@ struct HardeningEndToEndTests {
 
         let out = markers(in: commandOutputs(model))
         // The probe report names the container it ran in: the agent's own.
-        let home = repo.home.appendingPathComponent("repos")
+        let home = repo.store
         let probes = try #require(FileManager.default.enumerator(at: home, includingPropertiesForKeys: nil)?
             .compactMap { $0 as? URL }.first { $0.lastPathComponent == "probes.txt" })
         let report = try String(contentsOf: probes, encoding: .utf8)

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaCore
 
 /// A throwaway git repository (made with the git CLI) and its own patina home.
 public final class TemporaryRepository: @unchecked Sendable {
@@ -30,6 +31,12 @@ public final class TemporaryRepository: @unchecked Sendable {
             }
         }
         try? FileManager.default.removeItem(at: root)
+    }
+
+    /// The repository's store in patina's home, its link followed (StorePlacement): where a
+    /// walk finds the runs' files.
+    public var store: URL {
+        RunStore(home: home, repositoryCommonDirectory: path.appendingPathComponent(".git")).root.resolvingSymlinksInPath()
     }
 
     public func write(_ relative: String, _ content: String) throws {
