@@ -98,6 +98,12 @@ struct BatchResumeCommand: AsyncParsableCommand {
         if let total = try batchFlags.totalBudget() { record.maxTotalCostUSD = total }
         var plans = try await BatchLauncher.planItems(of: &record, indices: indices, engine: engine)
         for index in indices {
+            if let previous = record.inputs.items[index].runID, let run = record.runs.first(where: { $0.id == previous }),
+               let plan = plans[index], let continued = BatchLauncher.continuation(of: run, plan: plan) {
+                // Interrupted between or in its rounds: the same run goes on with the rounds left.
+                plans[index] = continued
+                continue
+            }
             if let previous = record.inputs.items[index].runID {
                 record.inputs.items[index].previousRuns.append(previous)
                 if let replaced = record.runs.first(where: { $0.id == previous }) {

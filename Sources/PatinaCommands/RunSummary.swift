@@ -120,12 +120,7 @@ enum RunSummary {
             return [r.status.rawValue, r.id, r.durationS.map { DurationParser.format($0) } ?? "—", cost(r.costUSD),
                     branch == .none ? "—" : branch.rawValue, disk.map(ByteSize.format) ?? "—", files]
         }
-        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
-        return rows.map { row in
-            zip(row, widths).enumerated().map { i, cell in
-                i == row.count - 1 ? cell.0 : cell.0.padding(toLength: cell.1, withPad: " ", startingAt: 0)
-            }.joined(separator: "  ")
-        }
+        return TextTable.lines(rows)
     }
 
     /// One line for a 429/529 answer and the run's counts so far.

@@ -135,11 +135,26 @@ extension SandboxGitDirectory {
     /// Only plain data is written: the sandbox's git reads it, collection never does.
     public static func writeTags(_ tags: [TagReference], into directory: URL) throws(GitError) {
         guard !tags.isEmpty else { return }
+        try FileSystem.write(packedRefs(tags), to: directory.appendingPathComponent("packed-refs"))
+    }
+
+    /// `tags` as packed-refs lines (a tag whose name holds a newline or NUL is left out).
+    public static func packedRefs(_ tags: [TagReference]) -> String {
         var text = "# pack-refs with: peeled fully-peeled sorted \n"
         for tag in tags where !tag.name.contains(where: { $0.isNewline || $0 == "\0" }) {
             text += "\(tag.target.hex) refs/tags/\(tag.name)\n"
             if let peeled = tag.peeled { text += "^\(peeled.hex)\n" }
         }
-        try FileSystem.write(text, to: directory.appendingPathComponent("packed-refs"))
+        return text
+    }
+
+    /// The tags of packed-refs text written by `packedRefs` (patina's own file, not the agent's).
+    public static func tags(inPackedRefs text: String) -> [TagReference] {
+        text.split(separator: "\n").compactMap { line -> TagReference? in
+            guard !line.hasPrefix("#"), !line.hasPrefix("^") else { return nil }
+            let fields = line.split(separator: " ", maxSplits: 1)
+            guard fields.count == 2, fields[1].hasPrefix("refs/tags/"), let target = ObjectID(hex: String(fields[0])) else { return nil }
+            return TagReference(name: String(fields[1].dropFirst("refs/tags/".count)), target: target)
+        }
     }
 }

@@ -69,6 +69,51 @@ final class BackgroundRun: @unchecked Sendable {
     }
 }
 
+/// A patina command started in the background, for a test that stops it in the middle as a
+/// user would (Ctrl-C) or as a crash would (SIGKILL).
+struct StartedPatina {
+    let process: Process
+
+    init(_ patina: PatinaRunner, _ arguments: [String]) throws {
+        process = try patina.start(arguments)
+    }
+
+    /// Waits while patina runs until `ready` holds (at most `seconds`), then `settle` seconds
+    /// more (the agent's command gets going); expects patina still running.
+    func wait(until ready: () -> Bool, seconds: Double = 180, settle: Double = 1.5,
+              sourceLocation: SourceLocation = #_sourceLocation) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !ready() && Date() < deadline && process.isRunning { Thread.sleep(forTimeInterval: 0.2) }
+        Thread.sleep(forTimeInterval: settle)
+        #expect(process.isRunning, "patina ended before it could be stopped", sourceLocation: sourceLocation)
+    }
+
+    /// Ctrl-C; expects patina to stop within a minute with exit status 130.
+    func interrupt(sourceLocation: SourceLocation = #_sourceLocation) {
+        process.interrupt()
+        let deadline = Date().addingTimeInterval(60)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(!process.isRunning, "patina did not stop after Ctrl-C", sourceLocation: sourceLocation)
+        if process.isRunning { kill() } else {
+            #expect(process.terminationStatus == 130, sourceLocation: sourceLocation)
+        }
+    }
+
+    /// Waits for patina to end by itself (at most `seconds`); its exit status, nil if it did not.
+    func finish(seconds: Double = 180) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        if process.isRunning { kill(); return nil }
+        return process.terminationStatus
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would.
+    func kill() {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
 /// The repository's container whose name ends in `suffix`, once `docker exec NAME command`
 /// succeeds in it (polled for up to `seconds`); nil when none did.
 func awaitContainer(of repo: TemporaryRepository, endingIn suffix: String, whereSucceeds command: [String],

@@ -252,4 +252,28 @@ struct HistoryEndToEndTests {
         #expect(FileManager.default.fileExists(atPath: repo.path.appendingPathComponent("new.txt").path))
         #expect(try repo.git("rev-parse", "main") == before["main"])
     }
+
+    /// The tags the sandbox was given are the list kept at render, not the repository's tags at
+    /// collection: a tag the user deletes during the run is not reported as the agent's.
+    @Test func aTagTheUserDeletesDuringTheRunIsNotTheAgents() throws {
+        let repo = try TemporaryRepository()
+        try repo.git("tag", "v1")
+        try repo.git("tag", "v2")
+        let model = try FakeModel(script: [
+            .bash("git tag --list > tags.txt && git add tags.txt && git commit -qm tags && git tag mine"),
+            .delayed(.text("Done."), seconds: 3),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let started = try StartedPatina(patina, ["yolo", "--agent-binary", TestEnvironment.claudeBinary.path,
+                                                  "--base-image", TestEnvironment.baseImage, "--quiet", "tag"])
+        // The agent's command ran once the model is asked for the next turn; the user then deletes v2.
+        started.wait(until: { model.requests().contains { ($0["turn"] as? Int) == 1 } }, settle: 0)
+        try repo.git("tag", "-d", "v2")
+        #expect(started.finish() == 0)
+        let runs = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]]
+        let run = try #require(runs?.first)
+        #expect(try repo.git("show", "\(run["branch"] as? String ?? ""):tags.txt") == "v1\nv2", "the sandbox had both tags")
+        let refs = (run["history"] as? [String: Any])?["refs_outside_branch"] as? [String]
+        #expect(refs == ["refs/tags/mine"], "\(run["history"] ?? "none")")
+    }
 }

@@ -105,6 +105,31 @@ struct RoundsEndToEndTests {
         #expect(followUp.contains("exit code 3"), "\(followUp)")
     }
 
+    @Test func resumingARunWithRoundsIsANewRunWithItsOwnRounds() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "value.txt": "0\n"])
+        let model = try FakeModel(script: [
+            Self.write("41"), .text("Set the value."),
+            Self.write("43"), .text("Changed the value."),
+            Self.write("44"), .text("Changed it again."),
+            Self.write("42"), .text("Fixed it."),
+        ])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let first = try FinishedRun(patina.yolo("set the value", ["--check", "grep -qx 42 value.txt", "--rounds", "2"]))
+        #expect(first.record["stop_reason"] as? String == "rounds_exhausted")
+        // The follow-up opens the new run's round 1; a failing check there goes round again (rounds 2, the earlier run's).
+        let resumed = try FinishedRun(patina.run(["resume", "--json", first.id, "value.txt must hold 42"]))
+        #expect(resumed.output.status == 0, "\(resumed.output.stderr)")
+        #expect(resumed.id != first.id)
+        #expect(resumed.record["resumed_from"] as? String == first.id)
+        #expect(resumed.branch == first.branch)
+        #expect((resumed.record["rounds"] as? [[String: Any]])?.count == 2)
+        #expect(resumed.record["passed_at_round"] as? Int == 2)
+        #expect(try repo.git("show", "\(first.branch):value.txt") == "42")
+        let earlier = try #require(try JSONSerialization.jsonObject(with: Data(patina.run(["show", "--json", first.id]).stdout.utf8)) as? [String: Any])
+        #expect((earlier["rounds"] as? [[String: Any]])?.count == 2, "the earlier run's record stays as it was")
+        #expect(earlier["passed_at_round"] is NSNull)
+    }
+
     @Test func aRoundThatChangesNothingStopsAndAMalformedReportIsANote() throws {
         let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "value.txt": "0\n"])
         let model = try FakeModel(script: [
@@ -151,20 +176,11 @@ struct RoundsEndToEndTests {
             .bash("printf '42\\n' > value.txt && sleep 600"), .text("unreachable"),
         ])
         let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
-        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
-                                        "--quiet", "--check", "grep -qx 42 value.txt", "--rounds", "3", "set the value"])
-        // Round 2's agent is running its command once the model saw a request of turn 3.
-        let deadline = Date().addingTimeInterval(180)
-        while !mainRequests(model).contains(where: { ($0["turn"] as? Int) == 2 }) && Date() < deadline && process.isRunning {
-            Thread.sleep(forTimeInterval: 0.2)
-        }
-        Thread.sleep(forTimeInterval: 2)
-        #expect(process.isRunning)
-        process.interrupt()
-        let stopDeadline = Date().addingTimeInterval(60)
-        while process.isRunning && Date() < stopDeadline { Thread.sleep(forTimeInterval: 0.1) }
-        #expect(!process.isRunning, "patina did not stop after Ctrl-C")
-        #expect(process.terminationStatus == 130)
+        let started = try StartedPatina(patina, ["yolo", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
+                                                  "--quiet", "--check", "grep -qx 42 value.txt", "--rounds", "3", "set the value"])
+        // Round 2's agent is running its command once the model saw a request of turn 2.
+        started.wait(until: { mainRequests(model).contains { ($0["turn"] as? Int) == 2 } }, settle: 2)
+        started.interrupt()
         let runs = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]]
         let record = try #require(runs?.first)
         #expect(record["status"] as? String == "interrupted", "\(record)")
@@ -172,6 +188,56 @@ struct RoundsEndToEndTests {
         #expect((record["rounds"] as? [[String: Any]])?.count == 2)
         // Round 2's uncommitted change was collected onto the branch.
         #expect(try repo.git("show", "\(record["branch"] as? String ?? ""):value.txt") == "42")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
+    @Test func batchResumeContinuesARunInterruptedInRoundTwoAtRoundThree() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# demo\n", "value.txt": "0\n"])
+        // Round 2's command hangs the first time only (a mark in the worktree): however Claude
+        // Code replays the interrupted tool call, round 3 ends with the value at 42.
+        let model = try FakeModel(script: [
+            Self.write("41"), .text("Set the value."),
+            .bash("printf '42\\n' > value.txt && if [ ! -e hung ]; then touch hung && tail -f /dev/null; fi"), .text("Carried on."),
+        ])
+        try model.setUsage(["input_tokens": 1_000, "output_tokens": 0])
+        try repo.write("../tasks.jsonl", "{\"task\": \"set the value\", \"name\": \"value\"}\n")
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let started = try StartedPatina(patina, ["batch", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
+                                                  "--quiet", "--check", "grep -qx 42 value.txt", "--rounds", "3", "--max-total-cost", "1",
+                                                  repo.root.appendingPathComponent("tasks.jsonl").path])
+        started.wait(until: { mainRequests(model).contains { ($0["turn"] as? Int) == 2 } }, settle: 2)
+        started.interrupt()
+        let before = try #require(try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]]).first
+        let id = try #require(before?["id"] as? String)
+        #expect(before?["status"] as? String == "interrupted", "\(before ?? [:])")
+        let costBefore = before?["cost_usd"] as? Double ?? 0
+        #expect(costBefore > 0)
+        let requestsBefore = mainRequests(model).count
+
+        let resumed = try patina.run(["batch", "resume", "latest", "--json"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let batch = try #require(try JSONSerialization.jsonObject(with: Data(resumed.stdout.utf8)) as? [String: Any])
+        #expect(batch["status"] as? String == "succeeded")
+        #expect((batch["replaced_runs"] as? [Any] ?? []).isEmpty, "the run went on; none was replaced")
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        let run = try #require(runs.first)
+        #expect(runs.count == 1)
+        #expect(run["id"] as? String == id, "the same run, not a new one")
+        #expect(run["status"] as? String == "succeeded", "\(run["reason"] ?? "")")
+        #expect((run["rounds"] as? [[String: Any]])?.map { $0["round"] as? Int } == [1, 2, 3], "\(run["rounds"] ?? "")")
+        #expect(run["passed_at_round"] as? Int == 3)
+        #expect(run["stop_reason"] as? String == "passed")
+        #expect((run["cost_usd"] as? Double ?? 0) > costBefore, "every round's cost counts")
+        #expect((run["duration_s"] as? Double ?? 0) > (before?["duration_s"] as? Double ?? 0), "the whole run's time counts")
+        // Round 3 continued the conversation with the follow-up for an interrupted round.
+        let opening = try #require(mainRequests(model).dropFirst(requestsBefore).first)
+        #expect((opening["last_user_text"] as? String ?? "").contains("Round 2 was interrupted before the check"), "\(opening)")
+        #expect((opening["last_user_text"] as? String ?? "").contains("round 3 of 3"))
+        #expect((opening["turn"] as? Int ?? 0) >= 2, "the same conversation, not a new one")
+        #expect(try repo.git("rev-parse", "session-\(id)-round-3^{commit}") == run["head_commit"] as? String)
+        #expect(try repo.git("rev-parse", "session-\(id)-round-1^{commit}") != run["head_commit"] as? String)
+        #expect(try repo.git("show", "\(run["branch"] as? String ?? ""):value.txt") == "42")
+        #expect(try repo.git("branch", "--list", "patina/*").split(separator: "\n").count == 1, "no second branch")
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 
@@ -214,15 +280,10 @@ struct RoundsEndToEndTests {
             .bash("printf '42\\n' > value.txt && tail -f /dev/null"), .text("unreachable"),
         ])
         let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
-        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
-                                        "--check", "grep -qx 42 value.txt", "--rounds", "3", "set the value"])
-        let deadline = Date().addingTimeInterval(180)
-        while !mainRequests(model).contains(where: { ($0["turn"] as? Int) == 2 }) && Date() < deadline && process.isRunning {
-            Thread.sleep(forTimeInterval: 0.2)
-        }
-        Thread.sleep(forTimeInterval: 1)
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        let started = try StartedPatina(patina, ["yolo", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
+                                                  "--check", "grep -qx 42 value.txt", "--rounds", "3", "set the value"])
+        started.wait(until: { mainRequests(model).contains { ($0["turn"] as? Int) == 2 } }, settle: 1)
+        started.kill()
 
         let listed = try patina.run(["runs", "--json"])
         #expect(listed.stderr.contains("collected it"), "\(listed.stderr)")

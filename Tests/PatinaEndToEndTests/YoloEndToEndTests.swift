@@ -201,18 +201,11 @@ struct YoloEndToEndTests {
             .text("unreachable"),
         ])
         let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
-        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path,
-                                        "--base-image", TestEnvironment.baseImage, "--quiet", "interrupt me"])
+        let started = try StartedPatina(patina, ["yolo", "--agent-binary", TestEnvironment.claudeBinary.path,
+                                                  "--base-image", TestEnvironment.baseImage, "--quiet", "interrupt me"])
         // Wait until the agent's command is running (the model saw the request), then Ctrl-C.
-        let deadline = Date().addingTimeInterval(120)
-        while model.requests().isEmpty && Date() < deadline && process.isRunning { Thread.sleep(forTimeInterval: 0.2) }
-        Thread.sleep(forTimeInterval: 1.5)
-        #expect(process.isRunning)
-        process.interrupt()
-        let stopDeadline = Date().addingTimeInterval(60)
-        while process.isRunning && Date() < stopDeadline { Thread.sleep(forTimeInterval: 0.1) }
-        #expect(!process.isRunning, "patina did not stop after Ctrl-C")
-        #expect(process.terminationStatus == 130)
+        started.wait(until: { !model.requests().isEmpty }, seconds: 120)
+        started.interrupt()
         let runs = try JSONSerialization.jsonObject(with: Data(try patina.run(["runs", "--json"]).stdout.utf8)) as? [[String: Any]]
         let record = try #require(runs?.first)
         #expect(record["status"] as? String == "interrupted")

@@ -59,12 +59,9 @@ struct CompareCommand: AsyncParsableCommand {
             try Output.json(Body(runs: comparison.rows, files: comparison.touches))
             return
         }
-        // Every cell whole: widths from the longest value of each column.
+        // Every cell whole: each column as wide as its longest value.
         let table = [comparison.columns.map { $0.uppercased() }] + comparison.rows.map { comparison.cells($0).map { Terminal.line($0) } }
-        let widths = table[0].indices.map { i in (table.map { $0[i].count }.max() ?? 0) + 2 }
-        for line in table {
-            say(zip(line, widths).map { Output.column($0, $1) }.joined().replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
-        }
+        for line in TextTable.lines(table) { say(line) }
         for note in comparison.notes { say("! \(Terminal.line(note))") }
         if !comparison.touches.isEmpty {
             say("")

@@ -55,6 +55,30 @@ public enum BatchLauncher {
         return plans
     }
 
+    /// `batch resume` of `run`, interrupted with rounds left (`--rounds`) and its conversation,
+    /// branch and worktree still there: `plan` turned into the run's remaining rounds under its
+    /// own id. Nil when the item runs again from the start as a new run (no rounds left, the
+    /// agent never started, the branch or worktree gone).
+    public static func continuation(of run: RunRecord, plan: RunPlan) -> RunPlan? {
+        let fm = FileManager.default
+        guard run.status == .interrupted, plan.rounds > 1, plan.check != nil, run.discarded == nil,
+              (run.rounds?.last?.round ?? 1) < plan.rounds,
+              run.claudeSessionID != nil, let transcript = run.transcript, fm.fileExists(atPath: transcript),
+              let base = ObjectID(hex: run.baseCommit), let tip = try? plan.repository.branchTip(run.branch),
+              fm.fileExists(atPath: URL(fileURLWithPath: run.worktree).appendingPathComponent(".git").path)
+        else { return nil }
+        var next = plan
+        next.id = run.id
+        next.branch = run.branch
+        next.worktree = URL(fileURLWithPath: run.worktree)
+        next.runDirectory = URL(fileURLWithPath: run.runDir)
+        next.baseCommit = base
+        var interrupted = run
+        interrupted.headCommit = tip.hex
+        next.continuing = interrupted
+        return next
+    }
+
     /// Gives every plan the batch's shared budget (`--max-total-cost`), counting what the
     /// batch's finished runs already spent (a resumed batch).
     public static func shareBudget(of batch: BatchRecord, with plans: inout [Int: RunPlan]) {

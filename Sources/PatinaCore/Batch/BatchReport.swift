@@ -450,11 +450,7 @@ public enum BatchReport {
             rows.append(["  —", Escaping.clip(Escaping.visible(item.label), 30), "\(item.attempt)",
                          Escaping.clip(Escaping.visible(item.model ?? "default"), 24), "not started", "—", "—", "—", "—", "—", "—"])
         }
-        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
-        let lines = rows.map { row in
-            zip(row, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }
-                .joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
-        }
+        let lines = TextTable.lines(rows)
         let notes = batch.runs.flatMap { r in historyNotes(r).map { "! run \(Escaping.visible(short[r.id] ?? r.id)): \(Escaping.visible($0))" } }
         return (lines + (notes.isEmpty ? [] : [""] + notes) + ["", totals(batch).map { Escaping.visible($0) }.joined(separator: " · ")])
             .joined(separator: "\n") + "\n"

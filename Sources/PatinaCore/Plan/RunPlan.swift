@@ -54,6 +54,9 @@ public struct RunPlan: Sendable {
     /// Set for `patina resume`: the conversation this run continues, on the earlier
     /// run's branch and worktree.
     public internal(set) var resume: ResumeSource? = nil
+    /// Set when `patina batch resume` continues a run interrupted between its rounds: the run
+    /// as it was; this plan runs its remaining rounds under the same id, branch and worktree.
+    public internal(set) var continuing: RunRecord? = nil
     /// The run's budget in US dollars (`--max-cost`, `max_cost`): the model proxy refuses
     /// requests once the run's answers cost this much.
     public internal(set) var maxCostUSD: Double?

@@ -97,3 +97,52 @@ extension RunRecord {
             + (passedAtRound.map { "passed at round \($0)" } ?? "never passed") + " (stopped: \(stopReason.rawValue))"
     }
 }
+
+/// An optional field written as JSON `null` once it was set to nil, and left out while it
+/// was never set: `passed_at_round` is null for a run with rounds none of which passed, and
+/// absent for a run without rounds. Decoding keeps the difference.
+@propertyWrapper
+public struct NullOnceSet<Value: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {
+    public var value: Value?
+    /// Whether the field is written at all.
+    public var isSet: Bool
+
+    public init(wrappedValue: Value?) {
+        value = wrappedValue
+        isSet = wrappedValue != nil
+    }
+
+    public var wrappedValue: Value? {
+        get { value }
+        set { value = newValue; isSet = true }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        value = c.decodeNil() ? nil : try c.decode(Value.self)
+        isSet = true
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if let value { try c.encode(value) } else { try c.encodeNil() }
+    }
+}
+
+extension KeyedEncodingContainer {
+    /// Leaves a `NullOnceSet` field out while it was never set (synthesized `Codable` calls this).
+    public mutating func encode<V>(_ field: NullOnceSet<V>, forKey key: Key) throws {
+        guard field.isSet else { return }
+        if let value = field.value { try encode(value, forKey: key) } else { try encodeNil(forKey: key) }
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// A missing `NullOnceSet` field is one never set; a null one was set to nil.
+    public func decode<V>(_ type: NullOnceSet<V>.Type, forKey key: Key) throws -> NullOnceSet<V> {
+        guard contains(key) else { return NullOnceSet(wrappedValue: nil) }
+        var field = NullOnceSet<V>(wrappedValue: try decodeNil(forKey: key) ? nil : try decode(V.self, forKey: key))
+        field.isSet = true
+        return field
+    }
+}

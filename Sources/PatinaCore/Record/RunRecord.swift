@@ -246,8 +246,9 @@ public struct RunRecord: Codable, Sendable {
     public var check: CheckResult?
     /// A run with `--rounds`: each round in order; `check` is the last round's.
     public var rounds: [RoundRecord]?
-    /// The round whose check passed; nil when none did.
-    public var passedAtRound: Int?
+    /// The round whose check passed; nil when none did (JSON `null` once the rounds ended,
+    /// absent for a run without rounds).
+    @NullOnceSet public var passedAtRound: Int? = nil
     /// Why the rounds stopped.
     public var stopReason: RoundStopReason?
     /// The agent's final message (its `result` text), for reports. Written by the agent: data, never markup.

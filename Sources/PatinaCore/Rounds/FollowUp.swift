@@ -13,7 +13,9 @@ public enum FollowUp {
     public static let fieldLimit = 300
     public static let byteLimit = 8000
 
-    public static func render(check: CheckResult, round: Int, rounds: Int, templates: TemplateSet) throws -> String {
+    /// `interrupted`: the previous round was stopped before its check ran (a resumed batch
+    /// run): the follow-up asks the agent to carry on instead of quoting a check.
+    public static func render(check: CheckResult, round: Int, rounds: Int, templates: TemplateSet, interrupted: Bool = false) throws -> String {
         let failures = check.failures ?? []
         let listed = failures.prefix(listedFailures).map { failure -> [String: Any] in
             let name = [failure.classname, failure.name].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ".")
@@ -29,7 +31,7 @@ public enum FollowUp {
         let context: [String: Any] = [
             "command": clean(check.command, limit: fieldLimit),
             "has_exit_code": check.exitCode != nil, "exit_code": check.exitCode.map(String.init) ?? "",
-            "round": round, "rounds": rounds,
+            "round": round, "rounds": rounds, "interrupted": interrupted, "previous": round - 1,
             "has_failures": !listed.isEmpty, "failures": listed,
             "failed": check.tests?.failed ?? failures.count, "total": check.tests?.total ?? failures.count,
             "has_more": more > 0, "more": more,

@@ -16,17 +16,43 @@ struct RoundLoop {
 
     func run(from first: RunRecord) async -> RunRecord {
         var record = first
-        let started = first.started
+        record.rounds = [Self.roundEntry(first, round: 1, base: plan.baseCommit, dir: nil)]
+        keepCheckLog(of: plan.runDirectory, round: 1, in: plan.runDirectory)
+        return await loop(record, last: first, round: 1, started: first.started, earlier: 0, continuing: false)
+    }
+
+    /// `patina batch resume` of a run interrupted in round `k`: the rounds left after it, in
+    /// the same run (record, branch, worktree, conversation). Round `k` counts as used; the
+    /// time and money of rounds 1…k count against `--timeout` and `--max-cost`.
+    func resume(_ interrupted: RunRecord) async -> RunRecord {
+        var record = interrupted
+        record.status = .running
+        record.reason = nil
+        record.stopReason = nil
+        record.finished = nil
+        record.pid = getpid()
+        // A run stopped in round 1 before the loop wrote its rounds (a patina killed then).
+        if record.rounds == nil { record.rounds = [Self.roundEntry(interrupted, round: 1, base: plan.baseCommit, dir: nil)] }
+        try? plan.store.save(record)
+        let round = record.rounds?.last?.round ?? 1
+        progress.step("resuming run \(plan.id) after round \(round) of \(plan.rounds)")
+        return await loop(record, last: interrupted, round: round, started: Date(), earlier: interrupted.durationS ?? 0, continuing: true)
+    }
+
+    /// Rounds after `round` (whose record is `last`) until one of the stops. `earlier`: seconds
+    /// the run took before `started` (a resumed run's earlier rounds). `continuing`: `last`
+    /// was interrupted and the run goes on anyway (`resume`).
+    private func loop(_ first: RunRecord, last firstLast: RunRecord, round firstRound: Int, started: Date, earlier: Double, continuing: Bool) async -> RunRecord {
+        var record = first
         let originalBase = plan.baseCommit
         let runDirectory = plan.runDirectory
-        record.rounds = [Self.roundEntry(first, round: 1, base: plan.baseCommit, dir: nil)]
-        keepCheckLog(of: runDirectory, round: 1, in: runDirectory)
-        var round = 1
-        var last = first
+        var round = firstRound
+        var last = firstLast
         var roundBase = plan.baseCommit
+        var resuming = continuing
         let stop: RoundStopReason
         while true {
-            if let reason = Self.stopAfter(last, round: round, rounds: plan.rounds, changed: round == 1 || last.headCommit != roundBase.hex || last.leftoversCommitted) {
+            if !resuming, let reason = Self.stopAfter(last, round: round, rounds: plan.rounds, changed: round == 1 || last.headCommit != roundBase.hex || last.leftoversCommitted) {
                 stop = reason
                 break
             }
@@ -37,7 +63,13 @@ struct RoundLoop {
                 record.reason = ([record.reason].compactMap { $0 } + ["interrupted after round \(round)"]).joined(separator: "; ")
                 break
             }
-            let elapsed = Date().timeIntervalSince(started)
+            if resuming && round >= plan.rounds {
+                stop = .roundsExhausted
+                record.status = .interrupted
+                record.reason = "interrupted in round \(round), its last: no round left to resume"
+                break
+            }
+            let elapsed = earlier + Date().timeIntervalSince(started)
             let timeLeft = plan.timeoutSeconds - elapsed
             if timeLeft < 1 {
                 stop = .timedOut
@@ -52,8 +84,8 @@ struct RoundLoop {
                 record.reason = "the run's budget of \(Money.format(budget)) was spent after round \(round)"
                 break
             }
-            guard let head = last.headCommit.flatMap({ ObjectID(hex: $0) }), let check = last.check,
-                  let sessionID = last.claudeSessionID, let transcript = last.transcript else {
+            guard let head = last.headCommit.flatMap({ ObjectID(hex: $0) }), let sessionID = last.claudeSessionID,
+                  let transcript = last.transcript, let check = last.check ?? (resuming ? CheckResult(command: plan.check ?? "", exitCode: nil, passed: false, durationS: 0, outputTail: "", error: "not run") : nil) else {
                 stop = .error
                 record.reason = ([record.reason].compactMap { $0 } + ["round \(round + 1) could not start: round \(round) left no conversation to continue"]).joined(separator: "; ")
                 break
@@ -61,7 +93,8 @@ struct RoundLoop {
             round += 1
             let followUp: String
             do {
-                followUp = try FollowUp.render(check: check, round: round, rounds: plan.rounds, templates: plan.templates)
+                followUp = try FollowUp.render(check: check, round: round, rounds: plan.rounds, templates: plan.templates,
+                                               interrupted: resuming && check.exitCode == nil)
             } catch {
                 stop = .error
                 record.status = .error
@@ -78,6 +111,7 @@ struct RoundLoop {
             next.timeoutSeconds = timeLeft
             next.maxCostUSD = plan.maxCostUSD.map { $0 - spent }
             roundBase = head
+            resuming = false
             try? FileManager.default.createDirectory(at: next.runDirectory, withIntermediateDirectories: true)
             // The run so far, for recovery should this patina die during the round (whose own
             // record is the store's meanwhile).
@@ -90,11 +124,12 @@ struct RoundLoop {
             if result.createdNothing { stop = result.status == .interrupted ? .interrupted : .error; break }
         }
         record.stopReason = stop
+        if record.status == .running { record.status = .error }  // a resumed run that could not go on
         record.passedAtRound = record.rounds?.first(where: { $0.check?.passed == true })?.round
         progress.step("rounds: \(round) of \(plan.rounds) used, stopped: \(stop.rawValue)"
             + (record.passedAtRound.map { ", the check passed at round \($0)" } ?? ""))
         record.finished = Date()
-        record.durationS = ((record.finished ?? Date()).timeIntervalSince(started) * 1000).rounded() / 1000
+        record.durationS = ((earlier + (record.finished ?? Date()).timeIntervalSince(started)) * 1000).rounded() / 1000
         do {
             let written = try SessionMarkdown.write(record: record, repository: plan.repository, secrets: plan.credentials.secretValues)
             if let earlier = plan.resume?.runID, earlier != plan.id, let before = try? plan.store.load(earlier) {

@@ -155,13 +155,19 @@ struct RunCollection: Sendable {
             record.sensitiveChanges = RunDiff.markedPaths(record).map(\.path)
             // A head that does not descend from the base, or commits dated before the run.
             record.checkHistory(in: history, base: base, head: head,
-                                refsOutsideBranch: SandboxRefs.outside(branch: branch, privateGitDirectory: layout.privateGit,
-                                                                       given: (try? repository.tagReferences()) ?? []))
+                                refsOutsideBranch: SandboxRefs.outside(branch: branch, privateGitDirectory: layout.privateGit, given: givenTags()))
         } catch {
             problems.append("could not compute the diffstat: \(error)")
         }
         try? FileManager.default.removeItem(at: layout.privateGit)
         return (head, problems, leftovers, notes)
+    }
+
+    /// The tags the agent's git directory was given at render (a run from before that list was
+    /// kept: the repository's tags now).
+    func givenTags() -> [TagReference] {
+        guard let data = FileManager.default.contents(atPath: layout.givenTags.path) else { return (try? repository.tagReferences()) ?? [] }
+        return SandboxGitDirectory.tags(inPackedRefs: String(decoding: data, as: UTF8.self))
     }
 
     /// `session-<id>-start` at the base and `session-<id>-end` at the collected head, so

@@ -56,6 +56,9 @@ public struct RunLayout: Sendable {
     public var checkGit: URL { sandbox.appendingPathComponent("check-git") }
     public var checkObjects: URL { sandbox.appendingPathComponent("check-objects") }
     public var checkLog: URL { runDirectory.appendingPathComponent("check.log") }
+    /// The repository's tags as the agent's git directory got them at render (packed-refs
+    /// lines), outside the sandbox's view: collection tells them from the agent's own.
+    public var givenTags: URL { runDirectory.appendingPathComponent("given-tags") }
     /// Where the agent's view of its worktree is mounted when patina runs as root (an
     /// idmapped mount: the agent's uid sees root's files as its own). Beside the runs, in
     /// `views/`, never inside a directory patina removes recursively: removing the files

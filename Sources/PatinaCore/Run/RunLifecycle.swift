@@ -108,9 +108,13 @@ public final class RunLifecycle: @unchecked Sendable {
         if plan.remoteModel == nil, case .inPlace(let why) = StorePlacement.place(plan.store) {
             steps.note("the store stays in patina's home, whose path the sandbox's mount table shows: \(why)")
         }
-        var record = await executeRound()
-        if plan.rounds > 1, plan.shell == nil, !record.createdNothing {
-            record = await RoundLoop(plan: plan, engine: engine, progress: progress, control: control).run(from: record)
+        let loop = RoundLoop(plan: plan, engine: engine, progress: progress, control: control)
+        var record: RunRecord
+        if let interrupted = plan.continuing {
+            record = await loop.resume(interrupted)
+        } else {
+            record = await executeRound()
+            if plan.rounds > 1, plan.shell == nil, !record.createdNothing { record = await loop.run(from: record) }
         }
         progress.phase(.done)
         progress.emit(.finished(record))

@@ -35,7 +35,7 @@ extension RunLifecycle {
             indexFrom: fm.fileExists(atPath: hostIndex.path) ? hostIndex : nil,
             sparse: plan.sparse)
         try Data("gitdir: \(RunLayout.containerGit)\n".utf8).write(to: layout.gitFile)
-        writeHostTags(into: layout.privateGit)
+        writeHostTags(into: layout.privateGit, keepingList: true)
         try snapshotHostObjects()
 
         try holdWarmCaches()
@@ -75,9 +75,14 @@ extension RunLifecycle {
     /// The repository's tags, readable to a sandbox's git (`git describe --tags`, setuptools-scm,
     /// hatch-vcs see what they see on the host); their objects come with the host's. A
     /// repository whose tags cannot be listed runs without them, said in the step log.
-    func writeHostTags(into gitDirectory: URL) {
+    /// `keepingList`: the agent's git directory; the tags it was given are also kept in the run
+    /// directory, out of the sandbox's view, so collection tells them from tags the agent made
+    /// (whatever the user does to the repository's tags meanwhile).
+    func writeHostTags(into gitDirectory: URL, keepingList: Bool = false) {
         do {
-            try SandboxGitDirectory.writeTags(plan.repository.tagReferences(), into: gitDirectory)
+            let tags = try plan.repository.tagReferences()
+            try SandboxGitDirectory.writeTags(tags, into: gitDirectory)
+            if keepingList { try Data(SandboxGitDirectory.packedRefs(tags).utf8).write(to: layout.givenTags, options: .atomic) }
         } catch {
             steps.note("the repository's tags are not readable in the sandbox: \(error)")
         }
