@@ -18,18 +18,31 @@ enum ClaudeVolume {
     /// temporary name and renames, so a fill cut short leaves no `claude` half-written, and
     /// patina remembers each volume it saw filled by its creation time (a volume removed and
     /// made again is filled again).
-    static func ensure(binary: URL, version: String?, image: String, engine: DockerEngine, cache: ImageCache) async throws -> String {
+    /// The volume's name for `binary`, and whether patina saw it filled: one lookup, which
+    /// the image step makes while it looks up (or builds) the agent's image.
+    static func lookup(binary: URL, engine: DockerEngine, cache: ImageCache) async throws -> (name: String, filled: Bool) {
         let name = name(digest: try await cache.digest(of: binary))
-        let marker = cache.cacheDirectory.appendingPathComponent("claude-volumes").appendingPathComponent(name)
-        @Sendable func filled() async -> Bool {
-            guard let created = await engine.volumeCreated(name) else { return false }
-            return (try? String(contentsOf: marker, encoding: .utf8)) == created
-        }
-        if await filled() { return name }
+        return (name, await filled(name, engine: engine, cache: cache))
+    }
+
+    static func marker(_ name: String, cache: ImageCache) -> URL {
+        cache.cacheDirectory.appendingPathComponent("claude-volumes").appendingPathComponent(name)
+    }
+
+    static func filled(_ name: String, engine: DockerEngine, cache: ImageCache) async -> Bool {
+        guard let created = await engine.volumeCreated(name) else { return false }
+        return (try? String(contentsOf: marker(name, cache: cache), encoding: .utf8)) == created
+    }
+
+    /// Fills the volume `name` with `binary` (once per binary per engine) by a short container
+    /// of `image`. The fill copies to a temporary name and renames, so a fill cut short leaves
+    /// no `claude` half-written, and patina remembers each volume it saw filled by its creation
+    /// time (a volume removed and made again is filled again).
+    static func fill(_ name: String, binary: URL, version: String?, image: String, engine: DockerEngine, cache: ImageCache) async throws -> String {
         try await ImageBuilds.shared.once("volume-" + name) {
             let lock = try await HostLock.acquire("volume-" + name)
             defer { withExtendedLifetime(lock) {} }
-            if await filled() { return }
+            if await filled(name, engine: engine, cache: cache) { return }
             try await engine.check(["volume", "create", "--label", "\(label)=\(version ?? "unknown")", name])
             let script = #"""
                 test -x /dst/claude && exit 0
@@ -47,6 +60,7 @@ enum ClaudeVolume {
                                         output: "putting Claude Code into the volume \(name) failed: " + result.standardError)
             }
             guard let created = await engine.volumeCreated(name) else { return }
+            let marker = marker(name, cache: cache)
             try? FileManager.default.createDirectory(at: marker.deletingLastPathComponent(), withIntermediateDirectories: true)
             try? Data(created.utf8).write(to: marker, options: .atomic)
         }

@@ -44,9 +44,13 @@ extension RunLifecycle {
         async let netguard = netguardRecipe.asyncMap { recipe in
             try await cache.ensure(recipe, labels: ["patina.image": "netguard"], beforeBuilding: prepareBuild("firewall", base: plan.baseImage))
         }
+        // Claude Code's volume is looked up meanwhile; a new one is filled from the agent's image.
+        let engine = engine
+        async let claude = plan.agentBinary.asyncMap { try await ClaudeVolume.lookup(binary: $0, engine: engine, cache: cache) }
         let agent = try await cache.ensure(recipe, labels: ["patina.image": "agent"], beforeBuilding: prepareBuild("agent", base: base))
-        if let binary = plan.agentBinary {
-            claudeVolume = try await ClaudeVolume.ensure(binary: binary, version: plan.sandbox.claude.version, image: agent, engine: engine, cache: cache)
+        if let binary = plan.agentBinary, let volume = try await claude {
+            claudeVolume = volume.filled ? volume.name
+                : try await ClaudeVolume.fill(volume.name, binary: binary, version: plan.sandbox.claude.version, image: agent, engine: engine, cache: cache)
         }
         return SandboxImages(agent: agent, netguard: try await netguard, agentDockerfile: recipe.dockerfile, base: base)
     }
