@@ -29,7 +29,9 @@ def proc_stats(pid):
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
+    if hwm is None:  # exited, not yet reaped
+        return None
     ticks = int(stat[11]) + int(stat[12])  # utime + stime
     return hwm / 1024, ticks / 100.0
 

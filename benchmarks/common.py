@@ -141,10 +141,11 @@ def write_results(name, data, path=None):
 # ---------------------------------------------------------------- workspace
 
 class Workspace:
-    """A temporary directory with a git repository and a private PATINA_HOME."""
+    """A temporary directory (under `parent`, default the system's) with a git repository
+    and a private PATINA_HOME."""
 
-    def __init__(self, keep=False):
-        self.dir = Path(tempfile.mkdtemp(prefix="patina-bench-"))
+    def __init__(self, keep=False, parent=None):
+        self.dir = Path(tempfile.mkdtemp(prefix="patina-bench-", dir=parent))
         self.keep = keep
         self.repo = self.dir / "repo"
         self.home = self.dir / "home"

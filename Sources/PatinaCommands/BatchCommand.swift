@@ -75,6 +75,8 @@ struct BatchResumeCommand: AsyncParsableCommand {
 
     @OptionGroup var batchFlags: BatchFlags
 
+    @OptionGroup var executor: ExecutorFlags
+
     @Flag(help: "No progress output (warnings still show).")
     var quiet = false
 
@@ -87,6 +89,8 @@ struct BatchResumeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // --on slurm: sbatch and a controller that answers before anything changes (exit 3).
+        if executor.kind == .slurm { try await BatchSession.checkCluster() }
         let store = BatchStore(runs: try RunStore.forCurrentRepository())
         var record = try store.resolve(batch)
         let indices = record.unfinishedItems(includingFailed: failed)
@@ -98,9 +102,10 @@ struct BatchResumeCommand: AsyncParsableCommand {
         if let total = try batchFlags.totalBudget() { record.maxTotalCostUSD = total }
         var plans = try await BatchLauncher.planItems(of: &record, indices: indices, engine: engine)
         for index in indices {
-            if let previous = record.inputs.items[index].runID, let run = record.runs.first(where: { $0.id == previous }),
+            // Interrupted between or in its rounds: the same run goes on with the rounds left
+            // (here only: a Slurm task plans its item afresh on its node, so on Slurm it starts over).
+            if executor.kind != .slurm, let previous = record.inputs.items[index].runID, let run = record.runs.first(where: { $0.id == previous }),
                let plan = plans[index], let continued = BatchLauncher.continuation(of: run, plan: plan) {
-                // Interrupted between or in its rounds: the same run goes on with the rounds left.
                 plans[index] = continued
                 continue
             }
@@ -115,12 +120,12 @@ struct BatchResumeCommand: AsyncParsableCommand {
                 record.inputs.items[index].runID = nil
             }
         }
-        if let jobs = batchFlags.jobs { record.jobs = jobs }
+        if let jobs = batchFlags.jobs { record.jobs = jobs } else if executor.kind == .slurm { record.jobs = plans.count }
         // The budget counts what the runs that stay in the batch already spent.
         BatchLauncher.shareBudget(of: record, with: &plans)
         record.status = .running
         record.finished = nil
-        try await BatchSession.run(batch: record, plans: plans, store: store, engine: engine, quiet: quiet, json: json)
+        try await BatchSession.run(batch: record, plans: plans, store: store, engine: engine, executor: executor, quiet: quiet, json: json)
     }
 }
 

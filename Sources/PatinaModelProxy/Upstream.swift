@@ -6,30 +6,26 @@ import Synchronization
 
 /// What arrives from the upstream for one request, in order; the connection's thread
 /// takes it from here and writes it to the client as it comes.
-final class ResponseStream: @unchecked Sendable {
-    // @unchecked: `events` and `finished` are only touched with `condition` locked.
+final class ResponseStream: Sendable {
     enum Event {
         case head(status: Int, headers: [(String, String)])
         case data(Data)
         case end(Error?)
     }
 
-    private let condition = NSCondition()
-    private var events: [Event] = []
+    private let events = Mutex<[Event]>([])
+    /// One signal per event pushed: `next` waits for one, then takes the first event.
+    private let arrived = DispatchSemaphore(value: 0)
 
     func push(_ event: Event) {
-        condition.lock()
-        events.append(event)
-        condition.signal()
-        condition.unlock()
+        events.withLock { $0.append(event) }
+        arrived.signal()
     }
 
     /// Blocks until the next event.
     func next() -> Event {
-        condition.lock()
-        defer { condition.unlock() }
-        while events.isEmpty { condition.wait() }
-        return events.removeFirst()
+        arrived.wait()
+        return events.withLock { $0.removeFirst() }
     }
 }
 
@@ -37,14 +33,14 @@ final class ResponseStream: @unchecked Sendable {
 /// store, verified), one session per proxy. Answers stream back through a
 /// `ResponseStream` per request; redirects are never followed (they could carry the
 /// credential elsewhere).
-final class Upstream: NSObject, URLSessionDataDelegate, @unchecked Sendable {
-    // @unchecked: `state` is behind its Mutex; `session` is set once in init.
+final class Upstream: NSObject, URLSessionDataDelegate, Sendable {
     private struct State {
         var open = true
         var streams: [Int: ResponseStream] = [:]
+        /// Set once in init (the session needs this delegate first).
+        var session: URLSession?
     }
     private let state = Mutex(State())
-    private var session: URLSession!
     private let queue = OperationQueue()
 
     override init() {
@@ -59,7 +55,8 @@ final class Upstream: NSObject, URLSessionDataDelegate, @unchecked Sendable {
         // Claude Code waits up to 10 minutes for an answer; so does the proxy.
         configuration.timeoutIntervalForRequest = 600
         configuration.timeoutIntervalForResource = 3600
-        session = URLSession(configuration: configuration, delegate: self, delegateQueue: queue)
+        let session = URLSession(configuration: configuration, delegate: self, delegateQueue: queue)
+        state.withLock { $0.session = session }
     }
 
     /// Starts the request; its answer arrives through the returned stream. `cancel` stops it.
@@ -68,7 +65,7 @@ final class Upstream: NSObject, URLSessionDataDelegate, @unchecked Sendable {
         let stream = ResponseStream()
         // A task is only ever created on a session that is still open.
         let task = state.withLock { state -> URLSessionDataTask? in
-            guard state.open else { return nil }
+            guard state.open, let session = state.session else { return nil }
             let task = session.dataTask(with: request)
             state.streams[task.taskIdentifier] = stream
             return task
@@ -82,8 +79,11 @@ final class Upstream: NSObject, URLSessionDataDelegate, @unchecked Sendable {
     }
 
     func invalidate() {
-        state.withLock { $0.open = false }
-        session.invalidateAndCancel()
+        let session = state.withLock { state in
+            state.open = false
+            return state.session
+        }
+        session?.invalidateAndCancel()
     }
 
     private func stream(for task: URLSessionTask) -> ResponseStream? {

@@ -3,13 +3,22 @@ import PatinaCore
 import PatinaTestSupport
 import Testing
 
-/// The test cluster: `scripts/setup-slurm` (munged, slurmctld and two `slurmd -N` nodes on
-/// this host, under /var/lib/patina-test-slurm), started once per test process.
+/// The test cluster: `scripts/setup-slurm` (munged, slurmctld, two `slurmd -N` nodes on this
+/// host and one in a container with its own host name, under /var/lib/patina-test-slurm),
+/// started once per test process.
 enum SlurmTestCluster {
     static let directory = URL(fileURLWithPath: ProcessInfo.processInfo.environment["PATINA_SLURM_DIR"] ?? "/var/lib/patina-test-slurm")
+    /// Where a test's repository and patina home live: every node mounts it at this path.
+    static var shared: URL { directory.appendingPathComponent("shared") }
+    /// The node in a container: its own host name and process namespace.
+    static let containerNode = "patina-test-c1"
+    static let nodeContainer = "patina-test-slurm-c1"
 
     /// SLURM_CONF of the running cluster; throws when it could not be started.
-    static let conf: Result<String, ProcessRunner.Failure> = {
+    static let conf: Result<String, ProcessRunner.Failure> = start()
+
+    /// Starts what is not running (idempotent; the container node after a test killed it); SLURM_CONF.
+    static func start() -> Result<String, ProcessRunner.Failure> {
         let script = TestEnvironment.packageRoot.appendingPathComponent("scripts/setup-slurm")
         // Daemons started from a test's thread would inherit its blocked signals (SIGTERM
         // included): the script runs with an empty signal mask.
@@ -18,7 +27,7 @@ enum SlurmTestCluster {
               let line = output.stdout.split(separator: "\n").last(where: { $0.hasPrefix("SLURM_CONF=") })
         else { return .failure(ProcessRunner.Failure(description: "scripts/setup-slurm failed")) }
         return .success(String(line.dropFirst("SLURM_CONF=".count)))
-    }()
+    }
 
     /// Runs the cluster's nodes see (and Slurm's own files: state, spool, logs).
     static func files() -> [URL] {
@@ -44,7 +53,7 @@ extension Trait where Self == ConditionTrait {
     }
 }
 
-/// `patina batch --on slurm` on a real Slurm (22.05, two nodes), real Docker, real Claude
+/// `patina batch --on slurm` on a real Slurm (22.05, three nodes on two hosts), real Docker, real Claude
 /// Code; only the model is the scripted fake. The submitting patina serves the model proxy
 /// and holds the key; the nodes' tasks get a placeholder only.
 @Suite(.serialized, .requiresDocker, .requiresSlurm, .timeLimit(.minutes(10)))
@@ -103,7 +112,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func fourRunsOverTwoNodesWithTheKeyOnlyHere() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let main = try repo.git("rev-parse", "main")
         let names = ["one", "two", "three", "four"]
         let model = try FakeModel(byTask: names.map { name in
@@ -154,7 +163,10 @@ struct SlurmEndToEndTests {
             // What the agent spent, as the submitting patina's proxy counted it.
             #expect((run["requests"] as? Int ?? 0) >= 2, "\(name): \(run["requests"] ?? "nil")")
         }
-        #expect(nodes == ["patina-test-n1", "patina-test-n2"], "runs spread over both nodes: \(nodes)")
+        #expect(nodes.contains(SlurmTestCluster.containerNode) && nodes.count >= 2, "runs spread over the nodes: \(nodes)")
+        // Over both hosts: this one and the container node's own.
+        let hosts = Set(runs.compactMap { ($0["executor"] as? [String: Any])?["host"] as? String })
+        #expect(hosts.count == 2 && hosts.contains(SlurmTestCluster.containerNode), "\(hosts)")
         // The fake model received the real key on every request, through the submitting patina.
         let credentials = Set(model.requests().compactMap { $0["x_api_key"] as? String })
         #expect(credentials == [key], "\(credentials)")
@@ -175,7 +187,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func ctrlCCancelsTheArrayAndEveryRunIsCollected() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [
             .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
             .text("unreachable"),
@@ -211,7 +223,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func noSbatchIsExitThreeAndNothingIsCreated() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [.text("never asked")])
         var patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
         // git and docker, but no Slurm client.
@@ -246,7 +258,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func aNodeWithoutDockerIsAnErrorNamingTheNode() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [.text("never asked")])
         let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-nodocker-" + UUID().uuidString.lowercased())
         try repo.write("../tasks.txt", "task one\ntask two\n")
@@ -261,7 +273,7 @@ struct SlurmEndToEndTests {
         for run in runs {
             let reason = run["reason"] as? String ?? ""
             #expect(run["status"] as? String == "error")
-            #expect(reason.contains("patina-test-n") && reason.contains("node "), "\(reason)")
+            #expect(reason.contains("node patina-test-"), "\(reason)")
             #expect((run["executor"] as? [String: Any])?["node"] as? String != nil)
         }
         #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
@@ -269,7 +281,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func theBatchsBudgetIsKeptHereAcrossTheNodes() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         // Each answer reports 100,000 input tokens ($0.40 at the default model's price).
         let model = try FakeModel(script: [
             .bash("echo one > one.txt && git add one.txt && git commit -qm one"),
@@ -295,7 +307,7 @@ struct SlurmEndToEndTests {
     }
 
     @Test func tasksStartingTogetherOnOneHostBuildAColdImageOnce() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [.text("nothing to do")])
         // A base image of its own makes every image of this test new (tags are content hashes).
         let cold = "patina-test/cold-slurm-\(UUID().uuidString.prefix(8).lowercased()):latest"
@@ -312,18 +324,20 @@ struct SlurmEndToEndTests {
         }
         #expect(output.status == 0, "\(output.stderr.suffix(2000))")
         #expect(runs.count == 4 && images.count == 1)
-        // Both nodes are this host: one Docker engine, so one build for the four tasks.
         let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
         let slurm = store.root.appendingPathComponent("batches/\(batch["id"] as? String ?? "")/slurm")
         let outputs = try FileManager.default.contentsOfDirectory(atPath: slurm.path).filter { $0.hasSuffix(".out") }
         #expect(outputs.count == 4)
         let lines = try outputs.flatMap { try String(contentsOf: slurm.appendingPathComponent($0), encoding: .utf8).split(separator: "\n") }
-        #expect(lines.filter { $0.contains("building the agent image") }.count == 1, "\(lines.filter { $0.contains("building") })")
-        #expect(Set(runs.compactMap { ($0["executor"] as? [String: Any])?["node"] as? String }).count == 2)
+        // Once per host (the lock is in each host's temporary directory): this one and the container node.
+        let hosts = Set(runs.compactMap { ($0["executor"] as? [String: Any])?["host"] as? String })
+        let builds = lines.filter { $0.contains("building the agent image") }.count
+        #expect(builds >= 1 && builds <= hosts.count, "\(hosts): \(lines.filter { $0.contains("building") })")
+        #expect(Set(runs.compactMap { ($0["executor"] as? [String: Any])?["node"] as? String }).count >= 2)
     }
 
     @Test func aTaskKilledBeforeItCollectedIsCollectedByTheSubmittingPatina() throws {
-        let repo = try TemporaryRepository()
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [
             .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
             .text("unreachable"),
@@ -333,7 +347,8 @@ struct SlurmEndToEndTests {
         let ended = EndedFlag()
         let run = BackgroundRun {
             defer { ended.set() }
-            return try patina.run(self.arguments(["--json", repo.root.appendingPathComponent("tasks.txt").path]))
+            // On a node of this host: the submitting patina removes its containers itself.
+            return try patina.run(self.arguments(["--json", "--slurm-arg=--nodelist=patina-test-n1", repo.root.appendingPathComponent("tasks.txt").path]))
         }
         let deadline = Date().addingTimeInterval(180)
         while (try agentContainers(repo)) < 1 && Date() < deadline && !ended.isSet { Thread.sleep(forTimeInterval: 0.3) }
@@ -349,6 +364,120 @@ struct SlurmEndToEndTests {
         let record = try #require((batch["runs"] as? [[String: Any]])?.first)
         #expect(record["status"] as? String == "interrupted", "\(record["reason"] ?? "")")
         #expect(try repo.git("show", "\(record["branch"] as? String ?? ""):w.txt") == "w")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
+    /// The container node is killed mid-run (its slurmd, its patina, its pid namespace gone;
+    /// the agent's containers stay on the engine). Slurm marks the node down (SlurmdTimeout
+    /// 10 s) and the task NODE_FAIL; the submitting patina collects the run from the shared
+    /// filesystem (`interrupted`, the reason naming the lost node) and leaves its containers
+    /// alone; the next patina command on that node removes them; `batch resume --on slurm`
+    /// runs the item again.
+    @Test func aLostNodesRunIsCollectedHereItsContainersThereAndResumeRunsItAgain() throws {
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
+        let model = try FakeModel(script: [
+            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
+            .text("unreachable"),
+        ])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-lost-" + UUID().uuidString.lowercased())
+        try repo.write("../tasks.txt", "task lost\n")
+        let ended = EndedFlag()
+        let run = BackgroundRun {
+            defer { ended.set() }
+            return try patina.run(self.arguments(["--json", "--slurm-arg=--nodelist=\(SlurmTestCluster.containerNode)",
+                                                  repo.root.appendingPathComponent("tasks.txt").path]))
+        }
+        defer { _ = SlurmTestCluster.start() }
+        let deadline = Date().addingTimeInterval(180)
+        while (try agentContainers(repo)) < 1 && Date() < deadline && !ended.isSet { Thread.sleep(forTimeInterval: 0.3) }
+        Thread.sleep(forTimeInterval: 2)
+        // The node is lost: everything in its container dies at once.
+        try ProcessRunner.check(["docker", "kill", SlurmTestCluster.nodeContainer])
+        let output = try #require(run.wait())
+        #expect([1, 130].contains(output.status), "\(output.stderr.suffix(2000))")
+        let batch = try PatinaRunner.record(output)
+        let record = try #require((batch["runs"] as? [[String: Any]])?.first)
+        let reason = record["reason"] as? String ?? ""
+        #expect(record["status"] as? String == "interrupted", "\(reason)")
+        #expect(reason.contains("node \(SlurmTestCluster.containerNode) was lost"), "\(reason)")
+        #expect((record["executor"] as? [String: Any])?["host"] as? String == SlurmTestCluster.containerNode)
+        // Its work came home from the shared filesystem.
+        #expect(try repo.git("show", "\(record["branch"] as? String ?? ""):w.txt") == "w")
+        // Its containers live on the lost node: no patina of this host removes them.
+        #expect(try agentContainers(repo) == 1)
+        let here = try patina.run(["runs"])
+        #expect(here.status == 0, "\(here.stderr)")
+        #expect(try agentContainers(repo) == 1, "a patina on this host removed the lost node's containers")
+
+        // The node comes back; the next patina command there removes them.
+        guard case .success(let conf) = SlurmTestCluster.start() else {
+            Issue.record("the node did not come back")
+            return
+        }
+        var environment = patina.environment
+        environment["SLURM_CONF"] = conf
+        let there = try ProcessRunner.run(["srun", "--nodelist=\(SlurmTestCluster.containerNode)", "--chdir=\(repo.path.path)",
+                                           TestEnvironment.patinaBinary.path, "runs"], in: repo.path, environment: environment)
+        #expect(there.status == 0, "\(there.stderr)")
+        #expect(there.stderr.contains("removed the containers of run"), "\(there.stderr)")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+
+        // `batch resume --on slurm` runs the item again, on any node.
+        try model.update(script: [.bash("echo r > r.txt && git add r.txt && git commit -qm resumed"), .text("done")])
+        let resumed = try patina.run(["batch", "resume", "--on", "slurm", "--json", batch["id"] as? String ?? ""])
+        #expect(resumed.status == 0, "\(resumed.stderr.suffix(2000))")
+        let after = try PatinaRunner.record(resumed)
+        let again = try #require((after["runs"] as? [[String: Any]])?.first)
+        #expect(again["status"] as? String == "succeeded", "\(again["reason"] ?? "")")
+        #expect((again["executor"] as? [String: Any])?["kind"] as? String == "slurm")
+        #expect(try repo.git("show", "\(again["branch"] as? String ?? ""):r.txt") == "r")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
+    /// The submitting patina and the node both gone (SIGKILL, the node's container killed):
+    /// the next patina command on this host asks squeue, and once the task ended NODE_FAIL
+    /// collects the run from the shared filesystem, leaving its containers to the node.
+    @Test func withTheSubmitterGoneTooTheNextCommandHereCollectsALostNodesRun() throws {
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
+        let model = try FakeModel(script: [
+            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
+            .text("unreachable"),
+        ])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-gone-" + UUID().uuidString.lowercased())
+        try repo.write("../tasks.txt", "task orphaned\n")
+        let process = try patina.start(arguments(["--slurm-arg=--nodelist=\(SlurmTestCluster.containerNode)",
+                                                  repo.root.appendingPathComponent("tasks.txt").path]))
+        defer { _ = SlurmTestCluster.start() }
+        let deadline = Date().addingTimeInterval(180)
+        while (try agentContainers(repo)) < 1 && Date() < deadline && process.isRunning { Thread.sleep(forTimeInterval: 0.3) }
+        Thread.sleep(forTimeInterval: 2)
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let id = try #require(store.running().first?.id)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try ProcessRunner.check(["docker", "kill", SlurmTestCluster.nodeContainer])
+        // A command here leaves the run alone until Slurm says its task ended.
+        var record = try store.load(id)
+        let until = Date().addingTimeInterval(90)
+        var notes = ""
+        while record.status == .running && Date() < until {
+            let here = try patina.run(["runs"])
+            notes += here.stderr
+            record = try store.load(id)
+            if record.status == .running { Thread.sleep(forTimeInterval: 2) }
+        }
+        #expect(record.status == .interrupted, "\(notes.suffix(1500))")
+        #expect(record.reason?.contains("on \(SlurmTestCluster.containerNode) ended NODE_FAIL") == true, "\(record.reason ?? "")")
+        #expect(try repo.git("show", "\(record.branch):w.txt") == "w")
+        // Its containers are the node's to remove.
+        #expect(try agentContainers(repo) == 1)
+        #expect(store.leftOnHost(SlurmTestCluster.containerNode) == [id])
+        _ = SlurmTestCluster.start()
+        var environment = patina.environment
+        environment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
+        let there = try ProcessRunner.run(["srun", "--nodelist=\(SlurmTestCluster.containerNode)", "--chdir=\(repo.path.path)",
+                                           TestEnvironment.patinaBinary.path, "runs"], in: repo.path, environment: environment)
+        #expect(there.status == 0, "\(there.stderr)")
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 }

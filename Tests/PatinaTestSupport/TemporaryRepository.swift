@@ -7,9 +7,10 @@ public final class TemporaryRepository: @unchecked Sendable {
     public let path: URL
     public let home: URL
 
-    /// `name`: the repository's folder name.
-    public init(files: [String: String] = ["README.md": "# demo\n"], name: String = "repo") throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("patina-test-\(UUID().uuidString.prefix(8))")
+    /// `under`: the directory to make it in (default: the temporary directory); `name`: the
+    /// repository's folder name.
+    public init(files: [String: String] = ["README.md": "# demo\n"], under parent: URL? = nil, name: String = "repo") throws {
+        root = (parent ?? FileManager.default.temporaryDirectory).appendingPathComponent("patina-test-\(UUID().uuidString.prefix(8))")
         path = root.appendingPathComponent(name)
         home = root.appendingPathComponent("patina-home")
         try FileManager.default.createDirectory(at: path, withIntermediateDirectories: true)

@@ -76,7 +76,7 @@ public struct Redactor: Sendable {
         case .toolError(let s): return .toolError(self(s))
         case .agentText(let s): return .agentText(self(s))
         case .finished(let record): return .finished(self(record))
-        case .phase, .agentStarted, .apiError, .modelAPI: return event
+        case .phase, .agentStarted, .apiError, .modelAPI, .placement: return event
         }
     }
 }

@@ -77,22 +77,54 @@ public struct RunStore: Sendable {
     /// gone. The next patina command removes what a dead patina left (Recovery).
     public var pendingDirectory: URL { root.appendingPathComponent("pending") }
 
-    public func markPending(_ id: String, pid: Int32) throws {
+    /// The file holds `PID HOST`: a pid means something only on the host that wrote it (a
+    /// Slurm node shares this directory with other hosts).
+    public func markPending(_ id: String, pid: Int32, host: String = RunExecutor.thisHost) throws {
         try FileManager.default.createDirectory(at: pendingDirectory, withIntermediateDirectories: true)
-        try Data("\(pid)\n".utf8).write(to: pendingDirectory.appendingPathComponent(id), options: .atomic)
+        try Data("\(pid) \(host)\n".utf8).write(to: pendingDirectory.appendingPathComponent(id), options: .atomic)
     }
 
     public func clearPending(_ id: String) {
         try? FileManager.default.removeItem(at: pendingDirectory.appendingPathComponent(id))
     }
 
-    /// Every pending run: its id and the pid of the patina that started it (nil when unreadable).
-    public func pending() -> [(id: String, pid: Int32?)] {
+    /// Every pending run: its id, the pid of the patina that started it (nil when unreadable)
+    /// and the host it runs on (nil: written before hosts were recorded, this one).
+    public func pending() -> [(id: String, pid: Int32?, host: String?)] {
         let ids = (try? FileManager.default.contentsOfDirectory(atPath: pendingDirectory.path)) ?? []
         return ids.filter(RunID.isValid).sorted().map { id in
             let text = (try? String(contentsOf: pendingDirectory.appendingPathComponent(id), encoding: .utf8)) ?? ""
-            return (id, Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+            let fields = text.split(whereSeparator: \.isWhitespace).map(String.init)
+            return (id, fields.first.flatMap { Int32($0) }, fields.count > 1 ? fields[1] : nil)
         }
+    }
+
+    /// Runs collected by a patina on another host than the one they ran on (a Slurm task
+    /// that died: its record and branch are on the shared filesystem, its containers on its
+    /// node): `left-on-host/HOST/RUN`, one empty file each. The next patina command on HOST
+    /// removes the run's containers there (Recovery); no other host's patina touches them.
+    public var leftOnHostDirectory: URL { root.appendingPathComponent("left-on-host") }
+
+    static func hostComponent(_ host: String) -> String {
+        String(host.map { $0 == "/" || $0.isWhitespace ? "_" : $0 })
+    }
+
+    public func markLeft(_ id: String, onHost host: String) throws {
+        let directory = leftOnHostDirectory.appendingPathComponent(Self.hostComponent(host))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: directory.appendingPathComponent(id).path, contents: nil) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: directory.appendingPathComponent(id).path])
+        }
+    }
+
+    /// Runs whose containers were left on `host`.
+    public func leftOnHost(_ host: String = RunExecutor.thisHost) -> [String] {
+        let directory = leftOnHostDirectory.appendingPathComponent(Self.hostComponent(host))
+        return ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).filter(RunID.isValid).sorted()
+    }
+
+    public func clearLeft(_ id: String, onHost host: String = RunExecutor.thisHost) {
+        try? FileManager.default.removeItem(at: leftOnHostDirectory.appendingPathComponent(Self.hostComponent(host)).appendingPathComponent(id))
     }
 
     /// One empty file per run whose record says `running`, so that every command's recovery

@@ -20,10 +20,20 @@ public enum Recovery {
         repository: Repository, store: RunStore, engine: DockerEngine = DockerEngine(), now: Date = Date()
     ) async -> (runs: [Recovered], notes: [String]) {
         var notes = await removeAbandonedSandboxes(store: store, engine: engine, repository: repository)
-        let abandoned = store.running().filter { !Review.inFlight($0) }
+        notes += await removeContainersLeftHere(store: store, engine: engine)
+        let running = store.running()
         var results: [Recovered] = []
-        for record in abandoned {
+        for record in running where !Review.inFlight(record) {
             results.append(await collect(record, repository: repository, store: store, engine: engine, now: now))
+        }
+        // Runs of another host (a Slurm node) whose task ended without collecting them:
+        // collected from the shared filesystem; their containers stay for that host's patina.
+        let remote = running.filter { Review.inFlight($0) && $0.executor?.host != nil && $0.executor?.host != RunExecutor.thisHost && $0.executor?.jobID != nil }
+        let ended = remote.isEmpty ? [:] : await SlurmCluster.endedTasks(remote.compactMap { $0.executor?.jobID })
+        for record in remote {
+            guard let job = record.executor?.jobID, let ended = ended[job] else { continue }
+            results.append(await collect(record, repository: repository, store: store, engine: engine, now: now,
+                                         cause: "its slurm task \(record.executor?.jobID ?? "") on \(record.executor?.node ?? "its node") ended \(ended) before it collected the run"))
         }
         notes += finishAbandonedBatches(store: store, now: now)
         return (results, notes)
@@ -55,7 +65,7 @@ public enum Recovery {
     /// Returns a line for each shell it cleaned up.
     static func removeAbandonedSandboxes(store: RunStore, engine: DockerEngine, repository: Repository) async -> [String] {
         var shells: [String] = []
-        for (id, pid) in store.pending() where pid.map({ !Review.patinaAlive(pid: $0) }) ?? true {
+        for (id, pid, host) in store.pending() where (host ?? RunExecutor.thisHost) == RunExecutor.thisHost && (pid.map({ !Review.patinaAlive(pid: $0) }) ?? true) {
             let left = await RunCollection.removeContainers(engine: engine, runID: id, keeping: nil, daemonWait: 5)
             guard left.isEmpty else { continue }
             let shell = store.shellDirectory(id)
@@ -67,6 +77,19 @@ public enum Recovery {
             store.clearPending(id)
         }
         return shells
+    }
+
+    /// The containers of runs of this host that a patina on another host collected (their
+    /// task died on this node): removed here, where they live. A line for each.
+    static func removeContainersLeftHere(store: RunStore, engine: DockerEngine) async -> [String] {
+        var lines: [String] = []
+        for id in store.leftOnHost() {
+            let left = await RunCollection.removeContainers(engine: engine, runID: id, keeping: nil, daemonWait: 5)
+            guard left.isEmpty else { continue }
+            store.clearLeft(id)
+            lines.append("removed the containers of run \(id), which another host collected after its task on this one died")
+        }
+        return lines
     }
 
     /// What a shell's own collect step does, for a shell whose patina died: its view of the
@@ -97,7 +120,11 @@ public enum Recovery {
         return outcome
     }
 
-    static func collect(_ found: RunRecord, repository: Repository, store: RunStore, engine: DockerEngine, now: Date) async -> Recovered {
+    /// `cause`: why it is collected here, when it is not that its patina's pid is gone. A
+    /// run of another host (`executor.host`) is collected from the shared filesystem only:
+    /// its containers are left to the next patina command on that host (`RunStore.markLeft`).
+    static func collect(_ found: RunRecord, repository: Repository, store: RunStore, engine: DockerEngine, now: Date,
+                        cause: String? = nil) async -> Recovered {
         var record = found
         let layout = RunLayout(runDirectory: URL(fileURLWithPath: record.runDir))
         // One recovering process per run: another patina command may be at it too.
@@ -109,9 +136,18 @@ public enum Recovery {
         // Re-read under the lock: the other process may have finished it.
         if let fresh = try? store.load(record.id), fresh.status != .running { return Recovered(record: fresh, problem: nil) }
 
-        let left = await RunCollection.removeContainers(engine: engine, runID: record.id, keeping: nil)
-        guard left.isEmpty else {
-            return Recovered(record: record, problem: "its containers could not be removed (\(left.joined(separator: ", "))); it stays for a later patina command")
+        let otherHost = record.executor?.host.flatMap { $0 == RunExecutor.thisHost ? nil : $0 }
+        if let otherHost {
+            do {
+                try store.markLeft(record.id, onHost: otherHost)
+            } catch {
+                return Recovered(record: record, problem: "could not note its containers for \(otherHost): \(error)")
+            }
+        } else {
+            let left = await RunCollection.removeContainers(engine: engine, runID: record.id, keeping: nil)
+            guard left.isEmpty else {
+                return Recovered(record: record, problem: "its containers could not be removed (\(left.joined(separator: ", "))); it stays for a later patina command")
+            }
         }
         guard let base = ObjectID(hex: record.baseCommit) else {
             return Recovered(record: record, problem: "its record has no valid base commit")
@@ -125,7 +161,9 @@ public enum Recovery {
         collection.releaseWorktreeView()
         collection.copyTranscript(into: &record)
         defer { collection.reclaimOwnership() }
-        var reasons = ["patina (pid \(record.pid.map(String.init) ?? "unknown")) stopped before it collected the run; a later patina command collected it"]
+        var reasons = [cause.map { "\($0); collected from the shared filesystem by patina on \(RunExecutor.thisHost)" }
+            ?? "patina (pid \(record.pid.map(String.init) ?? "unknown")) stopped before it collected the run; a later patina command collected it"]
+        if let otherHost { reasons.append("its containers on \(otherHost) are removed by the next patina command there") }
         let agentStarted = FileManager.default.fileExists(atPath: layout.sessionLog.path)
         if !agentStarted {
             // Stopped before the agent ran (maybe halfway through creating the worktree):

@@ -23,7 +23,17 @@ public enum RunEvent: Sendable {
     /// The model API answered the run's proxy with 429 (rate limit) or 529 (overload): the
     /// status and the run's counts so far.
     case modelAPI(status: Int, rateLimited: Int, overloaded: Int)
+    /// Where an executor placed the run, when it changes: the scheduler's state (Slurm's
+    /// `PENDING`, `RUNNING`…), the node it is on, why it waits (Slurm's reason).
+    case placement(state: String, node: String?, reason: String?)
     case finished(RunRecord)
+}
+
+extension RunEvent {
+    /// `pending (Resources)`, `running on node12`: a placement as one short phrase.
+    public static func placementText(state: String, node: String?, reason: String?) -> String {
+        state.lowercased() + (reason.map { " (\($0))" } ?? "") + (node.map { " on \($0)" } ?? "")
+    }
 }
 
 /// An event with the run it belongs to and when it happened.

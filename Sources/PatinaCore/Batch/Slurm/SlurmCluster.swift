@@ -153,6 +153,40 @@ public enum SlurmCluster {
         }
     }
 
+    /// Which of the array tasks `tasks` (`JOB_TASK` each) have ended, by Slurm's word: each
+    /// one's final state (e.g. `NODE_FAIL`), or a note when Slurm no longer knows it. A task
+    /// still running, or of a job squeue does not answer for, is not listed (nothing is
+    /// collected then). One squeue call per array job.
+    public static func endedTasks(_ tasks: [String]) async -> [String: String] {
+        var byJob: [String: [(task: String, index: Int)]] = [:]
+        for task in Set(tasks) {
+            let parts = task.split(separator: "_")
+            guard parts.count == 2, let index = Int(parts[1]) else { continue }
+            byJob[String(parts[0]), default: []].append((task, index))
+        }
+        var ended: [String: String] = [:]
+        for (job, members) in byJob {
+            guard let answer = try? await Command.run(SlurmCommands.squeue(job: job)) else { continue }
+            guard answer.succeeded else {
+                // Aged out of the controller's memory (MinJobAge): long over.
+                if answer.standardError.contains("Invalid job id") {
+                    for member in members { ended[member.task] = "(no longer known to Slurm)" }
+                }
+                continue
+            }
+            let states = SlurmCommands.parseTasks(answer.standardOutput)
+            for member in members {
+                // A task that ran is listed on its own line while Slurm remembers it.
+                guard let state = states[member.index] else {
+                    ended[member.task] = "(no longer listed by squeue)"
+                    continue
+                }
+                if state.isFinished { ended[member.task] = state.state }
+            }
+        }
+        return ended
+    }
+
     static func lastLine(_ text: String) -> String {
         text.split(separator: "\n").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
     }

@@ -14,7 +14,7 @@ import Synchronization
 /// hatch-vcs, `git describe`) work on good code. The devcontainer's lifecycle commands run
 /// first, as they did before the agent.
 extension RunLifecycle {
-    func runCheck(_ command: String, image: String, head: ObjectID) async -> CheckResult {
+    func runCheck(_ command: String, image: String, sandbox: StartedSandbox, head: ObjectID) async -> CheckResult {
         let start = Date()
         func failed(_ why: String) -> CheckResult {
             CheckResult(command: command, exitCode: nil, passed: false,
@@ -48,7 +48,7 @@ extension RunLifecycle {
             return failed("could not check out \(head.short) for the check: \(error)")
         }
         progress.step("check: \(command)")
-        var spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork, labels: containerLabels)
+        var spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: sandbox.network, labels: containerLabels)
         spec.name = "patina-\(plan.id)-check"
         spec.labels["patina.role"] = "check"
         spec.mounts = [
@@ -79,7 +79,7 @@ extension RunLifecycle {
         let state: (exitCode: Int, oomKilled: Bool)?
         do {
             let redactor = self.redactor
-            (result, state) = try await runWatched(spec, role: "check", timeout: timeout) { raw in
+            (result, state) = try await runWatched(spec, role: "check", sandbox: sandbox, timeout: timeout) { raw in
                 let line = redactor(raw)
                 try? log?.write(contentsOf: Data((line + "\n").utf8))
                 tail.append(line)

@@ -1,6 +1,7 @@
 import Foundation
 import PatinaGit
 import Testing
+import PatinaTestSupport
 
 /// patina writes a run's worktree itself (`Repository.addWorktree`): it must hold exactly
 /// what `git worktree add` writes, and its index must carry stat data git can use as is.

@@ -2,6 +2,7 @@ import Foundation
 import PatinaGit
 @testable import PatinaSandbox
 import Testing
+import PatinaTestSupport
 
 /// Collection bounded by the change it collects, not by what the agent makes its tree or
 /// its git directory claim: the limits of `CollectionLimits`, on temporary repositories.

@@ -31,8 +31,7 @@ public struct Detection: Sendable {
 
     public static func run(plan: RunPlan) async throws -> Detection {
         let layout = RunLayout(runDirectory: plan.runDirectory)
-        let protections = Protections(plan: plan, layout: layout, engine: DockerEngine())
-        try protections.prepare()
+        let protections = try ProtectionPlan.make(plan: plan)
         let setup = plan.sandbox
         var base = plan.baseImage
         if let devcontainer = setup.devcontainer {
@@ -49,7 +48,7 @@ public struct Detection: Sendable {
         let cache = ImageCache(engine: DockerEngine(), cacheDirectory: RunStore.home().appendingPathComponent("cache/images"))
         let image = try await cache.tag(for: recipe, rememberHashes: false)
         let extras = CacheStore(store: plan.store).plannedExtras(setup.caches)
-        let spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork,
+        let spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: plan.firewallEnabled ? "container:\(NetworkHolder.name(runID: plan.id))" : nil,
                                      labels: ["patina": "1", "patina.run": plan.id, "patina.repo": plan.store.repositoryKey],
                                      extras: extras)
         let devcontainerJSON = try AgentSandbox.devcontainerJSON(spec, plan: plan)
@@ -60,7 +59,7 @@ public struct Detection: Sendable {
         return Detection(
             repository: plan.repositoryRoot.path, lines: lines, devcontainer: setup.devcontainer?.path,
             notActedOn: setup.devcontainer?.notActedOn ?? [], toolchains: setup.toolchains, autoPresets: setup.autoPresets,
-            allowList: protections.allowListSummary, firewall: plan.firewallEnabled, unresolvedPresetNames: unresolved, caches: setup.caches, claude: setup.claude.npmWarning ?? setup.claude.description,
+            allowList: protections.allowListSummary(), firewall: plan.firewallEnabled, unresolvedPresetNames: unresolved, caches: setup.caches, claude: setup.claude.npmWarning ?? setup.claude.description,
             claudeVersion: setup.claude.version, hostCA: setup.trust.caFiles, proxies: setup.trust.proxies.map(\.endpoint),
             dnsPinned: protections.pinnedNames, agentImage: image, dockerfile: recipe.dockerfile, devcontainerJSON: devcontainerJSON)
     }

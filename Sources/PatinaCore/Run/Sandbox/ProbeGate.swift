@@ -22,6 +22,12 @@ struct ProbeHandshake: Sendable {
     var answer: URL { directory.appendingPathComponent("go") }
     /// A FIFO: "applied" once the holder applied the firewall (the self-test waits for it).
     var firewall: URL { directory.appendingPathComponent("firewall") }
+
+    /// The names the self-test skipped because they do not resolve (patina's own presets').
+    static func unresolvedOptionalNames(_ report: String) -> [String] {
+        report.split(separator: "\n").filter { $0.hasPrefix("SKIP resolve ") }
+            .compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) }
+    }
 }
 
 /// A flag one task sets and another reads.
@@ -31,7 +37,13 @@ final class EndFlag: Sendable {
     var value: Bool { ended.withLock { $0 } }
 }
 
-extension Protections {
+/// The probe gate: every sandbox container proves the protections before its command
+/// starts. Part of the started sandbox: the plan's seccomp facts for the probe, the
+/// holder's firewall, canary and record of rejected destinations for the checks.
+extension StartedSandbox {
+    private var plan: RunPlan { holder.plan }
+    private var layout: RunLayout { holder.layout }
+
     /// Makes `spec` prove the protections before its command runs: `probe.sh` becomes its
     /// first process (same user, capabilities, seccomp profile and network namespace as
     /// the command: the container itself is proven, not a look-alike), with the firewall's
@@ -59,8 +71,8 @@ extension Protections {
                                      target: Netguard.mountPath + "/selftest.sh", readOnly: true))
         }
         spec.environment["PATINA_EXPECTED_CAPBND"] = Capabilities.mask(plan.capAdd)
-        spec.environment["PATINA_SECCOMP_RELAXED"] = seccompRelaxed.joined(separator: " ")
-        spec.environment["PATINA_DENIED_SYSCALLS"] = deniedSyscallNumbers
+        spec.environment["PATINA_SECCOMP_RELAXED"] = protections.seccompRelaxed.joined(separator: " ")
+        spec.environment["PATINA_DENIED_SYSCALLS"] = protections.deniedSyscallNumbers
         // The system's bash, not the first one the image's PATH finds (it may name the
         // worktree); in POSIX mode it reads no BASH_ENV (the probe leaves that mode at once).
         spec.command = ["/bin/bash", "--posix", RunLayout.containerProbe, "--handshake", ProbeHandshake.containerPath, "--"]
@@ -80,10 +92,10 @@ extension Protections {
         var firewallWord: Int32 = -1
         defer { if firewallWord >= 0 { close(firewallWord) } }
         if handshake.selfTest {
-            try await firewallApplied()
+            try await holder.firewallApplied()
             // Held open until the report is there: the word waits in the FIFO even when the
             // probe has not opened it yet.
-            let told = Self.writeLine("applied", toFIFO: handshake.firewall, keepingOpen: true)
+            let told = FIFO.writeLine("applied", toFIFO: handshake.firewall, keepingOpen: true)
             if let why = told.error {
                 throw SandboxFailure("could not tell the \(handshake.role) container's checks that the firewall is applied (\(why))")
             }
@@ -111,7 +123,7 @@ extension Protections {
         // runs (a run whose checks fail stops anyway).
         let forget = handshake.selfTest && failures.isEmpty
         async let forgotten: String? = forget ? forgettingRejectedDestinations() : nil
-        failures += await hostSideFailures(selfTestOutput: handshake.selfTest ? output : nil)
+        failures += await holder.hostSideFailures(selfTestOutput: handshake.selfTest ? output : nil)
         if let failure = await forgotten, failures.isEmpty { failures.append("FAIL \(failure)") }
         guard failures.isEmpty, output.contains("PASS") else {
             answer(handshake, "stop")
@@ -123,7 +135,7 @@ extension Protections {
             throw SandboxFailure("the \(handshake.role) container stopped waiting for its go-ahead")
         }
         let lines = output.split(separator: "\n")
-        for name in Self.unresolvedOptionalNames(output) {
+        for name in ProbeHandshake.unresolvedOptionalNames(output) {
             progress.note("\(name) does not resolve: a preset patina added for the toolchains names it; the run goes on without it (--no-auto-presets leaves such presets out)")
         }
         let passed = lines.filter { $0.hasPrefix("PASS") }.count
@@ -132,16 +144,10 @@ extension Protections {
         return lines.last { $0.hasPrefix("INFO probes took ") }.flatMap { Int($0.split(separator: " ")[3]) }
     }
 
-    /// The names the self-test skipped because they do not resolve (patina's own presets').
-    static func unresolvedOptionalNames(_ report: String) -> [String] {
-        report.split(separator: "\n").filter { $0.hasPrefix("SKIP resolve ") }
-            .compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) }
-    }
-
     /// `forgetRejectedDestinations`, its error as text.
     private func forgettingRejectedDestinations() async -> String? {
         do {
-            try await forgetRejectedDestinations()
+            try await holder.forgetRejectedDestinations()
             return nil
         } catch {
             return "\(error)"
@@ -152,9 +158,29 @@ extension Protections {
     /// blocks; false when nothing waits any more (the container is gone).
     @discardableResult
     private func answer(_ handshake: ProbeHandshake, _ word: String) -> Bool {
-        Self.writeLine(word, toFIFO: handshake.answer) == nil
+        FIFO.writeLine(word, toFIFO: handshake.answer) == nil
     }
 
+    /// The report as the probe left it: a regular file (never a link), at most 1 MiB.
+    private static func readReport(_ url: URL) -> String {
+        let fd = open(url.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return "FAIL probe-report unreadable: \(String(cString: strerror(errno)))\n" }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return "FAIL probe-report not a regular file\n" }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while data.count < 1 << 20 {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            data.append(contentsOf: buffer[0..<n])
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// The FIFOs of the probe handshake and of the network holder's requests.
+enum FIFO {
     /// Writes `line` and a newline to the FIFO at `url` without blocking: only while a
     /// reader holds it open, never through a link, never into anything but a FIFO.
     /// Returns why it could not, or nil.
@@ -181,22 +207,5 @@ extension Protections {
             return (-1, error)
         }
         return (fd, nil)
-    }
-
-    /// The report as the probe left it: a regular file (never a link), at most 1 MiB.
-    private static func readReport(_ url: URL) -> String {
-        let fd = open(url.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return "FAIL probe-report unreadable: \(String(cString: strerror(errno)))\n" }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return "FAIL probe-report not a regular file\n" }
-        var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while data.count < 1 << 20 {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            data.append(contentsOf: buffer[0..<n])
-        }
-        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import PatinaCore
 import PatinaGit
 import Testing
+import PatinaTestSupport
 
 /// The history check collection and the review verbs run on a run's branch: a head that
 /// does not descend from its base, and commits dated before the run started.

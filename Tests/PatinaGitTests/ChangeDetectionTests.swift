@@ -1,6 +1,7 @@
 import Foundation
 import PatinaGit
 import Testing
+import PatinaTestSupport
 
 /// Collection finds what the agent left from the worktree's stat data, re-reading only
 /// files whose stat changed since patina handed the checkout over (as git's index does).

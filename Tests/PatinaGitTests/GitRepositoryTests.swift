@@ -1,6 +1,7 @@
 import Foundation
 import PatinaGit
 import Testing
+import PatinaTestSupport
 
 private func trimmed(_ text: String) -> String { text.trimmingCharacters(in: .whitespacesAndNewlines) }
 

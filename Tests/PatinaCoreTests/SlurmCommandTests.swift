@@ -25,6 +25,11 @@ import Testing
         #expect(SlurmCommands.request(for: limits) == (2, 1024))
     }
 
+    @Test func aPlacementIsOneShortPhrase() {
+        #expect(RunEvent.placementText(state: "PENDING", node: nil, reason: "JobArrayTaskLimit") == "pending (JobArrayTaskLimit)")
+        #expect(RunEvent.placementText(state: "RUNNING", node: "node12", reason: nil) == "running on node12")
+    }
+
     @Test func squeueLinesBecomeTaskStates() {
         #expect(SlurmCommands.squeue(job: "42") == ["squeue", "--noheader", "--array", "--states=all", "--jobs=42", "--format=%K|%T|%N|%r"])
         let tasks = SlurmCommands.parseTasks("""

@@ -1,23 +1,11 @@
 import Foundation
 import PatinaGit
 import Testing
+import PatinaTestSupport
 
 private func trimmed(_ text: String) -> String { text.trimmingCharacters(in: .whitespacesAndNewlines) }
 
 extension GitFixture {
-    /// Writes `files`, commits everything, returns the new HEAD.
-    @discardableResult
-    func commit(_ files: [String: String], message: String = "change") throws -> ObjectID {
-        for (path, text) in files { try write(text, to: path) }
-        try git("add", "-A")
-        try git("commit", "-q", "-m", message)
-        return try head()
-    }
-
-    func head(_ revision: String = "HEAD") throws -> ObjectID {
-        try #require(ObjectID(hex: trimmed(try git("rev-parse", revision))))
-    }
-
     func writeBytes(_ bytes: [UInt8], to relative: String) throws {
         let file = repo.appendingPathComponent(relative)
         try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)

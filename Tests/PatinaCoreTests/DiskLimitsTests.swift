@@ -2,6 +2,7 @@ import Foundation
 import PatinaGit
 @testable import PatinaCore
 import Testing
+import PatinaTestSupport
 
 /// The disk limits as typed (sizes, floors, the config's keys), the floor measured on a real
 /// filesystem, what a directory really holds, and the agent's own large files found from

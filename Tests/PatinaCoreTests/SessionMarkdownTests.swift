@@ -2,6 +2,7 @@ import Foundation
 import PatinaGit
 import Testing
 @testable import PatinaCore
+import PatinaTestSupport
 
 @Suite struct SessionMarkdownTests {
     // MARK: Fixtures

@@ -76,8 +76,19 @@ import Testing
         try store.markPending("20261121-080000-early-mnop", pid: 4242)
         #expect(store.pending().map(\.id) == ["20261121-080000-early-mnop"])
         #expect(store.pending().first?.pid == 4242)
+        #expect(store.pending().first?.host == RunExecutor.thisHost)
         store.clearPending("20261121-080000-early-mnop")
         #expect(store.pending().isEmpty)
+        // A pid of another host (a Slurm node sharing the store) says which host it is of.
+        try store.markPending("20261121-080000-early-mnop", pid: 7, host: "node12")
+        #expect(store.pending().first?.host == "node12")
+
+        // Containers left on a host, for that host's next patina command only.
+        try store.markLeft("20261121-060000-live-efgh", onHost: "node12")
+        #expect(store.leftOnHost("node12") == ["20261121-060000-live-efgh"])
+        #expect(store.leftOnHost().isEmpty)
+        store.clearLeft("20261121-060000-live-efgh", onHost: "node12")
+        #expect(store.leftOnHost("node12").isEmpty)
     }
 
     /// Recovery reads the marked records only: a mark is made before a running record is

@@ -11,21 +11,12 @@ public struct SandboxExtras: Sendable, Equatable {
         self.mounts = mounts
         self.environment = environment
     }
-}
 
-/// How the agent reaches the model: its run's proxy, with a placeholder credential
-/// that is worth nothing anywhere else.
-public struct ModelAccess: Sendable, Equatable {
-    /// The proxy's URL, the sandbox's ANTHROPIC_BASE_URL.
-    public var baseURL: String
-    /// The variable Claude Code reads the credential from (the one the user set).
-    public var variable: String
-    public var placeholder: String
-
-    public init(baseURL: String, variable: String, placeholder: String) {
-        self.baseURL = baseURL
-        self.variable = variable
-        self.placeholder = placeholder
+    /// The warm caches' mounts and environment (none without a lease).
+    /// And Claude Code's volume (ClaudeVolume), when the image takes its binary from one.
+    init(_ caches: CacheLease?, claudeVolume: String? = nil) {
+        self.init(mounts: (caches?.mounts ?? []) + (claudeVolume.map { [ClaudeVolume.mount($0)] } ?? []),
+                  environment: caches?.environment ?? [:])
     }
 }
 

@@ -1,23 +1,24 @@
-// Test fixtures for the PatinaGit tests: a temporary directory per test holding a
+// Test fixtures for the tests of PatinaGit and of what builds on it: a temporary directory per test holding a
 // repository made by the git CLI, and a way to run git as the user or as the agent.
 import Foundation
 import PatinaGit
 import Testing
 
 /// A failed fixture step, with the command and its stderr.
-struct GitFixtureError: Error, CustomStringConvertible {
-    let description: String
+public struct GitFixtureError: Error, CustomStringConvertible {
+    public let description: String
+    public init(description: String) { self.description = description }
 }
 
 /// One test's temporary world: `root` holds the repository (`repo`), a HOME for git, and
 /// whatever the test adds. Removed when the fixture goes away.
-final class GitFixture {
-    let root: URL
-    let repo: URL
-    let home: URL
+public final class GitFixture {
+    public let root: URL
+    public let repo: URL
+    public let home: URL
 
     /// A repository on branch main, with one commit unless `commit` is false.
-    init(commit: Bool = true) throws {
+    public init(commit: Bool = true) throws {
         let base = URL(fileURLWithPath: NSTemporaryDirectory(), isDirectory: true)
             .appendingPathComponent("patina-git-\(UUID().uuidString)", isDirectory: true)
         root = URL(fileURLWithPath: base.path.replacingOccurrences(of: "//", with: "/"), isDirectory: true)
@@ -39,10 +40,10 @@ final class GitFixture {
         try? FileManager.default.removeItem(at: root)
     }
 
-    func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
+    public func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
 
     /// The environment of every git the tests run: nothing from the real user's setup.
-    var environment: [String: String] {
+    public var environment: [String: String] {
         [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
             "HOME": home.path,
@@ -55,26 +56,26 @@ final class GitFixture {
 
     /// git as the user, in the repository (or `directory`); throws unless it exits 0.
     @discardableResult
-    func git(_ arguments: String..., in directory: URL? = nil) throws -> String {
+    public func git(_ arguments: String..., in directory: URL? = nil) throws -> String {
         try checked(["git"] + arguments, in: directory ?? repo, environment: environment)
     }
 
-    func write(_ text: String, to relative: String, in directory: URL? = nil) throws {
+    public func write(_ text: String, to relative: String, in directory: URL? = nil) throws {
         let file = (directory ?? repo).appendingPathComponent(relative)
         try FileManager.default.createDirectory(
             at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
         try Data(text.utf8).write(to: file)
     }
 
-    func read(_ relative: String, in directory: URL? = nil) throws -> String {
+    public func read(_ relative: String, in directory: URL? = nil) throws -> String {
         String(decoding: try Data(contentsOf: (directory ?? repo).appendingPathComponent(relative)), as: UTF8.self)
     }
 
-    func exists(_ url: URL) -> Bool {
+    public func exists(_ url: URL) -> Bool {
         (try? FileManager.default.attributesOfItem(atPath: url.path)) != nil
     }
 
-    func checked(_ command: [String], in directory: URL, environment: [String: String]) throws -> String {
+    public func checked(_ command: [String], in directory: URL, environment: [String: String]) throws -> String {
         let result = try run(command, in: directory, environment: environment)
         guard result.status == 0 else {
             throw GitFixtureError(description: "\(command.joined(separator: " ")) exited \(result.status): \(result.error)")
@@ -82,7 +83,7 @@ final class GitFixture {
         return result.output
     }
 
-    func run(_ command: [String], in directory: URL? = nil, environment: [String: String]? = nil) throws
+    public func run(_ command: [String], in directory: URL? = nil, environment: [String: String]? = nil) throws
         -> (status: Int32, output: String, error: String)
     {
         let process = Process()
@@ -115,18 +116,18 @@ final class GitFixture {
 
 /// A fixture with a run set up as patina sets it up: a branch at the base commit, its
 /// worktree outside the repository, and the sandbox's private git directory.
-final class GitRunFixture {
-    let fixture: GitFixture
-    let host: Repository
-    let base: ObjectID
-    let branch = "patina/run-1"
-    let worktreeName = "patina-run-1"
-    let worktree: URL
-    let sandboxGit: URL
+public final class GitRunFixture {
+    public let fixture: GitFixture
+    public let host: Repository
+    public let base: ObjectID
+    public let branch = "patina/run-1"
+    public let worktreeName = "patina-run-1"
+    public let worktree: URL
+    public let sandboxGit: URL
 
     /// `prepare` shapes the repository before the run starts from its HEAD.
     /// `sparse`: the run checks out only these directories (and the top level's files).
-    init(sparse: [String] = [], prepare: (GitFixture) throws -> Void = { _ in }) throws {
+    public init(sparse: [String] = [], prepare: (GitFixture) throws -> Void = { _ in }) throws {
         fixture = try GitFixture()
         try fixture.write("*.log\n", to: ".gitignore")
         try fixture.git("add", ".gitignore")
@@ -149,7 +150,7 @@ final class GitRunFixture {
 
     /// git as the agent.
     @discardableResult
-    func agent(_ arguments: String...) throws -> String {
+    public func agent(_ arguments: String...) throws -> String {
         var environment = ["PATH": fixture.environment["PATH"]!, "HOME": fixture.home.path, "LANG": "C",
                            "GIT_CONFIG_NOSYSTEM": "1"]
         environment["GIT_DIR"] = sandboxGit.path
@@ -159,7 +160,7 @@ final class GitRunFixture {
 
     /// The agent writes a file and commits it; returns the commit id.
     @discardableResult
-    func agentCommits(_ file: String, _ text: String, message: String) throws -> ObjectID {
+    public func agentCommits(_ file: String, _ text: String, message: String) throws -> ObjectID {
         try fixture.write(text, to: file, in: worktree)
         try agent("add", "-A")
         try agent("commit", "-q", "-m", message)
@@ -168,17 +169,22 @@ final class GitRunFixture {
 
     /// The user's git in the worktree, host side.
     @discardableResult
-    func hostGitInWorktree(_ arguments: String...) throws -> String {
+    public func hostGitInWorktree(_ arguments: String...) throws -> String {
         try fixture.checked(["git", "-c", "safe.directory=*"] + arguments, in: worktree, environment: fixture.environment)
     }
 }
 
-@Suite("Git test fixtures")
-struct GitFixtureTests {
-    @Test("a fixture repository has one commit on main")
-    func fixtureRepository() throws {
-        let fixture = try GitFixture()
-        #expect(try fixture.git("rev-list", "--count", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
-        #expect(try fixture.git("rev-parse", "--abbrev-ref", "HEAD").hasPrefix("main"))
+extension GitFixture {
+    /// Writes `files`, commits everything, returns the new HEAD.
+    @discardableResult
+    public func commit(_ files: [String: String], message: String = "change") throws -> ObjectID {
+        for (path, text) in files { try write(text, to: path) }
+        try git("add", "-A")
+        try git("commit", "-q", "-m", message)
+        return try head()
+    }
+
+    public func head(_ revision: String = "HEAD") throws -> ObjectID {
+        try #require(ObjectID(hex: try git("rev-parse", revision).trimmingCharacters(in: .whitespacesAndNewlines)))
     }
 }

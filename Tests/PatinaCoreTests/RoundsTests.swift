@@ -2,6 +2,7 @@ import Foundation
 import PatinaTemplates
 import Testing
 @testable import PatinaCore
+import PatinaTestSupport
 
 @Suite struct JUnitReportTests {
     static func parse(_ text: String) throws -> JUnitReport { try JUnitReport.parse(Data(text.utf8)) }
@@ -71,7 +72,7 @@ import Testing
 }
 
 @Suite struct FollowUpTests {
-    let templates = TemplateSet(dataDirectory: firewallDataDirectory, overrideDirectory: nil)
+    let templates = TemplateSet(dataDirectory: TestEnvironment.packageRoot, overrideDirectory: nil)
 
     @Test func failingTestsAreNamedAndTheRestCounted() throws {
         var check = CheckResult(command: "pytest --junitxml=r.xml", exitCode: 1, passed: false, durationS: 2, outputTail: "noise")
@@ -99,7 +100,7 @@ import Testing
         var check = CheckResult(command: "make test", exitCode: 2, passed: false, durationS: 1, outputTail: "")
         check.failures = [TestFailure(name: "t1"), TestFailure(name: "{{round}}")]
         let text = try FollowUp.render(check: check, round: 3, rounds: 4,
-                                       templates: TemplateSet(dataDirectory: firewallDataDirectory, overrideDirectory: repo))
+                                       templates: TemplateSet(dataDirectory: TestEnvironment.packageRoot, overrideDirectory: repo))
         #expect(text == "Round 3: `make test` exited 2. t1 {{round}}\n")
     }
 

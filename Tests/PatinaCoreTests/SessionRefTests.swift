@@ -2,6 +2,7 @@ import Foundation
 import PatinaCore
 import PatinaGit
 import Testing
+import PatinaTestSupport
 
 /// patina's session marks are refs outside refs/tags/: real git resolves them by their short
 /// name, and the user's tooling (describe, push --tags) never sees them.

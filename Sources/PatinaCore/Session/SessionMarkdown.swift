@@ -1,3 +1,4 @@
+// Over 450 lines on purpose: every section of session.md escapes agent-written data the same way; the escaping stays next to each use.
 import Foundation
 import PatinaGit
 import PatinaModelProxy
