@@ -52,7 +52,9 @@ struct AgentImageTests {
         let lines = instructions(recipe.dockerfile)
         #expect(lines.first == "FROM \(RunPlan.defaultBaseImage)")
         #expect(recipe.dockerfile.contains("for p in git ca-certificates procps python3 python3-pip python3-venv make; do"))
-        #expect(recipe.files["claude"] != nil && !recipe.dockerfile.contains("npm install"))
+        // Claude Code is not a layer of the image: a link to the volume every image shares.
+        #expect(recipe.files["claude"] == nil && !recipe.dockerfile.contains("npm install"))
+        #expect(lines.contains("RUN ln -sfn /patina/claude/claude /usr/local/bin/claude"))
         // The hardening is last: no sudo, no setuid, no entrypoint, a non-root user.
         #expect(Array(lines.suffix(7)) == [
             "RUN rm -rf /usr/bin/sudo /etc/sudoers /etc/sudoers.d \\",
@@ -146,7 +148,7 @@ struct AgentImageTests {
         #expect(text.contains(#"ENV PATH="${PATH}:/opt/x/bin""#))
         #expect(text.contains("remote='dev'"))
         // The order: packages, user, features, environment, Claude Code, hardening last.
-        let order = ["for p in", "remote='dev'", "COPY features/1-hello/", "ENV GREETING", "COPY claude", "chmod ug-s"]
+        let order = ["for p in", "remote='dev'", "COPY features/1-hello/", "ENV GREETING", "ln -sfn /patina/claude/claude", "chmod ug-s"]
         let positions = order.map { text.range(of: $0)?.lowerBound }
         #expect(positions.allSatisfy { $0 != nil })
         #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted())

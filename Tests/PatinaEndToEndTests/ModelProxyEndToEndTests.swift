@@ -200,7 +200,7 @@ struct ModelProxyEndToEndTests {
         // Watch session.jsonl while the run goes: when does the agent print the text block?
         var seenAt: Double?
         let deadline = Date().addingTimeInterval(180)
-        let runs = repo.home.appendingPathComponent("repos")
+        let runs = repo.store
         while process.isRunning && Date() < deadline {
             if seenAt == nil, let log = FileManager.default.enumerator(atPath: runs.path)?.allObjects
                 .compactMap({ $0 as? String }).first(where: { $0.hasSuffix("session.jsonl") }),

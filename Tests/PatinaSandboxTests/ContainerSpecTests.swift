@@ -44,4 +44,9 @@ import Testing
         #expect(Mount(source: "/a,b", target: "/w", readOnly: true).argument == #"type=bind,"source=/a,b",target=/w,readonly"#)
         #expect(Mount(source: #"/a"b,c"#, target: "/w", readOnly: false).argument == #"type=bind,"source=/a""b,c",target=/w"#)
     }
+
+    @Test func aVolumeIsMountedWithoutCopyingTheImagesFiles() {
+        #expect(Mount(volume: "patina-claude-0123", target: "/patina/claude", readOnly: true).argument
+            == "type=volume,source=patina-claude-0123,target=/patina/claude,readonly,volume-nocopy")
+    }
 }

@@ -44,6 +44,9 @@ public final class BatchRunner: Sendable {
     public func run() async -> BatchRecord {
         let started = Date()
         state.withLock { $0.batch.pid = getpid() }
+        // Before the batch's folder exists: its runs' store lies in the neutral folder from the
+        // start (not for Slurm's batches: their nodes must find the store on the shared filesystem).
+        StorePlacement.place(store.runs)
         save()
         await withTaskGroup(of: Void.self) { group in
             for index in plans.keys.sorted() {

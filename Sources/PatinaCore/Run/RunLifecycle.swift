@@ -88,6 +88,11 @@ public final class RunLifecycle: Sendable {
 
     /// Runs every step (every round, with `--rounds`) and returns the final record; never throws.
     public func execute() async -> RunRecord {
+        // Before anything of the run exists: what the sandbox mounts lies in a neutral folder.
+        // Not on a Slurm node (`remoteModel`): the store must stay on the shared filesystem.
+        if plan.remoteModel == nil, case .inPlace(let why) = StorePlacement.place(plan.store) {
+            steps.note("the store stays in patina's home, whose path the sandbox's mount table shows: \(why)")
+        }
         let loop = RoundLoop(plan: plan, engine: engine, progress: progress, control: control)
         var record: RunRecord
         if let interrupted = plan.continuing {
@@ -179,7 +184,7 @@ public final class RunLifecycle: Sendable {
             record.allowList = sandbox.allowListSummary
             try await checkInterrupted()
             let context = SandboxContext(image: prepared.images.agent, sandbox: sandbox, worktree: branch.agentWorktree,
-                                         extras: SandboxExtras(caches))
+                                         extras: SandboxExtras(caches, claudeVolume: prepared.images.claudeVolume))
             if let lifecycle = plan.sandbox.devcontainer?.lifecycle, !lifecycle.isEmpty, plan.shell == nil {
                 try await steps.time("lifecycle") { try await runLifecycleCommands(lifecycle, in: context, record: &record) }
                 try await checkInterrupted()

@@ -13,8 +13,10 @@ public struct SandboxExtras: Sendable, Equatable {
     }
 
     /// The warm caches' mounts and environment (none without a lease).
-    init(_ caches: CacheLease?) {
-        self.init(mounts: caches?.mounts ?? [], environment: caches?.environment ?? [:])
+    /// And Claude Code's volume (ClaudeVolume), when the image takes its binary from one.
+    init(_ caches: CacheLease?, claudeVolume: String? = nil) {
+        self.init(mounts: (caches?.mounts ?? []) + (claudeVolume.map { [ClaudeVolume.mount($0)] } ?? []),
+                  environment: caches?.environment ?? [:])
     }
 }
 

@@ -16,6 +16,8 @@ struct SandboxImages: Sendable {
     /// What the agent's image starts from (the devcontainer's image, one built from its
     /// Dockerfile, or patina's base image).
     var base: String
+    /// The volume holding Claude Code's binary (ClaudeVolume); nil when npm installed it in the image.
+    var claudeVolume: String? = nil
 }
 
 /// Step "image": the agent's image and the firewall's, built by content hash
@@ -44,8 +46,17 @@ extension RunLifecycle {
         async let netguard = netguardRecipe.asyncMap { recipe in
             try await cache.ensure(recipe, labels: ["patina.image": "netguard"], beforeBuilding: prepareBuild("firewall", base: plan.baseImage))
         }
+        // Claude Code's volume is looked up meanwhile; a new one is filled from the agent's image.
+        let engine = engine
+        async let claude = plan.agentBinary.asyncMap { try await ClaudeVolume.lookup(binary: $0, engine: engine, cache: cache) }
         let agent = try await cache.ensure(recipe, labels: ["patina.image": "agent"], beforeBuilding: prepareBuild("agent", base: base))
-        return SandboxImages(agent: agent, netguard: try await netguard, agentDockerfile: recipe.dockerfile, base: base)
+        var claudeVolume: String?
+        if let binary = plan.agentBinary, let volume = try await claude {
+            claudeVolume = volume.filled ? volume.name
+                : try await ClaudeVolume.fill(volume.name, binary: binary, version: plan.sandbox.claude.version, image: agent, engine: engine, cache: cache)
+        }
+        return SandboxImages(agent: agent, netguard: try await netguard, agentDockerfile: recipe.dockerfile, base: base,
+                             claudeVolume: claudeVolume)
     }
 
     /// The firewall's image: patina's netguard Dockerfile on the run's base image.

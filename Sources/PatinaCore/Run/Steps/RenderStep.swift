@@ -44,7 +44,7 @@ extension RunLifecycle {
         do {
             let network = plan.firewallEnabled ? "container:\(NetworkHolder.name(runID: plan.id))" : nil
             let spec = AgentSandbox.spec(plan: plan, layout: layout, image: images.agent, network: network,
-                                         labels: containerLabels, extras: SandboxExtras(caches))
+                                         labels: containerLabels, extras: SandboxExtras(caches, claudeVolume: images.claudeVolume))
             try Data(AgentSandbox.devcontainerJSON(spec, plan: plan).utf8).write(to: layout.devcontainer)
         } catch {
             // No container has them yet: they go back at once.
