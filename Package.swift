@@ -94,13 +94,28 @@ let package = Package(
 
         .target(
             name: "PatinaTestSupport",
-            dependencies: ["PatinaCore", "PatinaSandbox"],
+            dependencies: ["PatinaCore", "PatinaGit", "PatinaSandbox"],
             path: "Tests/PatinaTestSupport",
             swiftSettings: strict
         ),
         .testTarget(
-            name: "PatinaTests",
+            name: "PatinaCoreTests",
             dependencies: ["PatinaCore", "PatinaGit", "PatinaModelProxy", "PatinaSandbox", "PatinaTemplates", "PatinaTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PatinaGitTests",
+            dependencies: ["PatinaGit", "PatinaSandbox", "PatinaTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PatinaSandboxTests",
+            dependencies: ["PatinaSandbox", "PatinaTemplates"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PatinaTemplatesTests",
+            dependencies: ["PatinaTemplates"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -7,6 +7,7 @@ removed when the benchmark ends. No traffic leaves this machine.
 """
 
 import atexit
+import hashlib
 import json
 import os
 import shutil
@@ -159,6 +160,11 @@ class Workspace:
 
     def close(self):
         if not self.keep and self.dir.exists():
+            # A store patina placed in its neutral folder (a link in the home) goes too.
+            repos = self.home / "repos"
+            for link in repos.iterdir() if repos.is_dir() else []:
+                if link.is_symlink():
+                    shutil.rmtree(os.readlink(link), ignore_errors=True)
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -298,12 +304,33 @@ def sandbox_parts(timeline):
     return {k: v for k, v in parts.items() if v is not None}
 
 
-def bare_agent_run(image, fake, task, name=None):
+_claude_volumes = {}
+
+
+def claude_volume_mount(agent_binary):
+    """The `--mount` of the volume patina keeps Claude Code in (`patina-claude-<sha256
+    prefix>`, read-only at /patina/claude, where the image's `claude` points), when it
+    exists: a patina from before the volume has the binary in the image instead."""
+    if agent_binary not in _claude_volumes:
+        digest = hashlib.sha256()
+        with open(agent_binary, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        name = "patina-claude-" + digest.hexdigest()[:16]
+        exists = subprocess.run(["docker", "volume", "inspect", name], capture_output=True).returncode == 0
+        _claude_volumes[agent_binary] = (
+            ["--mount", f"type=volume,source={name},target=/patina/claude,readonly,volume-nocopy"] if exists else [])
+    return _claude_volumes[agent_binary]
+
+
+def bare_agent_run(image, fake, task, name=None, agent_binary=None):
     """The same agent in a bare `docker run` of the same image: same binary, same
     fake model, same environment, the same headless command. Returns wall seconds."""
     cmd = ["docker", "run", "--rm", "--label", BENCH_LABEL]
     if name:
         cmd += ["--name", name]
+    if agent_binary:
+        cmd += claude_volume_mount(agent_binary)
     cmd += ["-e", "ANTHROPIC_API_KEY", "-e", "ANTHROPIC_BASE_URL",
             "-e", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "-e", "DISABLE_AUTOUPDATER=1",
             "-e", "HOME=/tmp/h", "--user", "1000:1000", image,

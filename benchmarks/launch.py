@@ -75,7 +75,7 @@ def measure_kind(args, ws, kind, fresh_home):
     log(f"[{kind}] warm-up")
     first_wall, first = common.run_patina(args, ws, fake, task)
     image = first["image"]
-    common.bare_agent_run(image, fake, task)
+    common.bare_agent_run(image, fake, task, agent_binary=args.agent_binary)
 
     pairs = []
     for i in range(args.pairs):
@@ -100,7 +100,7 @@ def measure_kind(args, ws, kind, fresh_home):
             else:
                 name = f"patina-bench-bare-{kind}-{i}"
                 started = time.time()
-                wall, result = common.bare_agent_run(image, fake, task, name=name)
+                wall, result = common.bare_agent_run(image, fake, task, name=name, agent_binary=args.agent_binary)
                 ended = time.time()
                 events = common.named_container_timeline(started - 0.2, ended + 0.5, name)
                 pair["bare"] = {"wall": wall, "num_turns": result.get("num_turns"), "path": bare_path(events, started, ended)}

@@ -175,6 +175,20 @@ int patina_detach_mount(const char *target) {
     return syscall(SYS_umount2, target, detach | nofollow) == 0 ? 0 : errno;
 }
 
+int patina_overlay_mount(const char *target, const char *options) {
+    // MS_NOSUID | MS_NODEV and MS_PRIVATE, spelled out for the same clash as above.
+    const unsigned long nosuid = 2, nodev = 4, private_ = 1UL << 18;
+    if (syscall(SYS_mount, "overlay", target, "overlay", nosuid | nodev, options) != 0) return errno;
+    // Private: on a machine where / is shared, the overlay neither spreads to other mount
+    // namespaces nor comes back from them; its detach is the end of it.
+    if (syscall(SYS_mount, NULL, target, NULL, private_, NULL) != 0) {
+        int error = errno;
+        syscall(SYS_umount2, target, 2L);
+        return error;
+    }
+    return 0;
+}
+
 int patina_terminal_size(int fd, int *rows, int *columns) {
     struct winsize size;
     if (ioctl(fd, TIOCGWINSZ, &size) != 0) return -1;

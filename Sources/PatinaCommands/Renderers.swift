@@ -1,5 +1,6 @@
 import CPatinaShim
 import Foundation
+import Synchronization
 import PatinaCore
 import PatinaSandbox
 
@@ -81,8 +82,7 @@ final class SingleRunRenderer: Sendable {
 /// A batch's events. On a terminal: one live line per active run and a totals
 /// line, redrawn in place, each finished run printed once above them. Otherwise
 /// one line per event, prefixed with the run's short id.
-final class BatchRenderer: @unchecked Sendable {
-    // @unchecked: all state is behind `lock`.
+final class BatchRenderer: Sendable {
     private struct Live {
         var label: String
         var attempt: Int?
@@ -97,21 +97,28 @@ final class BatchRenderer: @unchecked Sendable {
         var placement: String?
     }
 
-    private let lock = NSLock()
     private let quiet: Bool
     private let live: Bool
     private let total: Int
     private let started = Date()
-    private var labels: [String: (String, Int?, String?)] = [:]
-    private var active: [String: Live] = [:]
-    private var order: [String] = []
-    private var done = 0
-    private var failed = 0
-    private var spend = 0.0
-    private var drawnLines = 0
-    private var ticker: Task<Void, Never>?
-    /// Set by finish(): the board is gone for good.
-    private var finished = false
+
+    /// What the board shows, and what it drew last.
+    private struct Board {
+        var labels: [String: (String, Int?, String?)] = [:]
+        var shortIDs: [String: String] = [:]
+        var active: [String: Live] = [:]
+        var order: [String] = []
+        var done = 0
+        var failed = 0
+        var spend = 0.0
+        var drawnLines = 0
+        var ticker: Task<Void, Never>?
+        /// Set by finish(): the board is gone for good.
+        var finished = false
+
+        func short(_ id: String) -> String { shortIDs[id] ?? String(id.split(separator: "-").last ?? Substring(id)) }
+    }
+    private let board = Mutex(Board())
 
     /// `labels`: run id → (task label, attempt, model), for the live lines.
     init(total: Int, quiet: Bool, live: Bool = Terminal.standardErrorIsTerminal) {
@@ -119,7 +126,7 @@ final class BatchRenderer: @unchecked Sendable {
         self.quiet = quiet
         self.live = live && !quiet
         if self.live {
-            ticker = Task { [weak self] in
+            let ticker = Task { [weak self] in
                 while !Task.isCancelled {
                     try? await Task.sleep(nanoseconds: 1_000_000_000)
                     // A cancelled sleep returns at once: no board after finish().
@@ -127,29 +134,30 @@ final class BatchRenderer: @unchecked Sendable {
                     self?.redraw()
                 }
             }
+            board.withLock { $0.ticker = ticker }
         }
     }
 
     func describe(runID: String, label: String, attempt: Int?, model: String?) {
-        lock.withLock {
-            labels[runID] = (label, attempt, model)
-            shortIDs = RunID.abbreviations(Array(labels.keys))
+        board.withLock { b in
+            b.labels[runID] = (label, attempt, model)
+            b.shortIDs = RunID.abbreviations(Array(b.labels.keys))
         }
     }
 
     func finish() {
-        ticker?.cancel()
-        lock.withLock {
-            if live { clear() }
-            finished = true
+        board.withLock { $0.ticker }?.cancel()
+        board.withLock { b in
+            if live { clear(&b) }
+            b.finished = true
         }
     }
 
     func warn(_ text: String) {
-        lock.withLock {
-            if live { clear() }
+        board.withLock { b in
+            if live { clear(&b) }
             Terminal.write("warning: \(Terminal.line(text))\n")
-            if live { draw() }
+            if live { draw(&b) }
         }
     }
 
@@ -157,30 +165,27 @@ final class BatchRenderer: @unchecked Sendable {
         { [self] envelope in render(envelope) }
     }
 
-    private var shortIDs: [String: String] = [:]
-    private func short(_ id: String) -> String { shortIDs[id] ?? String(id.split(separator: "-").last ?? Substring(id)) }
-
     private func render(_ envelope: RunEventEnvelope) {
         let id = envelope.runID
-        lock.withLock {
+        board.withLock { b in
             var isFinished = false
             if case .finished = envelope.event { isFinished = true }
-            if active[id] == nil && !isFinished {
-                let (label, attempt, model) = labels[id] ?? (id, nil, nil)
-                active[id] = Live(label: label, attempt: attempt, model: model)
-                order.append(id)
+            if b.active[id] == nil && !isFinished {
+                let (label, attempt, model) = b.labels[id] ?? (id, nil, nil)
+                b.active[id] = Live(label: label, attempt: attempt, model: model)
+                b.order.append(id)
             }
             var text: String?
             switch envelope.event {
-            case .phase(let phase): active[id]?.phase = phase
+            case .phase(let phase): b.active[id]?.phase = phase
             case .tool(let turn, let name, let summary, let cost):
-                active[id]?.turns = turn
-                active[id]?.cost = cost
+                b.active[id]?.turns = turn
+                b.active[id]?.cost = cost
                 text = "turn \(turn) · \(name)" + (summary.isEmpty ? "" : " · \(summary)")
             case .step(let s): text = s
             case .placement(let state, let node, let reason):
                 let phrase = RunEvent.placementText(state: state, node: node, reason: reason)
-                active[id]?.placement = phrase
+                b.active[id]?.placement = phrase
                 text = "slurm: " + phrase
             case .note(let s): text = s
             case .agentStarted(let model): text = "agent started" + (model.map { " (\($0))" } ?? "")
@@ -188,37 +193,37 @@ final class BatchRenderer: @unchecked Sendable {
             case .agentText(let s): text = "says: \(s)"
             case .apiError(let status): text = "the model API answered \(status)"
             case .modelAPI(let status, let rateLimited, let overloaded):
-                active[id]?.pushback = rateLimited + overloaded
+                b.active[id]?.pushback = rateLimited + overloaded
                 text = RunSummary.apiPushback(status: status, rateLimited: rateLimited, overloaded: overloaded)
             case .warning(let s):
-                if live { clear() }
-                Terminal.write("warning: [\(short(id))] \(Terminal.line(s))\n")
-                if live { draw() }
+                if live { clear(&b) }
+                Terminal.write("warning: [\(b.short(id))] \(Terminal.line(s))\n")
+                if live { draw(&b) }
                 return
             case .finished(let record):
-                active.removeValue(forKey: id)
-                order.removeAll { $0 == id }
-                done += 1
-                if record.status != .succeeded || record.check?.passed == false { failed += 1 }
-                spend += record.costUSD ?? 0
-                if live { clear() }
-                Terminal.write(Terminal.line(finishedLine(record)) + "\n")
-                if live { draw() }
+                b.active.removeValue(forKey: id)
+                b.order.removeAll { $0 == id }
+                b.done += 1
+                if record.status != .succeeded || record.check?.passed == false { b.failed += 1 }
+                b.spend += record.costUSD ?? 0
+                if live { clear(&b) }
+                Terminal.write(Terminal.line(finishedLine(record, b)) + "\n")
+                if live { draw(&b) }
                 return
             }
             if live {
-                clear()
-                draw()
+                clear(&b)
+                draw(&b)
             } else if let text, !quiet {
-                Terminal.write("[\(short(id))] \(Terminal.line(text))\n")
+                Terminal.write("[\(b.short(id))] \(Terminal.line(text))\n")
             }
         }
     }
 
-    private func finishedLine(_ r: RunRecord) -> String {
+    private func finishedLine(_ r: RunRecord, _ b: Board) -> String {
         // ✓ only for a run that succeeded and whose check, if any, passed.
         let good = r.status == .succeeded && r.check?.passed != false
-        var parts = ["\(good ? "✓" : "✗") [\(short(r.id))]", r.status.rawValue]
+        var parts = ["\(good ? "✓" : "✗") [\(b.short(r.id))]", r.status.rawValue]
         if let check = r.check { parts.append(check.passed ? "check passed" : "check FAILED") }
         if let rounds = r.rounds, rounds.count > 1 || (r.options?.rounds ?? 1) > 1 {
             parts.append(r.passedAtRound.map { "passed at round \($0) of \(r.options?.rounds ?? rounds.count)" }
@@ -226,34 +231,34 @@ final class BatchRenderer: @unchecked Sendable {
         }
         parts.append("\(counted(r.filesChanged.count, "file")) +\(r.additions) -\(r.deletions)")
         parts.append(RunSummary.cost(r.costUSD))
-        if let label = labels[r.id] { parts.append(label.0 + (label.1.map { " #\($0)" } ?? "") + (label.2.map { " (\($0))" } ?? "")) }
+        if let label = b.labels[r.id] { parts.append(label.0 + (label.1.map { " #\($0)" } ?? "") + (label.2.map { " (\($0))" } ?? "")) }
         if let reason = r.reason, r.status != .succeeded { parts.append("— \(reason)") }
         parts.append("→ \(r.branch)")
         return parts.joined(separator: "  ")
     }
 
     private func redraw() {
-        lock.withLock {
-            guard live, !finished else { return }
-            clear()
-            draw()
+        board.withLock { b in
+            guard live, !b.finished else { return }
+            clear(&b)
+            draw(&b)
         }
     }
 
-    // Called with the lock held.
-    private func clear() {
-        guard drawnLines > 0 else { return }
-        Terminal.write(String(repeating: "\u{1B}[1A\u{1B}[2K", count: drawnLines) + "\r")
-        drawnLines = 0
+    // Called with the board locked.
+    private func clear(_ b: inout Board) {
+        guard b.drawnLines > 0 else { return }
+        Terminal.write(String(repeating: "\u{1B}[1A\u{1B}[2K", count: b.drawnLines) + "\r")
+        b.drawnLines = 0
     }
 
-    private func draw() {
-        guard !finished else { return }
+    private func draw(_ b: inout Board) {
+        guard !b.finished else { return }
         let size = Terminal.size ?? (rows: 24, columns: 100)
-        let lines = Self.board(runs: order.compactMap { id in active[id].map { (short(id), $0) } }, total: total, done: done, failed: failed,
-                               spend: spend, started: started, rows: size.rows, columns: size.columns)
+        let lines = Self.board(runs: b.order.compactMap { id in b.active[id].map { (b.short(id), $0) } }, total: total, done: b.done,
+                               failed: b.failed, spend: b.spend, started: started, rows: size.rows, columns: size.columns)
         Terminal.write(lines.joined(separator: "\n") + "\n")
-        drawnLines = lines.count
+        b.drawnLines = lines.count
     }
 
     /// The live board: a line per running run and the totals, each cut to the terminal's

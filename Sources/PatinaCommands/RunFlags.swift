@@ -95,7 +95,7 @@ struct RunFlags: ParsableArguments {
 /// What the sandbox is built from and lets through: a run's flags, and `patina detect`'s
 /// (which shows what a run with them would get).
 struct SandboxFlags: ParsableArguments {
-    @Option(name: .customLong("base-image"), help: "Image the sandbox is built from (default: debian:bookworm-slim).")
+    @Option(name: .customLong("base-image"), help: "Image the sandbox is built from (default: debian:bookworm-slim); beside a repository devcontainer, the firewall helper's base only.")
     var baseImage: String?
 
     @Option(name: .customLong("agent-binary"), help: "Copy this local Linux `claude` executable into the image (default: agent_binary in .patina/config.json, else the claude installed on this machine, else npm).")

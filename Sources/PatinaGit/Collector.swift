@@ -1,3 +1,4 @@
+// Over 450 lines on purpose: the one collection path (the agent's tree into commits, leftovers, ownership) kept whole so it can be read and reviewed as one.
 import CGit2
 import CPatinaShim
 import Foundation
@@ -42,8 +43,8 @@ public enum WorktreeScope: Sendable, Equatable {
 /// worktree's `.git` file, which the agent could rewrite, is never followed), change times
 /// trusted. The index is patina's, outside the sandbox: it can be opened while the agent's
 /// containers are still going (on a big repository, reading it is most of what is left).
-public final class WorktreeIndex: @unchecked Sendable {
-    // @unchecked: libgit2 handles (see Handle): opened by one task and handed to the collection, used by one task at a time.
+public final class WorktreeIndex: Sendable {
+    // Its libgit2 handles (Repository, Handle) say why they may be handed on: one task uses them at a time.
     let staging: Repository
     let index: IndexHandle
     let workdir: URL

@@ -1,3 +1,4 @@
+// Over 450 lines on purpose: the proxy's request path (credential swap, budget, API policy, accounting) reads top to bottom as one security boundary.
 import Foundation
 import Synchronization
 

@@ -4,30 +4,26 @@ import Synchronization
 
 /// What arrives from the upstream for one request, in order; the connection's thread
 /// takes it from here and writes it to the client as it comes.
-final class ResponseStream: @unchecked Sendable {
-    // @unchecked: `events` is only touched with `condition` locked.
+final class ResponseStream: Sendable {
     enum Event {
         case head(status: Int, headers: [(String, String)])
         case data(Data)
         case end(Error?)
     }
 
-    private let condition = NSCondition()
-    private var events: [Event] = []
+    private let events = Mutex<[Event]>([])
+    /// One signal per event pushed: `next` waits for one, then takes the first event.
+    private let arrived = DispatchSemaphore(value: 0)
 
     func push(_ event: Event) {
-        condition.lock()
-        events.append(event)
-        condition.signal()
-        condition.unlock()
+        events.withLock { $0.append(event) }
+        arrived.signal()
     }
 
     /// Blocks until the next event.
     func next() -> Event {
-        condition.lock()
-        defer { condition.unlock() }
-        while events.isEmpty { condition.wait() }
-        return events.removeFirst()
+        arrived.wait()
+        return events.withLock { $0.removeFirst() }
     }
 }
 
@@ -132,14 +128,16 @@ final class Upstream: Sendable {
     }
 
     /// One request's transfer: libcurl's callbacks write into its stream.
-    final class Transfer: @unchecked Sendable {
-        // @unchecked: the header fields are touched only by the transfer's thread (libcurl's
-        // callbacks run inside curl_easy_perform); `cancelled` is atomic.
+    final class Transfer: Sendable {
+        private struct Head {
+            var status = 0
+            var headers: [(String, String)] = []
+            var sent = false
+        }
         let stream: ResponseStream
         private let cancelled = Atomic(false)
-        private var status = 0
-        private var headers: [(String, String)] = []
-        private var headSent = false
+        /// Only the transfer's thread touches it (libcurl's callbacks run inside curl_easy_perform).
+        private let head = Mutex(Head())
 
         init(stream: ResponseStream) {
             self.stream = stream
@@ -201,7 +199,7 @@ final class Upstream: Sendable {
                 }
             }
             if code == CURLE_OK {
-                if !headSent { sendHead(handle) }
+                if !head.withLock({ $0.sent }) { sendHead(handle) }
                 return nil
             }
             if isCancelled { return UpstreamError(description: "cancelled", timedOut: false) }
@@ -218,19 +216,23 @@ final class Upstream: Sendable {
             var bytes = UnsafeRawBufferPointer(start: data, count: count)[...]
             while let last = bytes.last, last == 10 || last == 13 { bytes.removeLast() }
             let line = String(decoding: bytes, as: UTF8.self)
-            if line.hasPrefix("HTTP/") {
-                let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-                status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
-                headers = []
-            } else if line.isEmpty {
-                if status >= 200 && !headSent {
-                    headSent = true
-                    stream.push(.head(status: status, headers: headers))
+            let complete = head.withLock { head -> Head? in
+                if line.hasPrefix("HTTP/") {
+                    let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+                    head.status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+                    head.headers = []
+                } else if line.isEmpty {
+                    if head.status >= 200 && !head.sent {
+                        head.sent = true
+                        return head
+                    }
+                } else if let colon = line.firstIndex(of: ":") {
+                    head.headers.append((String(line[..<colon]).trimmingCharacters(in: .whitespaces),
+                                         String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
                 }
-            } else if let colon = line.firstIndex(of: ":") {
-                headers.append((String(line[..<colon]).trimmingCharacters(in: .whitespaces),
-                                String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
+                return nil
             }
+            if let complete { stream.push(.head(status: complete.status, headers: complete.headers)) }
             return isCancelled ? 0 : count
         }
 
@@ -244,7 +246,10 @@ final class Upstream: Sendable {
         private func sendHead(_ handle: UnsafeMutableRawPointer) {
             var code = 0
             _ = patina_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &code)
-            headSent = true
+            let headers = head.withLock { head in
+                head.sent = true
+                return head.headers
+            }
             stream.push(.head(status: code, headers: headers))
         }
     }

@@ -276,9 +276,9 @@ struct BadInputTests {
         #expect(output.stdout.isEmpty, sourceLocation: sourceLocation)
         #expect(try repo.git("branch", "--list", "patina/*").isEmpty, "a branch was created", sourceLocation: sourceLocation)
         #expect(try repo.git("worktree", "list").split(separator: "\n").count == 1, "a worktree was created", sourceLocation: sourceLocation)
-        let store = repo.home.appendingPathComponent("repos")
+        let store = repo.store
         let leftovers = (FileManager.default.enumerator(atPath: store.path)?.allObjects as? [String] ?? [])
-            .filter { $0.contains("/runs/") || $0.contains("/worktrees/") || $0.contains("/batches/") }
+            .filter { $0.hasPrefix("runs/") || $0.hasPrefix("worktrees/") || $0.hasPrefix("batches/") }
         #expect(leftovers.isEmpty, "run store not empty: \(leftovers)", sourceLocation: sourceLocation)
         if TestEnvironment.dockerAnswers {
             let mine = try PatinaRunner.leftoverContainers(repository: repo)

@@ -1,5 +1,6 @@
 import Foundation
 import PatinaCore
+import PatinaSandbox
 import PatinaTestSupport
 import Testing
 
@@ -79,7 +80,7 @@ struct HardeningEndToEndTests {
         let mountPoints = Set((out["MOUNT-POINTS"] ?? "").split(separator: " ").map(String.init))
             .filter { !["/proc", "/sys", "/dev"].contains(where: $0.hasPrefix) }
         let needed: Set = ["/", "/tmp", "/workspace", "/workspace/.git", "/patina/git", "/patina/host-objects", "/home/agent",
-                           "/patina/command-limits.sh", "/patina/probe.sh", "/patina/handshake", "/patina/firewall/selftest.sh",
+                           "/patina/command-limits.sh", "/patina/probe.sh", "/patina/handshake", "/patina/firewall/selftest.sh", "/patina/claude",
                            "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/sbin/docker-init", "/usr/sbin/docker-init"]
         #expect(!mountPoints.isEmpty && mountPoints.isSubset(of: needed), "mounted: \(mountPoints.subtracting(needed))")
 
@@ -134,7 +135,7 @@ struct HardeningEndToEndTests {
 
         let out = markers(in: commandOutputs(model))
         // The probe report names the container it ran in: the agent's own.
-        let home = repo.home.appendingPathComponent("repos")
+        let home = repo.store
         let probes = try #require(FileManager.default.enumerator(at: home, includingPropertiesForKeys: nil)?
             .compactMap { $0 as? URL }.first { $0.lastPathComponent == "probes.txt" })
         let report = try String(contentsOf: probes, encoding: .utf8)
@@ -428,8 +429,7 @@ struct HardeningEndToEndTests {
         #expect(setuid == "", "setuid or setgid on the host: \(setuid)")
         let views = run.runDir.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("views")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: views.path)) ?? []).isEmpty)
-        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        #expect(!mounts.contains(views.path), "a view is still mounted: \(mounts)")
+        #expect(MountTable.points(under: views).isEmpty, "a view is still mounted: \(MountTable.points(under: views))")
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
     }
 

@@ -200,8 +200,9 @@ struct ModelProxyEndToEndTests {
         // Watch session.jsonl while the run goes: when does the agent print the text block?
         var seenAt: Double?
         let deadline = Date().addingTimeInterval(180)
-        let runs = repo.home.appendingPathComponent("repos")
         while process.isRunning && Date() < deadline {
+            // Looked up each time: the store (a link, StorePlacement) exists only once the run made it.
+            let runs = repo.store
             if seenAt == nil, let log = FileManager.default.enumerator(atPath: runs.path)?.allObjects
                 .compactMap({ $0 as? String }).first(where: { $0.hasSuffix("session.jsonl") }),
                let text = try? String(contentsOf: runs.appendingPathComponent(log), encoding: .utf8), text.contains("First I look around.") {

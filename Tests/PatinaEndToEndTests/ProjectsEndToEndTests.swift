@@ -30,6 +30,24 @@ struct ProjectsEndToEndTests {
     static let environmentProbe = #"echo "DESCRIBE=$(git describe --tags 2>&1)"; echo "VENV=${VIRTUAL_ENV:-none}"; "#
         + #"printf '#!/bin/sh\necho tmp-exec-ok\n' > /tmp/patina-exec && chmod +x /tmp/patina-exec && echo "TMP=$(/tmp/patina-exec 2>&1)""#
 
+    /// The agent leaves a mark in its warm cache; the check says where its cache is, what it
+    /// read there, and writes a mark of its own, which must not reach the repository's cache.
+    static func agentMarksCache(_ variable: String) -> String {
+        #"echo from-the-agent > "$\#(variable)/written-by-the-agent" && echo "MARKED=$\#(variable)""#
+    }
+    static func checkReadsCache(_ directory: String) -> String {
+        #"echo "CACHE=\#(directory) SEEN=$(cat "\#(directory)/written-by-the-agent" 2>&1)"; touch "\#(directory)/written-by-the-check""#
+    }
+
+    /// The repository's warm cache on the host kept the agent's mark and none of the check's,
+    /// and no overlay stays mounted.
+    static func expectCacheUntouchedByTheCheck(_ repo: TemporaryRepository, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        let found = (FileManager.default.enumerator(atPath: repo.home.path)?.allObjects as? [String] ?? [])
+            .filter { $0.contains("/cache/\(name)/written-by-") }
+        #expect(found.count == 1 && found[0].hasSuffix("written-by-the-agent"), "\(found)", sourceLocation: sourceLocation)
+        #expect(MountTable.points(under: repo.home).isEmpty, "\(MountTable.points(under: repo.home))", sourceLocation: sourceLocation)
+    }
+
     static func value(_ key: String, in text: String) -> String? {
         text.split(separator: "\n").last { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) }
     }
@@ -51,9 +69,10 @@ struct ProjectsEndToEndTests {
         #expect(described == "1.5.0")
 
         // The project's own test command, as its contributors type it.
-        let check = Self.environmentProbe + "; pip install -q -e . pytest && python -c 'import pluggy; print(\"VERSION=\" + pluggy.__version__)' && python -m pytest -q -p no:cacheprovider"
+        let testCommand = "pip install -q -e . pytest && python -c 'import pluggy; print(\"VERSION=\" + pluggy.__version__)' && python -m pytest -q -p no:cacheprovider"
+        let check = Self.environmentProbe + "; " + Self.checkReadsCache("$PIP_CACHE_DIR") + "; " + testCommand
         let model = try FakeModel(script: [
-            .bash(Self.environmentProbe + "; command -v pip python; python3 -m pip --version"),
+            .bash(Self.environmentProbe + "; command -v pip python; python3 -m pip --version; " + Self.agentMarksCache("PIP_CACHE_DIR")),
             .text("Looked around; nothing to change."),
         ])
         // A fake model's script starts over with each conversation: the second run has its own.
@@ -85,6 +104,10 @@ struct ProjectsEndToEndTests {
         #expect(Self.value("VERSION", in: goodTail) == "1.5.0", "\(goodTail)")
         #expect(Self.value("TMP", in: goodTail) == "tmp-exec-ok", "\(goodTail)")
         #expect(goodTail.range(of: #"[0-9]+ passed"#, options: .regularExpression) != nil, "\(goodTail)")
+        // The check had the agent's warm pip cache, and wrote nothing into it that stayed.
+        #expect(Self.value("MARKED", in: agentSaw) == "/patina/cache/pip", "\(agentSaw)")
+        #expect(Self.value("CACHE", in: goodTail) == "/patina/cache/pip SEEN=from-the-agent", "\(goodTail)")
+        Self.expectCacheUntouchedByTheCheck(repo, "pip")
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: good)
 
         let broken = try FinishedRun(PatinaRunner(repository: repo, baseURL: breaking.baseURL)
@@ -124,7 +147,16 @@ struct ProjectsEndToEndTests {
             .trimmingCharacters(in: .whitespacesAndNewlines) == "refs/tags/1.5.0")
         // ...while the run's marks still bracket its work by their short names.
         #expect(try repo.git("diff", "--name-only", "session-\(broken.id)-start..session-\(broken.id)-end") == "src/pluggy/_manager.py")
-        print("pluggy: first run (image, check) \(Int(goodSeconds)) s; check \(goodCheck["duration_s"] ?? "?") s, then \(brokenCheck["duration_s"] ?? "?") s; image \(good.record["image"] ?? "?")")
+        // Warm: a third run that changes nothing, on the same patina home; its check passes again.
+        let again = try FakeModel(script: [.text("Nothing to change.")])
+        let warmStarted = Date()
+        let warm = try FinishedRun(PatinaRunner(repository: repo, baseURL: again.baseURL).yolo("look again", ["--check", testCommand, "--check-timeout", "8m"]))
+        let warmSeconds = Date().timeIntervalSince(warmStarted)
+        let warmCheck = warm.record["check"] as? [String: Any] ?? [:]
+        #expect(warm.status == "succeeded" && warmCheck["passed"] as? Bool == true, "\(warmCheck)")
+        Self.expectCacheUntouchedByTheCheck(repo, "pip")
+        print("pluggy: `\(testCommand)`: cold run to a passing check \(Int(goodSeconds)) s (check \(goodCheck["duration_s"] ?? "?") s); "
+              + "warm \(Int(warmSeconds)) s (check \(warmCheck["duration_s"] ?? "?") s); failing check \(brokenCheck["duration_s"] ?? "?") s; image \(good.record["image"] ?? "?")")
     }
 
     /// A Go module with only standard-library imports, as Debian ships it (xxhash), whose
@@ -141,10 +173,11 @@ struct ProjectsEndToEndTests {
             extra: [".patina/config.json": #"{"dns": ["\#(FakeModel.bridgeGateway()):\#(dns.port)"]}"#])
         let main = try repo.git("rev-parse", "main")
         let described = try repo.git("describe", "--tags")
-        let check = Self.environmentProbe + "; go test ./..."
+        let testCommand = "go test ./..."
+        let check = Self.environmentProbe + "; " + Self.checkReadsCache("$(go env GOMODCACHE)") + "; " + testCommand
         let cgo = #"mkdir -p /tmp/cgo && printf 'package main\nimport (\n"fmt"\n"net"\n)\nfunc main() { fmt.Println("CGO=" + net.ParseIP("192.0.2.1").String()) }\n' > /tmp/cgo/main.go && (cd /tmp/cgo && go env CGO_ENABLED && go run main.go)"#
         let model = try FakeModel(script: [
-            .bash(Self.environmentProbe + "; " + cgo + "; go test ./... 2>&1 | tail -3"),
+            .bash(Self.environmentProbe + "; " + cgo + "; go test ./... 2>&1 | tail -3; " + Self.agentMarksCache("GOMODCACHE")),
             .text("The tests pass."),
         ])
         let breaking = try FakeModel(script: [
@@ -170,9 +203,20 @@ struct ProjectsEndToEndTests {
         #expect(goodCheck["passed"] as? Bool == true, "\(goodCheck)")
         #expect(Self.value("DESCRIBE", in: goodTail) == described, "\(goodTail)")
         #expect(goodTail.contains("ok  \tgithub.com/cespare/xxhash/v2"), "\(goodTail)")
+        #expect(Self.value("MARKED", in: agentSaw) == "/patina/cache/go", "\(agentSaw)")
+        #expect(Self.value("CACHE", in: goodTail) == "/patina/cache/go SEEN=from-the-agent", "\(goodTail)")
+        Self.expectCacheUntouchedByTheCheck(repo, "go")
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: good)
 
+        // patina shell: the command's output alone on stdout; patina's notes (the preset that
+        // does not resolve) on stderr.
+        let shell = try patina.run(["shell", good.id, "--", "go", "env", "GOMODCACHE"])
+        #expect(shell.status == 0, "\(shell.stderr)")
+        #expect(shell.stdout == "/patina/cache/go\n", "\(shell.stdout)")
+        #expect(shell.stderr.contains("proxy.golang.org does not resolve"), "\(shell.stderr)")
+
         let broken = try FinishedRun(PatinaRunner(repository: repo, baseURL: breaking.baseURL).yolo("change a constant", ["--check", check]))
+        Self.expectCacheUntouchedByTheCheck(repo, "go")
         #expect(broken.status == "check_failed", "\(broken.output.stderr.suffix(3000))")
         #expect(broken.output.status == 1)
         let brokenCheck = broken.record["check"] as? [String: Any] ?? [:]
@@ -189,7 +233,15 @@ struct ProjectsEndToEndTests {
         // patina detect says the same before any run: what the firewall allows, and the note.
         let detect = try patina.run(["detect"])
         #expect(detect.stdout.contains("firewall: on; the sandbox may reach the run's model proxy and: proxy.golang.org:443/tcp"), "\(detect.stdout.prefix(3000))")
-        print("xxhash: first run (image, check) \(Int(goodSeconds)) s; check \(goodCheck["duration_s"] ?? "?") s, then \(brokenCheck["duration_s"] ?? "?") s; image \(good.record["image"] ?? "?")")
+        let again = try FakeModel(script: [.text("Nothing to change.")])
+        let warmStarted = Date()
+        let warm = try FinishedRun(PatinaRunner(repository: repo, baseURL: again.baseURL).yolo("look again", ["--check", testCommand]))
+        let warmSeconds = Date().timeIntervalSince(warmStarted)
+        let warmCheck = warm.record["check"] as? [String: Any] ?? [:]
+        #expect(warm.status == "succeeded" && warmCheck["passed"] as? Bool == true, "\(warmCheck)")
+        Self.expectCacheUntouchedByTheCheck(repo, "go")
+        print("xxhash: `\(testCommand)`: cold run to a passing check \(Int(goodSeconds)) s (check \(goodCheck["duration_s"] ?? "?") s); "
+              + "warm \(Int(warmSeconds)) s (check \(warmCheck["duration_s"] ?? "?") s); failing check \(brokenCheck["duration_s"] ?? "?") s; image \(good.record["image"] ?? "?")")
     }
 
     /// A repository where an earlier patina left its session tags: the next patina command moves

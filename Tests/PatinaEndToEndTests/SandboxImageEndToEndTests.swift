@@ -114,6 +114,8 @@ struct SandboxImageEndToEndTests {
         #expect(steps.components(separatedBy: "not acted on:").count == 2, "\(steps)")
         #expect(steps.contains("| prepared the sandbox") && steps.contains("lifecycle"))
         #expect(run.output.stderr.contains("not acted on: forwardPorts, customizations, runArgs, capAdd, securityOpt, remoteUser"))
+        // --base-image beside the devcontainer: said what it is for (the firewall's image), not ignored in silence.
+        #expect(run.output.stderr.contains("--base-image \(TestEnvironment.baseImage): the agent's image comes from .devcontainer/devcontainer.json; this image is the firewall helper's base only (--devcontainer none builds the agent's image from it)"), "\(run.output.stderr)")
         #expect(run.file("config/lifecycle.sh")?.contains("run 'postCreateCommand'") == true)
         try expectUserRepositoryUntouched(repo, mainBefore: main, run: run)
     }
@@ -145,6 +147,55 @@ struct SandboxImageEndToEndTests {
         #expect(!run.output.stderr.contains("building"), "\(run.output.stderr)")
     }
 
+    /// A devcontainer whose image is not on this machine and cannot be pulled (its registry
+    /// is a loopback port where nothing listens, so nothing leaves the machine): one line
+    /// with the engine's reason and the ways on, exit 3, and nothing created.
+    @Test func anImageThatCannotBePulledStopsTheRunWithTheEnginesReasonAndLeavesNothing() throws {
+        let image = "127.0.0.1:9/patina-nosuch/image:1"
+        let repo = try TemporaryRepository(files: ["README.md": "# x\n", ".devcontainer/devcontainer.json": #"{"image": "\#(image)"}"#])
+        let main = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [.text("unreachable")])
+        let output = try PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("never starts")
+        #expect(output.status == 3, "\(output.stderr)")
+        let errors = output.stderr.split(separator: "\n").filter { $0.hasPrefix("error: ") }
+        #expect(errors.count == 1, "\(output.stderr)")
+        let line = String(errors.first ?? "")
+        #expect(line.contains("image \(image) is not on this machine and could not be pulled (the engine said: "), "\(line)")
+        #expect(line.contains("connection refused") || line.contains("127.0.0.1:9"), "\(line)")
+        #expect(line.contains("--devcontainer none") && line.contains("docker tag IMAGE \(image)"), "\(line)")
+        #expect(model.requests().isEmpty, "the model was called")
+        #expect(try repo.git("branch", "--list", "patina/*").isEmpty)
+        #expect(try repo.git("worktree", "list").split(separator: "\n").count == 1)
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+        let store = repo.home.appendingPathComponent("repos")
+        let leftovers = (FileManager.default.enumerator(atPath: store.path)?.allObjects as? [String] ?? [])
+            .filter { $0.contains("/runs/") || $0.contains("/worktrees/") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
+        #expect(try repo.git("rev-parse", "main") == main)
+    }
+
+    /// A patina killed while its check runs leaves the check's cache overlays mounted; the next
+    /// patina command collects the run and detaches them, leaving the cache as it was.
+    @Test func theChecksCacheOverlaysOfAKilledPatinaAreDetachedByTheNextCommand() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# calc\n", "pyproject.toml": "[project]\nname = \"calc\"\nversion = \"0.1.0\"\n"])
+        let model = try FakeModel(script: [.text("Nothing to do.")])
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
+                                        "--check", #"touch "$PIP_CACHE_DIR/written-by-the-check" /tmp/checking && tail -f /dev/null"#, "wait in the check"])
+        let checking = awaitContainer(of: repo, endingIn: "-check", whereSucceeds: ["test", "-e", "/tmp/checking"], seconds: 300) != nil
+        #expect(checking, "the check did not start")
+        #expect(MountTable.points(under: repo.home).count == 1, "\(MountTable.points(under: repo.home))")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+
+        let listed = try patina.run(["runs"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        #expect(MountTable.points(under: repo.home).isEmpty, "\(MountTable.points(under: repo.home))")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+        let files = FileManager.default.enumerator(atPath: repo.home.path)?.allObjects as? [String] ?? []
+        #expect(!files.contains { $0.contains("written-by-the-check") || $0.contains("check-caches") }, "\(files.filter { $0.contains("check") })")
+    }
+
     /// A Python repository with no devcontainer, using uv (uv.lock): detected, uv from the
     /// package index, python from Debian; the pypi preset is added, the host's CA trusted.
     @Test func pythonRepositoryIsDetectedReachesItsIndexAndTheSecondRunFindsTheCacheWarm() throws {
@@ -162,8 +213,11 @@ struct SandboxImageEndToEndTests {
             + #"echo "downloads=$(grep -c 'GET request for: https://files.pythonhosted.org' /tmp/uv.log) cached=$(grep -c 'already cached' /tmp/uv.log)"; "#
             + #"grep -E '^(real|Installed)' /tmp/uv.log; /tmp/venv/bin/python -m pytest -q 2>&1 | tail -1; which claude"#
         let model = try FakeModel(script: [.bash(install), .text("Installed the test dependency and ran the tests.")])
-        // The check mounts no cache: what the agent left there cannot decide whether it passes.
-        let check = "test ! -e /patina/cache/uv && test -z \"$UV_CACHE_DIR\" && uv venv -q /tmp/v && uv pip install -q -p /tmp/v -r requirements-dev.txt && /tmp/v/bin/python -m pytest -q"
+        // The check reads the agent's warm cache through an overlay: it downloads nothing the
+        // agent downloaded, and what it writes into the cache does not stay.
+        let check = #"uv venv -q /tmp/v && uv pip install -v -p /tmp/v -r requirements-dev.txt > /tmp/uv.log 2>&1 && "#
+            + #"echo "check-downloads=$(grep -c 'GET request for: https://files.pythonhosted.org' /tmp/uv.log) cache=$UV_CACHE_DIR" && "#
+            + #"touch "$UV_CACHE_DIR/written-by-the-check" && /tmp/v/bin/python -m pytest -q"#
 
         let first = try FinishedRun(PatinaRunner(repository: repo, baseURL: model.baseURL).yolo("run the tests", ["--check", check]))
         #expect(first.status == "succeeded", "stderr: \(first.output.stderr)")
@@ -173,7 +227,13 @@ struct SandboxImageEndToEndTests {
         // The check ran the same toolchain in its own sandbox, through the same firewall.
         let checkResult = first.record["check"] as? [String: Any] ?? [:]
         #expect(checkResult["passed"] as? Bool == true, "\(checkResult)")
-        #expect((checkResult["output_tail"] as? String ?? "").contains("1 passed"))
+        let checkTail = checkResult["output_tail"] as? String ?? ""
+        #expect(checkTail.contains("1 passed"), "\(checkTail)")
+        #expect(checkTail.contains("check-downloads=0 cache=/patina/cache/uv"), "\(checkTail)")
+        let uvCache = repo.home.appendingPathComponent("repos")
+        let cacheFiles = FileManager.default.enumerator(atPath: uvCache.path)?.allObjects as? [String] ?? []
+        #expect(!cacheFiles.isEmpty && !cacheFiles.contains { $0.hasSuffix("written-by-the-check") }, "\(cacheFiles.prefix(20))")
+        #expect(MountTable.points(under: repo.home).isEmpty, "\(MountTable.points(under: repo.home))")
         // Detected, preset added and recorded, host CA trusted.
         let toolchains = first.record["toolchains"] as? [[String: Any]] ?? []
         #expect(toolchains.first?["name"] as? String == "python")

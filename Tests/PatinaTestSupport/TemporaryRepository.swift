@@ -1,4 +1,5 @@
 import Foundation
+import PatinaCore
 
 /// A throwaway git repository (made with the git CLI) and its own patina home.
 public final class TemporaryRepository: @unchecked Sendable {
@@ -6,10 +7,11 @@ public final class TemporaryRepository: @unchecked Sendable {
     public let path: URL
     public let home: URL
 
-    /// `under`: the directory to make it in (default: the temporary directory).
-    public init(files: [String: String] = ["README.md": "# demo\n"], under parent: URL? = nil) throws {
+    /// `under`: the directory to make it in (default: the temporary directory); `name`: the
+    /// repository's folder name.
+    public init(files: [String: String] = ["README.md": "# demo\n"], under parent: URL? = nil, name: String = "repo") throws {
         root = (parent ?? FileManager.default.temporaryDirectory).appendingPathComponent("patina-test-\(UUID().uuidString.prefix(8))")
-        path = root.appendingPathComponent("repo")
+        path = root.appendingPathComponent(name)
         home = root.appendingPathComponent("patina-home")
         try FileManager.default.createDirectory(at: path, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
@@ -22,7 +24,20 @@ public final class TemporaryRepository: @unchecked Sendable {
     }
 
     deinit {
+        // A store placed in patina's neutral folder (StorePlacement) goes with the home.
+        let repos = home.appendingPathComponent("repos")
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: repos.path)) ?? [] {
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: repos.appendingPathComponent(name).path) {
+                try? FileManager.default.removeItem(atPath: target)
+            }
+        }
         try? FileManager.default.removeItem(at: root)
+    }
+
+    /// The repository's store in patina's home, its link followed (StorePlacement): where a
+    /// walk finds the runs' files.
+    public var store: URL {
+        RunStore(home: home, repositoryCommonDirectory: path.appendingPathComponent(".git")).root.resolvingSymlinksInPath()
     }
 
     public func write(_ relative: String, _ content: String) throws {

@@ -66,4 +66,9 @@ int patina_idmapped_mount(const char *source, const char *target,
 // umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW): 0 or an errno.
 int patina_detach_mount(const char *target);
 
+// Mounts an overlay at `target` (nosuid, nodev): `lower` read through, what is written
+// going to `upper` (`work` its scratch, on the same filesystem). `options` is the whole
+// option string (lowerdir=…,upperdir=…,workdir=…), built by the caller. 0, or an errno.
+int patina_overlay_mount(const char *target, const char *options);
+
 #endif

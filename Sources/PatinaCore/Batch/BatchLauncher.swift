@@ -45,7 +45,7 @@ public enum BatchLauncher {
                 plan.name = item.name
                 // The protections are checked now too (allow-list, presets, seccomp), so a
                 // bad line stops the batch before any run exists.
-                try Protections(plan: plan, layout: RunLayout(runDirectory: plan.runDirectory), engine: engine).prepare()
+                _ = try ProtectionPlan.make(plan: plan)
                 plans[index] = plan
             } catch {
                 let label = batch.inputs.file.map { file in "\(file): task \(item.taskIndex + 1) (\(item.label.prefix(40)))" } ?? "attempt \(item.attempt)"

@@ -1,3 +1,4 @@
+// Over 450 lines on purpose: the three renderers (markdown, HTML, terminal) share the best-run choice and the escaping rules; together they are checked side by side.
 import Foundation
 import PatinaModelProxy
 

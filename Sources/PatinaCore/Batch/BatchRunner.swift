@@ -1,6 +1,7 @@
 import Foundation
 import PatinaModelProxy
 import PatinaSandbox
+import Synchronization
 
 /// Runs a batch's items through a queue: never more than `jobs` runs past
 /// planning at once, images built once (ImageCache), every started run
@@ -8,14 +9,16 @@ import PatinaSandbox
 /// work goes back in the queue after a backoff, and the batch runs fewer at
 /// once until a run succeeds again. `stop()` (Ctrl-C) starts nothing new,
 /// stops the running agents, and still collects them.
-public final class BatchRunner: @unchecked Sendable {
-    // @unchecked: `batch` and `controls` are only touched under `lock`.
-    private let lock = NSLock()
-    private var batch: BatchRecord
-    private var controls: [String: RunControl] = [:]
-    private var stopping = false
-    /// Items that never started because the batch's budget was spent.
-    private var unstartedForBudget = 0
+public final class BatchRunner: Sendable {
+    /// What the runs change, under the lock.
+    private struct State {
+        var batch: BatchRecord
+        var controls: [String: RunControl] = [:]
+        var stopping = false
+        /// Items that never started because the batch's budget was spent.
+        var unstartedForBudget = 0
+    }
+    private let state: Mutex<State>
     private let plans: [Int: RunPlan]
     private let store: BatchStore
     private let engine: DockerEngine
@@ -27,7 +30,7 @@ public final class BatchRunner: @unchecked Sendable {
     /// `plans`: the plan of each item to run, by index into `batch.inputs.items`.
     public init(batch: BatchRecord, plans: [Int: RunPlan], store: BatchStore, engine: DockerEngine,
                 backoffSeconds: Double, handler: @escaping RunEventHandler) {
-        self.batch = batch
+        self.state = Mutex(State(batch: batch))
         self.plans = plans
         self.store = store
         self.engine = engine
@@ -36,38 +39,41 @@ public final class BatchRunner: @unchecked Sendable {
         self.gate = Gate(limit: batch.jobs)
     }
 
-    public var record: BatchRecord { lock.withLock { batch } }
+    public var record: BatchRecord { state.withLock { $0.batch } }
 
     public func run() async -> BatchRecord {
         let started = Date()
-        lock.withLock { batch.pid = getpid() }
+        state.withLock { $0.batch.pid = getpid() }
+        // Before the batch's folder exists: its runs' store lies in the neutral folder from the
+        // start (not for Slurm's batches: their nodes must find the store on the shared filesystem).
+        StorePlacement.place(store.runs)
         save()
         await withTaskGroup(of: Void.self) { group in
             for index in plans.keys.sorted() {
                 group.addTask { await self.runItem(index) }
             }
         }
-        return lock.withLock {
+        return state.withLock { state in
             let finished = Date()
-            batch.finished = finished
-            batch.durationS = (batch.durationS ?? 0) + (finished.timeIntervalSince(started) * 1000).rounded() / 1000
-            batch.status = batch.outcome(stopped: stopping, unstartedForBudget: unstartedForBudget)
-            try? store.save(batch)
-            return batch
+            state.batch.finished = finished
+            state.batch.durationS = (state.batch.durationS ?? 0) + (finished.timeIntervalSince(started) * 1000).rounded() / 1000
+            state.batch.status = state.batch.outcome(stopped: state.stopping, unstartedForBudget: state.unstartedForBudget)
+            try? store.save(state.batch)
+            return state.batch
         }
     }
 
     /// Ctrl-C/SIGTERM: queued runs never start; running agents are stopped and collected.
     public func stop() async {
-        let running = lock.withLock { () -> [RunControl] in
-            stopping = true
-            return Array(controls.values)
+        let running = state.withLock { state -> [RunControl] in
+            state.stopping = true
+            return Array(state.controls.values)
         }
         for control in running { await control.stop(.interrupted) }
         await gate.drain()
     }
 
-    private var isStopping: Bool { lock.withLock { stopping } }
+    private var isStopping: Bool { state.withLock { $0.stopping } }
 
     private func runItem(_ index: Int) async {
         guard var plan = plans[index] else { return }
@@ -76,9 +82,9 @@ public final class BatchRunner: @unchecked Sendable {
             await gate.acquire()
             if let budget = plan.sharedBudget, budget.isReached {
                 // The batch's budget is spent: this item never starts (`batch resume` can run it later).
-                let first = lock.withLock { () -> Bool in
-                    unstartedForBudget += 1
-                    return unstartedForBudget == 1
+                let first = state.withLock { state -> Bool in
+                    state.unstartedForBudget += 1
+                    return state.unstartedForBudget == 1
                 }
                 if first {
                     Progress(runID: plan.id, handler: handler).warn(
@@ -90,9 +96,9 @@ public final class BatchRunner: @unchecked Sendable {
             if let shortage = DiskFloorWatch(plan: plan).shortage(reserve: DiskReserve.bytes) {
                 // A disk below its floor: this item does not start (`batch resume` can run it
                 // once there is room again).
-                let first = lock.withLock { () -> Bool in
-                    defer { if batch.diskLow == nil { batch.diskLow = shortage } }
-                    return batch.diskLow == nil
+                let first = state.withLock { state -> Bool in
+                    defer { if state.batch.diskLow == nil { state.batch.diskLow = shortage } }
+                    return state.batch.diskLow == nil
                 }
                 if first {
                     Progress(runID: plan.id, handler: handler).warn("queued runs do not start: \(shortage)")
@@ -102,10 +108,10 @@ public final class BatchRunner: @unchecked Sendable {
                 return
             }
             let control = RunControl(engine: engine)
-            let startedRun = lock.withLock { () -> Bool in
-                guard !stopping else { return false }
-                controls[plan.id] = control
-                batch.inputs.items[index].runID = plan.id
+            let startedRun = state.withLock { state -> Bool in
+                guard !state.stopping else { return false }
+                state.controls[plan.id] = control
+                state.batch.inputs.items[index].runID = plan.id
                 return true
             }
             guard startedRun else {
@@ -115,7 +121,7 @@ public final class BatchRunner: @unchecked Sendable {
             save()
             let progress = Progress(runID: plan.id, handler: handler)
             var record = await RunLifecycle(plan: plan, engine: engine, progress: progress, control: control).execute()
-            lock.withLock { _ = controls.removeValue(forKey: plan.id) }
+            state.withLock { _ = $0.controls.removeValue(forKey: plan.id) }
             await gate.release()
 
             if let status = record.apiErrorStatus, !isStopping, requeues.count < Self.maxRequeues,
@@ -137,11 +143,11 @@ public final class BatchRunner: @unchecked Sendable {
                 record.requeues = requeues
                 try? plan.store.save(record)
             }
-            lock.withLock {
-                batch.runs.removeAll { $0.id == record.id }
-                batch.runs.append(record)
-                let order = Dictionary(batch.inputs.items.enumerated().compactMap { i, item in item.runID.map { ($0, i) } }, uniquingKeysWith: { a, _ in a })
-                batch.runs.sort { (order[$0.id] ?? .max, $0.id) < (order[$1.id] ?? .max, $1.id) }
+            state.withLock { state in
+                state.batch.runs.removeAll { $0.id == record.id }
+                state.batch.runs.append(record)
+                let order = Dictionary(state.batch.inputs.items.enumerated().compactMap { i, item in item.runID.map { ($0, i) } }, uniquingKeysWith: { a, _ in a })
+                state.batch.runs.sort { (order[$0.id] ?? .max, $0.id) < (order[$1.id] ?? .max, $1.id) }
             }
             save()
             return
@@ -156,7 +162,7 @@ public final class BatchRunner: @unchecked Sendable {
     }
 
     private func save() {
-        lock.withLock { try? store.save(batch) }
+        state.withLock { try? store.save($0.batch) }
     }
 }
 

@@ -16,7 +16,7 @@ public enum AgentImage {
         let setup = plan.sandbox
         var files: [String: URL] = [:]
         var contents: [String: String] = [:]
-        if let binary = plan.agentBinary { files["claude"] = binary }
+        // A local Claude Code is not copied in: it comes from a volume every image shares (ClaudeVolume).
         if !setup.trust.certificates.isEmpty { contents["host-ca.pem"] = setup.trust.pem }
 
         var features: [[String: Any]] = []
@@ -43,6 +43,7 @@ public enum AgentImage {
             "environment": environment,
             "has_environment": !environment.isEmpty,
             "agent_binary": plan.agentBinary != nil,
+            "claude_mount": ClaudeVolume.target,
             "install_with_npm": plan.agentBinary == nil,
             "claude_version": RunPlan.pinnedClaudeVersion,
             "claude_found_version": setup.claude.version ?? "(version unknown)",

@@ -319,3 +319,19 @@ public enum Planner {
         }
     }
 }
+
+/// How the agent reaches the model: its run's proxy, with a placeholder credential
+/// that is worth nothing anywhere else.
+public struct ModelAccess: Sendable, Equatable {
+    /// The proxy's URL, the sandbox's ANTHROPIC_BASE_URL.
+    public var baseURL: String
+    /// The variable Claude Code reads the credential from (the one the user set).
+    public var variable: String
+    public var placeholder: String
+
+    public init(baseURL: String, variable: String, placeholder: String) {
+        self.baseURL = baseURL
+        self.variable = variable
+        self.placeholder = placeholder
+    }
+}

@@ -1,3 +1,4 @@
+// Over 450 lines on purpose: run.json's schema (every field, its JSON key and the one decoder that tolerates older records) stays in one place.
 import Foundation
 import PatinaGit
 import PatinaModelProxy

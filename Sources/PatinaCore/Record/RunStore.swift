@@ -8,7 +8,8 @@ import PatinaGit
 ///     repos/<name>-<hash>/worktrees/<run-id>/ the run's worktree
 ///
 /// Outside the repository's working tree and its `.git`, so neither the agent
-/// nor a `git clean` in the checkout can reach another run's record.
+/// nor a `git clean` in the checkout can reach another run's record. `repos/<name>-<hash>`
+/// is usually a link to a neutral folder where the files lie (`StorePlacement`).
 public struct RunStore: Sendable {
     public let root: URL
     public let repositoryKey: String

@@ -190,6 +190,7 @@ public enum Recovery {
         record.reason = ([record.reason].compactMap { $0 } + reasons).joined(separator: "; ")
         record.finished = now
         record.durationS = ((now.timeIntervalSince(record.started)) * 1000).rounded() / 1000
+        CheckCaches.remove(under: layout.checkCaches)
         for url in layout.scratch {
             try? FileManager.default.removeItem(at: url)
         }

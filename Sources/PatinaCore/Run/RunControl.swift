@@ -1,5 +1,6 @@
 import Foundation
 import PatinaSandbox
+import Synchronization
 
 /// Why a run is being stopped early.
 public enum StopReason: Sendable, Equatable {
@@ -93,35 +94,51 @@ public actor RunControl {
 /// command (never by a run), it calls `onSignal` for the first signal; the
 /// command stops its runs, which are still collected. Later signals are
 /// ignored while collection finishes, so the user's work is not lost half-way.
-public final class InterruptHandler: @unchecked Sendable {
-    // @unchecked: `sources` is set in init and emptied in cancel(), both on the
-    // command's own task; the handlers only read `fired` under the lock.
-    private var sources: [DispatchSourceSignal] = []
-    private let lock = NSLock()
-    private var fired = false
+public final class InterruptHandler: Sendable {
+    /// The signal sources, until `cancel()`.
+    private let sources: Mutex<[DispatchSourceSignal]>
+    /// Set by the first signal.
+    private let fired = Latch()
 
     /// SIGHUP too by default: a closed terminal or ssh session must not leave the agent running.
     public init(signals: [Int32] = [SIGINT, SIGTERM, SIGHUP], onSignal: @escaping @Sendable (Int32) -> Void) {
+        sources = Mutex(Self.install(signals, fired: fired, onSignal: onSignal))
+    }
+
+    private static func install(_ signals: [Int32], fired: Latch, onSignal: @escaping @Sendable (Int32) -> Void) -> [DispatchSourceSignal] {
+        var sources: [DispatchSourceSignal] = []
         for sig in signals {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [self] in
-                let first = lock.withLock { () -> Bool in
-                    defer { fired = true }
-                    return !fired
-                }
-                if first { onSignal(sig) }
+            source.setEventHandler {
+                if fired.set() { onSignal(sig) }
             }
             source.resume()
             sources.append(source)
         }
+        return sources
     }
 
-    public var interrupted: Bool { lock.withLock { fired } }
+    /// A flag set once: `set()` says whether this call set it.
+    private final class Latch: Sendable {
+        private let value = Mutex(false)
+        func set() -> Bool {
+            value.withLock { value in
+                defer { value = true }
+                return !value
+            }
+        }
+        var isSet: Bool { value.withLock { $0 } }
+    }
+
+    public var interrupted: Bool { fired.isSet }
 
     public func cancel() {
+        let sources = self.sources.withLock { sources in
+            defer { sources.removeAll() }
+            return sources
+        }
         for s in sources { s.cancel() }
-        sources.removeAll()
         signal(SIGINT, SIG_DFL)
         signal(SIGTERM, SIG_DFL)
         signal(SIGHUP, SIG_DFL)

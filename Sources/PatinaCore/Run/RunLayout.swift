@@ -56,6 +56,8 @@ public struct RunLayout: Sendable {
     public var checkGit: URL { sandbox.appendingPathComponent("check-git") }
     public var checkObjects: URL { sandbox.appendingPathComponent("check-objects") }
     public var checkLog: URL { runDirectory.appendingPathComponent("check.log") }
+    /// The check's overlays of the warm caches (`CheckCaches`): what it wrote, removed after it.
+    public var checkCaches: URL { sandbox.appendingPathComponent("check-caches") }
     /// The repository's tags as the agent's git directory got them at render (packed-refs
     /// lines), outside the sandbox's view: collection tells them from the agent's own.
     public var givenTags: URL { runDirectory.appendingPathComponent("given-tags") }

@@ -106,7 +106,7 @@ public struct CacheStore: Sendable {
     /// is root), mounts and variables. A cache it cannot hold comes as a private empty one
     /// in `privateRoot`, said in `notes`.
     func lease(_ names: [String], privateRoot: URL, uid: UInt32, gid: UInt32) throws -> CacheLease {
-        let lease = CacheLease()
+        var lease = CacheLease.Parts()
         let fm = FileManager.default
         for name in names {
             guard let cache = WarmCache.named(name) else { continue }
@@ -124,7 +124,7 @@ public struct CacheStore: Sendable {
             lease.environment.merge(cache.environment) { $1 }
             lease.used.append(name)
         }
-        return lease
+        return CacheLease(lease)
     }
 
     /// Bytes and files below `url`, links not followed.
@@ -144,20 +144,39 @@ public struct CacheStore: Sendable {
 }
 
 /// The caches a run holds, released when the run is collected.
-final class CacheLease: @unchecked Sendable {
-    // @unchecked: filled once by the run's own task before the sandbox starts, released once at collection.
-    var locks: [FileLock] = []
-    var mounts: [Mount] = []
-    var environment: [String: String] = [:]
-    var used: [String] = []
-    var privateDirectories: [URL] = []
-    var notes: [String] = []
+final class CacheLease: Sendable {
+    /// What `CacheStore.lease` gathers, cache by cache.
+    struct Parts {
+        var locks: [FileLock] = []
+        var mounts: [Mount] = []
+        var environment: [String: String] = [:]
+        var used: [String] = []
+        var privateDirectories: [URL] = []
+        var notes: [String] = []
+    }
 
+    let locks: [FileLock]
+    let mounts: [Mount]
+    let environment: [String: String]
+    let used: [String]
+    let privateDirectories: [URL]
+    let notes: [String]
+    private let released = Mutex(false)
+
+    init(_ parts: Parts) {
+        locks = parts.locks
+        mounts = parts.mounts
+        environment = parts.environment
+        used = parts.used
+        privateDirectories = parts.privateDirectories
+        notes = parts.notes
+    }
+
+    /// Gives the caches back, once.
     func release() {
+        guard released.withLock({ released in defer { released = true }; return !released }) else { return }
         for lock in locks { lock.release() }
-        locks = []
         for dir in privateDirectories { try? FileManager.default.removeItem(at: dir) }
-        privateDirectories = []
     }
 }
 

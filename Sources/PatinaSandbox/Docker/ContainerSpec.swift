@@ -5,6 +5,8 @@ public struct Mount: Sendable, Equatable, Codable {
     public var source: String
     public var target: String
     public var readOnly: Bool
+    /// `source` names a Docker volume (its content never copied from the image) rather than a host path.
+    public var volume: Bool = false
 
     public init(source: String, target: String, readOnly: Bool) {
         self.source = source
@@ -12,10 +14,16 @@ public struct Mount: Sendable, Equatable, Codable {
         self.readOnly = readOnly
     }
 
+    public init(volume: String, target: String, readOnly: Bool) {
+        self.init(source: volume, target: target, readOnly: readOnly)
+        self.volume = true
+    }
+
     /// `--mount` syntax, which (unlike `-v`) refuses to create a missing source.
     /// The value is CSV: a field holding a comma or a quote is quoted.
     public var argument: String {
-        "type=bind,\(Self.field("source=\(source)")),\(Self.field("target=\(target)"))" + (readOnly ? ",readonly" : "")
+        "type=\(volume ? "volume" : "bind"),\(Self.field("source=\(source)")),\(Self.field("target=\(target)"))"
+            + (readOnly ? ",readonly" : "") + (volume ? ",volume-nocopy" : "")
     }
 
     static func field(_ text: String) -> String {

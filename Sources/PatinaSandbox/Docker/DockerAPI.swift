@@ -191,6 +191,14 @@ public struct DockerAPI: Sendable {
         return response.json as? [String: Any]
     }
 
+    /// When the named volume was created (`GET /volumes/NAME`): nil when it does not exist,
+    /// `.some(nil)` when the daemon did not answer.
+    public func volumeCreated(_ name: String) async -> String?? {
+        guard let response = try? await request("GET", "/volumes/\(name)", timeout: 30) else { return .some(nil) }
+        guard response.status == 200 else { return .none }
+        return .some((response.json as? [String: Any])?["CreatedAt"] as? String ?? "")
+    }
+
     /// Whether an image exists locally (never pulled).
     public func imageExists(_ reference: String) async -> Bool? {
         let escaped = reference.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_.:@"))) ?? reference
@@ -221,7 +229,11 @@ extension ContainerSpec {
         var host: [String: Any] = [
             "CapDrop": capDrop, "CapAdd": capAdd, "SecurityOpt": securityOptions,
             "ReadonlyRootfs": readOnlyRoot, "Init": initProcess,
-            "Mounts": mounts.map { ["Type": "bind", "Source": $0.source, "Target": $0.target, "ReadOnly": $0.readOnly] as [String: Any] },
+            "Mounts": mounts.map { mount -> [String: Any] in
+                var body: [String: Any] = ["Type": mount.volume ? "volume" : "bind", "Source": mount.source, "Target": mount.target, "ReadOnly": mount.readOnly]
+                if mount.volume { body["VolumeOptions"] = ["NoCopy": true] }
+                return body
+            },
         ]
         if let network { host["NetworkMode"] = network }
         if !dns.isEmpty { host["Dns"] = dns }

@@ -105,6 +105,20 @@ public struct DockerEngine: Sendable {
         return (try? await Command.run([executable, "image", "inspect", "--format", "{{.Id}}", reference]).succeeded) ?? false
     }
 
+    /// When the named volume was created, or nil when there is none.
+    public func volumeCreated(_ name: String) async -> String? {
+        if let api {
+            switch await api.volumeCreated(name) {
+            case .none: return nil
+            case .some(.some(let created)): return created
+            case .some(.none): break  // no answer on the socket: the CLI says
+            }
+        }
+        guard let result = try? await Command.run([executable, "volume", "inspect", "--format", "{{.CreatedAt}}", name]),
+              result.succeeded else { return nil }
+        return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// `docker build`; a failure throws `ImageBuildFailure` with the end of the build's output.
     public func build(
         context: URL, dockerfile: URL, tag: String, labels: [String: String],

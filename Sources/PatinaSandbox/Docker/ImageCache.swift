@@ -97,6 +97,11 @@ public struct ImageCache: Sendable {
         SHA256.hex(of: Array(text.utf8))
     }
 
+    /// A file's SHA-256, remembered like the tags' (by path, size and modification time).
+    public func digest(of file: URL) async throws -> String {
+        try await sha256(file: file, remember: true)
+    }
+
     private func sha256(file: URL, remember: Bool) async throws -> String {
         let attributes = try FileManager.default.attributesOfItem(atPath: file.path)
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1

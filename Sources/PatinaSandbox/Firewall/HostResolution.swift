@@ -74,8 +74,8 @@ public enum HostResolution {
             }
             pins.append(PinnedName(
                 name: name, addresses: addresses.map(\.address),
-                reason: isPrivate ? "accept_private_dns, and the same as this machine resolves it to"
-                    : "allowed, answered with the addresses this machine resolves it to (the resolver's rebinding guard would drop them otherwise)"))
+                reason: isPrivate ? "allowed (accept_private_dns): the sandbox resolver answers it with what this machine resolves it to"
+                    : "allowed: the sandbox resolver answers it with what this machine resolves it to (an address it drops in forwarded answers)"))
         }
         return (pins, notes)
     }

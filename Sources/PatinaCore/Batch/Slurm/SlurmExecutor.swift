@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import PatinaGit
 import PatinaModelProxy
 import PatinaSandbox
@@ -10,10 +11,9 @@ import PatinaSandbox
 /// array whose task `n` runs `patina batch-task --batch ID --index n` on its node. It
 /// stays attached: it follows the tasks through squeue, reads each run's record from the
 /// shared store when its task ends, adds what the proxy counted, and writes batch.json.
-public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
-    // @unchecked: `state` is only touched under `lock`; the rest is set in init.
-    private let lock = NSLock()
-    private var state: State
+public final class SlurmExecutor: BatchExecutor, Sendable {
+    /// What the executor follows and the batch record, under the lock; the rest is set in init.
+    private let shared: Mutex<State>
     private let plans: [Int: RunPlan]
     private let store: BatchStore
     private let engine: DockerEngine
@@ -34,7 +34,7 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
     public init(batch: BatchRecord, plans: [Int: RunPlan], store: BatchStore, engine: DockerEngine, options: SlurmOptions,
                 patina: String, environment: [String: String] = ProcessInfo.processInfo.environment,
                 handler: @escaping RunEventHandler) {
-        self.state = State(batch: batch)
+        self.shared = Mutex(State(batch: batch))
         self.plans = plans
         self.store = store
         self.engine = engine
@@ -44,7 +44,7 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
         self.pollSeconds = environment["PATINA_SLURM_POLL"].flatMap(Double.init) ?? 2
     }
 
-    public var record: BatchRecord { lock.withLock { state.batch } }
+    public var record: BatchRecord { shared.withLock { state in state.batch } }
 
     /// The environment sbatch (and so every task) gets: this one without any credential.
     public static func jobEnvironment(_ environment: [String: String], secrets: [String]) -> [String: String?] {
@@ -56,7 +56,7 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
     }
 
     public func stop() async {
-        let job = lock.withLock { () -> String? in
+        let job = shared.withLock { state -> String? in
             state.stopping = true
             return state.job
         }
@@ -64,7 +64,7 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
     }
 
     private func cancel(_ job: String, pendingOnly: Bool = false) async {
-        let done = lock.withLock { () -> Bool in
+        let done = shared.withLock { state -> Bool in
             if pendingOnly { defer { state.cancelledForBudget = true }; return state.cancelledForBudget || state.cancelled }
             defer { state.cancelled = true }
             return state.cancelled
@@ -101,9 +101,9 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
                 proxies[arrayIndex] = proxy
                 try SlurmTask(item: itemIndex, runID: plan.id, modelBaseURL: proxy.baseURL, variable: credentials.variable, placeholder: placeholder)
                     .write(to: SlurmTask.url(index: arrayIndex, batch: batchID, store: store))
-                lock.withLock { state.batch.inputs.items[itemIndex].runID = plan.id }
+                shared.withLock { state in state.batch.inputs.items[itemIndex].runID = plan.id }
             }
-            lock.withLock { state.batch.pid = getpid() }
+            shared.withLock { state in state.batch.pid = getpid() }
             save()
             let script = slurmDirectory.appendingPathComponent("job.sh")
             try Data(SlurmCommands.jobScript(patina: patina, batchID: batchID).utf8).write(to: script)
@@ -118,7 +118,7 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
             let result = try await Command.check(arguments, environment: Self.jobEnvironment(ProcessInfo.processInfo.environment, secrets: secrets))
             let job = result.standardOutput.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
             guard !job.isEmpty else { throw ClusterError("sbatch answered no job id") }
-            let stopNow = lock.withLock { () -> Bool in
+            let stopNow = shared.withLock { state -> Bool in
                 state.job = job
                 return state.stopping
             }
@@ -138,7 +138,7 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
             }
         }
         for proxy in proxies.values { proxy.stop() }
-        return lock.withLock {
+        return shared.withLock { state in
             let finished = Date()
             state.batch.finished = finished
             state.batch.durationS = (state.batch.durationS ?? 0) + (finished.timeIntervalSince(started) * 1000).rounded() / 1000
@@ -204,9 +204,9 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
         let output = SlurmTask.outputURL(index: arrayIndex, batch: record.id, store: store)
         let apiLog = SlurmTask.directory(batch: record.id, store: store).appendingPathComponent("\(plan.id).api.jsonl")
         guard var run = try? plan.store.load(plan.id) else {
-            if task.state == "CANCELLED" && lock.withLock({ state.cancelled || state.cancelledForBudget }) && task.node == nil {
+            if task.state == "CANCELLED" && shared.withLock({ state in state.cancelled || state.cancelledForBudget }) && task.node == nil {
                 // Cancelled before it started: the item never ran (`batch resume` runs it).
-                lock.withLock { state.batch.inputs.items[itemIndex].runID = nil }
+                shared.withLock { state in state.batch.inputs.items[itemIndex].runID = nil }
                 try? FileManager.default.removeItem(at: apiLog)
                 save()
                 progress.emit(.phase(.done))
@@ -259,7 +259,7 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
     }
 
     private func finish(_ run: RunRecord, itemIndex: Int, progress: Progress) {
-        lock.withLock {
+        shared.withLock { state in
             state.batch.inputs.items[itemIndex].runID = run.id
             state.batch.runs.removeAll { $0.id == run.id }
             state.batch.runs.append(run)
@@ -297,6 +297,6 @@ public final class SlurmExecutor: BatchExecutor, @unchecked Sendable {
     }
 
     private func save() {
-        lock.withLock { try? store.save(state.batch) }
+        shared.withLock { try? store.save($0.batch) }
     }
 }

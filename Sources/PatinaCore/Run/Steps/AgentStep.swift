@@ -5,18 +5,19 @@ import PatinaSandbox
 /// Step "agent": Claude Code headless in the sandbox, every stream-json line
 /// recorded to session.jsonl and turned into events, a watchdog for the timeout.
 extension RunLifecycle {
-    func runAgent(image: String) async throws {
-        if let shell = plan.shell { return try await runShell(shell, image: image) }
-        let spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork,
-                                     labels: containerLabels, extras: sandboxExtras, model: modelAccess,
-                                     worktree: agentWorktree)
-        let proxy = modelProxy
+    /// `started` is set once the agent's container passed its probes and its command runs.
+    func runAgent(in context: SandboxContext, record: inout RunRecord, started: EndFlag) async throws {
+        if let shell = plan.shell { return try await runShell(shell, in: context, record: &record, started: started) }
+        let spec = AgentSandbox.spec(plan: plan, layout: layout, image: context.image, network: context.sandbox.network,
+                                     labels: containerLabels, extras: context.extras, model: context.sandbox.access,
+                                     worktree: context.worktree)
+        let proxy = context.sandbox.proxy
         let recorder = try SessionRecorder(sessionLog: layout.sessionLog, progress: progress, redactor: redactor,
                                            costSoFar: { proxy?.usage.costUSD ?? 0 })
         defer { recorder.close() }
         let timeout = plan.timeoutSeconds
-        let (result, state) = try await runWatched(spec, role: "agent", timeout: timeout, admitted: {
-            self.agentStarted = true
+        let (result, state) = try await runWatched(spec, role: "agent", sandbox: context.sandbox, timeout: timeout, admitted: {
+            started.set()
             self.progress.step("agent running (timeout \(DurationParser.format(timeout)))")
         }) { line in recorder.receive(line) }
         // The agent is gone: nothing may use the proxy any more (not the check, not a
@@ -32,7 +33,7 @@ extension RunLifecycle {
             record.lastMessage = summary.text.map { String($0.prefix(4000)) }
         }
         let usage = proxy?.usage
-        if let usage { recordModelUsage(usage) }
+        if let usage { record.takeFigures(from: usage) }
         let outcome = RunOutcome.decide(
             stopReason: stopReason, result: recorder.result, exitCode: record.exitCode,
             oomKilled: state?.oomKilled == true, lastRetryStatus: recorder.lastRetryStatus,
@@ -63,23 +64,18 @@ extension RunLifecycle {
         }
     }
 
-    /// The trusted numbers of run.json: what the model proxy counted.
-    func recordModelUsage(_ usage: ModelUsage) {
-        record.takeFigures(from: usage)
-    }
-
     /// `patina shell`: the user's command (or an interactive shell) in the agent's
     /// sandbox, attached to patina's own terminal; no credential is passed in.
-    func runShell(_ shell: ShellRequest, image: String) async throws {
-        var spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork,
-                                     labels: containerLabels, extras: sandboxExtras, worktree: agentWorktree)
+    func runShell(_ shell: ShellRequest, in context: SandboxContext, record: inout RunRecord, started: EndFlag) async throws {
+        var spec = AgentSandbox.spec(plan: plan, layout: layout, image: context.image, network: context.sandbox.network,
+                                     labels: containerLabels, extras: context.extras, worktree: context.worktree)
         spec.name = "patina-\(plan.id)-shell"
         spec.labels["patina.role"] = "shell"
         spec.passEnvironment = plan.sandbox.trust.passedVariables
-        spec.environment = sandboxExtras.environment.merging(
+        spec.environment = context.extras.environment.merging(
             ["HOME": RunLayout.containerHome, "PATINA_RUN_ID": shell.runID, "PATINA_SHELL": "1"]) { $1 }
         spec.command = shell.command.isEmpty ? ["bash", "-l"] : shell.command
-        let handshake = try protections.gate(&spec, role: "shell")
+        let handshake = try context.sandbox.gate(&spec, role: "shell")
         var arguments = spec.runArguments
         arguments.insert(contentsOf: isatty(0) == 1 && shell.command.isEmpty ? ["--interactive", "--tty"] : ["--interactive"], at: 1)
         await control.containerStarted(spec.name)
@@ -101,7 +97,7 @@ extension RunLifecycle {
             return status
         }
         do {
-            try await admit(handshake, ended: ended, container: spec.name) { self.agentStarted = true }
+            try await admit(handshake, sandbox: context.sandbox, ended: ended, container: spec.name) { started.set() }
         } catch {
             _ = await exited.value
             await control.containerFinished()
@@ -116,14 +112,14 @@ extension RunLifecycle {
     /// Runs a container to its end, streaming its stdout lines; the watchdog asks
     /// for a stop at the deadline and repeats the kill until the container is gone
     /// (a kill sent before `docker run` has created it would miss it).
-    /// The container proves the protections first (`Protections.gate`): its command starts
+    /// The container proves the protections first (`StartedSandbox.gate`, ProbeGate): its command starts
     /// only once its probes passed, and `admitted` is called then.
     func runWatched(
-        _ spec: ContainerSpec, role: String, timeout: Double, admitted: @escaping @Sendable () -> Void = {},
+        _ spec: ContainerSpec, role: String, sandbox: StartedSandbox, timeout: Double, admitted: @escaping @Sendable () -> Void = {},
         onLine: @escaping @Sendable (String) -> Void
     ) async throws -> (CommandResult, (exitCode: Int, oomKilled: Bool)?) {
         var spec = spec
-        let handshake = try protections.gate(&spec, role: role)
+        let handshake = try sandbox.gate(&spec, role: role)
         await control.containerStarted(spec.name)
         let timer = control.watchdog(deadline: Date().addingTimeInterval(timeout))
         defer { timer.cancel() }
@@ -136,7 +132,7 @@ extension RunLifecycle {
         }
         let result: CommandResult
         do {
-            try await admit(handshake, ended: ended, container: spec.name, admitted: admitted)
+            try await admit(handshake, sandbox: sandbox, ended: ended, container: spec.name, admitted: admitted)
             result = try await container.value
         } catch {
             let ended = try? await container.value
@@ -156,10 +152,10 @@ extension RunLifecycle {
     /// Lets the gated container's command start once its probes passed. When they did not
     /// (or a stop was asked for meanwhile) the command never starts: the probe exits on
     /// patina's "stop", and the container is killed in case it does not.
-    private func admit(_ handshake: ProbeHandshake, ended: EndFlag, container: String, admitted: () -> Void) async throws {
+    private func admit(_ handshake: ProbeHandshake, sandbox: StartedSandbox, ended: EndFlag, container: String, admitted: () -> Void) async throws {
         let started = Date()
         do {
-            let took = try await protections.admit(handshake, containerEnded: { ended.value }, progress: progress)
+            let took = try await sandbox.admit(handshake, containerEnded: { ended.value }, progress: progress)
             steps.record("probes", Date().timeIntervalSince(started),
                          "\(handshake.role) container started and proven" + (took.map { "; probe.sh \($0) ms" } ?? ""))
         } catch {

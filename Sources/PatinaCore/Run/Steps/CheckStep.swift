@@ -14,7 +14,7 @@ import Synchronization
 /// hatch-vcs, `git describe`) work on good code. The devcontainer's lifecycle commands run
 /// first, as they did before the agent.
 extension RunLifecycle {
-    func runCheck(_ command: String, image: String, head: ObjectID) async -> CheckResult {
+    func runCheck(_ command: String, image: String, sandbox: StartedSandbox, caches lease: CacheLease?, head: ObjectID) async -> CheckResult {
         let start = Date()
         func failed(_ why: String) -> CheckResult {
             CheckResult(command: command, exitCode: nil, passed: false,
@@ -48,7 +48,7 @@ extension RunLifecycle {
             return failed("could not check out \(head.short) for the check: \(error)")
         }
         progress.step("check: \(command)")
-        var spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork, labels: containerLabels)
+        var spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: sandbox.network, labels: containerLabels)
         spec.name = "patina-\(plan.id)-check"
         spec.labels["patina.role"] = "check"
         spec.mounts = [
@@ -64,10 +64,22 @@ extension RunLifecycle {
             spec.mounts.append(Mount(source: layout.lifecycleScript.path, target: RunLayout.containerLifecycle, readOnly: true))
             script += "/bin/sh \(RunLayout.containerLifecycle) || exit $?\n"
         }
-        // No credential, and no warm cache: what the agent left in a cache must not decide
-        // whether the check passes. The proxy, when there is one, is the way out.
+        // No credential. The warm caches the agent had, read through overlays: the check
+        // downloads no more than the agent did, and what it writes there goes with it.
+        CheckCaches.remove(under: layout.checkCaches)
+        let caches = CheckCaches.mount(lease, under: layout.checkCaches, uid: plan.agentUID, gid: plan.agentGID)
+        defer {
+            if !CheckCaches.remove(under: layout.checkCaches) {
+                progress.warn("the check's cache overlays under \(layout.checkCaches.path) could not be unmounted")
+            }
+        }
+        for note in caches.notes { progress.note(note) }
+        if !caches.mounts.isEmpty {
+            steps.note("check: warm caches through overlays: " + caches.mounts.map { "\($0.target) ← \($0.source)" }.joined(separator: ", "))
+        }
+        spec.mounts += caches.mounts
         spec.passEnvironment = plan.sandbox.trust.passedVariables
-        spec.environment = ["HOME": RunLayout.containerHome, "PATINA_RUN_ID": plan.id, "PATINA_CHECK": "1"]
+        spec.environment = caches.environment.merging(["HOME": RunLayout.containerHome, "PATINA_RUN_ID": plan.id, "PATINA_CHECK": "1"]) { $1 }
         let timeout = plan.checkTimeoutSeconds
         spec.command = ["timeout", "--signal=KILL", String(Int(timeout) + 30), "bash", "-c", script + command]
 
@@ -79,7 +91,7 @@ extension RunLifecycle {
         let state: (exitCode: Int, oomKilled: Bool)?
         do {
             let redactor = self.redactor
-            (result, state) = try await runWatched(spec, role: "check", timeout: timeout) { raw in
+            (result, state) = try await runWatched(spec, role: "check", sandbox: sandbox, timeout: timeout) { raw in
                 let line = redactor(raw)
                 try? log?.write(contentsOf: Data((line + "\n").utf8))
                 tail.append(line)

@@ -16,26 +16,30 @@ extension RunLifecycle {
     /// What the agent's uid must own during the run when patina runs as root.
     var sandboxOwnedPaths: [URL] { collection.sandboxOwnedPaths }
 
-    /// Returns what is left to do once the run's record can be written: the holder's
-    /// removal (under way), a last listing that confirms no container of the run is left,
-    /// the warm caches handed back, the canary closed, the sandbox's scratch removed.
-    func collectAndCheck(image: String) async -> Task<Void, Never> {
+    /// Returns the record with what was collected, and what is left to do once it can be
+    /// written: the holder's removal (under way), a last listing that confirms no container
+    /// of the run is left, the warm caches handed back, the canary closed, the sandbox's
+    /// scratch removed.
+    func collectAndCheck(_ input: CollectInput) async -> (RunRecord, Task<Void, Never>) {
         progress.phase(.collect)
         let start = Date()
+        var record = input.record
+        let agentStarted = input.agentStarted, holder = input.holder
         // Whatever happened, the proxy stops before anything else runs in this run's network.
-        modelProxy?.stop()
-        if let usage = modelProxy?.usage, agentStarted, record.requests == nil { recordModelUsage(usage) }
+        let proxy = input.sandbox?.proxy
+        proxy?.stop()
+        if let usage = proxy?.usage, agentStarted, record.requests == nil { record.takeFigures(from: usage) }
         let collection = self.collection
         // Nothing in the sandbox may change the tree while it is read: the agent's
         // containers are confirmed gone first. The firewall's holder (patina's own
         // container, which mounts none of the agent's tree) is read meanwhile, then goes
         // while the tree is collected, or stays up for the check.
-        let holder = protections.agentNetwork != nil ? protections.holderName : nil
+        let holderContainer = holder.agentNetwork != nil ? holder.holderName : nil
         let keepNetwork = plan.check != nil && agentStarted
-        let engine = self.engine, protections = self.protections
+        let engine = self.engine
         // The holder goes as soon as its reports are read, while the agent's containers go.
-        let reports = Task { await protections.captureReports() }
-        let holderRemoval = holder.map { name in
+        let reports = Task { await holder.captureReports() }
+        let holderRemoval = holderContainer.map { name in
             Task {
                 await reports.value
                 return keepNetwork ? false : await engine.remove([name])
@@ -45,7 +49,7 @@ extension RunLifecycle {
         let repository = plan.repository, worktree = plan.worktree, wanted = agentStarted && plan.shell == nil
         let preparing = Task { wanted ? try? WorktreeIndex(host: repository, worktree: worktree) : nil }
         let removedFirst = await control.started
-        let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: holder, known: removedFirst)
+        let left = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: holderContainer, known: removedFirst)
         // resolver.log is written (and later swept for credentials) before anything else runs.
         await reports.value
         var parts = CollectTimings(start: start)
@@ -57,30 +61,30 @@ extension RunLifecycle {
             ]).joined(separator: "; ")
             progress.warn(record.reason!)
             _ = await holderRemoval?.value
-            await protections.tearDown()
-            return Task {}
+            await holder.tearDown()
+            return (record, Task {})
         }
         collection.releaseWorktreeView()
         collection.copyTranscript(into: &record, redactor: redactor)
-        let unresolved = Protections.unresolvedOptionalNames((try? String(contentsOf: layout.probeReport, encoding: .utf8)) ?? "")
+        let unresolved = ProbeHandshake.unresolvedOptionalNames((try? String(contentsOf: layout.probeReport, encoding: .utf8)) ?? "")
         record.unresolvedPresetNames = unresolved.isEmpty ? nil : unresolved
         guard agentStarted else {
             collection.reclaimOwnership()
             // The agent never ran: the branch holds nothing; remove it and its worktree.
-            cleanUpBranch()
+            cleanUpBranch(input.branch)
             record.headCommit = nil
             steps.record("collect", Date().timeIntervalSince(start), "agent never started; branch removed")
-            return teardown(after: holderRemoval, removing: [layout.sandbox], removedFirst: removedFirst)
+            return (record, teardown(input, after: holderRemoval, removing: [layout.sandbox], removedFirst: removedFirst))
         }
         if plan.shell != nil {
-            collectShell()
+            collectShell(into: &record)
             collection.reclaimOwnership()
-            return teardown(after: holderRemoval, removing: [], removedFirst: removedFirst)
+            return (record, teardown(input, after: holderRemoval, removing: [], removedFirst: removedFirst))
         }
         // Read while the tree is still the agent's: its stat data then matches the index
         // refreshed at render, so only what the agent changed is read. Handed back after.
         let (head, problems, leftovers, notes) = collection.collectBranch(
-            into: &record, scope: watchedScope(), prepared: await preparing.value)
+            into: &record, scope: watchedScope(input.branch.watch), prepared: await preparing.value)
         parts.lap("git")
         collection.reclaimOwnership()
         parts.lap("ownership")
@@ -98,9 +102,9 @@ extension RunLifecycle {
             if record.status == .succeeded && !problems.isEmpty { record.status = .error }
         }
         steps.record("collect", Date().timeIntervalSince(start), "head \(head.short); \(parts)")
-        if let command = plan.check {
+        if let command = plan.check, let sandbox = input.sandbox {
             progress.phase(.check)
-            let check = await runCheck(command, image: image, head: head)
+            let check = await runCheck(command, image: input.image, sandbox: sandbox, caches: input.caches, head: head)
             record.check = check
             // A check that did not pass makes a failed run: the check, not the agent's word,
             // says whether the task was done. Another ending (timeout, budget) keeps its status.
@@ -111,14 +115,13 @@ extension RunLifecycle {
             steps.record("check", check.durationS, check.passed ? "passed" : "failed" + (check.error.map { ": \($0)" } ?? ""))
         }
         // The agent's home stays (its transcript, for review); the rest of the sandbox goes.
-        return teardown(after: holderRemoval, removing: layout.scratch, removedFirst: removedFirst)
+        return (record, teardown(input, after: holderRemoval, removing: layout.scratch, removedFirst: removedFirst))
     }
 
     /// What the worktree's watch saw, once the containers are gone: the paths to read, or
     /// everything (with the reason in the step log).
-    private func watchedScope() -> WorktreeScope {
-        guard let watch = worktreeWatch else { return .everything }
-        worktreeWatch = nil
+    private func watchedScope(_ watch: WorktreeWatch?) -> WorktreeScope {
+        guard let watch else { return .everything }
         switch watch.finish() {
         case .paths(let paths):
             steps.note("the worktree's watch saw \(paths.count) path\(paths.count == 1 ? "" : "s") change")
@@ -132,28 +135,25 @@ extension RunLifecycle {
     /// The run's last containers go: when the holder's removal succeeded and no container
     /// started after the first removal (the check's), every container the run made is
     /// known gone and no listing is needed; otherwise what is left is listed and removed.
-    private func teardown(after holderRemoval: Task<Bool, Never>?, removing scratch: [URL], removedFirst: [String]) -> Task<Void, Never> {
+    private func teardown(
+        _ input: CollectInput, after holderRemoval: Task<Bool, Never>?, removing scratch: [URL], removedFirst: [String]
+    ) -> Task<Void, Never> {
         Task {
-            let holderGone = await holderRemoval?.value ?? (protections.agentNetwork == nil)
+            let holderGone = await holderRemoval?.value ?? (input.holder.agentNetwork == nil)
             let later = await control.started.filter { !removedFirst.contains($0) }
             if !holderGone || !later.isEmpty {
                 _ = await RunCollection.removeContainers(engine: engine, runID: plan.id, keeping: nil)
             }
-            releaseWarmCaches()
-            await protections.tearDown()
+            // The caches go back once no container of the run can write to them.
+            input.caches?.release()
+            await input.holder.tearDown()
             for url in scratch { try? FileManager.default.removeItem(at: url) }
         }
     }
 
-    /// The caches go back once no container of the run can write to them.
-    func releaseWarmCaches() {
-        caches?.release()
-        caches = nil
-    }
-
     /// After `patina shell`: commits made in the shell move the branch on
     /// (`RunCollection.collectShellCommits`, which recovery uses too).
-    func collectShell() {
+    func collectShell(into record: inout RunRecord) {
         do {
             let head = try collection.collectShellCommits()
             if head != plan.baseCommit { progress.note("the branch moved to \(head.short) (commits made in the shell)") }
@@ -163,6 +163,18 @@ extension RunLifecycle {
             progress.warn(record.reason!)
         }
     }
+}
+
+/// What collection needs of the steps before it; `sandbox` is nil when the sandbox step
+/// did not finish (the holder may still have started: it goes too).
+struct CollectInput: Sendable {
+    let record: RunRecord
+    let image: String
+    let holder: NetworkHolder
+    let sandbox: StartedSandbox?
+    let branch: PreparedBranch
+    let caches: CacheLease?
+    let agentStarted: Bool
 }
 
 /// Where the collect step's time went, for its line in the step log: "containers 0.150 s, git 0.020 s".

@@ -16,6 +16,8 @@ struct SandboxImages: Sendable {
     /// What the agent's image starts from (the devcontainer's image, one built from its
     /// Dockerfile, or patina's base image).
     var base: String
+    /// The volume holding Claude Code's binary (ClaudeVolume); nil when npm installed it in the image.
+    var claudeVolume: String? = nil
 }
 
 /// Step "image": the agent's image and the firewall's, built by content hash
@@ -44,13 +46,22 @@ extension RunLifecycle {
         async let netguard = netguardRecipe.asyncMap { recipe in
             try await cache.ensure(recipe, labels: ["patina.image": "netguard"], beforeBuilding: prepareBuild("firewall", base: plan.baseImage))
         }
+        // Claude Code's volume is looked up meanwhile; a new one is filled from the agent's image.
+        let engine = engine
+        async let claude = plan.agentBinary.asyncMap { try await ClaudeVolume.lookup(binary: $0, engine: engine, cache: cache) }
         let agent = try await cache.ensure(recipe, labels: ["patina.image": "agent"], beforeBuilding: prepareBuild("agent", base: base))
-        return SandboxImages(agent: agent, netguard: try await netguard, agentDockerfile: recipe.dockerfile, base: base)
+        var claudeVolume: String?
+        if let binary = plan.agentBinary, let volume = try await claude {
+            claudeVolume = volume.filled ? volume.name
+                : try await ClaudeVolume.fill(volume.name, binary: binary, version: plan.sandbox.claude.version, image: agent, engine: engine, cache: cache)
+        }
+        return SandboxImages(agent: agent, netguard: try await netguard, agentDockerfile: recipe.dockerfile, base: base,
+                             claudeVolume: claudeVolume)
     }
 
     /// The firewall's image: patina's netguard Dockerfile on the run's base image.
     func netguardRecipe() throws -> ImageRecipe {
-        ImageRecipe(repository: "patina-netguard", dockerfile: try protections.netguardDockerfile())
+        ImageRecipe(repository: "patina-netguard", dockerfile: try Netguard.dockerfile(templates: plan.templates, baseImage: plan.baseImage))
     }
 
     /// The devcontainer's image (its `image`, or built from its Dockerfile or by the
@@ -81,12 +92,25 @@ extension RunLifecycle {
 
     func ensureImage(_ image: String) async throws {
         if await engine.imageExists(image) { return }
-        progress.step("pulling base image \(image)")
+        progress.step("pulling image \(image)")
         let pull = try await engine.run(["pull", image])
         guard pull.succeeded else {
-            let from = image == plan.baseImage ? "pass --base-image" : "check the image in \(plan.sandbox.devcontainer?.path ?? "devcontainer.json")"
-            throw PatinaError(.environment, "image \(image) is not available locally and `docker pull` failed; build or import it first, or \(from)")
+            throw PatinaError(.environment, Self.pullFailure(image: image, engineSaid: pull.standardError + "\n" + pull.standardOutput,
+                                                             baseImage: plan.baseImage, devcontainer: plan.sandbox.devcontainer?.path))
         }
+    }
+
+    /// One line for an image that is neither here nor pullable: the engine's reason and the ways on.
+    static func pullFailure(image: String, engineSaid: String, baseImage: String, devcontainer: String?) -> String {
+        let reason = engineSaid.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.last { !$0.isEmpty }
+            .map { Escaping.clip(String($0), 300) } ?? "no reason given"
+        let ways: String
+        if let devcontainer, image != baseImage {
+            ways = "build or tag \(image) on this machine (docker build -t \(image) … / docker tag IMAGE \(image)), change the image in \(devcontainer), or pass --devcontainer none to build the sandbox from patina's base image"
+        } else {
+            ways = "build or tag \(image) on this machine (docker build -t \(image) … / docker tag IMAGE \(image)), or pass --base-image with an image this machine has"
+        }
+        return "image \(image) is not on this machine and could not be pulled (the engine said: \(reason)); \(ways)"
     }
 }
 

@@ -8,10 +8,10 @@ import Synchronization
 /// before the agent starts. Their output goes to the step log; a failure stops the
 /// run with the end of that output, and the agent never starts.
 extension RunLifecycle {
-    func runLifecycleCommands(_ commands: [LifecycleCommand], image: String) async throws {
+    func runLifecycleCommands(_ commands: [LifecycleCommand], in context: SandboxContext, record: inout RunRecord) async throws {
         try Data(LifecycleScript.render(commands).utf8).write(to: layout.lifecycleScript)
-        var spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: protections.agentNetwork,
-                                     labels: containerLabels, extras: sandboxExtras, worktree: agentWorktree)
+        var spec = AgentSandbox.spec(plan: plan, layout: layout, image: context.image, network: context.sandbox.network,
+                                     labels: containerLabels, extras: context.extras, worktree: context.worktree)
         spec.name = "patina-\(plan.id)-lifecycle"
         spec.labels["patina.role"] = "lifecycle"
         spec.passEnvironment = plan.sandbox.trust.passedVariables
@@ -22,7 +22,7 @@ extension RunLifecycle {
         let tail = LineTail(limit: 20)
         let outcome = LifecycleOutcome(commands: commands)
         let steps = self.steps
-        let (result, state) = try await runWatched(spec, role: "lifecycle", timeout: plan.timeoutSeconds) { line in
+        let (result, state) = try await runWatched(spec, role: "lifecycle", sandbox: context.sandbox, timeout: plan.timeoutSeconds) { line in
             if let event = LifecycleScript.event(line) {
                 outcome.record(event)
                 steps.note(line)

@@ -3,21 +3,23 @@ import PatinaGit
 import PatinaSandbox
 
 /// Step "render": the run's configs (all readable afterwards in config/), the
-/// agent's home and its private git directory.
+/// agent's home and its private git directory. Returns the warm caches the run holds
+/// from here until collection.
 extension RunLifecycle {
-    func render(images: SandboxImages) throws {
+    func render(_ prepared: PreparedRun, branch: PreparedBranch, record: inout RunRecord) throws -> CacheLease? {
+        let images = prepared.images
         let fm = FileManager.default
         for dir in [layout.rendered, layout.devcontainer.deletingLastPathComponent(), layout.home, layout.sandbox] {
             try fm.createDirectory(at: dir, withIntermediateDirectories: true)
         }
         try Data(images.agentDockerfile.utf8).write(to: layout.dockerfile)
-        let settings = claudeSettings
+        let settings = prepared.claudeSettings
         try Data(settings.utf8).write(to: layout.claudeSettings)
         // Each run has its own Claude Code home (and so its own ~/.claude.json):
         // Claude Code corrupts a shared one under concurrency.
         try fm.createDirectory(at: layout.home.appendingPathComponent(".claude"), withIntermediateDirectories: true)
         try Data(settings.utf8).write(to: layout.home.appendingPathComponent(".claude/settings.json"))
-        try protections.writeRendered()
+        try prepared.protections.writeRendered(to: layout)
         if let resume = plan.resume {
             // The earlier conversation, where Claude Code looks for it (`--resume ID`
             // in /workspace): patina's own copy, a regular file, never a link.
@@ -38,35 +40,38 @@ extension RunLifecycle {
         writeHostTags(into: layout.privateGit, keepingList: true)
         try snapshotHostObjects()
 
-        try holdWarmCaches()
-        let spec = AgentSandbox.spec(plan: plan, layout: layout, image: images.agent, network: protections.agentNetwork,
-                                     labels: containerLabels, extras: sandboxExtras)
-        try Data(AgentSandbox.devcontainerJSON(spec, plan: plan).utf8).write(to: layout.devcontainer)
-
+        let caches = try holdWarmCaches(record: &record)
+        do {
+            let network = plan.firewallEnabled ? "container:\(NetworkHolder.name(runID: plan.id))" : nil
+            let spec = AgentSandbox.spec(plan: plan, layout: layout, image: images.agent, network: network,
+                                         labels: containerLabels, extras: SandboxExtras(caches, claudeVolume: images.claudeVolume))
+            try Data(AgentSandbox.devcontainerJSON(spec, plan: plan).utf8).write(to: layout.devcontainer)
+        } catch {
+            // No container has them yet: they go back at once.
+            caches?.release()
+            throw error
+        }
         if getuid() == 0 {
             for url in sandboxOwnedPaths {
                 Ownership.change(url, uid: plan.agentUID, gid: plan.agentGID)
             }
         }
+        return caches
     }
 
     /// The run's warm caches: this repository's, under patina's home, each mounted where its
     /// tool looks (never the host user's own caches). Released at collection.
-    func holdWarmCaches() throws {
-        guard !plan.sandbox.caches.isEmpty else { return }
+    func holdWarmCaches(record: inout RunRecord) throws -> CacheLease? {
+        guard !plan.sandbox.caches.isEmpty else { return nil }
         let lease = try CacheStore(store: plan.store).lease(
             plan.sandbox.caches, privateRoot: layout.sandbox.appendingPathComponent("caches"), uid: plan.agentUID, gid: plan.agentGID)
-        caches = lease
         record.caches = lease.used
         steps.note("warm caches: " + lease.mounts.map { "\($0.target) ← \($0.source)" }.joined(separator: ", "))
         for note in lease.notes {
             steps.note(note)
             progress.note(note)
         }
-    }
-
-    var sandboxExtras: SandboxExtras {
-        caches.map { SandboxExtras(mounts: $0.mounts, environment: $0.environment) } ?? SandboxExtras()
+        return lease
     }
 
     /// The repository's tags, readable to a sandbox's git (`git describe --tags`, setuptools-scm,
