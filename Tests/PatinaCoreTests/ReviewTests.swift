@@ -81,7 +81,7 @@ import Testing
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(executable.path), strdup("60"), nil]
         defer { for arg in argv { free(arg) } }
         #expect(posix_spawn(&pid, executable.path, nil, nil, argv, environ) == 0)
-        #expect(Review.patinaAlive(pid: pid))
+        #expect(RunLiveness.patinaAlive(pid: pid))
         kill(pid, SIGKILL)
         // Not reaped: wait until the kernel shows it as a zombie.
         var zombie = false
@@ -90,7 +90,7 @@ import Testing
             if !zombie { usleep(10_000) }
         }
         #expect(zombie, "the process did not become a zombie")
-        #expect(!Review.patinaAlive(pid: pid))
+        #expect(!RunLiveness.patinaAlive(pid: pid))
         var status: Int32 = 0
         waitpid(pid, &status, 0)
     }

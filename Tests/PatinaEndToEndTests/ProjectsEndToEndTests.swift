@@ -42,10 +42,10 @@ struct ProjectsEndToEndTests {
     /// The repository's warm cache on the host kept the agent's mark and none of the check's,
     /// and no overlay stays mounted.
     static func expectCacheUntouchedByTheCheck(_ repo: TemporaryRepository, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        let found = (FileManager.default.enumerator(atPath: repo.home.path)?.allObjects as? [String] ?? [])
+        let found = (FileManager.default.enumerator(atPath: repo.store.path)?.allObjects as? [String] ?? [])
             .filter { $0.contains("/cache/\(name)/written-by-") }
         #expect(found.count == 1 && found[0].hasSuffix("written-by-the-agent"), "\(found)", sourceLocation: sourceLocation)
-        #expect(MountTable.points(under: repo.home).isEmpty, "\(MountTable.points(under: repo.home))", sourceLocation: sourceLocation)
+        #expect(MountTable.points(under: repo.store).isEmpty, "\(MountTable.points(under: repo.store))", sourceLocation: sourceLocation)
     }
 
     static func value(_ key: String, in text: String) -> String? {

@@ -184,15 +184,15 @@ struct SandboxImageEndToEndTests {
                                         "--check", #"touch "$PIP_CACHE_DIR/written-by-the-check" /tmp/checking && tail -f /dev/null"#, "wait in the check"])
         let checking = awaitContainer(of: repo, endingIn: "-check", whereSucceeds: ["test", "-e", "/tmp/checking"], seconds: 300) != nil
         #expect(checking, "the check did not start")
-        #expect(MountTable.points(under: repo.home).count == 1, "\(MountTable.points(under: repo.home))")
+        #expect(MountTable.points(under: repo.store).count == 1, "\(MountTable.points(under: repo.store))")
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
 
         let listed = try patina.run(["runs"])
         #expect(listed.status == 0, "\(listed.stderr)")
-        #expect(MountTable.points(under: repo.home).isEmpty, "\(MountTable.points(under: repo.home))")
+        #expect(MountTable.points(under: repo.store).isEmpty, "\(MountTable.points(under: repo.store))")
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
-        let files = FileManager.default.enumerator(atPath: repo.home.path)?.allObjects as? [String] ?? []
+        let files = FileManager.default.enumerator(atPath: repo.store.path)?.allObjects as? [String] ?? []
         #expect(!files.contains { $0.contains("written-by-the-check") || $0.contains("check-caches") }, "\(files.filter { $0.contains("check") })")
     }
 
@@ -233,7 +233,7 @@ struct SandboxImageEndToEndTests {
         let uvCache = repo.home.appendingPathComponent("repos")
         let cacheFiles = FileManager.default.enumerator(atPath: uvCache.path)?.allObjects as? [String] ?? []
         #expect(!cacheFiles.isEmpty && !cacheFiles.contains { $0.hasSuffix("written-by-the-check") }, "\(cacheFiles.prefix(20))")
-        #expect(MountTable.points(under: repo.home).isEmpty, "\(MountTable.points(under: repo.home))")
+        #expect(MountTable.points(under: repo.store).isEmpty, "\(MountTable.points(under: repo.store))")
         // Detected, preset added and recorded, host CA trusted.
         let toolchains = first.record["toolchains"] as? [[String: Any]] ?? []
         #expect(toolchains.first?["name"] as? String == "python")

@@ -23,7 +23,7 @@ struct LogCommand: AsyncParsableCommand {
         let review = try Review.current()
         let record = try review.resolve(run)
         let layout = review.layout(record)
-        if follow && Review.inFlight(record) {
+        if follow && RunLiveness.inFlight(record) {
             try await followStream(layout.sessionLog, record: record, review: review)
             return
         }
@@ -35,7 +35,7 @@ struct LogCommand: AsyncParsableCommand {
             return
         }
         guard let text = try? String(contentsOf: layout.sessionMarkdown, encoding: .utf8) else {
-            throw ReviewError(Review.inFlight(record)
+            throw ReviewError(RunLiveness.inFlight(record)
                 ? "run \(record.id) is still running: its session log is written when it ends; `patina log --follow \(record.id)` shows it live"
                 : "run \(record.id) has no session.md (recorded before patina wrote one); `patina log --raw \(record.id)` prints its stream")
         }
@@ -47,7 +47,7 @@ struct LogCommand: AsyncParsableCommand {
         var offset: UInt64 = 0
         var pending = Data()
         while true {
-            let settled = !Review.inFlight((try? review.store.load(record.id)) ?? record)
+            let settled = !RunLiveness.inFlight((try? review.store.load(record.id)) ?? record)
             if let handle = try? FileHandle(forReadingFrom: url) {
                 try? handle.seek(toOffset: offset)
                 let data = handle.readDataToEndOfFile()

@@ -156,7 +156,7 @@ public final class BatchRunner: Sendable {
 
     /// Removes a run that did nothing: its worktree, branch, session tags and directory.
     private func discard(_ record: RunRecord, plan: RunPlan) {
-        _ = try? Review(repository: plan.repository, store: plan.store).removeGitState(of: record)
+        _ = try? plan.repository.removeRunGitState(of: record)
         try? FileManager.default.removeItem(at: plan.runDirectory)
         plan.store.clearRunning(record.id)
     }

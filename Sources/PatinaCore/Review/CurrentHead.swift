@@ -34,7 +34,7 @@ extension Review {
             refreshed.filesChanged = stats.map {
                 FileChangeRecord(path: $0.path, additions: $0.additions, deletions: $0.deletions, status: $0.status.rawValue)
             }
-            refreshed.sensitiveChanges = RunDiff.markedPaths(refreshed).map(\.path)
+            refreshed.sensitiveChanges = refreshed.markedPaths.map(\.path)
         }
         refreshed.commits = (try? repository.commits(from: base, to: tip).count) ?? record.commits
         refreshed.checkHistory(in: repository, base: base, head: tip)

@@ -21,7 +21,7 @@ extension Review {
         let all = store.list()
         var results: [Discarded] = []
         for var record in records {
-            let removed = try removeGitState(of: record)
+            let removed = try repository.removeRunGitState(of: record)
             record.discarded = now
             try store.save(record)
             var marked: [String] = []

@@ -46,7 +46,7 @@ extension Review {
         }
         let selectedIDs = Set(selected.map(\.id))
         for record in selected {
-            if Self.inFlight(record) {
+            if RunLiveness.inFlight(record) {
                 plan.kept.append((record.id, "still running"))
                 continue
             }
@@ -80,7 +80,7 @@ extension Review {
         var problems: [String] = []
         for item in plan.remove {
             do {
-                try removeGitState(of: item.record)
+                try repository.removeRunGitState(of: item.record)
                 try FileManager.default.removeItem(at: URL(fileURLWithPath: item.record.runDir))
             } catch {
                 problems.append("run \(item.record.id): \(error)")
@@ -112,7 +112,7 @@ extension Review {
     /// (under the same patina home) used, none a container uses, and never the newest of
     /// each kind (the next run would only build it again). Pruning no run removes no image.
     func leftoverDocker(engine: DockerEngine, pruning: Set<String>, all: [RunRecord]) async -> ([String], [String]) {
-        let live = Set(all.filter(Self.inFlight).map(\.id))
+        let live = Set(all.filter(RunLiveness.inFlight).map(\.id))
         var containers: [String] = []
         let listed = (try? await engine.check(["ps", "--all", "--filter", "label=patina.repo=\(store.repositoryKey)",
                                                "--format", "{{.Names}}\t{{.Label \"patina.run\"}}"]))?.standardOutput ?? ""

@@ -25,7 +25,7 @@ public struct Review: Sendable {
 
     /// Refuses a run whose patina process is still working on it.
     public func requireSettled(_ record: RunRecord, to verb: String) throws {
-        if Self.inFlight(record) {
+        if RunLiveness.inFlight(record) {
             throw ReviewError("run \(record.id) is still running; wait for it to finish (or stop it with Ctrl-C) before you \(verb) it")
         }
         if record.status == .running {
@@ -34,29 +34,6 @@ public struct Review: Sendable {
         }
     }
 
-    /// A run is in flight while it is recorded as running and the patina process
-    /// that runs it is alive.
-    public static func inFlight(_ record: RunRecord) -> Bool {
-        guard record.status == .running else { return false }
-        // A pid means something only on the host that ran it (a Slurm node): a run of
-        // another host is left to that host's patina and to the batch that submitted it.
-        if let host = record.executor?.host, host != RunExecutor.thisHost { return true }
-        return patinaAlive(pid: record.pid)
-    }
-
-    /// Whether `pid` is a live patina process (nil: unknown, counted as alive).
-    static func patinaAlive(pid: Int32?) -> Bool {
-        guard let pid else { return true }
-        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-        // Killed but not yet reaped by its parent: gone all the same.
-        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-           let state = stat.range(of: ") ", options: .backwards).map({ stat[$0.upperBound...].prefix(1) }), state == "Z" || state == "X" {
-            return false
-        }
-        // The pid may have been reused by another program.
-        let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "patina"
-        return comm.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("patina")
-    }
 
     /// Whether the run's work is in another branch, still only on its own, or gone.
     public enum BranchState: String, Sendable, Codable {
@@ -89,35 +66,6 @@ public struct Review: Sendable {
     /// Other runs on the same branch (a run and the runs that resumed it).
     public func runsSharingBranch(_ record: RunRecord, in all: [RunRecord]) -> [RunRecord] {
         all.filter { $0.branch == record.branch && $0.id != record.id }
-    }
-
-    /// Removes the run's branch, worktree and session tags (what exists of them).
-    /// Returns what was removed; a part that could not be removed throws.
-    @discardableResult
-    public func removeGitState(of record: RunRecord) throws -> [String] {
-        var removed: [String] = []
-        let worktree = URL(fileURLWithPath: record.worktree)
-        let name = worktree.lastPathComponent
-        if FileManager.default.fileExists(atPath: worktree.path) || ((try? repository.worktreeNames()) ?? []).contains(name) {
-            try repository.removeWorktree(name: name, path: worktree)
-            removed.append("worktree \(worktree.path)")
-        }
-        if repository.branchExists(record.branch) {
-            try repository.deleteBranch(record.branch)
-            removed.append("branch \(record.branch)")
-        }
-        for tag in record.sessionRefs {
-            if (try? repository.sessionRefTarget(tag)) != nil {
-                try repository.deleteSessionRef(tag)
-                removed.append("ref \(tag)")
-            }
-            // A tag an older patina made and no command moved yet.
-            if (try? repository.tagTarget(tag)) != nil {
-                try repository.deleteTag(tag)
-                removed.append("tag \(tag)")
-            }
-        }
-        return removed
     }
 }
 

@@ -51,9 +51,4 @@ public struct RunDiff: Sendable {
         }
         files = all.filter { $0.sensitive != nil } + all.filter { $0.sensitive == nil }
     }
-
-    /// Paths the run changed that are marked, from its record (no diff needed).
-    public static func markedPaths(_ record: RunRecord) -> [SensitivePaths.Match] {
-        record.filesChanged.compactMap { SensitivePaths.match($0.path) }
-    }
 }

@@ -204,7 +204,7 @@ struct RoundLoop {
                 record.filesChanged = stats.map {
                     FileChangeRecord(path: $0.path, additions: $0.additions, deletions: $0.deletions, status: $0.status.rawValue)
                 }
-                record.sensitiveChanges = RunDiff.markedPaths(record).map(\.path)
+                record.sensitiveChanges = record.markedPaths.map(\.path)
             }
             record.commits = (try? history.commits(from: originalBase, to: head).count) ?? record.commits
         }

@@ -23,12 +23,12 @@ public enum Recovery {
         notes += await removeContainersLeftHere(store: store, engine: engine)
         let running = store.running()
         var results: [Recovered] = []
-        for record in running where !Review.inFlight(record) {
+        for record in running where !RunLiveness.inFlight(record) {
             results.append(await collect(record, repository: repository, store: store, engine: engine, now: now))
         }
         // Runs of another host (a Slurm node) whose task ended without collecting them:
         // collected from the shared filesystem; their containers stay for that host's patina.
-        let remote = running.filter { Review.inFlight($0) && $0.executor?.host != nil && $0.executor?.host != RunExecutor.thisHost && $0.executor?.jobID != nil }
+        let remote = running.filter { RunLiveness.inFlight($0) && $0.executor?.host != nil && $0.executor?.host != RunExecutor.thisHost && $0.executor?.jobID != nil }
         let ended = remote.isEmpty ? [:] : await SlurmCluster.endedTasks(remote.compactMap { $0.executor?.jobID })
         for record in remote {
             guard let job = record.executor?.jobID, let ended = ended[job] else { continue }
@@ -45,7 +45,7 @@ public enum Recovery {
     static func finishAbandonedBatches(store: RunStore, now: Date) -> [String] {
         let batches = BatchStore(runs: store)
         var lines: [String] = []
-        for var batch in batches.running() where batch.status == .running && !Review.patinaAlive(pid: batch.pid) {
+        for var batch in batches.running() where batch.status == .running && !RunLiveness.patinaAlive(pid: batch.pid) {
             let runs = batch.inputs.items.compactMap(\.runID).compactMap { try? store.load($0) }
             guard !runs.contains(where: { $0.status == .running }) else { continue }
             batch.runs = runs
@@ -65,7 +65,7 @@ public enum Recovery {
     /// Returns a line for each shell it cleaned up.
     static func removeAbandonedSandboxes(store: RunStore, engine: DockerEngine, repository: Repository) async -> [String] {
         var shells: [String] = []
-        for (id, pid, host) in store.pending() where (host ?? RunExecutor.thisHost) == RunExecutor.thisHost && (pid.map({ !Review.patinaAlive(pid: $0) }) ?? true) {
+        for (id, pid, host) in store.pending() where (host ?? RunExecutor.thisHost) == RunExecutor.thisHost && (pid.map({ !RunLiveness.patinaAlive(pid: $0) }) ?? true) {
             let left = await RunCollection.removeContainers(engine: engine, runID: id, keeping: nil, daemonWait: 5)
             guard left.isEmpty else { continue }
             let shell = store.shellDirectory(id)
@@ -169,7 +169,7 @@ public enum Recovery {
             // Stopped before the agent ran (maybe halfway through creating the worktree):
             // the branch holds nothing of the agent's; remove what this run created.
             if record.resumedFrom == nil {
-                _ = try? Review(repository: repository, store: store).removeGitState(of: record)
+                _ = try? repository.removeRunGitState(of: record)
             }
             try? FileManager.default.removeItem(at: layout.sandbox)
             record.headCommit = nil

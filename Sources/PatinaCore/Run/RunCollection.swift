@@ -152,7 +152,7 @@ struct RunCollection: Sendable {
                 FileChangeRecord(path: $0.path, additions: $0.additions, deletions: $0.deletions, status: $0.status.rawValue)
             }
             record.commits = try history.commits(from: base, to: head).count
-            record.sensitiveChanges = RunDiff.markedPaths(record).map(\.path)
+            record.sensitiveChanges = record.markedPaths.map(\.path)
             // A head that does not descend from the base, or commits dated before the run.
             record.checkHistory(in: history, base: base, head: head,
                                 refsOutsideBranch: SandboxRefs.outside(branch: branch, privateGitDirectory: layout.privateGit, given: givenTags()))

@@ -89,3 +89,20 @@ public final class Progress: Sendable {
         emit(.tool(turn: turn, name: name, summary: summary, cost: cost))
     }
 }
+
+extension Redactor {
+    /// The event with every secret in its text replaced.
+    public func event(_ event: RunEvent) -> RunEvent {
+        guard !secrets.isEmpty else { return event }
+        switch event {
+        case .step(let s): return .step(self(s))
+        case .warning(let s): return .warning(self(s))
+        case .note(let s): return .note(self(s))
+        case .tool(let turn, let name, let summary, let cost): return .tool(turn: turn, name: self(name), summary: self(summary), cost: cost)
+        case .toolError(let s): return .toolError(self(s))
+        case .agentText(let s): return .agentText(self(s))
+        case .finished(let record): return .finished(self(record))
+        case .phase, .agentStarted, .apiError, .modelAPI, .placement: return event
+        }
+    }
+}

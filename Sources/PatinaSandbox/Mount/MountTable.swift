@@ -4,7 +4,9 @@ import Foundation
 public enum MountTable {
     /// The mount points below `directory` (this process's mount table), deepest first.
     public static func points(under directory: URL) -> [String] {
-        let prefix = directory.standardizedFileURL.path + "/"
+        // The kernel lists where a mount really is: a directory reached through a link (a
+        // repository's store) is looked for at its resolved path.
+        let prefix = directory.standardizedFileURL.resolvingSymlinksInPath().path + "/"
         // Read to its end: a /proc file says it is empty, and a reader trusting its size stops short.
         let data = (try? FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/mountinfo")).readToEnd()) ?? Data()
         let table = String(decoding: data, as: UTF8.self)

@@ -89,7 +89,7 @@ extension RunLifecycle {
         collection.reclaimOwnership()
         parts.lap("ownership")
         if leftovers { progress.note("committed changes the agent left uncommitted") }
-        let sensitive = RunDiff.markedPaths(record)
+        let sensitive = record.markedPaths
         if !sensitive.isEmpty {
             progress.warn("the run changed files that affect later sandboxes or your machine: "
                 + sensitive.map { "\($0.path) (\($0.reason))" }.joined(separator: ", ") + "; review with `patina diff \(plan.id)`")

@@ -54,3 +54,10 @@ public enum SensitivePaths {
         return (marked, rest)
     }
 }
+
+extension RunRecord {
+    /// Paths the run changed that are marked (`SensitivePaths`), from its record (no diff needed).
+    public var markedPaths: [SensitivePaths.Match] {
+        filesChanged.compactMap { SensitivePaths.match($0.path) }
+    }
+}
