@@ -43,7 +43,7 @@ struct ProjectsEndToEndTests {
     /// and no overlay stays mounted.
     static func expectCacheUntouchedByTheCheck(_ repo: TemporaryRepository, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) {
         let found = (FileManager.default.enumerator(atPath: repo.store.path)?.allObjects as? [String] ?? [])
-            .filter { $0.contains("/cache/\(name)/written-by-") }
+            .filter { ("/" + $0).contains("/cache/\(name)/written-by-") }
         #expect(found.count == 1 && found[0].hasSuffix("written-by-the-agent"), "\(found)", sourceLocation: sourceLocation)
         #expect(MountTable.points(under: repo.store).isEmpty, "\(MountTable.points(under: repo.store))", sourceLocation: sourceLocation)
     }

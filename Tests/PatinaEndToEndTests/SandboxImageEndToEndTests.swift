@@ -230,7 +230,7 @@ struct SandboxImageEndToEndTests {
         let checkTail = checkResult["output_tail"] as? String ?? ""
         #expect(checkTail.contains("1 passed"), "\(checkTail)")
         #expect(checkTail.contains("check-downloads=0 cache=/patina/cache/uv"), "\(checkTail)")
-        let uvCache = repo.home.appendingPathComponent("repos")
+        let uvCache = repo.store.appendingPathComponent("cache/uv")
         let cacheFiles = FileManager.default.enumerator(atPath: uvCache.path)?.allObjects as? [String] ?? []
         #expect(!cacheFiles.isEmpty && !cacheFiles.contains { $0.hasSuffix("written-by-the-check") }, "\(cacheFiles.prefix(20))")
         #expect(MountTable.points(under: repo.store).isEmpty, "\(MountTable.points(under: repo.store))")
