@@ -112,7 +112,12 @@ struct CollectionAttackEndToEndTests {
             ((try? FileManager.default.attributesOfItem(atPath: runDir.appendingPathComponent(name).path))?[.size] as? Int) ?? -1
         }
         #expect(size("agent-stderr.log") > 0 && size("agent-stderr.log") < 17_000_000, "agent-stderr.log: \(size("agent-stderr.log"))")
-        #expect(size("session.jsonl") > 0 && size("session.jsonl") < 20_000_000, "session.jsonl: \(size("session.jsonl"))")
+        // The 100 MB line is cut at 8 MB. Claude Code's own lines written while the flood runs can
+        // split it into a few pieces (two writers on one pipe), each cut alike: bounded, never whole.
+        #expect(size("session.jsonl") > 0 && size("session.jsonl") < 50_000_000, "session.jsonl: \(size("session.jsonl"))")
+        let longest = (try? Data(contentsOf: runDir.appendingPathComponent("session.jsonl")))
+            .map { $0.split(separator: 0x0A).map(\.count).max() ?? 0 } ?? -1
+        #expect(longest > 0 && longest <= 8 << 20, "the longest session.jsonl line: \(longest) B")
         #expect(size("transcript.jsonl") > 0 && size("transcript.jsonl") < 140_000_000, "transcript: \(size("transcript.jsonl"))")
         print("hostile run: \(hostile["status"] ?? "?"); stderr log \(size("agent-stderr.log")) B, session.jsonl \(size("session.jsonl")) B, transcript \(size("transcript.jsonl")) B")
         #expect((try? String(contentsOf: runDir.appendingPathComponent("session.jsonl"), encoding: .utf8))?
