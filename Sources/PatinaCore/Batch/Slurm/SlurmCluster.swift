@@ -96,6 +96,10 @@ public enum SlurmCommands {
         return tasks
     }
 
+    /// Slurm's reason for a task it requeued after its start failed on the node, held
+    /// until an administrator releases it.
+    public static let launchFailedHeld = "launch failed requeued held"
+
     /// The key of the line standing for the array's tasks not listed on their own.
     public static let remainingTasks = -1
 

@@ -214,6 +214,12 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
                     continue
                 }
                 if shown[arrayIndex] != task && !task.isFinished {
+                    if task.reason == SlurmCommands.launchFailedHeld {
+                        // Slurm holds a task whose start failed on its node (a prolog, the
+                        // node's set-up) until an administrator releases it: nothing more starts.
+                        slot.progress.warn("slurm holds task \(job)_\(arrayIndex) (\(task.reason ?? "")); cancelled it, see the node's slurmd log")
+                        _ = try? await Command.run(["scancel", "\(job)_\(arrayIndex)"])
+                    }
                     if task.state == "RUNNING" { slot.progress.phase(.agent) }
                     slot.progress.emit(.placement(state: task.state, node: task.node, reason: task.state == "RUNNING" ? nil : task.reason))
                 }
