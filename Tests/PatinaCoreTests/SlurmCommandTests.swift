@@ -92,6 +92,21 @@ import Testing
         }
     }
 
+    /// A store local runs moved to this machine's neutral folder is refused before anything
+    /// is submitted; a store in the (shared) home is fine.
+    @Test func aStoreOnThisMachineOnlyIsNoPlaceForACluster() throws {
+        let top = FileManager.default.temporaryDirectory.appendingPathComponent("patina-slurm-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: top) }
+        let neutral = top.appendingPathComponent("stores")
+        let store = RunStore(home: top.appendingPathComponent("home"), repositoryCommonDirectory: top.appendingPathComponent("repo/.git"))
+        try FileManager.default.createDirectory(at: store.root, withIntermediateDirectories: true)
+        try SlurmCluster.checkShared(store, neutralRoot: neutral)
+        try FileManager.default.removeItem(at: store.root)
+        try FileManager.default.createDirectory(at: neutral.appendingPathComponent("0123abcd"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: store.root.path, withDestinationPath: neutral.appendingPathComponent("0123abcd").path)
+        #expect(throws: ClusterError.self) { try SlurmCluster.checkShared(store, neutralRoot: neutral) }
+    }
+
     @Test func theJobsEnvironmentHoldsNoCredential() {
         let environment = ["PATH": "/usr/bin", "ANTHROPIC_API_KEY": "sk-ant-real-secret-value", "CLAUDE_CODE_OAUTH_TOKEN": "x",
                            "MY_COPY": "prefix sk-ant-real-secret-value", "PATINA_HOME": "/shared/patina"]

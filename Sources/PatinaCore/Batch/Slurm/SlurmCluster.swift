@@ -161,6 +161,15 @@ public enum SlurmCluster {
         }
     }
 
+    /// A store that local runs moved to this machine's neutral folder (`StorePlacement`)
+    /// is not on the filesystem the nodes share: a node would find no batch there.
+    public static func checkShared(_ store: RunStore, neutralRoot: URL = StorePlacement.neutralRoot) throws {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: store.root.path),
+              URL(fileURLWithPath: target).standardizedFileURL.path.hasPrefix(neutralRoot.standardizedFileURL.path + "/") else { return }
+        throw ClusterError("this repository's runs are kept in \(target), on this machine only (local runs moved them there), so Slurm's nodes cannot see them: "
+            + "give cluster batches a PATINA_HOME of their own on the shared filesystem (see docs/CLUSTER.md)")
+    }
+
     /// What Slurm says now of array tasks (`JOB_TASK` each): each task's state, or a note
     /// when Slurm no longer knows it (long over). A task of a job squeue does not answer
     /// for is not listed. One squeue call per array job.
