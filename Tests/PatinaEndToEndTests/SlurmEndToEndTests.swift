@@ -549,7 +549,18 @@ struct SlurmEndToEndTests {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         try ProcessRunner.check(["docker", "kill", SlurmTestCluster.nodeContainer])
-        // A command here leaves the run alone until Slurm says its task ended.
+        // No patina command while Slurm finds the node lost and requeues its task.
+        var clusterEnvironment = ProcessInfo.processInfo.environment
+        clusterEnvironment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
+        let task = try #require(try store.load(id).executor?.jobID)
+        var shown = ""
+        let requeueDeadline = Date().addingTimeInterval(90)
+        while !shown.contains("Restarts=1") && Date() < requeueDeadline {
+            Thread.sleep(forTimeInterval: 1)
+            shown = (try? ProcessRunner.run(["scontrol", "show", "job", task], environment: clusterEnvironment))?.stdout ?? ""
+        }
+        try #require(shown.contains("Restarts=1"), "slurm did not requeue \(task): \(shown)")
+        // A command here collects the run, whose start of the task is over.
         var record = try store.load(id)
         let until = Date().addingTimeInterval(90)
         var notes = ""
@@ -563,8 +574,6 @@ struct SlurmEndToEndTests {
         #expect(record.reason?.contains("on \(SlurmTestCluster.containerNode) was requeued by Slurm") == true, "\(record.reason ?? "")")
         let batch = try BatchStore(runs: store).load(try #require(record.batch))
         #expect(batch.status == .interrupted, "\(notes.suffix(1500))")
-        var clusterEnvironment = ProcessInfo.processInfo.environment
-        clusterEnvironment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
         let states = try ProcessRunner.run(["squeue", "--noheader", "--array", "--states=all", "--jobs=\(try #require(batch.slurmJob))", "--format=%T"],
                                            environment: clusterEnvironment)
         #expect(states.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) } == ["CANCELLED"], "\(states.stdout)")
