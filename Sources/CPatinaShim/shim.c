@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <linux/mount.h>
@@ -48,6 +49,23 @@ int patina_epoll_wait_readable(int fd, int timeout_ms) {
     close(ep);
     errno = saved;
     return rc;
+}
+
+// In a forked child: closes every descriptor from 3 up except `keep_a` and `keep_b`.
+// close_range(2) (Linux 5.9; idmapped mounts need 5.12), async-signal-safe.
+static void patina_close_all_but(int keep_a, int keep_b) {
+    unsigned int low = (unsigned int)(keep_a < keep_b ? keep_a : keep_b);
+    unsigned int high = (unsigned int)(keep_a < keep_b ? keep_b : keep_a);
+    unsigned int from = 3;
+    if (low >= from) {
+        if (low > from) syscall(SYS_close_range, from, low - 1, 0u);
+        from = low + 1;
+    }
+    if (high >= from) {
+        if (high > from) syscall(SYS_close_range, from, high - 1, 0u);
+        from = high + 1;
+    }
+    syscall(SYS_close_range, from, ~0u, 0u);
 }
 
 int patina_syscall_in_child(long number, long a0, long a1, long a2, long a3, long a4, long a5) {
@@ -117,6 +135,11 @@ int patina_idmapped_mount(const char *source, const char *target,
     }
     if (pid == 0) {
         // Only async-signal-safe calls in the child of a multithreaded process.
+        // fork copied every descriptor open at that moment, O_CLOEXEC or not (nothing is
+        // exec'd): among them the pipes of another thread's mount. A child blocked below
+        // while holding another child's release pipe keeps that one waiting, and it
+        // ours: both parents then wait in waitpid for ever. Keep only our own two ends.
+        patina_close_all_but(ready[1], release[0]);
         char status = unshare(CLONE_NEWUSER) == 0 ? 0 : 1;
         (void)!write(ready[1], &status, 1);
         char byte;
@@ -148,6 +171,10 @@ int patina_idmapped_mount(const char *source, const char *target,
     }
     close(release[1]);
     close(ready[0]);
+    // The namespace is held by `userns` now; the child has nothing left to do. Killed
+    // rather than waited for: its exit must not hang on a pipe end some other forked
+    // child may still hold for a moment.
+    kill(pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
     if (rc != 0) { if (userns >= 0) close(userns); return rc; }
 
