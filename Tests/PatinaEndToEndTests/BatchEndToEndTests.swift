@@ -1,5 +1,6 @@
 import Foundation
 import PatinaCore
+import PatinaSandbox
 import PatinaTestSupport
 import Testing
 
@@ -17,9 +18,14 @@ struct BatchEndToEndTests {
     }
 
     func agentContainers(_ repo: TemporaryRepository) throws -> Int {
+        try containers(repo, role: "agent", stopped: false)
+    }
+
+    /// The repository's containers of `role` (running ones only unless `stopped`).
+    func containers(_ repo: TemporaryRepository, role: String, stopped: Bool = true) throws -> Int {
         let key = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git")).repositoryKey
-        return try ProcessRunner.check(["docker", "ps", "--filter", "label=patina.repo=\(key)", "--filter", "label=patina.role=agent",
-                                        "--format", "{{.Names}}"]).split(separator: "\n").count
+        return try ProcessRunner.check(["docker", "ps"] + (stopped ? ["-a"] : []) + ["--filter", "label=patina.repo=\(key)",
+                                        "--filter", "label=patina.role=\(role)", "--format", "{{.Names}}"]).split(separator: "\n").count
     }
 
     @Test func threeTasksTwoAttemptsTwoAtATimeScoredByTheCheck() throws {
@@ -142,6 +148,65 @@ struct BatchEndToEndTests {
         #expect(replaced.first?["cost_usd"] as? Double == first["cost_usd"] as? Double)
         #expect(try repo.git("rev-parse", "main") == main)
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
+    /// Moments of a batch's start-up, each seen from outside, at which Ctrl-C arrives.
+    enum StartUpMoment: String, CaseIterable, CustomStringConvertible {
+        /// A run's directory exists: its branch and worktree are being made.
+        case runStarting
+        /// A run's worktree view is mounted (its forked helper may be running).
+        case viewMounted
+        /// A network holder container exists (its FIFO handshake pending).
+        case holderCreated
+        /// An agent container exists (its probes running); Ctrl-C twice.
+        case agentCreatedTwice
+        var description: String { rawValue }
+    }
+
+    /// Ctrl-C at any moment of a batch's start-up: patina stops what it started, collects,
+    /// exits 130 within the bound and leaves nothing running: no container, no process, no mount.
+    @Test(arguments: StartUpMoment.allCases)
+    func ctrlCDuringStartUpLeavesNothingRunning(_ moment: StartUpMoment) throws {
+        let repo = try TemporaryRepository()
+        let model = try FakeModel(script: [.bash("tail -f /dev/null"), .text("unreachable")])
+        try repo.write("../tasks.txt", "task one\ntask two\ntask three\n")
+        let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
+        let started = try StartedPatina(patina, batchArguments(["--jobs", "3", repo.root.appendingPathComponent("tasks.txt").path]))
+        // The store (a link to patina's neutral folder) exists once the first run starts.
+        let mounted = { MountTable.points(under: repo.store) + MountTable.points(under: repo.root) }
+        let ready: () -> Bool = switch moment {
+        case .runStarting: { !((try? FileManager.default.contentsOfDirectory(atPath: repo.store.appendingPathComponent("runs").path)) ?? []).isEmpty }
+        case .viewMounted: { mounted().contains { $0.contains("/views/") } }
+        case .holderCreated: { (try? self.containers(repo, role: "network")) ?? 0 > 0 }
+        case .agentCreatedTwice: { (try? self.agentContainers(repo)) ?? 0 > 0 }
+        }
+        started.wait(until: ready, seconds: 120, settle: 0)
+        #expect(!Self.processes(mentioning: repo.root.path).isEmpty, "the check below sees patina while it runs")
+        let sent = Date()
+        if moment == .agentCreatedTwice {
+            started.process.interrupt()
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        started.interrupt()
+        #expect(Date().timeIntervalSince(sent) < 30, "patina took \(Int(Date().timeIntervalSince(sent))) s to stop")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+        let processes = Self.processes(mentioning: repo.root.path)
+        #expect(processes.isEmpty, "\(processes)")
+        #expect(mounted().isEmpty, "\(mounted())")
+        let batch = try #require(try batches(patina).first)
+        #expect(batch["status"] as? String == "interrupted")
+    }
+
+    /// Live processes whose command line names `text` (patina, what it forked, its docker clients).
+    static func processes(mentioning text: String) -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.filter { Int32($0) != nil }.compactMap { pid in
+            // Read to its end: a /proc file says it is empty (a docker client's line is long).
+            guard let data = try? FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/\(pid)/cmdline")).readToEnd(),
+                  !data.isEmpty else { return nil }
+            let line = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+            return line.contains(text) ? "\(pid) \(line.prefix(160))" : nil
+        }
     }
 
     @Test func aColdBatchBuildsEachImageOnce() throws {
