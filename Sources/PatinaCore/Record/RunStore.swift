@@ -22,6 +22,12 @@ public struct RunStore: Sendable {
         self.root = home.appendingPathComponent("repos").appendingPathComponent(repositoryKey)
     }
 
+    /// The store whose files lie at `root` (a neutral folder seen without its link).
+    init(root: URL) {
+        self.root = root
+        self.repositoryKey = root.lastPathComponent
+    }
+
     public static func home(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
         if let explicit = environment["PATINA_HOME"], !explicit.isEmpty {
             return URL(fileURLWithPath: explicit, isDirectory: true)
