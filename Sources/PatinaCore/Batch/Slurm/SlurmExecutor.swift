@@ -262,7 +262,9 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
             + (node.map { " (node \($0) lost?)" } ?? "")
         slot.proxy.stop()
         let executor = RunExecutor(kind: ExecutorKind.slurm.rawValue, jobID: taskID, node: node)
-        let ended = (try? slot.plan.store.load(slot.plan.id)).map { $0.status != .running } ?? false
+        // A run that reached its own verdict before the requeue (not one the requeue's
+        // SIGTERM interrupted) is the item's run: it does not start over.
+        let ended = (try? slot.plan.store.load(slot.plan.id)).map { ![.running, .interrupted].contains($0.status) } ?? false
         let stopping = shared.withLock { state in state.stopping || state.cancelled || state.cancelledForBudget }
             || slot.plan.sharedBudget?.isReached == true
         let replanned = ended || stopping ? nil : try? slot.plan.replanned()
