@@ -209,7 +209,8 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
                 let task = tasks[arrayIndex]
                     ?? tasks[SlurmCommands.remainingTasks].map { SlurmCommands.TaskState(index: arrayIndex, state: $0.state, node: nil, reason: $0.reason) }
                     ?? SlurmCommands.TaskState(index: arrayIndex, state: "GONE", node: shown[arrayIndex]?.node, reason: nil, restarts: slot.restarts)
-                if task.restarts > slot.restarts {
+                // (A task requeued and then ended, e.g. cancelled while pending, ends the slot's run below.)
+                if task.restarts > slot.restarts && !task.isFinished {
                     // Slurm requeued the task (its node lost, preemption). Once the start this
                     // slot followed is over (a live node's patina collects its run while the
                     // task completes), the next start gets a new run.
