@@ -149,6 +149,7 @@ class Workspace:
         self.keep = keep
         self.repo = self.dir / "repo"
         self.home = self.dir / "home"
+        self.homes = [self.home]
         self.repo.mkdir()
         env = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.invalid",
                    GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.invalid")
@@ -158,13 +159,20 @@ class Workspace:
         subprocess.run(["git", "commit", "-q", "-m", "initial commit"], cwd=self.repo, check=True, env=env)
         atexit.register(self.close)
 
+    def other_home(self, name):
+        """One more PATINA_HOME in the workspace, removed with it."""
+        home = self.dir / name
+        self.homes.append(home)
+        return home
+
     def close(self):
         if not self.keep and self.dir.exists():
             # A store patina placed in its neutral folder (a link in the home) goes too.
-            repos = self.home / "repos"
-            for link in repos.iterdir() if repos.is_dir() else []:
-                if link.is_symlink():
-                    shutil.rmtree(os.readlink(link), ignore_errors=True)
+            for home in self.homes:
+                repos = home / "repos"
+                for link in repos.iterdir() if repos.is_dir() else []:
+                    if link.is_symlink():
+                        shutil.rmtree(os.readlink(link), ignore_errors=True)
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -215,11 +223,11 @@ class FakeModel:
 
 # ---------------------------------------------------------------- patina runs
 
-def run_patina(args, ws, fake, task, extra=(), check=True):
+def run_patina(args, ws, fake, task, extra=(), check=True, home=None):
     """One `patina yolo --json` run. Returns (host wall seconds, run record)."""
     cmd = [args.patina, "yolo", "--agent-binary", args.agent_binary, "--base-image", args.base_image,
            "--quiet", "--json", *extra, task]
-    env = fake.env({"PATINA_HOME": str(ws.home)})
+    env = fake.env({"PATINA_HOME": str(home or ws.home)})
     if "PATINA_DATA_DIR" not in env and not (Path(args.patina).resolve().is_relative_to(ROOT)):
         env["PATINA_DATA_DIR"] = str(ROOT)
     t0 = time.monotonic()

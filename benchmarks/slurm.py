@@ -16,6 +16,11 @@ Part 2: --big runs answered at once (`--big 0` skips it), `--on slurm --jobs --b
 the submitting patina's peak RSS (VmHWM) and CPU time (its own process, sampled from /proc)
 and the batch's wall time, squeue polled every 2 s (the default; part 1 polls every 0.5 s). Needs root (the test cluster) and the package's patina build
 (the container node mounts the package root, so the binary must live under it).
+
+The Slurm batches and the local ones use two PATINA_HOMEs: a local run or batch moves its
+repository's store to /var/lib/patina/stores (a link in the home), which the container node
+cannot follow (docs/SECURITY.md: a cluster batch wants a home of its own). Each home is warmed
+first: one local run in the local one, a 2-run Slurm batch answered at once in the cluster's.
 """
 
 import argparse
@@ -41,10 +46,10 @@ def start_cluster():
     return line.split("=", 1)[1]
 
 
-def timed_batch(args, ws, fake, conf, tasks_file, extra, expected, poll="0.5"):
+def timed_batch(args, ws, home, fake, conf, tasks_file, extra, expected, poll="0.5"):
     cmd = [args.patina, "batch", "--agent-binary", args.agent_binary, "--base-image", args.base_image,
            "--quiet", "--json", *extra, str(tasks_file)]
-    env = fake.env({"PATINA_HOME": str(ws.home), "SLURM_CONF": conf, "PATINA_SLURM_POLL": poll})
+    env = fake.env({"PATINA_HOME": str(home), "SLURM_CONF": conf, "PATINA_SLURM_POLL": poll})
     # Files, not pipes: a 100-run batch prints more than a pipe holds while this samples.
     out_file, err_file = ws.dir / "batch.out", ws.dir / "batch.err"
     t0 = time.monotonic()
@@ -81,19 +86,25 @@ def main():
         raise SystemExit(f"{args.patina}: the container node sees the package root only; use a build under {ROOT}")
     conf = start_cluster()
 
-    # The repository and patina's home where every node mounts them.
+    # The repository and the cluster's patina home where every node mounts them; the local
+    # runs' home beside it (see above).
     ws = Workspace(keep=args.keep, parent=SLURM_DIR / "shared")
+    local_home = ws.other_home("home-local")
     fake = FakeModel(ws.dir, {"turns": [{"text": "done after a while", "delay": args.delay}]})
+    quick = FakeModel(ws.dir, {"turns": [{"text": "done"}]}, name="quick")
     tasks = ws.dir / "tasks.txt"
     tasks.write_text("".join(f"benchmark task {i}\n" for i in range(args.runs)))
-    log("warm-up run (image cache) ...")
-    run_patina(args, ws, fake, "warm up")
+    log("warm-up: one local run, 2 runs on slurm (image and hash caches) ...")
+    run_patina(args, ws, quick, "warm up", home=local_home)
+    warm = ws.dir / "warm.txt"
+    warm.write_text("warm up 0\nwarm up 1\n")
+    timed_batch(args, ws, ws.home, quick, conf, warm, ["--on", "slurm", "--jobs", "2", TWO_NODES], 2)
 
     log(f"{args.runs} runs on slurm (2 nodes) ...")
-    s_wall, s_peak, s_cpu, s_nodes = timed_batch(args, ws, fake, conf, tasks,
+    s_wall, s_peak, s_cpu, s_nodes = timed_batch(args, ws, ws.home, fake, conf, tasks,
                                                  ["--on", "slurm", "--jobs", str(args.runs), TWO_NODES], args.runs)
     log(f"{args.runs} runs locally ...")
-    l_wall, l_peak, l_cpu, _ = timed_batch(args, ws, fake, conf, tasks, ["--jobs", str(args.runs)], args.runs)
+    l_wall, l_peak, l_cpu, _ = timed_batch(args, ws, local_home, fake, conf, tasks, ["--jobs", str(args.runs)], args.runs)
     rows = [["slurm, " + "+".join(s_nodes), fmt(s_wall), f"{s_wall / l_wall:.2f}x", f"{s_peak:.1f} MiB", fmt(s_cpu)],
             ["local", fmt(l_wall), "1.00x", f"{l_peak:.1f} MiB", fmt(l_cpu)]]
     results = {"runs": args.runs, "delay_s": args.delay,
@@ -103,11 +114,10 @@ def main():
 
     if args.big > 0:
         fake.stop()
-        quick = FakeModel(ws.dir, {"turns": [{"text": "done"}]}, name="quick")
         big = ws.dir / "big.txt"
         big.write_text("".join(f"tiny task {i}\n" for i in range(args.big)))
         log(f"{args.big} tiny runs on slurm, {args.big_jobs} at once ...")
-        b_wall, b_peak, b_cpu, b_nodes = timed_batch(args, ws, quick, conf, big,
+        b_wall, b_peak, b_cpu, b_nodes = timed_batch(args, ws, ws.home, quick, conf, big,
                                                      ["--on", "slurm", "--jobs", str(args.big_jobs)], args.big, poll="2")
         rows.append([f"slurm, {args.big} tiny runs, " + "+".join(b_nodes), fmt(b_wall), "", f"{b_peak:.1f} MiB", fmt(b_cpu)])
         results["big"] = {"runs": args.big, "jobs": args.big_jobs, "wall_s": b_wall, "nodes": b_nodes,

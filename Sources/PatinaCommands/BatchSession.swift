@@ -18,10 +18,12 @@ enum BatchSession {
         try await run(batch: batch, plans: plans, store: store, engine: engine, executor: executor, quiet: quiet, json: json)
     }
 
-    /// `--on slurm`: sbatch there and a controller that answers, before anything is created (exit 3).
+    /// `--on slurm`: sbatch there, a controller that answers, and a store the nodes can see,
+    /// before anything is created (exit 3).
     static func checkCluster() async throws {
         do {
             try await SlurmCluster.check()
+            if let store = try? RunStore.forCurrentRepository() { try SlurmCluster.checkShared(store) }
         } catch let error as ClusterError {
             try? FileHandle.standardError.write(contentsOf: Data("error: \(Terminal.line(error.description))\n".utf8))
             throw ExitCode(3)

@@ -72,6 +72,7 @@ final class SingleRunRenderer: Sendable {
         case .modelAPI(let status, let rateLimited, let overloaded):
             line = "  [\(clock)] " + RunSummary.apiPushback(status: status, rateLimited: rateLimited, overloaded: overloaded)
         case .placement(let state, let node, let reason): line = "• slurm: " + RunEvent.placementText(state: state, node: node, reason: reason)
+        case .replaced(let by): line = "• starts over as run \(by)"
         case .phase, .finished: line = nil
         }
         guard let line, !quiet else { return }
@@ -188,6 +189,15 @@ final class BatchRenderer: Sendable {
                 b.active[id]?.placement = phrase
                 text = "slurm: " + phrase
             case .note(let s): text = s
+            case .replaced(let by):
+                // The item goes on as `by`: its row carries over, this run's leaves the board.
+                if let label = b.labels[id], b.labels[by] == nil {
+                    b.labels[by] = label
+                    b.shortIDs = RunID.abbreviations(Array(b.labels.keys))
+                }
+                b.active.removeValue(forKey: id)
+                b.order.removeAll { $0 == id }
+                text = "starts over as run \(by)"
             case .agentStarted(let model): text = "agent started" + (model.map { " (\($0))" } ?? "")
             case .toolError(let s): text = "↳ error: \(s)"
             case .agentText(let s): text = "says: \(s)"

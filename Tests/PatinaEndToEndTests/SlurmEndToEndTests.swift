@@ -77,6 +77,15 @@ struct SlurmEndToEndTests {
                                         "--format", "{{.Names}}"]).split(separator: "\n").count
     }
 
+    /// `scontrol update NodeName=NODES State=STATE` on the test cluster.
+    func setNodes(_ nodes: [String], _ state: String) throws {
+        var environment = ProcessInfo.processInfo.environment
+        environment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
+        var arguments = ["scontrol", "update", "NodeName=\(nodes.joined(separator: ","))", "State=\(state)"]
+        if state == "DRAIN" { arguments.append("Reason=patina-e2e") }
+        _ = try ProcessRunner.run(arguments, environment: environment)
+    }
+
     /// Every file under `directory` holding `needle`.
     func filesContaining(_ needle: String, under directories: [URL]) -> [String] {
         var hits: [String] = []
@@ -373,6 +382,135 @@ struct SlurmEndToEndTests {
     /// filesystem (`interrupted`, the reason naming the lost node) and leaves its containers
     /// alone; the next patina command on that node removes them; `batch resume --on slurm`
     /// runs the item again.
+    /// Slurm's requeue (patina submits with `--requeue`): the container node is lost with a
+    /// run on it, Slurm starts the task again on a node of this host, and the submitting
+    /// patina hands that start a new run — a new run id, proxy and placeholder — while the
+    /// lost run, collected here from the shared filesystem with its work, becomes one the
+    /// batch replaced. The new run starts over from the base; the batch succeeds.
+    @Test func aLostNodesTaskIsRequeuedAndItsItemStartsOverOnAnotherNode() throws {
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
+        let base = try repo.git("rev-parse", "main")
+        let model = try FakeModel(script: [
+            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
+            .text("unreachable"),
+        ])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-requeue-" + UUID().uuidString.lowercased())
+        try repo.write("../tasks.txt", "task requeued\n")
+        // The first start goes to the container node: the others take nothing new meanwhile.
+        let hostNodes = ["patina-test-n1", "patina-test-n2"]
+        try setNodes(hostNodes, "DRAIN")
+        defer {
+            try? setNodes(hostNodes, "RESUME")
+            _ = SlurmTestCluster.start()
+        }
+        let ended = EndedFlag()
+        let run = BackgroundRun {
+            defer { ended.set() }
+            return try patina.run(self.arguments(["--json", "--check", "test -f r.txt", repo.root.appendingPathComponent("tasks.txt").path]))
+        }
+        let deadline = Date().addingTimeInterval(180)
+        while (try agentContainers(repo)) < 1 && Date() < deadline && !ended.isSet { Thread.sleep(forTimeInterval: 0.3) }
+        try #require(try agentContainers(repo) == 1, "the first start's agent never ran")
+        Thread.sleep(forTimeInterval: 2)
+        try setNodes(hostNodes, "RESUME")
+        // What the next start's agent does (the fake model picks its turn from the conversation).
+        try model.update(script: [.bash("echo r > r.txt && git add r.txt && git commit -qm again"), .text("done")])
+        // The node is lost: everything in its container dies at once.
+        try ProcessRunner.check(["docker", "kill", SlurmTestCluster.nodeContainer])
+        let output = try #require(run.wait())
+        #expect(output.status == 0, "\(output.stderr.suffix(3000))")
+        let batch = try PatinaRunner.record(output)
+        #expect(batch["status"] as? String == "succeeded")
+        let runs = batch["runs"] as? [[String: Any]] ?? []
+        let again = try #require(runs.first)
+        #expect(runs.count == 1)
+        #expect(again["status"] as? String == "succeeded", "\(again["reason"] ?? "")")
+        #expect((again["check"] as? [String: Any])?["passed"] as? Bool == true)
+        let executor = again["executor"] as? [String: Any] ?? [:]
+        #expect(hostNodes.contains(executor["node"] as? String ?? ""), "\(executor)")
+        #expect(executor["restarts"] as? Int == 1, "\(executor)")
+        let requeues = again["requeues"] as? [[String: Any]] ?? []
+        #expect(requeues.count == 1 && (requeues.first?["reason"] as? String ?? "").contains(SlurmTestCluster.containerNode), "\(requeues)")
+        // It started over from the base: none of the lost run's work is on its branch.
+        let branch = again["branch"] as? String ?? ""
+        #expect(try repo.git("show", "\(branch):r.txt") == "r")
+        #expect(try repo.git("rev-parse", "\(branch)~1") == base)
+        // The lost run: replaced, collected here with its work, its spend in the batch's.
+        let replaced = try #require((batch["replaced_runs"] as? [[String: Any]])?.first)
+        #expect(replaced["replaced_by"] as? String == again["id"] as? String)
+        #expect(replaced["status"] as? String == "interrupted")
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let lost = try store.load(replaced["id"] as? String ?? "")
+        #expect(lost.executor?.node == SlurmTestCluster.containerNode)
+        #expect(try repo.git("show", "\(lost.branch):w.txt") == "w")
+        #expect(output.stderr.contains("starts over as run \(again["id"] as? String ?? "")"), "\(output.stderr.suffix(2000))")
+        // The lost start's task file is gone for good: the task's file names the new run.
+        let taskFile = store.root.appendingPathComponent("batches/\(batch["id"] as? String ?? "")/slurm/task-0.json")
+        let task = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: taskFile)) as? [String: Any])
+        #expect(task["run_id"] as? String == again["id"] as? String && task["restarts"] as? Int == 1)
+        // The lost run's containers are the lost node's: the next patina there removes them.
+        #expect(try agentContainers(repo) == 1)
+        guard case .success(let conf) = SlurmTestCluster.start() else {
+            Issue.record("the node did not come back")
+            return
+        }
+        var environment = patina.environment
+        environment["SLURM_CONF"] = conf
+        let there = try ProcessRunner.run(["srun", "--nodelist=\(SlurmTestCluster.containerNode)", "--chdir=\(repo.path.path)",
+                                           TestEnvironment.patinaBinary.path, "runs"], in: repo.path, environment: environment)
+        #expect(there.status == 0, "\(there.stderr)")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
+    /// `scontrol requeue` of a running task (as a preemption does): its node is alive, so
+    /// its patina gets Slurm's SIGTERM and collects its run (`interrupted`) while the task
+    /// completes; only then does the submitting patina hand the next start a new run, which
+    /// starts over and succeeds. Nothing is collected twice.
+    @Test func aTaskRequeuedOnALiveNodeIsCollectedThereAndStartsOver() throws {
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
+        let model = try FakeModel(script: [
+            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
+            .text("unreachable"),
+        ])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-preempt-" + UUID().uuidString.lowercased())
+        try repo.write("../tasks.txt", "task preempted\n")
+        let ended = EndedFlag()
+        let run = BackgroundRun {
+            defer { ended.set() }
+            return try patina.run(self.arguments(["--json", repo.root.appendingPathComponent("tasks.txt").path]))
+        }
+        let deadline = Date().addingTimeInterval(180)
+        while (try agentContainers(repo)) < 1 && Date() < deadline && !ended.isSet { Thread.sleep(forTimeInterval: 0.3) }
+        try #require(try agentContainers(repo) == 1, "the first start's agent never ran")
+        Thread.sleep(forTimeInterval: 2)
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let first = try #require(store.running().first)
+        let task = try #require(first.executor?.jobID)
+        try model.update(script: [.bash("echo r > r.txt && git add r.txt && git commit -qm again"), .text("done")])
+        var environment = ProcessInfo.processInfo.environment
+        environment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
+        let requeue = try ProcessRunner.run(["scontrol", "requeue", task], environment: environment)
+        #expect(requeue.status == 0, "\(requeue.stderr)")
+        let output = try #require(run.wait())
+        #expect(output.status == 0, "\(output.stderr.suffix(3000))")
+        let batch = try PatinaRunner.record(output)
+        let again = try #require((batch["runs"] as? [[String: Any]])?.first)
+        #expect(again["status"] as? String == "succeeded", "\(again["reason"] ?? "")")
+        #expect((again["executor"] as? [String: Any])?["restarts"] as? Int == 1)
+        #expect(try repo.git("show", "\(again["branch"] as? String ?? ""):r.txt") == "r")
+        // The first run: collected by its own node's patina on SIGTERM, not here.
+        let earlier = try store.load(first.id)
+        #expect(earlier.status == .interrupted, "\(earlier.reason ?? "")")
+        #expect(earlier.reason?.contains("was collected") != true && earlier.reason?.contains("before the run was collected") != true, "\(earlier.reason ?? "")")
+        #expect(try repo.git("show", "\(earlier.branch):w.txt") == "w")
+        let replaced = (batch["replaced_runs"] as? [[String: Any]])?.first
+        #expect(replaced?["id"] as? String == first.id && replaced?["replaced_by"] as? String == again["id"] as? String)
+        #expect(!output.stderr.contains("collecting it here"), "\(output.stderr.suffix(2000))")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
+    /// With `--no-requeue` (a cluster's or a user's choice), a lost node's run ends
+    /// `interrupted` and `batch resume` runs it again.
     @Test func aLostNodesRunIsCollectedHereItsContainersThereAndResumeRunsItAgain() throws {
         let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [
@@ -384,7 +522,7 @@ struct SlurmEndToEndTests {
         let ended = EndedFlag()
         let run = BackgroundRun {
             defer { ended.set() }
-            return try patina.run(self.arguments(["--json", "--slurm-arg=--nodelist=\(SlurmTestCluster.containerNode)",
+            return try patina.run(self.arguments(["--json", "--slurm-arg=--nodelist=\(SlurmTestCluster.containerNode)", "--slurm-arg=--no-requeue",
                                                   repo.root.appendingPathComponent("tasks.txt").path]))
         }
         defer { _ = SlurmTestCluster.start() }
@@ -435,8 +573,10 @@ struct SlurmEndToEndTests {
     }
 
     /// The submitting patina and the node both gone (SIGKILL, the node's container killed):
-    /// the next patina command on this host asks squeue, and once the task ended NODE_FAIL
-    /// collects the run from the shared filesystem, leaving its containers to the node.
+    /// the next patina command on this host asks squeue, and once Slurm requeued the task
+    /// (that start is over) collects the run from the shared filesystem, leaving its
+    /// containers to the node. The batch's patina is gone, so its job is cancelled (no
+    /// task could reach the model) and the batch marked interrupted.
     @Test func withTheSubmitterGoneTooTheNextCommandHereCollectsALostNodesRun() throws {
         let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let model = try FakeModel(script: [
@@ -456,7 +596,18 @@ struct SlurmEndToEndTests {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         try ProcessRunner.check(["docker", "kill", SlurmTestCluster.nodeContainer])
-        // A command here leaves the run alone until Slurm says its task ended.
+        // No patina command while Slurm finds the node lost and requeues its task.
+        var clusterEnvironment = ProcessInfo.processInfo.environment
+        clusterEnvironment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
+        let task = try #require(try store.load(id).executor?.jobID)
+        var shown = ""
+        let requeueDeadline = Date().addingTimeInterval(90)
+        while !shown.contains("Restarts=1") && Date() < requeueDeadline {
+            Thread.sleep(forTimeInterval: 1)
+            shown = (try? ProcessRunner.run(["scontrol", "show", "job", task], environment: clusterEnvironment))?.stdout ?? ""
+        }
+        try #require(shown.contains("Restarts=1"), "slurm did not requeue \(task): \(shown)")
+        // A command here collects the run, whose start of the task is over.
         var record = try store.load(id)
         let until = Date().addingTimeInterval(90)
         var notes = ""
@@ -467,7 +618,12 @@ struct SlurmEndToEndTests {
             if record.status == .running { Thread.sleep(forTimeInterval: 2) }
         }
         #expect(record.status == .interrupted, "\(notes.suffix(1500))")
-        #expect(record.reason?.contains("on \(SlurmTestCluster.containerNode) ended NODE_FAIL") == true, "\(record.reason ?? "")")
+        #expect(record.reason?.contains("on \(SlurmTestCluster.containerNode) was requeued by Slurm") == true, "\(record.reason ?? "")")
+        let batch = try BatchStore(runs: store).load(try #require(record.batch))
+        #expect(batch.status == .interrupted, "\(notes.suffix(1500))")
+        let states = try ProcessRunner.run(["squeue", "--noheader", "--array", "--states=all", "--jobs=\(try #require(batch.slurmJob))", "--format=%T"],
+                                           environment: clusterEnvironment)
+        #expect(states.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) } == ["CANCELLED"], "\(states.stdout)")
         #expect(try repo.git("show", "\(record.branch):w.txt") == "w")
         // Its containers are the node's to remove.
         #expect(try agentContainers(repo) == 1)

@@ -109,6 +109,11 @@ public struct BatchRecord: Codable, Sendable {
     /// The patina process running the batch, to tell a batch in flight from one whose
     /// patina died (`Recovery` then marks it `interrupted`).
     public var pid: Int32?
+    /// The host `pid` lives on (nil: this one, for records made before it was kept): a
+    /// patina on another host (a Slurm node) cannot tell whether it is alive.
+    public var host: String?
+    /// `--on slurm`: the job array of the batch's last submission.
+    public var slurmJob: String?
     /// Set when queued runs did not start because a disk was below its floor (`--min-free`):
     /// the first such shortage.
     public var diskLow: DiskShortage?
@@ -154,11 +159,12 @@ public struct BatchRecord: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, status, started, finished, jobs, inputs, runs, pid
+        case id, status, started, finished, jobs, inputs, runs, pid, host
         case durationS = "duration_s"
         case maxTotalCostUSD = "max_total_cost_usd"
         case replacedRuns = "replaced_runs"
         case diskLow = "disk_low"
+        case slurmJob = "slurm_job"
     }
 
     public init(from decoder: Decoder) throws {
@@ -174,6 +180,8 @@ public struct BatchRecord: Codable, Sendable {
         maxTotalCostUSD = try c.decodeIfPresent(Double.self, forKey: .maxTotalCostUSD)
         replacedRuns = try c.decodeIfPresent([ReplacedRun].self, forKey: .replacedRuns) ?? []
         pid = try c.decodeIfPresent(Int32.self, forKey: .pid)
+        host = try c.decodeIfPresent(String.self, forKey: .host)
+        slurmJob = try c.decodeIfPresent(String.self, forKey: .slurmJob)
         diskLow = try c.decodeIfPresent(DiskShortage.self, forKey: .diskLow)
     }
 

@@ -43,7 +43,10 @@ public final class BatchRunner: Sendable {
 
     public func run() async -> BatchRecord {
         let started = Date()
-        state.withLock { $0.batch.pid = getpid() }
+        state.withLock { state in
+            state.batch.pid = getpid()
+            state.batch.host = RunExecutor.thisHost
+        }
         // Before the batch's folder exists: its runs' store lies in the neutral folder from the
         // start (not for Slurm's batches: their nodes must find the store on the shared filesystem).
         StorePlacement.place(store.runs)
@@ -131,6 +134,7 @@ public final class BatchRunner: Sendable {
                 let wait = backoff * pow(2, Double(requeues.count))
                 requeues.append(RequeueRecord(at: Date(), reason: "run \(plan.id): the model API answered \(status)", backoffS: wait))
                 progress.warn("the model API answered \(status) (rate limit/overload): back in the queue in \(DurationParser.format(wait)) as \(replanned.id)")
+                progress.emit(.replaced(by: replanned.id))
                 discard(record, plan: plan)
                 await gate.lower()
                 try? await Task.sleep(nanoseconds: UInt64(wait * 1_000_000_000))

@@ -446,19 +446,23 @@ public struct RunExecutor: Codable, Sendable, Equatable {
     public var node: String?
     /// The host name the node's patina saw: where the run's processes and containers lived.
     public var host: String?
+    /// Slurm: how often the task had been requeued when this run started on its node
+    /// (`SLURM_RESTART_COUNT`); a higher count in squeue means this run's start is over.
+    public var restarts: Int?
 
-    public init(kind: String, jobID: String? = nil, node: String? = nil, host: String? = nil) {
+    public init(kind: String, jobID: String? = nil, node: String? = nil, host: String? = nil, restarts: Int? = nil) {
         self.kind = kind
         self.jobID = jobID
         self.node = node
         self.host = host
+        self.restarts = restarts
     }
 
     /// This machine's host name, as a run's `host` records it.
     public static var thisHost: String { ProcessInfo.processInfo.hostName }
 
     enum CodingKeys: String, CodingKey {
-        case kind, node, host
+        case kind, node, host, restarts
         case jobID = "job_id"
     }
 }

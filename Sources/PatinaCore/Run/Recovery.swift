@@ -29,23 +29,30 @@ public enum Recovery {
         // Runs of another host (a Slurm node) whose task ended without collecting them:
         // collected from the shared filesystem; their containers stay for that host's patina.
         let remote = running.filter { RunLiveness.inFlight($0) && $0.executor?.host != nil && $0.executor?.host != RunExecutor.thisHost && $0.executor?.jobID != nil }
-        let ended = remote.isEmpty ? [:] : await SlurmCluster.endedTasks(remote.compactMap { $0.executor?.jobID })
+        let fates = remote.isEmpty ? [:] : await SlurmCluster.currentTasks(Set(remote.compactMap { $0.executor?.jobID }))
         for record in remote {
-            guard let job = record.executor?.jobID, let ended = ended[job] else { continue }
-            results.append(await collect(record, repository: repository, store: store, engine: engine, now: now,
-                                         cause: "its slurm task \(record.executor?.jobID ?? "") on \(record.executor?.node ?? "its node") ended \(ended) before it collected the run"))
+            guard let job = record.executor?.jobID, let ended = fates[job]?.ending(restarts: record.executor?.restarts ?? 0) else { continue }
+            let node = record.executor?.node ?? "its node"
+            let cause = ended == "REQUEUED"
+                ? "its slurm task \(job) on \(node) was requeued by Slurm (its node lost?) before it collected the run"
+                : "its slurm task \(job) on \(node) ended \(ended) before it collected the run"
+            results.append(await collect(record, repository: repository, store: store, engine: engine, now: now, cause: cause))
         }
-        notes += finishAbandonedBatches(store: store, now: now)
+        notes += await finishAbandonedBatches(store: store, now: now)
         return (results, notes)
     }
 
-    /// Batches left `running` by a patina that is gone: once none of their runs is still
-    /// running (recovery collected them), each is marked `interrupted` with its runs' records
-    /// as they are now, so `patina batch resume` can finish it. Returns a line for each.
-    static func finishAbandonedBatches(store: RunStore, now: Date) -> [String] {
+    /// Batches left `running` by a patina of this host that is gone: once none of their
+    /// runs is still running (recovery collected them), each is marked `interrupted` with
+    /// its runs' records as they are now, so `patina batch resume` can finish it. A Slurm
+    /// batch's job is cancelled first: its tasks' model proxies died with that patina.
+    /// Returns a line for each batch marked.
+    static func finishAbandonedBatches(store: RunStore, now: Date) async -> [String] {
         let batches = BatchStore(runs: store)
         var lines: [String] = []
-        for var batch in batches.running() where batch.status == .running && !RunLiveness.patinaAlive(pid: batch.pid) {
+        for var batch in batches.running() where batch.status == .running && (batch.host ?? RunExecutor.thisHost) == RunExecutor.thisHost
+            && !RunLiveness.patinaAlive(pid: batch.pid) {
+            if let job = batch.slurmJob { _ = try? await Command.run(["scancel", job]) }
             let runs = batch.inputs.items.compactMap(\.runID).compactMap { try? store.load($0) }
             guard !runs.contains(where: { $0.status == .running }) else { continue }
             batch.runs = runs

@@ -26,6 +26,9 @@ public enum RunEvent: Sendable {
     /// Where an executor placed the run, when it changes: the scheduler's state (Slurm's
     /// `PENDING`, `RUNNING`…), the node it is on, why it waits (Slurm's reason).
     case placement(state: String, node: String?, reason: String?)
+    /// The run will not finish as the item's run: its item starts over as run `by` (a
+    /// requeue: the model API's pushback, Slurm's requeue of a lost node's task).
+    case replaced(by: String)
     case finished(RunRecord)
 }
 
@@ -102,7 +105,7 @@ extension Redactor {
         case .toolError(let s): return .toolError(self(s))
         case .agentText(let s): return .agentText(self(s))
         case .finished(let record): return .finished(self(record))
-        case .phase, .agentStarted, .apiError, .modelAPI, .placement: return event
+        case .phase, .agentStarted, .apiError, .modelAPI, .placement, .replaced: return event
         }
     }
 }

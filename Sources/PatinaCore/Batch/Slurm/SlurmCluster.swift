@@ -52,8 +52,9 @@ public enum SlurmCommands {
             "--chdir=\(directory.path)", "--output=\(output.path)", "--cpus-per-task=\(cpus)", "--mem=\(memoryMB)M",
             // The environment sbatch sees holds no credential (SlurmExecutor removes them).
             "--export=ALL",
-            // A requeued task starts its run again from nothing; patina handles that itself.
-            "--no-requeue",
+            // A task Slurm requeues (its node lost, preemption) starts its item over on another
+            // node as a new run; the submitting patina hands it over (SlurmExecutor).
+            "--requeue",
         ]
         if let partition = options.partition { arguments.append("--partition=\(partition)") }
         if let account = options.account { arguments.append("--account=\(account)") }
@@ -63,9 +64,9 @@ public enum SlurmCommands {
         return arguments
     }
 
-    /// One line per array task, finished ones too: `TASK|STATE|NODE|REASON`.
+    /// One line per array task, finished ones too: `TASK|STATE|NODE|REASON|RESTARTS|`.
     public static func squeue(job: String) -> [String] {
-        ["squeue", "--noheader", "--array", "--states=all", "--jobs=\(job)", "--format=%K|%T|%N|%r"]
+        ["squeue", "--noheader", "--array", "--states=all", "--jobs=\(job)", "--Format=ArrayTaskID:|,State:|,NodeList:|,Reason:|,RestartCnt:|"]
     }
 
     /// The Slurm state of one array task.
@@ -74,6 +75,11 @@ public enum SlurmCommands {
         public var state: String
         public var node: String?
         public var reason: String?
+        /// How often Slurm requeued the task (`SLURM_RESTART_COUNT` of its current start).
+        public var restarts: Int = 0
+
+        /// Requeued, the earlier start's processes are gone: not completing any more.
+        public var isPastEarlierStart: Bool { !["COMPLETING", "REQUEUED"].contains(state) }
 
         public var isFinished: Bool { !["PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"].contains(state) }
     }
@@ -87,10 +93,15 @@ public enum SlurmCommands {
             let fields = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
             guard fields.count >= 4, let index = Int(fields[0]) ?? (fields[0] == "N/A" ? remainingTasks : nil) else { continue }
             tasks[index] = TaskState(index: index, state: fields[1], node: fields[2].isEmpty ? nil : fields[2],
-                                     reason: ["", "None", "(null)"].contains(fields[3]) ? nil : fields[3])
+                                     reason: ["", "None", "(null)"].contains(fields[3]) ? nil : fields[3],
+                                     restarts: fields.count > 4 ? Int(fields[4]) ?? 0 : 0)
         }
         return tasks
     }
+
+    /// Slurm's reason for a task it requeued after its start failed on the node, held
+    /// until an administrator releases it.
+    public static let launchFailedHeld = "launch failed requeued held"
 
     /// The key of the line standing for the array's tasks not listed on their own.
     public static let remainingTasks = -1
@@ -153,38 +164,61 @@ public enum SlurmCluster {
         }
     }
 
-    /// Which of the array tasks `tasks` (`JOB_TASK` each) have ended, by Slurm's word: each
-    /// one's final state (e.g. `NODE_FAIL`), or a note when Slurm no longer knows it. A task
-    /// still running, or of a job squeue does not answer for, is not listed (nothing is
-    /// collected then). One squeue call per array job.
-    public static func endedTasks(_ tasks: [String]) async -> [String: String] {
+    /// A store that local runs moved to this machine's neutral folder (`StorePlacement`)
+    /// is not on the filesystem the nodes share: a node would find no batch there.
+    public static func checkShared(_ store: RunStore, neutralRoot: URL = StorePlacement.neutralRoot) throws {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: store.root.path),
+              URL(fileURLWithPath: target).standardizedFileURL.path.hasPrefix(neutralRoot.standardizedFileURL.path + "/") else { return }
+        throw ClusterError("this repository's runs are kept in \(target), on this machine only (local runs moved them there), so Slurm's nodes cannot see them: "
+            + "give cluster batches a PATINA_HOME of their own on the shared filesystem (see docs/CLUSTER.md)")
+    }
+
+    /// What Slurm says now of array tasks (`JOB_TASK` each): each task's state, or a note
+    /// when Slurm no longer knows it (long over). A task of a job squeue does not answer
+    /// for is not listed. One squeue call per array job.
+    public static func currentTasks(_ tasks: Set<String>) async -> [String: TaskFate] {
         var byJob: [String: [(task: String, index: Int)]] = [:]
-        for task in Set(tasks) {
+        for task in tasks {
             let parts = task.split(separator: "_")
             guard parts.count == 2, let index = Int(parts[1]) else { continue }
             byJob[String(parts[0]), default: []].append((task, index))
         }
-        var ended: [String: String] = [:]
+        var fates: [String: TaskFate] = [:]
         for (job, members) in byJob {
             guard let answer = try? await Command.run(SlurmCommands.squeue(job: job)) else { continue }
             guard answer.succeeded else {
-                // Aged out of the controller's memory (MinJobAge): long over.
+                // Aged out of the controller's memory (MinJobAge).
                 if answer.standardError.contains("Invalid job id") {
-                    for member in members { ended[member.task] = "(no longer known to Slurm)" }
+                    for member in members { fates[member.task] = .forgotten("(no longer known to Slurm)") }
                 }
                 continue
             }
             let states = SlurmCommands.parseTasks(answer.standardOutput)
             for member in members {
                 // A task that ran is listed on its own line while Slurm remembers it.
-                guard let state = states[member.index] else {
-                    ended[member.task] = "(no longer listed by squeue)"
-                    continue
-                }
-                if state.isFinished { ended[member.task] = state.state }
+                fates[member.task] = states[member.index].map(TaskFate.known) ?? .forgotten("(no longer listed by squeue)")
             }
         }
-        return ended
+        return fates
+    }
+
+    /// What Slurm knows of one array task.
+    public enum TaskFate: Sendable, Equatable {
+        case known(SlurmCommands.TaskState)
+        /// Slurm no longer lists it: long over.
+        case forgotten(String)
+
+        /// How the start of the task that a run began under (`restarts`, its
+        /// `RunExecutor.restarts`) ended: its final state (e.g. `NODE_FAIL`), `REQUEUED`
+        /// when Slurm started the task again since, or the note; nil while it goes on.
+        public func ending(restarts: Int) -> String? {
+            switch self {
+            case .forgotten(let note): return note
+            case .known(let state):
+                if state.restarts > restarts { return state.isPastEarlierStart ? "REQUEUED" : nil }
+                return state.isFinished ? state.state : nil
+            }
+        }
     }
 
     static func lastLine(_ text: String) -> String {
