@@ -85,7 +85,8 @@ public enum ModelProxyEvent: Sendable {
 /// too) through as they arrive, and counts what every answer used and cost.
 ///
 /// One thread accepts; each client connection has its own thread (Claude Code keeps
-/// a handful open); each upstream request runs on a thread of its own (`Upstream`).
+/// a handful open); each upstream request runs on a thread of its own (`Upstream`); a refused
+/// connection ends on `Lingering`'s one thread.
 public final class ModelProxy: Sendable {
     public let configuration: ModelProxyConfiguration
     public let port: Int
@@ -155,7 +156,8 @@ public final class ModelProxy: Sendable {
         while state.withLock({ $0.running }) {
             guard let client = listener.accept(timeoutMS: 100) else { continue }
             if let refusedBy = connections.reserve(1) {
-                // Answered and dropped at once, from this thread: no thread, no read.
+                // Answered at once, from this thread: no thread of its own, its request never parsed
+                // (`Lingering` drops what it sends until it closes).
                 let message = refusedBy == "run" ? "too many connections to this run's model proxy (\(configuration.limits.connections))"
                                                  : "too many connections to patina's model proxies"
                 refuseClient(client, status: 503, message: message, refused: "connections")
@@ -224,7 +226,7 @@ public final class ModelProxy: Sendable {
         // Counted before the client hears of it: what it sends next is judged with this one known.
         if refused != "credential" && refused != "route" { account.countRefusedClient() }
         if request != nil { account.countRequest() }
-        defer { client.shutdown() }
+        defer { Lingering.shared.end(client) }
         let answer = {
             let writer = HTTPResponseWriter(socket: client, keepAlive: false)
             let text = refused == "credential" ? message : "patina's model proxy: \(message)"

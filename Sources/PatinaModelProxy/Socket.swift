@@ -119,6 +119,20 @@ final class Socket: Sendable {
         }
     }
 
+    /// Reads and drops what has arrived, at most `limit` bytes, never waiting; false once the
+    /// client's side has ended (or failed), true while it may still send.
+    func drain(limit: Int) -> (open: Bool, read: Int) {
+        var buffer = [UInt8](repeating: 0, count: 16 << 10)
+        var read = 0
+        while read < limit {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n > 0 { read += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            return (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK), read)
+        }
+        return (true, read)
+    }
+
     /// Wakes any thread blocked on this socket; the owner still closes it.
     func shutdown() {
         _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))

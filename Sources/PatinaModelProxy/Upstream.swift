@@ -165,6 +165,9 @@ final class Upstream: Sendable {
             set(patina_curl_setopt_pointer(handle, CURLOPT_PROTOCOLS_STR, "http,https"))
             set(patina_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
             set(patina_curl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0))
+            // Through an HTTPS proxy (HTTPS_PROXY), the proxy's answer to CONNECT ("200
+            // Connection established") is not the model's head: the header callback never sees it.
+            set(patina_curl_setopt_long(handle, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1))
             set(patina_curl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 1))
             set(patina_curl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2))
             set(patina_curl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1))

@@ -56,6 +56,9 @@ import Testing
         let requeued = SlurmCluster.TaskFate.known(SlurmCommands.TaskState(index: 0, state: "PENDING", node: nil, reason: "BeginTime", restarts: 1))
         #expect(requeued.ending(restarts: 0) == "REQUEUED")
         #expect(requeued.ending(restarts: 1) == nil)
+        // Requeued while its node is alive: that start is over once it no longer completes.
+        let completing = SlurmCluster.TaskFate.known(SlurmCommands.TaskState(index: 0, state: "COMPLETING", node: "n1", reason: nil, restarts: 1))
+        #expect(completing.ending(restarts: 0) == nil)
         let running = SlurmCluster.TaskFate.known(SlurmCommands.TaskState(index: 0, state: "RUNNING", node: "n1", reason: nil, restarts: 1))
         #expect(running.ending(restarts: 1) == nil)
         #expect(SlurmCluster.TaskFate.known(SlurmCommands.TaskState(index: 0, state: "NODE_FAIL", node: "n1", reason: nil)).ending(restarts: 0) == "NODE_FAIL")
@@ -76,6 +79,10 @@ import Testing
         #expect(Set(keys.keys) == ["item", "run_id", "model_base_url", "variable", "placeholder", "restarts"])
         var mode = stat()
         #expect(stat(url.path, &mode) == 0 && mode.st_mode & 0o777 == 0o600)
+        // Written again (a requeue): still 0600, nothing else left beside it.
+        try first.write(to: url)
+        #expect(stat(url.path, &mode) == 0 && mode.st_mode & 0o777 == 0o600)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: url.deletingLastPathComponent().path) == [url.lastPathComponent])
         #expect(try await SlurmTaskRunner.handedOver(index: 3, batch: "b1", store: store, restarts: 0) == first)
         // Restart 1: the earlier file is not this start's; the submitting patina's arrives later.
         let second = SlurmTask(item: 2, runID: "r-second", model: ModelAccess(baseURL: "http://10.0.0.5:4001", variable: "ANTHROPIC_API_KEY", placeholder: "ph-2"),
@@ -86,9 +93,22 @@ import Testing
         }
         #expect(try await SlurmTaskRunner.handedOver(index: 3, batch: "b1", store: store, restarts: 1, patience: 30) == second)
         try await writer.value
+        // The first start, cut off from the cluster meanwhile, no longer writes its run's record.
+        let firstOwns = SlurmTaskRunner.owner(of: first, file: url)
+        let secondOwns = SlurmTaskRunner.owner(of: second, file: url)
+        #expect(!firstOwns("r-first") && secondOwns("r-second") && firstOwns("some-other-run"))
+        var cutOff = RunStore(home: home, repositoryCommonDirectory: home.appendingPathComponent("repo/.git"))
+        cutOff.owns = firstOwns
+        let late = BatchReportTests.run("r-first", status: .interrupted)
+        #expect(throws: RunStore.Superseded.self) { try cutOff.save(late) }
+        #expect(!FileManager.default.fileExists(atPath: cutOff.recordURL("r-first").path))
         // Nobody hands restart 2 over: one line saying what to do.
         await #expect(throws: PlanError.self) {
             try await SlurmTaskRunner.handedOver(index: 3, batch: "b1", store: store, restarts: 2, patience: 1)
+        }
+        // A start that waited while Slurm requeued the task again runs nothing.
+        await #expect(throws: PlanError.self) {
+            try await SlurmTaskRunner.handedOver(index: 3, batch: "b1", store: store, restarts: 0, patience: 30)
         }
     }
 
@@ -112,6 +132,9 @@ import Testing
                            "MY_COPY": "prefix sk-ant-real-secret-value", "PATINA_HOME": "/shared/patina"]
         let changes = SlurmExecutor.jobEnvironment(environment, secrets: ["sk-ant-real-secret-value"])
         #expect(Set(changes.keys) == ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "MY_COPY"])
+        // A submitting patina inside a requeued job does not pass its count to its tasks.
+        let inAJob = SlurmExecutor.jobEnvironment(["PATH": "/usr/bin", "SLURM_RESTART_COUNT": "2", "SLURM_CONF": "/etc/slurm.conf"], secrets: [])
+        #expect(Set(inAJob.keys) == ["SLURM_RESTART_COUNT"])
         #expect(changes.values.allSatisfy { $0 == nil })
     }
 

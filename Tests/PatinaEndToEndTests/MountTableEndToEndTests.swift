@@ -8,6 +8,28 @@ import Testing
 /// its own, and neither names the user's home, the repository's folder or patina's home.
 @Suite(.serialized, .requiresDocker, .timeLimit(.minutes(10)))
 struct MountTableEndToEndTests {
+    /// `patina detect` lists Claude Code's volume with the other mounts, read-only and by its
+    /// name (the binary's content), in text and in --json, without making it.
+    @Test func detectListsTheClaudeCodeVolumeWithTheOtherMounts() throws {
+        let repo = try TemporaryRepository()
+        let patina = PatinaRunner(repository: repo, baseURL: "http://127.0.0.1:9")
+        let digest = String(try ProcessRunner.check(["sha256sum", TestEnvironment.claudeBinary.resolvingSymlinksInPath().path]).prefix(16))
+        let mount = "type=volume,source=patina-claude-\(digest),target=/patina/claude,readonly,volume-nocopy"
+        let text = try patina.run(["detect", "--agent-binary", TestEnvironment.claudeBinary.path])
+        #expect(text.status == 0, "\(text.stderr)")
+        let mountsLine = text.stdout.split(separator: "\n").first { $0.contains("\"mounts\":") }.map(String.init) ?? ""
+        #expect(mountsLine.contains("\"\(mount)\""), "\(mountsLine)")
+        let json = try patina.run(["detect", "--json", "--agent-binary", TestEnvironment.claudeBinary.path])
+        #expect(json.status == 0, "\(json.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let devcontainer = try #require(try JSONSerialization.jsonObject(with: Data((object["devcontainer_json"] as? String ?? "").utf8)) as? [String: Any])
+        let mounts = devcontainer["mounts"] as? [String] ?? []
+        #expect(mounts.contains(mount), "\(mounts)")
+        // Beside the run's own mounts, which are listed as before.
+        #expect(mounts.contains { $0.hasSuffix("target=/home/agent") }, "\(mounts)")
+        #expect(!FileManager.default.fileExists(atPath: repo.home.appendingPathComponent("repos").path))
+    }
+
     @Test func neitherSandboxsMountTableNamesTheUsersPaths() throws {
         let name = "zqx-distinctive-repo-name"
         let repo = try TemporaryRepository(name: name)

@@ -7,6 +7,11 @@ import Testing
 /// 64 MB bodies, holds half-sent requests, and asks the API for MCP servers, web fetch
 /// and URL sources. patina must live, stay small, and finish the other run normally; the
 /// fake upstream must receive none of the server-side features.
+///
+/// The crowd (60 half-sent requests) comes in over 3 s, as on a loaded machine, and is held
+/// until 20 more legitimate clients, one after another, have their answers: they come once
+/// every member is connected, so the proxy has taken (or refused) them all first, and each
+/// must hear its refusal (503) within 10 s.
 @Suite(.serialized, .requiresDocker, .timeLimit(.minutes(10)))
 struct ProxyAttackEndToEndTests {
     /// Bash run by the agent: every attack through /dev/tcp to its own proxy
@@ -16,10 +21,10 @@ struct ProxyAttackEndToEndTests {
         req() { printf 'POST /v1/messages HTTP/1.1\r\nHost: x\r\n%s\r\n' "$1"; }
         echo "OVERFLOW:$( ( exec 3<>/dev/tcp/$h/$p && { req "x-api-key: $k"$'\r\nTransfer-Encoding: chunked\r\n' >&3; printf '7fffffffffffffff\r\nabc\r\n' >&3; timeout 10 head -1 <&3 | tr -d '\r'; } ) 2>&1 )"
         for i in $(seq 30); do ( exec 4<>/dev/tcp/$h/$p; req $'Content-Length: 67108864\r\n' >&4; head -c 8388608 /dev/zero >&4 2>/dev/null; timeout 10 head -1 <&4 ) >/dev/null 2>&1 & done; wait
-        for i in $(seq 60); do ( exec 5<>/dev/tcp/$h/$p; printf 'POST /v1/mess' >&5; timeout 5 cat <&5 ) >/dev/null 2>&1 & done
-        sleep 1
-        echo "CROWDED:$( ( exec 6<>/dev/tcp/$h/$p && { req "x-api-key: $k"$'\r\nContent-Length: 0\r\n' >&6; timeout 10 head -1 <&6 | tr -d '\r'; } ) 2>&1 )"
-        wait
+        d=$(mktemp -d); for i in $(seq 60); do ( sleep "$((i % 30 / 10)).$((i % 10))"; exec 5<>/dev/tcp/$h/$p && { : > "$d/$i"; printf 'POST /v1/mess' >&5; exec timeout 60 cat <&5; } ) >/dev/null 2>&1 & done
+        for t in $(seq 600); do set -- "$d"/*; [ $# -ge 60 ] && break; sleep 0.1; done; echo "CROWD:$#"
+        for i in $(seq 20); do echo "CROWDED:$( ( exec 6<>/dev/tcp/$h/$p && { req "x-api-key: $k"$'\r\nContent-Length: 0\r\n' >&6; timeout 10 head -1 <&6 | tr -d '\r'; } ) 2>&1 )"; done
+        kill $(jobs -p) 2>/dev/null; wait; sleep 1
         send() { ( exec 7<>/dev/tcp/$h/$p && { req "x-api-key: $k"$'\r\nContent-Type: application/json\r\nConnection: close\r\n'"$2"$'Content-Length: '"${#1}"$'\r\n' >&7; printf '%s' "$1" >&7; timeout 10 head -1 <&7 | tr -d '\r'; } ) 2>&1; }
         m='"model":"claude-sonnet-4-5","max_tokens":10'
         echo "MCP:$(send "{$m,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"mcp_servers\":[{\"type\":\"url\",\"url\":\"https://attacker.invalid/mcp\",\"name\":\"x\"}]}")"
@@ -64,6 +69,10 @@ struct ProxyAttackEndToEndTests {
 
         let results = model.allToolResults().joined(separator: "\n")
         #expect(results.contains("ATTACK-DONE"), "\(results)")
+        #expect(results.contains("CROWD:60"), "\(results)")
+        // Every legitimate client past the crowd has its answer (a reset must not overtake it).
+        let crowded = results.split(separator: "\n").filter { $0.hasPrefix("CROWDED:") }
+        #expect(crowded.count == 20 && crowded.allSatisfy { $0.contains(" 503 ") }, "\(crowded)")
         // Each step's line, whatever happened to the others (a failed connection prints its reason there).
         for (label, statuses) in [("OVERFLOW", ["400", "413"]), ("CROWDED", ["503"]), ("MCP", ["403"]), ("FETCH", ["403"]), ("URL", ["403"]),
                                   ("BETA", ["403"])] {

@@ -85,4 +85,87 @@ struct PruneEndToEndTests {
         #expect(pruned.stdout.contains("removed run \(squashed.id)"), "\(pruned.stdout)")
         #expect(try repo.git("branch", "--list", squashed.branch).isEmpty)
     }
+
+    /// Claude Code volumes of binaries no longer used go; the current binary's stays, and so
+    /// does one a container uses (said so). Dry run first: it changes nothing.
+    @Test func claudeVolumesOfOtherBinariesGoUnlessCurrentOrInUse() throws {
+        let repo = try TemporaryRepository(files: ["README.md": "# volumes\n",
+                                                   ".patina/config.json": "{\"agent_binary\": \"\(TestEnvironment.claudeBinary.path)\"}\n"])
+        let patina = PatinaRunner(repository: repo, baseURL: "http://127.0.0.1:9")
+        let digest = String(try ProcessRunner.check(["sha256sum", TestEnvironment.claudeBinary.resolvingSymlinksInPath().path]).prefix(16))
+        let current = "patina-claude-\(digest)"
+        func random() -> String { "patina-claude-" + String(format: "%016llx", UInt64.random(in: .min ... .max)) }
+        let stale = random(), used = random(), user = "patina-test-volume-user-\(UUID().uuidString.prefix(8))"
+        defer {
+            _ = try? ProcessRunner.run(["docker", "rm", "--force", user])
+            _ = try? ProcessRunner.run(["docker", "volume", "rm", stale, used])
+        }
+        let existed = try ProcessRunner.run(["docker", "volume", "inspect", current]).status == 0
+        defer { if !existed { _ = try? ProcessRunner.run(["docker", "volume", "rm", current]) } }
+        // A volume left by an older binary (1 MB in it), one a (stopped) container still uses,
+        // and the current binary's (an empty one when no run made it yet: the next run fills it).
+        for name in [stale, used] + (existed ? [] : [current]) {
+            try ProcessRunner.check(["docker", "volume", "create", "--label", "patina.claude=0.0.1", name])
+        }
+        try ProcessRunner.check(["docker", "run", "--rm", "--network", "none", "-v", "\(stale):/d", TestEnvironment.baseImage,
+                                 "sh", "-c", "head -c 1048576 /dev/urandom > /d/claude"])
+        try ProcessRunner.check(["docker", "create", "--name", user, "--network", "none", "-v", "\(used):/d", TestEnvironment.baseImage, "true"])
+
+        let dry = try patina.run(["prune", "--dry-run", "--json"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        let plan = try #require(try JSONSerialization.jsonObject(with: Data(dry.stdout.utf8)) as? [String: Any])
+        let going = (plan["claude_volumes"] as? [[String: Any]] ?? [])
+        #expect(going.contains { $0["name"] as? String == stale && ($0["bytes"] as? Int ?? 0) >= 1 << 20 && $0["version"] as? String == "Claude Code 0.0.1" }, "\(going)")
+        #expect(!going.contains { [used, current].contains($0["name"] as? String ?? "") }, "\(going)")
+        let kept = Dictionary((plan["kept_claude_volumes"] as? [[String: String]] ?? []).map { ($0["name"] ?? "", $0["reason"] ?? "") }) { a, _ in a }
+        #expect(kept[used] == "in use by container \(user)", "\(kept)")
+        // The current binary's: kept as such, or (on a machine running other runs) as in use.
+        #expect(kept[current].map { $0.contains("current Claude Code") || $0.hasPrefix("in use by container") } == true, "\(kept)")
+        #expect((plan["claude_volume_bytes"] as? Int ?? 0) >= 1 << 20)
+        #expect(try ProcessRunner.run(["docker", "volume", "inspect", stale]).status == 0, "a dry run removed a volume")
+
+        let pruned = try patina.run(["prune"])
+        #expect(pruned.status == 0, "\(pruned.stderr)")
+        #expect(pruned.stdout.contains("removed Claude Code volume \(stale) (Claude Code 0.0.1, "), "\(pruned.stdout)")
+        #expect(pruned.stdout.contains("kept Claude Code volume \(used): in use by container \(user)"), "\(pruned.stdout)")
+        #expect(pruned.stdout.contains("gave back "), "\(pruned.stdout)")
+        #expect(try ProcessRunner.run(["docker", "volume", "inspect", stale]).status != 0, "the stale volume is still there")
+        #expect(try ProcessRunner.run(["docker", "volume", "inspect", used]).status == 0)
+        #expect(try ProcessRunner.run(["docker", "volume", "inspect", current]).status == 0)
+    }
+
+    /// A store whose patina home was deleted is an orphan: prune (from any repository) lists it
+    /// with its size, then removes it; a store whose home is there stays.
+    @Test func aStoreWhoseHomeWasDeletedIsRemovedWithWhatItTook() throws {
+        let gone = try TemporaryRepository(files: ["README.md": "# gone\n"])
+        let here = try TemporaryRepository(files: ["README.md": "# here\n"])
+        let model = try FakeModel(script: [.bash("echo g > g.txt && git add g.txt && git commit -qm g"), .text("Done.")])
+        let run = try FinishedRun(PatinaRunner(repository: gone, baseURL: model.baseURL).yolo("add g"))
+        #expect(run.status == "succeeded", "\(run.output.stderr)")
+        try model.update(script: [.text("Done.")])
+        let patina = PatinaRunner(repository: here, baseURL: model.baseURL)
+        let own = try FinishedRun(patina.yolo("nothing"))
+        #expect(own.status == "succeeded", "\(own.output.stderr)")
+        let folder = gone.store.path, ownFolder = here.store.path
+        #expect(folder.hasPrefix("/var/lib/patina/stores/") && ownFolder.hasPrefix("/var/lib/patina/stores/"))
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // The user deletes the first repository's patina home: its store is left behind.
+        try FileManager.default.removeItem(at: gone.home)
+        #expect(FileManager.default.fileExists(atPath: folder))
+
+        let dry = try patina.run(["prune", "--dry-run", "--json"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        let plan = try #require(try JSONSerialization.jsonObject(with: Data(dry.stdout.utf8)) as? [String: Any])
+        let stores = plan["stores"] as? [[String: Any]] ?? []
+        let listed = try #require(stores.first { $0["path"] as? String == folder }, "\(stores)")
+        #expect((listed["bytes"] as? Int ?? 0) > 0 && (listed["links"] as? String ?? "").hasPrefix(gone.home.path), "\(listed)")
+        #expect(!stores.contains { $0["path"] as? String == ownFolder }, "\(stores)")
+        #expect(FileManager.default.fileExists(atPath: folder), "a dry run removed the store")
+
+        let pruned = try patina.run(["prune", "--older-than", "1h"])
+        #expect(pruned.status == 0, "\(pruned.stderr)")
+        #expect(pruned.stdout.contains("removed orphaned store \(folder) ("), "\(pruned.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: folder))
+        #expect(FileManager.default.fileExists(atPath: URL(fileURLWithPath: ownFolder).appendingPathComponent("runs/\(own.id)/run.json").path))
+    }
 }

@@ -395,10 +395,12 @@ struct ReviewEndToEndTests {
 
     @Test func verbsRefuseARunInFlight() throws {
         let repo = try TemporaryRepository()
-        let model = try FakeModel(script: [.bash("tail -f /dev/null")])
+        // The model answers late, as on a loaded machine: the Bash call comes well after the run is recorded.
+        let model = try FakeModel(script: [.delayed(.bash("tail -f /dev/null"), seconds: 6)])
         let patina = PatinaRunner(repository: repo, baseURL: model.baseURL)
-        let process = try patina.start(["yolo", "--agent-binary", TestEnvironment.claudeBinary.path,
-                                        "--base-image", TestEnvironment.baseImage, "hang for a while"])
+        let started = try StartedPatina(patina, ["yolo", "--agent-binary", TestEnvironment.claudeBinary.path,
+                                                 "--base-image", TestEnvironment.baseImage, "hang for a while"])
+        let process = started.process
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         var id = ""
         for _ in 0..<600 where id.isEmpty {
@@ -429,9 +431,12 @@ struct ReviewEndToEndTests {
         defer { if follow.isRunning { follow.terminate() } }
         Thread.sleep(forTimeInterval: 1)
         #expect(follow.isRunning, "log --follow ended while the run was in flight")
-        kill(process.processIdentifier, SIGINT)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 130)
+        // Stopped once the agent's Bash call is under way (its stream shows the call), not before.
+        started.wait(until: {
+            let stream = (try? patina.run(["log", "--raw", id]))?.stdout ?? ""
+            return stream.contains("\"tool_use\"") && stream.contains("tail -f /dev/null")
+        }, seconds: 120, settle: 0.5)
+        started.interrupt()
         for _ in 0..<100 where follow.isRunning { Thread.sleep(forTimeInterval: 0.1) }
         #expect(!follow.isRunning, "log --follow did not end with the run")
         let followed = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

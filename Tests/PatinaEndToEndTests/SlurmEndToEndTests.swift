@@ -462,6 +462,53 @@ struct SlurmEndToEndTests {
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
 
+    /// `scontrol requeue` of a running task (as a preemption does): its node is alive, so
+    /// its patina gets Slurm's SIGTERM and collects its run (`interrupted`) while the task
+    /// completes; only then does the submitting patina hand the next start a new run, which
+    /// starts over and succeeds. Nothing is collected twice.
+    @Test func aTaskRequeuedOnALiveNodeIsCollectedThereAndStartsOver() throws {
+        let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
+        let model = try FakeModel(script: [
+            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
+            .text("unreachable"),
+        ])
+        let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-preempt-" + UUID().uuidString.lowercased())
+        try repo.write("../tasks.txt", "task preempted\n")
+        let ended = EndedFlag()
+        let run = BackgroundRun {
+            defer { ended.set() }
+            return try patina.run(self.arguments(["--json", repo.root.appendingPathComponent("tasks.txt").path]))
+        }
+        let deadline = Date().addingTimeInterval(180)
+        while (try agentContainers(repo)) < 1 && Date() < deadline && !ended.isSet { Thread.sleep(forTimeInterval: 0.3) }
+        try #require(try agentContainers(repo) == 1, "the first start's agent never ran")
+        Thread.sleep(forTimeInterval: 2)
+        let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
+        let first = try #require(store.running().first)
+        let task = try #require(first.executor?.jobID)
+        try model.update(script: [.bash("echo r > r.txt && git add r.txt && git commit -qm again"), .text("done")])
+        var environment = ProcessInfo.processInfo.environment
+        environment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
+        let requeue = try ProcessRunner.run(["scontrol", "requeue", task], environment: environment)
+        #expect(requeue.status == 0, "\(requeue.stderr)")
+        let output = try #require(run.wait())
+        #expect(output.status == 0, "\(output.stderr.suffix(3000))")
+        let batch = try PatinaRunner.record(output)
+        let again = try #require((batch["runs"] as? [[String: Any]])?.first)
+        #expect(again["status"] as? String == "succeeded", "\(again["reason"] ?? "")")
+        #expect((again["executor"] as? [String: Any])?["restarts"] as? Int == 1)
+        #expect(try repo.git("show", "\(again["branch"] as? String ?? ""):r.txt") == "r")
+        // The first run: collected by its own node's patina on SIGTERM, not here.
+        let earlier = try store.load(first.id)
+        #expect(earlier.status == .interrupted, "\(earlier.reason ?? "")")
+        #expect(earlier.reason?.contains("was collected") != true && earlier.reason?.contains("before the run was collected") != true, "\(earlier.reason ?? "")")
+        #expect(try repo.git("show", "\(earlier.branch):w.txt") == "w")
+        let replaced = (batch["replaced_runs"] as? [[String: Any]])?.first
+        #expect(replaced?["id"] as? String == first.id && replaced?["replaced_by"] as? String == again["id"] as? String)
+        #expect(!output.stderr.contains("collecting it here"), "\(output.stderr.suffix(2000))")
+        #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
+    }
+
     /// With `--no-requeue` (a cluster's or a user's choice), a lost node's run ends
     /// `interrupted` and `batch resume` runs it again.
     @Test func aLostNodesRunIsCollectedHereItsContainersThereAndResumeRunsItAgain() throws {

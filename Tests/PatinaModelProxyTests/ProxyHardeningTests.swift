@@ -92,6 +92,43 @@ struct ProxyHardeningTests {
         #expect(try Self.stillServes(proxy))
     }
 
+    /// A client refused at once whose request arrives after the refusal: the proxy reads it
+    /// (and drops it) before closing, so the connection ends with the answer and a FIN, never a
+    /// reset, which through the docker bridge could overtake the answer.
+    @Test func aRefusedClientsLateRequestEndsTheConnectionCleanly() throws {
+        let fake = try FakeModel(script: [.text("hi")], host: "127.0.0.1")
+        var limits = ProxyLimits()
+        limits.connections = 1
+        let proxy = try Self.proxy(upstream: fake.baseURL, limits: limits)
+        defer { proxy.stop() }
+        let held = try RawHTTP.connect(port: proxy.port)
+        defer { close(held) }
+        Thread.sleep(forTimeInterval: 0.2)
+        for _ in 0..<5 {
+            let fd = try RawHTTP.connect(port: proxy.port)
+            defer { close(fd) }
+            Thread.sleep(forTimeInterval: 0.2)  // refused meanwhile, before a byte came
+            try RawHTTP.write(fd, Self.head(proxy, key: proxy.configuration.placeholder, extra: ["Content-Length: 0"]))
+            Thread.sleep(forTimeInterval: 0.2)  // the request reached the proxy's side
+            var received = Data()
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            var end: Int32 = 0
+            while true {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n > 0 { received.append(contentsOf: buffer[0..<n]); continue }
+                end = n == 0 ? 0 : errno
+                break
+            }
+            #expect(String(decoding: received, as: UTF8.self).hasPrefix("HTTP/1.1 503 "))
+            #expect(end == 0, "the connection ended with \(String(cString: strerror(end))), not a clean end")
+            // No reset reached the client (a reset left here would be its socket's error).
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+            #expect(error == 0, "the proxy reset the connection: \(String(cString: strerror(error)))")
+        }
+    }
+
     @Test func theProcessCapIsSharedByEveryRunsProxy() throws {
         let fake = try FakeModel(script: [.text("hi")], host: "127.0.0.1")
         var limits = ProxyLimits()

@@ -7,12 +7,15 @@ import PatinaSandbox
 struct PruneCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prune",
-        abstract: "Remove runs' worktrees, branches, tags and directories, and patina containers and images no live run uses.",
+        abstract: "Remove runs' worktrees, branches, tags and directories, and patina containers, images, Claude Code volumes and stores nothing uses.",
         discussion: """
             Without filters every finished run of this repository is a candidate. A run whose branch holds \
             commits no other branch has is kept unless --force (a squash-merged run counts as merged). An \
             image goes only when a pruned run used it and no other run (of this or another repository) or \
-            container does; the newest image of each kind stays (the next run would build it again).
+            container does; the newest image of each kind stays (the next run would build it again). \
+            Whatever the filters: Claude Code volumes of binaries no longer used (not the current one, not \
+            the newest run's, none a container or a run in flight uses), and stores under \
+            /var/lib/patina/stores whose patina home was deleted (see docs/SECURITY.md for the rule).
             """
     )
 
@@ -56,10 +59,35 @@ struct PruneCommand: AsyncParsableCommand {
         /// Worktrees and run directories, allocated blocks: what the runs' removal gives back.
         var bytes: Int
         var runBytes: [String: Int]
+        var claudeVolumes: [[String: JSONValue]]
+        var keptClaudeVolumes: [[String: String]]
+        var stores: [[String: JSONValue]]
+        var keptStores: [[String: String]]
+        var unclaimedStores: [String]
+        /// What the volumes' and the stores' removal gives back.
+        var volumeBytes: Int
+        var storeBytes: Int
         enum CodingKeys: String, CodingKey {
-            case runs, kept, containers, images, problems, bytes
+            case runs, kept, containers, images, problems, bytes, stores
             case dryRun = "dry_run"
             case runBytes = "run_bytes"
+            case claudeVolumes = "claude_volumes"
+            case keptClaudeVolumes = "kept_claude_volumes"
+            case keptStores = "kept_stores"
+            case unclaimedStores = "unclaimed_stores"
+            case volumeBytes = "claude_volume_bytes"
+            case storeBytes = "store_bytes"
+        }
+    }
+
+    enum JSONValue: Encodable {
+        case string(String), int(Int)
+        func encode(to encoder: Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .string(let s): try container.encode(s)
+            case .int(let i): try container.encode(i)
+            }
         }
     }
 
@@ -83,7 +111,12 @@ struct PruneCommand: AsyncParsableCommand {
                 dryRun: dryRun, runs: plan.remove.map { [$0.record.id: $0.removes] },
                 kept: plan.kept.map { ["id": $0.id, "reason": $0.reason] },
                 containers: plan.containers, images: plan.images, problems: problems, bytes: plan.bytes,
-                runBytes: Dictionary(plan.remove.map { ($0.record.id, $0.bytes) }, uniquingKeysWith: { a, _ in a })))
+                runBytes: Dictionary(plan.remove.map { ($0.record.id, $0.bytes) }, uniquingKeysWith: { a, _ in a }),
+                claudeVolumes: plan.volumes.map { ["name": .string($0.name), "version": .string($0.about), "bytes": .int($0.bytes)] },
+                keptClaudeVolumes: plan.keptVolumes.map { ["name": $0.name, "reason": $0.reason] },
+                stores: plan.stores.map { ["path": .string($0.name), "links": .string($0.about), "bytes": .int($0.bytes)] },
+                keptStores: plan.keptStores.map { ["path": $0.folder, "reason": $0.reason] },
+                unclaimedStores: plan.unclaimedStores, volumeBytes: plan.volumeBytes, storeBytes: plan.storeBytes))
         } else {
             let verb = dryRun ? "would remove" : "removed"
             for item in plan.remove {
@@ -94,7 +127,19 @@ struct PruneCommand: AsyncParsableCommand {
             }
             for name in plan.containers { say("\(verb) container \(name)") }
             for image in plan.images { say("\(verb) image \(image)") }
+            for volume in plan.volumes { say("\(verb) Claude Code volume \(volume.name) (\(volume.about), \(ByteSize.format(volume.bytes)))") }
+            for store in plan.stores {
+                say("\(verb) orphaned store \(store.name) (\(ByteSize.format(store.bytes)))" + (store.about.isEmpty ? "" : ": its home's link was \(store.about)"))
+            }
+            if !plan.volumes.isEmpty || !plan.stores.isEmpty {
+                say("\(dryRun ? "would give back" : "gave back") \(ByteSize.format(plan.volumeBytes + plan.storeBytes)) on disk (Claude Code volumes and orphaned stores)")
+            }
             for kept in plan.kept { say("kept run \(kept.id): \(kept.reason)") }
+            for kept in plan.keptVolumes where !kept.quietly { say("kept Claude Code volume \(kept.name): \(kept.reason)") }
+            for kept in plan.keptStores { say("kept store \(kept.folder): \(kept.reason)") }
+            if !plan.unclaimedStores.isEmpty {
+                say("note: \(plan.unclaimedStores.count) store(s) of yours in \(StorePlacement.neutralRoot.path) carry no claim (made by an older patina); they are claimed when their repository is next used, and never pruned unclaimed")
+            }
             if plan.isEmpty && plan.kept.isEmpty { say("nothing to prune") }
             if !dockerUp { say("note: docker is not answering; containers and images were not looked at") }
         }

@@ -69,3 +69,40 @@ enum ClaudeVolume {
 
     static func mount(_ name: String) -> Mount { Mount(volume: name, target: target, readOnly: true) }
 }
+
+/// `patina prune`'s view of the Claude Code volumes: every one patina made on this engine, which
+/// containers use each, and what it takes on disk.
+extension ClaudeVolume {
+    struct Listed: Sendable {
+        var name: String
+        var version: String
+        var bytes: Int
+        var usedBy: [String]
+    }
+
+    /// Patina's volumes (by their label and name), nil when docker did not answer.
+    static func listed(engine: DockerEngine) async -> [Listed]? {
+        guard let volumes = try? await engine.check(["volume", "ls", "--filter", "label=\(label)",
+                                                     "--format", "{{.Name}}\t{{.Label \"\(label)\"}}\t{{.Mountpoint}}"]) else { return nil }
+        var listed: [Listed] = []
+        for line in volumes.standardOutput.split(separator: "\n") {
+            let parts = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 3, parts[0].hasPrefix("patina-claude-") else { continue }
+            // A container that cannot be listed counts as a user: the volume stays.
+            let users = (try? await engine.check(["ps", "--all", "--filter", "volume=\(parts[0])", "--format", "{{.Names}}"]))
+                .map { $0.standardOutput.split(separator: "\n").map(String.init) } ?? ["(docker ps did not answer)"]
+            listed.append(Listed(name: parts[0], version: parts[1], bytes: DiskUsage.allocated(URL(fileURLWithPath: parts[2])), usedBy: users))
+        }
+        return listed
+    }
+
+    /// Removes a volume no container uses (docker refuses one that is used) and forgets it was filled.
+    static func remove(_ name: String, engine: DockerEngine, cache: ImageCache) async -> String? {
+        let lock = try? await HostLock.acquire("volume-" + name)
+        defer { withExtendedLifetime(lock) {} }
+        guard let result = try? await engine.run(["volume", "rm", name]) else { return "docker did not answer" }
+        guard result.succeeded else { return result.standardError.split(separator: "\n").first.map(String.init) ?? "not removed" }
+        try? FileManager.default.removeItem(at: marker(name, cache: cache))
+        return nil
+    }
+}

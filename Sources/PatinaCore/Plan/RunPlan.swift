@@ -14,7 +14,7 @@ public struct RunPlan: Sendable {
     public let repositoryRoot: URL
     public internal(set) var baseCommit: ObjectID
     public internal(set) var branch: String
-    public let store: RunStore
+    public var store: RunStore
     public internal(set) var runDirectory: URL
     public internal(set) var worktree: URL
     public let config: PatinaConfig

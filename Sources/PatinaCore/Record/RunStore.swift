@@ -13,6 +13,17 @@ import PatinaGit
 public struct RunStore: Sendable {
     public let root: URL
     public let repositoryKey: String
+    /// Whether this process still owns run `id`'s record (nil: always). A Slurm task's
+    /// patina stops writing a run's record once the submitting patina handed the task's
+    /// next start a new run: a node back from a partition cannot overwrite what the
+    /// submitting patina collected.
+    public var owns: (@Sendable (String) -> Bool)?
+
+    /// `save` was refused: another patina settled the run since.
+    public struct Superseded: Error, CustomStringConvertible {
+        public let id: String
+        public var description: String { "run \(id) was collected by the submitting patina after its slurm task was requeued: this patina leaves its record alone" }
+    }
 
     public init(home: URL, repositoryCommonDirectory: URL) {
         let canonical = repositoryCommonDirectory.standardizedFileURL.resolvingSymlinksInPath()
@@ -20,6 +31,12 @@ public struct RunStore: Sendable {
         let name = RunID.slug(repoDir.lastPathComponent, maxLength: 24)
         self.repositoryKey = (name.isEmpty ? "repo" : name) + "-" + Self.fnv1a(canonical.path)
         self.root = home.appendingPathComponent("repos").appendingPathComponent(repositoryKey)
+    }
+
+    /// The store whose files lie at `root` (a neutral folder seen without its link).
+    init(root: URL) {
+        self.root = root
+        self.repositoryKey = root.lastPathComponent
     }
 
     public static func home(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
@@ -52,6 +69,7 @@ public struct RunStore: Sendable {
     /// is marked in `runningDirectory` before it is written; the mark goes once its record
     /// says otherwise.
     public func save(_ record: RunRecord) throws {
+        if let owns, !owns(record.id) { throw Superseded(id: record.id) }
         let url = recordURL(record.id)
         if record.status == .running { try markRunning(record.id) }
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

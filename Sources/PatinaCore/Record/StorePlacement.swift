@@ -15,6 +15,9 @@ import Glibc
 /// links and limits stay the user's choice) and patina may write there (root, or a folder
 /// an administrator made writable). A store made before is moved there once, when none of
 /// its runs is in flight; otherwise it stays where it is and keeps working.
+///
+/// Each neutral folder carries claims (`claim`): hard links of a file in the home whose link
+/// points at it, so that `patina prune` can tell a folder whose home was deleted (`orphans`).
 public enum StorePlacement {
     public static let neutralRoot = URL(fileURLWithPath: "/var/lib/patina/stores")
 
@@ -39,6 +42,7 @@ public enum StorePlacement {
             guard let target = try? fm.destinationOfSymbolicLink(atPath: link) else { return .inPlace("unreadable link") }
             // A neutral folder someone removed: the store starts again, empty.
             if !fm.fileExists(atPath: target) { try? fm.createDirectory(atPath: target, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) }
+            claim(URL(fileURLWithPath: target), link: store.root)
             return .neutral(URL(fileURLWithPath: target))
         }
         let repositories = store.root.deletingLastPathComponent()
@@ -67,6 +71,7 @@ public enum StorePlacement {
             if exists { _ = rename(folder.path, link) } else { rmdir(folder.path) }
             return place(unlocked: store)
         }
+        claim(folder, link: store.root)
         return .neutral(folder)
     }
 
@@ -74,12 +79,13 @@ public enum StorePlacement {
         guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: store.root.path) else {
             return .inPlace("another patina made the store a folder")
         }
+        claim(URL(fileURLWithPath: target), link: store.root)
         return .neutral(URL(fileURLWithPath: target))
     }
 
     /// No run, shell or view of this repository's store is in use (a dead patina's included:
     /// those are recovered first, by the next command).
-    static func nothingInFlight(_ store: RunStore) -> Bool {
+    public static func nothingInFlight(_ store: RunStore) -> Bool {
         let fm = FileManager.default
         for dir in [store.runningDirectory, store.pendingDirectory, store.root.appendingPathComponent("views"),
                     BatchStore(runs: store).runningDirectory] {

@@ -22,19 +22,37 @@ public struct PrunePlan: Sendable {
         /// removing them gives back.
         public var bytes: Int = 0
     }
+    /// A Claude Code volume (`ClaudeVolume`) of a binary no longer used, or an orphaned store.
+    public struct Leftover: Sendable {
+        public var name: String
+        /// The volume's Claude Code version; the store's links (where its home was).
+        public var about: String
+        public var bytes: Int
+    }
     public var remove: [Item] = []
     public var kept: [(id: String, reason: String)] = []
     public var containers: [String] = []
     public var images: [String] = []
+    public var volumes: [Leftover] = []
+    /// Volumes kept and why; `quietly` for the ones every prune keeps (the current binary's).
+    public var keptVolumes: [(name: String, reason: String, quietly: Bool)] = []
+    public var stores: [Leftover] = []
+    var orphans: [StorePlacement.Orphan] = []
+    public var keptStores: [(folder: String, reason: String)] = []
+    /// This user's neutral folders without a claim (made by an older patina): never removed.
+    public var unclaimedStores: [String] = []
 
-    public var isEmpty: Bool { remove.isEmpty && containers.isEmpty && images.isEmpty }
+    public var isEmpty: Bool { remove.isEmpty && containers.isEmpty && images.isEmpty && volumes.isEmpty && stores.isEmpty }
     /// What removing the runs gives back on disk (worktrees and run directories).
     public var bytes: Int { remove.reduce(0) { $0 + $1.bytes } }
+    public var volumeBytes: Int { volumes.reduce(0) { $0 + $1.bytes } }
+    public var storeBytes: Int { stores.reduce(0) { $0 + $1.bytes } }
 }
 
 extension Review {
     /// Decides what `prune` removes; changes nothing.
-    public func planPrune(_ filter: PruneFilter, engine: DockerEngine?, now: Date = Date()) async -> PrunePlan {
+    public func planPrune(_ filter: PruneFilter, engine: DockerEngine?, now: Date = Date(),
+                          neutralRoot: URL = StorePlacement.neutralRoot) async -> PrunePlan {
         var plan = PrunePlan()
         let all = store.list()
         let selected = all.filter { record in
@@ -71,8 +89,68 @@ extension Review {
             let (containers, images) = await leftoverDocker(engine: engine, pruning: Set(plan.remove.map(\.record.id)), all: all)
             plan.containers = containers
             plan.images = images
+            await planClaudeVolumes(engine: engine, all: all, plan: &plan)
         }
+        let scan = StorePlacement.orphans(home: home, neutralRoot: neutralRoot)
+        plan.orphans = scan.orphans
+        plan.stores = scan.orphans.map {
+            PrunePlan.Leftover(name: $0.folder.path, about: $0.links.joined(separator: ", "), bytes: DiskUsage.allocated($0.folder))
+        }
+        plan.keptStores = scan.kept
+        plan.unclaimedStores = scan.unclaimed
         return plan
+    }
+
+    /// patina's home (`<home>/repos/<key>` is the store).
+    var home: URL { store.root.deletingLastPathComponent().deletingLastPathComponent() }
+
+    /// Claude Code volumes of binaries no longer used: every one except the binary a run here
+    /// would use now, the one the newest run here used, the ones runs of this home in flight
+    /// use, and any a container uses (docker refuses to remove those anyway). While a run of
+    /// this home is starting (its Claude Code not recorded yet), none goes.
+    func planClaudeVolumes(engine: DockerEngine, all: [RunRecord], plan: inout PrunePlan) async {
+        guard let listed = await ClaudeVolume.listed(engine: engine), !listed.isEmpty else { return }
+        let cache = ImageCache(engine: engine, cacheDirectory: home.appendingPathComponent("cache/images"))
+        func volume(of path: String?) async -> String? {
+            guard let path, FileManager.default.fileExists(atPath: path) else { return nil }
+            return (try? await cache.digest(of: URL(fileURLWithPath: path))).map(ClaudeVolume.name(digest:))
+        }
+        var keep: [String: (reason: String, quietly: Bool)] = [:]
+        if let root = repository.workingDirectory {
+            let config = try? PatinaConfig.load(from: root.appendingPathComponent(".patina"))
+            if let claude = try? await ClaudeCodeLocator.choose(flag: nil, config: config?.agentBinary, repositoryRoot: root,
+                                                                environment: ProcessInfo.processInfo.environment),
+               let name = await volume(of: claude.binary?.path) {
+                keep[name] = ("the current Claude Code's (\(claude.description))", true)
+            }
+        }
+        if let newest = all.max(by: { $0.started < $1.started }), let name = await volume(of: newest.claudeBinary), keep[name] == nil {
+            keep[name] = ("the newest run here (\(newest.id)) used it", true)
+        }
+        var starting: String?
+        let repositories = home.appendingPathComponent("repos")
+        for key in (try? FileManager.default.contentsOfDirectory(atPath: repositories.path)) ?? [] where !key.hasPrefix(".") {
+            let other = RunStore(root: repositories.appendingPathComponent(key))
+            for id in (try? FileManager.default.contentsOfDirectory(atPath: other.runningDirectory.path)) ?? [] where RunID.isValid(id) {
+                guard let record = try? other.load(id), RunLiveness.inFlight(record), let name = await volume(of: record.claudeBinary) else { continue }
+                keep[name] = ("run \(record.id) is in flight with it", false)
+            }
+            for pending in other.pending() where pending.host.map({ $0 != RunExecutor.thisHost }) ?? false || RunLiveness.patinaAlive(pid: pending.pid) {
+                starting = pending.id
+            }
+        }
+        for volume in listed {
+            let version = volume.version == "unknown" ? "Claude Code, version unknown" : "Claude Code \(volume.version)"
+            if !volume.usedBy.isEmpty {
+                plan.keptVolumes.append((volume.name, "in use by container \(volume.usedBy.joined(separator: ", "))", false))
+            } else if let kept = keep[volume.name] {
+                plan.keptVolumes.append((volume.name, kept.reason, kept.quietly))
+            } else if let starting {
+                plan.keptVolumes.append((volume.name, "run \(starting) of this patina home is starting (its Claude Code is not known yet)", false))
+            } else {
+                plan.volumes.append(PrunePlan.Leftover(name: volume.name, about: version, bytes: volume.bytes))
+            }
+        }
     }
 
     /// Carries out a plan made by `planPrune`. Returns the problems met (the rest still goes).
@@ -92,6 +170,17 @@ extension Review {
                 if let result = try? await engine.run(["image", "rm", image]), !result.succeeded {
                     problems.append("image \(image): " + (result.standardError.split(separator: "\n").first.map(String.init) ?? "not removed"))
                 }
+            }
+            let cache = ImageCache(engine: engine, cacheDirectory: home.appendingPathComponent("cache/images"))
+            for volume in plan.volumes {
+                if let problem = await ClaudeVolume.remove(volume.name, engine: engine, cache: cache) {
+                    problems.append("Claude Code volume \(volume.name): \(problem)")
+                }
+            }
+        }
+        for orphan in plan.orphans {
+            do { try StorePlacement.remove(orphan) } catch {
+                problems.append("store \(orphan.folder.path): \((error as NSError).localizedDescription)")
             }
         }
         return problems

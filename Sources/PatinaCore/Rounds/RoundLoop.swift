@@ -31,6 +31,9 @@ struct RoundLoop {
         record.stopReason = nil
         record.finished = nil
         record.pid = getpid()
+        // Where it goes on now (a Slurm node's run resumed here is this host's now: a pid
+        // and containers are judged where they live).
+        record.executor = plan.executor
         // A run stopped in round 1 before the loop wrote its rounds (a patina killed then).
         if record.rounds == nil { record.rounds = [Self.roundEntry(interrupted, round: 1, base: plan.baseCommit, dir: nil)] }
         try? plan.store.save(record)

@@ -47,7 +47,11 @@ public struct Detection: Sendable {
         let recipe = try AgentImage.recipe(plan: plan, base: base)
         let cache = ImageCache(engine: DockerEngine(), cacheDirectory: RunStore.home().appendingPathComponent("cache/images"))
         let image = try await cache.tag(for: recipe, rememberHashes: false)
-        let extras = CacheStore(store: plan.store).plannedExtras(setup.caches)
+        var extras = CacheStore(store: plan.store).plannedExtras(setup.caches)
+        // Claude Code's volume, as a run would mount it (looked up by the binary's content; not made here).
+        if let binary = plan.agentBinary {
+            extras.mounts.append(ClaudeVolume.mount(ClaudeVolume.name(digest: try await cache.digest(of: binary, remember: false))))
+        }
         let spec = AgentSandbox.spec(plan: plan, layout: layout, image: image, network: plan.firewallEnabled ? "container:\(NetworkHolder.name(runID: plan.id))" : nil,
                                      labels: ["patina": "1", "patina.run": plan.id, "patina.repo": plan.store.repositoryKey],
                                      extras: extras)

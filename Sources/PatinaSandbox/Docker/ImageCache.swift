@@ -98,8 +98,9 @@ public struct ImageCache: Sendable {
     }
 
     /// A file's SHA-256, remembered like the tags' (by path, size and modification time).
-    public func digest(of file: URL) async throws -> String {
-        try await sha256(file: file, remember: true)
+    /// `remember: false` (`patina detect`) writes nothing, though it reads what was remembered.
+    public func digest(of file: URL, remember: Bool = true) async throws -> String {
+        try await sha256(file: file, remember: remember)
     }
 
     private func sha256(file: URL, remember: Bool) async throws -> String {

@@ -78,6 +78,9 @@ public enum SlurmCommands {
         /// How often Slurm requeued the task (`SLURM_RESTART_COUNT` of its current start).
         public var restarts: Int = 0
 
+        /// Requeued, the earlier start's processes are gone: not completing any more.
+        public var isPastEarlierStart: Bool { !["COMPLETING", "REQUEUED"].contains(state) }
+
         public var isFinished: Bool { !["PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"].contains(state) }
     }
 
@@ -212,7 +215,7 @@ public enum SlurmCluster {
             switch self {
             case .forgotten(let note): return note
             case .known(let state):
-                if state.restarts > restarts { return "REQUEUED" }
+                if state.restarts > restarts { return state.isPastEarlierStart ? "REQUEUED" : nil }
                 return state.isFinished ? state.state : nil
             }
         }

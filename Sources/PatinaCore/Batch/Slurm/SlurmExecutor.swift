@@ -52,6 +52,9 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
         for (name, value) in environment where Credentials.secretNames.contains(name) || secrets.contains(where: { !$0.isEmpty && value.contains($0) }) {
             changes[name] = .some(nil)
         }
+        // A submitting patina inside a requeued Slurm job: its count is not its tasks'
+        // (Slurm sets it in a task only once that task was requeued).
+        if environment["SLURM_RESTART_COUNT"] != nil { changes["SLURM_RESTART_COUNT"] = .some(nil) }
         return changes
     }
 
@@ -92,7 +95,8 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
         let slurmDirectory = SlurmTask.directory(batch: batchID, store: store)
         var slots: [Int: Slot] = [:]
         do {
-            try FileManager.default.createDirectory(at: slurmDirectory, withIntermediateDirectories: true)
+            // Readable by this user only: the task files hold the runs' placeholders.
+            try FileManager.default.createDirectory(at: slurmDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             let listen: String
             if let address = options.proxyListen { listen = address } else { listen = try await engine.bridgeGateway() }
             for (arrayIndex, itemIndex) in order.enumerated() {
@@ -205,11 +209,17 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
                 let task = tasks[arrayIndex]
                     ?? tasks[SlurmCommands.remainingTasks].map { SlurmCommands.TaskState(index: arrayIndex, state: $0.state, node: nil, reason: $0.reason) }
                     ?? SlurmCommands.TaskState(index: arrayIndex, state: "GONE", node: shown[arrayIndex]?.node, reason: nil, restarts: slot.restarts)
-                if task.restarts > slot.restarts {
-                    // Slurm started the task again (its node lost, preemption): the start
-                    // this slot followed is over, and the next one gets a new run.
-                    slots[arrayIndex] = await requeued(slot, arrayIndex: arrayIndex, job: job, task: task,
-                                                       node: shown[arrayIndex]?.node, listen: listen)
+                // (A task requeued and then ended, e.g. cancelled while pending, ends the slot's run below.)
+                if task.restarts > slot.restarts && !task.isFinished {
+                    // Slurm requeued the task (its node lost, preemption). Once the start this
+                    // slot followed is over (a live node's patina collects its run while the
+                    // task completes), the next start gets a new run.
+                    guard task.isPastEarlierStart else { continue }
+                    if let next = await requeued(slot, arrayIndex: arrayIndex, job: job, task: task, node: shown[arrayIndex]?.node, listen: listen) {
+                        slots[arrayIndex] = next
+                    } else {
+                        finished.insert(arrayIndex)
+                    }
                     shown[arrayIndex] = nil
                     continue
                 }
@@ -237,31 +247,59 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
         }
     }
 
-    /// Slurm requeued array task `arrayIndex` (restart `task.restarts`): the run of its
-    /// earlier start is collected here from the shared filesystem and its proxy closed (its
-    /// placeholder opens nothing any more, whatever still runs on the lost node). The item
-    /// starts over as a new run, as a local run requeued for the API's pushback does: the
-    /// earlier run is discarded when it left nothing (no commit, no spend), else kept
-    /// whole as one the batch replaced. The task waits on its node until its file names
-    /// the new run. While the batch stops, the requeued start is cancelled instead.
-    private func requeued(_ slot: Slot, arrayIndex: Int, job: String, task: SlurmCommands.TaskState, node: String?, listen: String) async -> Slot {
+    /// Slurm requeued array task `arrayIndex` (restart `task.restarts`) and its earlier
+    /// start is over (no longer completing). Its proxy is closed: its placeholder opens
+    /// nothing any more, whatever still runs on a lost node. The item starts over as a new
+    /// run, as a local run requeued for the API's pushback does: the new run's task file is
+    /// written first (the task waits on its node until it names that start), then the
+    /// earlier run is collected here from the shared filesystem, and discarded when it left
+    /// nothing (no commit, no request), else kept whole as one the batch replaced. Returns
+    /// the slot to follow, or nil when the task is done with: its earlier run had already
+    /// ended on its own (it stays the item's), or the batch stops, or the new run could not
+    /// be handed over; the requeued start is cancelled then.
+    private func requeued(_ slot: Slot, arrayIndex: Int, job: String, task: SlurmCommands.TaskState, node: String?, listen: String) async -> Slot? {
         let taskID = "\(job)_\(arrayIndex)"
         let cause = "slurm requeued task \(taskID) (restart \(task.restarts)) while its run \(slot.plan.id) was on \(node ?? "a node")"
             + (node.map { " (node \($0) lost?)" } ?? "")
         slot.proxy.stop()
-        let earlier = await settle(slot, cause: cause + " before the run was collected")
-        var next = slot
-        next.restarts = task.restarts
+        let executor = RunExecutor(kind: ExecutorKind.slurm.rawValue, jobID: taskID, node: node)
+        // A run that reached its own verdict before the requeue (not one the requeue's
+        // SIGTERM interrupted) is the item's run: it does not start over.
+        let ended = (try? slot.plan.store.load(slot.plan.id)).map { ![.running, .interrupted].contains($0.status) } ?? false
         let stopping = shared.withLock { state in state.stopping || state.cancelled || state.cancelledForBudget }
             || slot.plan.sharedBudget?.isReached == true
-        let replanned = stopping ? nil : try? slot.plan.replanned()
+        let replanned = ended || stopping ? nil : try? slot.plan.replanned()
         guard let replanned else {
-            // Not started again: the earlier run stays the item's (collect() finds it once the task is cancelled).
-            slot.progress.warn(cause + "; the batch is stopping, so it does not start again")
+            // Not started again: the earlier run stays the item's.
+            slot.progress.warn(cause + (ended ? "; its run had ended already, so it does not start again" : "; the batch is stopping, so it does not start again"))
             _ = try? await Command.run(["scancel", taskID])
-            return next
+            var run = await settle(slot, cause: cause + " before the run was collected", executor: executor)
+                ?? Self.errorRecord(plan: slot.plan, reason: cause + " before its run began")
+            if !slot.requeues.isEmpty { run.requeues = slot.requeues }
+            try? slot.plan.store.save(run)
+            finish(run, itemIndex: slot.itemIndex, progress: slot.progress)
+            return nil
         }
-        if let earlier, (earlier.commits ?? 0) > 0 || earlier.leftoversCommitted || (earlier.requests ?? 0) > 0 {
+        let progress = Progress(runID: replanned.id, handler: handler)
+        let next: Slot
+        do {
+            next = try open(replanned, itemIndex: slot.itemIndex, arrayIndex: arrayIndex, listen: listen, progress: progress, restarts: task.restarts)
+        } catch {
+            // The new start cannot be handed over: it is cancelled; the earlier run stays the item's.
+            _ = try? await Command.run(["scancel", taskID])
+            slot.progress.warn(cause + "; could not start it again: \(error)")
+            var run = await settle(slot, cause: cause + " before the run was collected", executor: executor)
+                ?? Self.errorRecord(plan: slot.plan, reason: cause + "; could not start it again: \(error)")
+            if !slot.requeues.isEmpty { run.requeues = slot.requeues }
+            try? slot.plan.store.save(run)
+            finish(run, itemIndex: slot.itemIndex, progress: slot.progress)
+            return nil
+        }
+        var following = next
+        following.requeues = slot.requeues + [RequeueRecord(at: Date(), reason: cause, backoffS: 0)]
+        let earlier = await settle(slot, cause: cause + " before the run was collected", executor: executor)
+        // A run still `running` is another patina's to collect: kept, never removed under it.
+        if let earlier, earlier.status == .running || (earlier.commits ?? 0) > 0 || earlier.leftoversCommitted || (earlier.requests ?? 0) > 0 {
             var replaced = ReplacedRun(earlier)
             replaced.replacedBy = replanned.id
             shared.withLock { state in
@@ -278,22 +316,10 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
         slot.progress.warn(cause + "; it starts over as run \(replanned.id)"
             + (earlier.map { " (\($0.id) \($0.status.rawValue)" + ((($0.commits ?? 0) > 0) ? ", its work kept on \($0.branch))" : ")") } ?? ""))
         slot.progress.emit(.replaced(by: replanned.id))
-        let progress = Progress(runID: replanned.id, handler: handler)
-        do {
-            next = try open(replanned, itemIndex: slot.itemIndex, arrayIndex: arrayIndex, listen: listen, progress: progress, restarts: task.restarts)
-        } catch {
-            // The new start cannot be handed over: it is cancelled, and the item has an error run.
-            _ = try? await Command.run(["scancel", taskID])
-            var record = Self.errorRecord(plan: replanned, reason: "could not start requeued task \(taskID) again: \(error)")
-            record.executor = RunExecutor(kind: ExecutorKind.slurm.rawValue, jobID: taskID)
-            finish(record, itemIndex: slot.itemIndex, progress: progress)
-            return next
-        }
-        next.requeues = slot.requeues + [RequeueRecord(at: Date(), reason: cause, backoffS: 0)]
         progress.phase(.queued)
         progress.step("slurm task \(taskID) requeued (restart \(task.restarts)): run \(replanned.id)")
         save()
-        return next
+        return following
     }
 
     /// The record of a task that ended: the node's run.json with what this patina's proxy
@@ -364,7 +390,7 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
             run.executor = recorded
         }
         let apiLog = SlurmTask.directory(batch: record.id, store: store).appendingPathComponent("\(plan.id).api.jsonl")
-        if FileManager.default.fileExists(atPath: plan.runDirectory.path) {
+        if FileManager.default.fileExists(atPath: plan.runDirectory.path), FileManager.default.fileExists(atPath: apiLog.path) {
             let kept = plan.runDirectory.appendingPathComponent("api.jsonl")
             try? FileManager.default.removeItem(at: kept)
             try? FileManager.default.moveItem(at: apiLog, to: kept)

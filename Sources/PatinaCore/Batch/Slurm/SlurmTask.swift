@@ -59,13 +59,21 @@ public struct SlurmTask: Codable, Sendable, Equatable {
         directory(batch: batch, store: store).appendingPathComponent("task-\(index).out")
     }
 
-    /// Written readable by its owner only (the placeholder opens the run's proxy), whole:
-    /// a node reading it while it is written again sees the old file or the new one.
+    /// Written readable by its owner only from its first byte (the placeholder opens the
+    /// run's proxy), and whole: a node reading it while it is written again sees the old
+    /// file or the new one.
     func write(to url: URL) throws {
         let data = try RunRecord.encoder.encode(self)
         let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString)")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw PlanError("could not create \(temporary.path)")
+        let descriptor = open(temporary.path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw PlanError("could not create \(temporary.path): \(String(cString: strerror(errno)))") }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        do {
+            try handle.write(contentsOf: data)
+            try handle.close()
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw error
         }
         guard rename(temporary.path, url.path) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -103,6 +111,9 @@ public enum SlurmTaskRunner {
         var plan = try await Planner.plan(item.options, directory: directory, environment: clean, engine: engine,
                                           checkEngine: true, requireCredentials: false)
         plan = plan.withID(task.runID)
+        // Once the submitting patina handed this task's next start a new run (Slurm requeued
+        // it while this node was cut off), this run's record is the submitting patina's.
+        plan.store.owns = owner(of: task, file: SlurmTask.url(index: index, batch: batchID, store: store))
         plan.batchID = batch.id
         plan.attempt = item.attempt
         plan.name = item.name
@@ -111,6 +122,15 @@ public enum SlurmTaskRunner {
         plan.executor = RunExecutor(kind: ExecutorKind.slurm.rawValue, jobID: job, node: environment["SLURMD_NODENAME"], host: RunExecutor.thisHost,
                                     restarts: restarts)
         return plan
+    }
+
+    /// Whether this start of a task still owns `task`'s run: as long as the task's file
+    /// names it (an unreadable file changes nothing).
+    static func owner(of task: SlurmTask, file: URL) -> @Sendable (String) -> Bool {
+        { id in
+            guard id == task.runID, let now = try? SlurmTask.load(from: file) else { return true }
+            return now.runID == task.runID && now.restarts == task.restarts
+        }
     }
 
     /// The task's file for this start of the task. A task Slurm requeued starts again
@@ -122,7 +142,11 @@ public enum SlurmTaskRunner {
         let deadline = Date().addingTimeInterval(patience)
         while true {
             let task = try SlurmTask.load(from: url)
-            if task.restarts >= restarts { return task }
+            if task.restarts == restarts { return task }
+            // Slurm requeued the task again meanwhile: this start is not the task's any more.
+            guard task.restarts < restarts else {
+                throw PlanError("task \(index) of batch \(batch) was requeued again (restart \(task.restarts)) while this start (restart \(restarts)) waited: nothing to run here")
+            }
             guard Date() < deadline else {
                 throw PlanError("Slurm requeued task \(index) of batch \(batch) (restart \(restarts)), but the submitting patina did not hand it a new run within \(Int(patience)) s (is it still running?); `patina batch resume \(batch)` runs the item again")
             }
