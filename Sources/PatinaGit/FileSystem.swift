@@ -76,7 +76,10 @@ enum FileSystem {
         do {
             try FileManager.default.removeItem(atPath: path)
         } catch {
-            throw .fileSystem("cannot remove \(path): \(reason(error))")
+            // A tree deeper than Foundation's path limit (an agent's `mkdir -p d/d/d/…`):
+            // rm walks it by descriptors, and stays on this filesystem (a view still mounted
+            // in it is refused, never removed through).
+            guard DeepRemoval.remove(path) else { throw .fileSystem("cannot remove \(path): \(reason(error))") }
         }
     }
 
@@ -299,5 +302,23 @@ final class UntrustedDirectory {
         case ELOOP, ENOTDIR: .unsafeSandboxGitDirectory("\(path) is not \(kind)")
         default: .fileSystem("cannot open \(path): \(String(cString: strerror(code)))")
         }
+    }
+}
+
+/// Removes a tree however deep, by `rm -rf --one-file-system` (which walks it with
+/// descriptors): for trees Foundation's path-based removal gives up on (ENAMETOOLONG).
+public enum DeepRemoval {
+    /// Whether `path` is gone afterwards.
+    @discardableResult
+    public static func remove(_ path: String) -> Bool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/rm")
+        process.arguments = ["-rf", "--one-file-system", "--", path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        process.waitUntilExit()
+        var info = stat()
+        return lstat(path, &info) != 0
     }
 }

@@ -103,9 +103,11 @@ struct LiveBoardEndToEndTests {
         let start = Process()
         start.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         // Every descriptor past stdio is closed first: tmux's server is forked, not exec'd, and
-        // would keep whatever Foundation watches to see its child end.
-        let closeAll = #"for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; exec "$@""#
-        start.arguments = ["bash", "-c", closeAll, "bash"] + tmux + ["new-session", "-d", "-s", "board", "-x", "72", "-y", "10", "bash \(script.path)"]
+        // would keep whatever Foundation watches to see its child end. And no signal stays
+        // blocked (a test's thread blocks some): else the pane's shell ignores the SIGHUP of
+        // `kill-server`, and the server waits for it for ever.
+        let clean = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.closerange(3, 65536); os.execvp(sys.argv[1], sys.argv[1:])"
+        start.arguments = ["python3", "-c", clean] + tmux + ["new-session", "-d", "-s", "board", "-x", "72", "-y", "10", "bash \(script.path)"]
         start.standardInput = FileHandle.nullDevice
         start.standardOutput = FileHandle.nullDevice
         start.standardError = FileHandle.nullDevice

@@ -1,4 +1,5 @@
 import Foundation
+import PatinaGit
 import PatinaCore
 
 /// A throwaway git repository (made with the git CLI) and its own patina home.
@@ -28,10 +29,10 @@ public final class TemporaryRepository: @unchecked Sendable {
         let repos = home.appendingPathComponent("repos")
         for name in (try? FileManager.default.contentsOfDirectory(atPath: repos.path)) ?? [] {
             if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: repos.appendingPathComponent(name).path) {
-                try? FileManager.default.removeItem(atPath: target)
+                if (try? FileManager.default.removeItem(atPath: target)) == nil { DeepRemoval.remove(target) }
             }
         }
-        try? FileManager.default.removeItem(at: root)
+        if (try? FileManager.default.removeItem(at: root)) == nil { DeepRemoval.remove(root.path) }
     }
 
     /// The repository's store in patina's home, its link followed (StorePlacement): where a

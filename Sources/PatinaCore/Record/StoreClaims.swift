@@ -1,4 +1,5 @@
 import Foundation
+import PatinaGit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -142,6 +143,11 @@ extension StorePlacement {
             }
         }
         for claim in orphan.homeClaims { try? fm.removeItem(at: claim) }
-        try fm.removeItem(at: aside)
+        do {
+            try fm.removeItem(at: aside)
+        } catch {
+            // A tree an agent made too deep for a path (see DeepRemoval).
+            guard DeepRemoval.remove(aside.path) else { throw error }
+        }
     }
 }
