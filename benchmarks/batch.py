@@ -36,18 +36,24 @@ def proc_stats(pid):
     return hwm / 1024, ticks / 100.0
 
 
-def run_batch(args, ws, fake, jobs, tasks_file):
-    cmd = [args.patina, "batch", "--agent-binary", args.agent_binary, "--base-image", args.base_image,
-           "--jobs", str(jobs), "--quiet", "--json", str(tasks_file)]
-    env = fake.env({"PATINA_HOME": str(ws.home)})
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ws.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def watch(proc):
+    """Until `proc` exits: its peak RSS in MiB and CPU seconds, sampled every 0.2 s."""
     peak, cpu = 0.0, 0.0
     while proc.poll() is None:
         stats = proc_stats(proc.pid)
         if stats:
             peak, cpu = max(peak, stats[0]), stats[1]
         time.sleep(0.2)
+    return peak, cpu
+
+
+def run_batch(args, ws, fake, jobs, tasks_file):
+    cmd = [args.patina, "batch", "--agent-binary", args.agent_binary, "--base-image", args.base_image,
+           "--jobs", str(jobs), "--quiet", "--json", str(tasks_file)]
+    env = fake.env({"PATINA_HOME": str(ws.home)})
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ws.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak, cpu = watch(proc)
     wall = time.monotonic() - t0
     out, err = proc.communicate()
     record = json.loads(out) if out.strip() else {}

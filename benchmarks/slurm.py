@@ -30,7 +30,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from batch import proc_stats
+from batch import watch
 from common import (FakeModel, Workspace, add_common_args, check_prerequisites, fmt, log, run_patina, table,
                     write_results, ROOT)
 
@@ -53,14 +53,9 @@ def timed_batch(args, ws, home, fake, conf, tasks_file, extra, expected, poll="0
     # Files, not pipes: a 100-run batch prints more than a pipe holds while this samples.
     out_file, err_file = ws.dir / "batch.out", ws.dir / "batch.err"
     t0 = time.monotonic()
-    peak, cpu = 0.0, 0.0
     with open(out_file, "w") as out, open(err_file, "w") as err:
         proc = subprocess.Popen(cmd, cwd=ws.repo, env=env, stdout=out, stderr=err, text=True)
-        while proc.poll() is None:
-            stats = proc_stats(proc.pid)
-            if stats:
-                peak, cpu = max(peak, stats[0]), stats[1]
-            time.sleep(0.2)
+        peak, cpu = watch(proc)
     wall = time.monotonic() - t0
     out, err = out_file.read_text(), err_file.read_text()
     record = json.loads(out) if out.strip() else {}

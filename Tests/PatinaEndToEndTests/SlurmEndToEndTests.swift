@@ -77,10 +77,46 @@ struct SlurmEndToEndTests {
                                         "--format", "{{.Names}}"]).split(separator: "\n").count
     }
 
+    /// A model whose agent commits w.txt, then hangs in its Bash call.
+    func hangingModel() throws -> FakeModel {
+        try FakeModel(script: [
+            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
+            .text("unreachable"),
+        ])
+    }
+
+    /// `patina batch --on slurm ARGS tasks.txt` in the background; `ended` is set once it returned.
+    func startBatch(_ patina: PatinaRunner, _ repo: TemporaryRepository, _ extra: [String]) -> (BackgroundRun, EndedFlag) {
+        let ended = EndedFlag()
+        let run = BackgroundRun {
+            defer { ended.set() }
+            return try patina.run(self.arguments(extra + [repo.root.appendingPathComponent("tasks.txt").path]))
+        }
+        return (run, ended)
+    }
+
+    /// This process's environment with the test cluster's SLURM_CONF.
+    func clusterEnvironment(_ base: [String: String] = ProcessInfo.processInfo.environment) throws -> [String: String] {
+        var environment = base
+        environment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
+        return environment
+    }
+
+    /// Until the repository's first agent container runs (at most 180 s), or `going` says the batch ended.
+    func waitForAgent(_ repo: TemporaryRepository, while going: () -> Bool) throws {
+        let deadline = Date().addingTimeInterval(180)
+        while (try agentContainers(repo)) < 1 && Date() < deadline && going() { Thread.sleep(forTimeInterval: 0.3) }
+    }
+
+    /// `patina runs` on the container node (through srun), as `patina` would run it.
+    func runsOnTheContainerNode(_ repo: TemporaryRepository, _ patina: PatinaRunner) throws -> ProcessRunner.Output {
+        try ProcessRunner.run(["srun", "--nodelist=\(SlurmTestCluster.containerNode)", "--chdir=\(repo.path.path)",
+                               TestEnvironment.patinaBinary.path, "runs"], in: repo.path, environment: try clusterEnvironment(patina.environment))
+    }
+
     /// `scontrol update NodeName=NODES State=STATE` on the test cluster.
     func setNodes(_ nodes: [String], _ state: String) throws {
-        var environment = ProcessInfo.processInfo.environment
-        environment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
+        let environment = try clusterEnvironment()
         var arguments = ["scontrol", "update", "NodeName=\(nodes.joined(separator: ","))", "State=\(state)"]
         if state == "DRAIN" { arguments.append("Reason=patina-e2e") }
         _ = try ProcessRunner.run(arguments, environment: environment)
@@ -197,10 +233,7 @@ struct SlurmEndToEndTests {
 
     @Test func ctrlCCancelsTheArrayAndEveryRunIsCollected() throws {
         let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
-        let model = try FakeModel(script: [
-            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
-            .text("unreachable"),
-        ])
+        let model = try hangingModel()
         let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-ctrlc-" + UUID().uuidString.lowercased())
         let process = try patina.start(["yolo", "--on", "slurm", "--attempts", "3", "--jobs", "2",
                                         "--agent-binary", TestEnvironment.claudeBinary.path, "--base-image", TestEnvironment.baseImage,
@@ -347,20 +380,12 @@ struct SlurmEndToEndTests {
 
     @Test func aTaskKilledBeforeItCollectedIsCollectedByTheSubmittingPatina() throws {
         let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
-        let model = try FakeModel(script: [
-            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
-            .text("unreachable"),
-        ])
+        let model = try hangingModel()
         let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-kill-" + UUID().uuidString.lowercased())
         try repo.write("../tasks.txt", "task killed\n")
-        let ended = EndedFlag()
-        let run = BackgroundRun {
-            defer { ended.set() }
-            // On a node of this host: the submitting patina removes its containers itself.
-            return try patina.run(self.arguments(["--json", "--slurm-arg=--nodelist=patina-test-n1", repo.root.appendingPathComponent("tasks.txt").path]))
-        }
-        let deadline = Date().addingTimeInterval(180)
-        while (try agentContainers(repo)) < 1 && Date() < deadline && !ended.isSet { Thread.sleep(forTimeInterval: 0.3) }
+        // On a node of this host: the submitting patina removes its containers itself.
+        let (run, ended) = startBatch(patina, repo, ["--json", "--slurm-arg=--nodelist=patina-test-n1"])
+        try waitForAgent(repo) { !ended.isSet }
         Thread.sleep(forTimeInterval: 3)
         // SIGKILL to the node's patina (as after KillWait): it cannot collect, its containers stay.
         let pids = taskPIDs()
@@ -390,10 +415,7 @@ struct SlurmEndToEndTests {
     @Test func aLostNodesTaskIsRequeuedAndItsItemStartsOverOnAnotherNode() throws {
         let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
         let base = try repo.git("rev-parse", "main")
-        let model = try FakeModel(script: [
-            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
-            .text("unreachable"),
-        ])
+        let model = try hangingModel()
         let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-requeue-" + UUID().uuidString.lowercased())
         try repo.write("../tasks.txt", "task requeued\n")
         // The first start goes to the container node: the others take nothing new meanwhile.
@@ -403,13 +425,8 @@ struct SlurmEndToEndTests {
             try? setNodes(hostNodes, "RESUME")
             _ = SlurmTestCluster.start()
         }
-        let ended = EndedFlag()
-        let run = BackgroundRun {
-            defer { ended.set() }
-            return try patina.run(self.arguments(["--json", "--check", "test -f r.txt", repo.root.appendingPathComponent("tasks.txt").path]))
-        }
-        let deadline = Date().addingTimeInterval(180)
-        while (try agentContainers(repo)) < 1 && Date() < deadline && !ended.isSet { Thread.sleep(forTimeInterval: 0.3) }
+        let (run, ended) = startBatch(patina, repo, ["--json", "--check", "test -f r.txt"])
+        try waitForAgent(repo) { !ended.isSet }
         try #require(try agentContainers(repo) == 1, "the first start's agent never ran")
         Thread.sleep(forTimeInterval: 2)
         try setNodes(hostNodes, "RESUME")
@@ -450,14 +467,11 @@ struct SlurmEndToEndTests {
         #expect(task["run_id"] as? String == again["id"] as? String && task["restarts"] as? Int == 1)
         // The lost run's containers are the lost node's: the next patina there removes them.
         #expect(try agentContainers(repo) == 1)
-        guard case .success(let conf) = SlurmTestCluster.start() else {
+        guard case .success = SlurmTestCluster.start() else {
             Issue.record("the node did not come back")
             return
         }
-        var environment = patina.environment
-        environment["SLURM_CONF"] = conf
-        let there = try ProcessRunner.run(["srun", "--nodelist=\(SlurmTestCluster.containerNode)", "--chdir=\(repo.path.path)",
-                                           TestEnvironment.patinaBinary.path, "runs"], in: repo.path, environment: environment)
+        let there = try runsOnTheContainerNode(repo, patina)
         #expect(there.status == 0, "\(there.stderr)")
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }
@@ -468,28 +482,18 @@ struct SlurmEndToEndTests {
     /// starts over and succeeds. Nothing is collected twice.
     @Test func aTaskRequeuedOnALiveNodeIsCollectedThereAndStartsOver() throws {
         let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
-        let model = try FakeModel(script: [
-            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
-            .text("unreachable"),
-        ])
+        let model = try hangingModel()
         let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-preempt-" + UUID().uuidString.lowercased())
         try repo.write("../tasks.txt", "task preempted\n")
-        let ended = EndedFlag()
-        let run = BackgroundRun {
-            defer { ended.set() }
-            return try patina.run(self.arguments(["--json", repo.root.appendingPathComponent("tasks.txt").path]))
-        }
-        let deadline = Date().addingTimeInterval(180)
-        while (try agentContainers(repo)) < 1 && Date() < deadline && !ended.isSet { Thread.sleep(forTimeInterval: 0.3) }
+        let (run, ended) = startBatch(patina, repo, ["--json"])
+        try waitForAgent(repo) { !ended.isSet }
         try #require(try agentContainers(repo) == 1, "the first start's agent never ran")
         Thread.sleep(forTimeInterval: 2)
         let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
         let first = try #require(store.running().first)
         let task = try #require(first.executor?.jobID)
         try model.update(script: [.bash("echo r > r.txt && git add r.txt && git commit -qm again"), .text("done")])
-        var environment = ProcessInfo.processInfo.environment
-        environment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
-        let requeue = try ProcessRunner.run(["scontrol", "requeue", task], environment: environment)
+        let requeue = try ProcessRunner.run(["scontrol", "requeue", task], environment: try clusterEnvironment())
         #expect(requeue.status == 0, "\(requeue.stderr)")
         let output = try #require(run.wait())
         #expect(output.status == 0, "\(output.stderr.suffix(3000))")
@@ -513,21 +517,12 @@ struct SlurmEndToEndTests {
     /// `interrupted` and `batch resume` runs it again.
     @Test func aLostNodesRunIsCollectedHereItsContainersThereAndResumeRunsItAgain() throws {
         let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
-        let model = try FakeModel(script: [
-            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
-            .text("unreachable"),
-        ])
+        let model = try hangingModel()
         let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-lost-" + UUID().uuidString.lowercased())
         try repo.write("../tasks.txt", "task lost\n")
-        let ended = EndedFlag()
-        let run = BackgroundRun {
-            defer { ended.set() }
-            return try patina.run(self.arguments(["--json", "--slurm-arg=--nodelist=\(SlurmTestCluster.containerNode)", "--slurm-arg=--no-requeue",
-                                                  repo.root.appendingPathComponent("tasks.txt").path]))
-        }
+        let (run, ended) = startBatch(patina, repo, ["--json", "--slurm-arg=--nodelist=\(SlurmTestCluster.containerNode)", "--slurm-arg=--no-requeue"])
         defer { _ = SlurmTestCluster.start() }
-        let deadline = Date().addingTimeInterval(180)
-        while (try agentContainers(repo)) < 1 && Date() < deadline && !ended.isSet { Thread.sleep(forTimeInterval: 0.3) }
+        try waitForAgent(repo) { !ended.isSet }
         Thread.sleep(forTimeInterval: 2)
         // The node is lost: everything in its container dies at once.
         try ProcessRunner.check(["docker", "kill", SlurmTestCluster.nodeContainer])
@@ -548,14 +543,11 @@ struct SlurmEndToEndTests {
         #expect(try agentContainers(repo) == 1, "a patina on this host removed the lost node's containers")
 
         // The node comes back; the next patina command there removes them.
-        guard case .success(let conf) = SlurmTestCluster.start() else {
+        guard case .success = SlurmTestCluster.start() else {
             Issue.record("the node did not come back")
             return
         }
-        var environment = patina.environment
-        environment["SLURM_CONF"] = conf
-        let there = try ProcessRunner.run(["srun", "--nodelist=\(SlurmTestCluster.containerNode)", "--chdir=\(repo.path.path)",
-                                           TestEnvironment.patinaBinary.path, "runs"], in: repo.path, environment: environment)
+        let there = try runsOnTheContainerNode(repo, patina)
         #expect(there.status == 0, "\(there.stderr)")
         #expect(there.stderr.contains("removed the containers of run"), "\(there.stderr)")
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
@@ -579,17 +571,13 @@ struct SlurmEndToEndTests {
     /// task could reach the model) and the batch marked interrupted.
     @Test func withTheSubmitterGoneTooTheNextCommandHereCollectsALostNodesRun() throws {
         let repo = try TemporaryRepository(under: SlurmTestCluster.shared)
-        let model = try FakeModel(script: [
-            .bash("echo w > w.txt && git add w.txt && git commit -qm work && tail -f /dev/null"),
-            .text("unreachable"),
-        ])
+        let model = try hangingModel()
         let patina = try slurmPatina(repo, model: model, key: "sk-ant-api03-slurm-gone-" + UUID().uuidString.lowercased())
         try repo.write("../tasks.txt", "task orphaned\n")
         let process = try patina.start(arguments(["--slurm-arg=--nodelist=\(SlurmTestCluster.containerNode)",
                                                   repo.root.appendingPathComponent("tasks.txt").path]))
         defer { _ = SlurmTestCluster.start() }
-        let deadline = Date().addingTimeInterval(180)
-        while (try agentContainers(repo)) < 1 && Date() < deadline && process.isRunning { Thread.sleep(forTimeInterval: 0.3) }
+        try waitForAgent(repo) { process.isRunning }
         Thread.sleep(forTimeInterval: 2)
         let store = RunStore(home: repo.home, repositoryCommonDirectory: repo.path.appendingPathComponent(".git"))
         let id = try #require(store.running().first?.id)
@@ -597,14 +585,13 @@ struct SlurmEndToEndTests {
         process.waitUntilExit()
         try ProcessRunner.check(["docker", "kill", SlurmTestCluster.nodeContainer])
         // No patina command while Slurm finds the node lost and requeues its task.
-        var clusterEnvironment = ProcessInfo.processInfo.environment
-        clusterEnvironment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
+        let cluster = try clusterEnvironment()
         let task = try #require(try store.load(id).executor?.jobID)
         var shown = ""
         let requeueDeadline = Date().addingTimeInterval(90)
         while !shown.contains("Restarts=1") && Date() < requeueDeadline {
             Thread.sleep(forTimeInterval: 1)
-            shown = (try? ProcessRunner.run(["scontrol", "show", "job", task], environment: clusterEnvironment))?.stdout ?? ""
+            shown = (try? ProcessRunner.run(["scontrol", "show", "job", task], environment: cluster))?.stdout ?? ""
         }
         try #require(shown.contains("Restarts=1"), "slurm did not requeue \(task): \(shown)")
         // A command here collects the run, whose start of the task is over.
@@ -622,17 +609,14 @@ struct SlurmEndToEndTests {
         let batch = try BatchStore(runs: store).load(try #require(record.batch))
         #expect(batch.status == .interrupted, "\(notes.suffix(1500))")
         let states = try ProcessRunner.run(["squeue", "--noheader", "--array", "--states=all", "--jobs=\(try #require(batch.slurmJob))", "--format=%T"],
-                                           environment: clusterEnvironment)
+                                           environment: cluster)
         #expect(states.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) } == ["CANCELLED"], "\(states.stdout)")
         #expect(try repo.git("show", "\(record.branch):w.txt") == "w")
         // Its containers are the node's to remove.
         #expect(try agentContainers(repo) == 1)
         #expect(store.leftOnHost(SlurmTestCluster.containerNode) == [id])
         _ = SlurmTestCluster.start()
-        var environment = patina.environment
-        environment["SLURM_CONF"] = try SlurmTestCluster.conf.get()
-        let there = try ProcessRunner.run(["srun", "--nodelist=\(SlurmTestCluster.containerNode)", "--chdir=\(repo.path.path)",
-                                           TestEnvironment.patinaBinary.path, "runs"], in: repo.path, environment: environment)
+        let there = try runsOnTheContainerNode(repo, patina)
         #expect(there.status == 0, "\(there.stderr)")
         #expect(try PatinaRunner.leftoverContainers(repository: repo).isEmpty)
     }

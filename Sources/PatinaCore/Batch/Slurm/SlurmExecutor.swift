@@ -270,14 +270,8 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
             || slot.plan.sharedBudget?.isReached == true
         let replanned = ended || stopping ? nil : try? slot.plan.replanned()
         guard let replanned else {
-            // Not started again: the earlier run stays the item's.
-            slot.progress.warn(cause + (ended ? "; its run had ended already, so it does not start again" : "; the batch is stopping, so it does not start again"))
-            _ = try? await Command.run(["scancel", taskID])
-            var run = await settle(slot, cause: cause + " before the run was collected", executor: executor)
-                ?? Self.errorRecord(plan: slot.plan, reason: cause + " before its run began")
-            if !slot.requeues.isEmpty { run.requeues = slot.requeues }
-            try? slot.plan.store.save(run)
-            finish(run, itemIndex: slot.itemIndex, progress: slot.progress)
+            await keepEarlier(slot, taskID: taskID, cause: cause, executor: executor,
+                              because: ended ? "; its run had ended already, so it does not start again" : "; the batch is stopping, so it does not start again")
             return nil
         }
         let progress = Progress(runID: replanned.id, handler: handler)
@@ -285,14 +279,7 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
         do {
             next = try open(replanned, itemIndex: slot.itemIndex, arrayIndex: arrayIndex, listen: listen, progress: progress, restarts: task.restarts)
         } catch {
-            // The new start cannot be handed over: it is cancelled; the earlier run stays the item's.
-            _ = try? await Command.run(["scancel", taskID])
-            slot.progress.warn(cause + "; could not start it again: \(error)")
-            var run = await settle(slot, cause: cause + " before the run was collected", executor: executor)
-                ?? Self.errorRecord(plan: slot.plan, reason: cause + "; could not start it again: \(error)")
-            if !slot.requeues.isEmpty { run.requeues = slot.requeues }
-            try? slot.plan.store.save(run)
-            finish(run, itemIndex: slot.itemIndex, progress: slot.progress)
+            await keepEarlier(slot, taskID: taskID, cause: cause, executor: executor, because: "; could not start it again: \(error)")
             return nil
         }
         var following = next
@@ -320,6 +307,22 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
         progress.step("slurm task \(taskID) requeued (restart \(task.restarts)): run \(replanned.id)")
         save()
         return following
+    }
+
+    /// A requeued start that does not run: it is cancelled, and the earlier run (collected
+    /// here if its node did not) stays the item's.
+    private func keepEarlier(_ slot: Slot, taskID: String, cause: String, executor: RunExecutor, because: String) async {
+        slot.progress.warn(cause + because)
+        _ = try? await Command.run(["scancel", taskID])
+        var run: RunRecord
+        if let settled = await settle(slot, cause: cause + " before the run was collected", executor: executor) {
+            run = settled
+        } else {
+            run = Self.errorRecord(plan: slot.plan, reason: cause + because)
+            run.requeues = slot.requeues.isEmpty ? nil : slot.requeues
+            try? slot.plan.store.save(run)
+        }
+        finish(run, itemIndex: slot.itemIndex, progress: slot.progress)
     }
 
     /// The record of a task that ended: the node's run.json with what this patina's proxy
@@ -351,16 +354,15 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
         let cause = task.state == "NODE_FAIL"
             ? "node \(node) was lost (slurm task \(job)_\(arrayIndex) ended NODE_FAIL) before the run was collected"
             : "slurm task \(job)_\(arrayIndex) on \(node) ended \(task.state) before its run was collected"
-        guard var run = await settle(slot, cause: cause, executor: executor) else { return }
-        if !slot.requeues.isEmpty { run.requeues = slot.requeues }
-        try? plan.store.save(run)
+        guard let run = await settle(slot, cause: cause, executor: executor) else { return }
         finish(run, itemIndex: itemIndex, progress: progress)
     }
 
     /// The run of a task's start that is over, as its node left it on the shared
     /// filesystem: collected here when the node did not (SIGKILL past KillWait, node lost),
-    /// with what this patina's proxy counted and its api.jsonl; saved. Nil when it left no record.
-    private func settle(_ slot: Slot, cause: String, executor: RunExecutor? = nil) async -> RunRecord? {
+    /// with what this patina's proxy counted, its api.jsonl and the requeues before it; saved.
+    /// Nil when it left no record.
+    private func settle(_ slot: Slot, cause: String, executor: RunExecutor) async -> RunRecord? {
         let plan = slot.plan, progress = slot.progress
         guard var run = try? plan.store.load(plan.id) else { return nil }
         if run.status == .running {
@@ -383,12 +385,11 @@ public final class SlurmExecutor: BatchExecutor, Sendable {
         }
         run.modelEndpoint = plan.credentials.baseURL.absoluteString
         run.maxCostUSD = plan.maxCostUSD
-        if let executor {
-            var recorded = run.executor ?? executor
-            recorded.jobID = recorded.jobID ?? executor.jobID
-            recorded.node = recorded.node ?? executor.node
-            run.executor = recorded
-        }
+        var recorded = run.executor ?? executor
+        recorded.jobID = recorded.jobID ?? executor.jobID
+        recorded.node = recorded.node ?? executor.node
+        run.executor = recorded
+        if !slot.requeues.isEmpty { run.requeues = slot.requeues }
         let apiLog = SlurmTask.directory(batch: record.id, store: store).appendingPathComponent("\(plan.id).api.jsonl")
         if FileManager.default.fileExists(atPath: plan.runDirectory.path), FileManager.default.fileExists(atPath: apiLog.path) {
             let kept = plan.runDirectory.appendingPathComponent("api.jsonl")
